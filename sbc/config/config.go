@@ -1,0 +1,297 @@
+package config
+
+import (
+	"net/netip"
+	"os"
+)
+
+// Config is the whole node configuration. Every field documents its default; Default returns it.
+type Config struct {
+	Node      Node      `yaml:"node"`
+	Log       Log       `yaml:"log"`
+	SIP       SIP       `yaml:"sip"`
+	Registrar Registrar `yaml:"registrar"`
+	Calls     Calls     `yaml:"calls"`
+	Media     Media     `yaml:"media"`
+	TURN      TURN      `yaml:"turn"`
+	Admin     Admin     `yaml:"admin"`
+	Cluster   Cluster   `yaml:"cluster"`
+	Guard     Guard     `yaml:"guard"`
+	Rooms     []Room    `yaml:"rooms"`
+}
+
+// Node identifies this process.
+type Node struct {
+	// ID names the node in the cluster. Default: the host name.
+	ID string `yaml:"id"`
+	// DataDir holds the Raft log, snapshots, certificates and the admin socket. Default: ./data.
+	DataDir string `yaml:"data_dir"`
+	// DrainTimeout bounds how long SIGTERM waits for active calls before stopping. Default: 30s.
+	DrainTimeout Duration `yaml:"drain_timeout"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error. Default: info.
+	Level string `yaml:"level"`
+	// Format is text or json. Default: text.
+	Format string `yaml:"format"`
+}
+
+// TLS names a certificate and key in PEM files.
+type TLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// SIP configures the signalling edge.
+type SIP struct {
+	// Domain is the SIP domain rooms register in (sip:ROOM@DOMAIN) and the digest realm.
+	// Default: portcullis.local.
+	Domain string `yaml:"domain"`
+	// Listen lists the listeners. Default: [udp://0.0.0.0:5060, tcp://0.0.0.0:5060].
+	// A tls:// listener needs TLS.Cert and TLS.Key.
+	Listen []Listen `yaml:"listen"`
+	// Advertise is the host put in Via and Contact when the listeners are behind 1:1 NAT or bound
+	// to 0.0.0.0. Default: the listener IP, or the host's primary address for 0.0.0.0.
+	Advertise string `yaml:"advertise"`
+	// TLS is the certificate for tls:// listeners (TLS 1.2 or later only). Default: none.
+	TLS TLS `yaml:"tls"`
+	// MaxMessageSize is the largest SIP message accepted, in bytes. Default: 65535.
+	MaxMessageSize int `yaml:"max_message_size"`
+	// ReadTimeout is how long a TCP/TLS peer may take to send a whole message once it started
+	// (no slowloris). Default: 10s.
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// IdleTimeout closes a TCP/TLS connection that carried nothing, not even a CRLF keepalive,
+	// for this long. Default: 10m.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxConnsPerSource caps open TCP/TLS connections per source IP. Default: 32.
+	MaxConnsPerSource int `yaml:"max_conns_per_source"`
+	// UserAgent, when set, is sent as Server/User-Agent on our messages. Default: empty (none).
+	UserAgent string `yaml:"user_agent"`
+	// PassUserAgent relays the peers' User-Agent/Server headers to the other leg. Default: false.
+	PassUserAgent bool `yaml:"pass_user_agent"`
+}
+
+// Registrar configures registrations of room systems.
+type Registrar struct {
+	// MinExpires: shorter registrations get 423 Interval Too Brief. Default: 60s.
+	MinExpires Duration `yaml:"min_expires"`
+	// MaxExpires caps registrations. Default: 1h.
+	MaxExpires Duration `yaml:"max_expires"`
+	// DefaultExpires applies when the room asks for none. Default: 10m.
+	DefaultExpires Duration `yaml:"default_expires"`
+	// KeepaliveInterval: UDP bindings get an OPTIONS over their flow this often. Default: 25s.
+	KeepaliveInterval Duration `yaml:"keepalive_interval"`
+	// KeepaliveFailures: a binding whose keepalive fails this many times in a row is dropped.
+	// Default: 2.
+	KeepaliveFailures int `yaml:"keepalive_failures"`
+	// Grace keeps a binding this long after its TCP/TLS flow closed. Default: 30s.
+	Grace Duration `yaml:"grace"`
+	// MaxContacts per room. Default: 5.
+	MaxContacts int `yaml:"max_contacts"`
+	// NonceTTL is how long a digest nonce is valid (after that: stale=true). Default: 5m.
+	NonceTTL Duration `yaml:"nonce_ttl"`
+}
+
+// Calls configures the B2BUA.
+type Calls struct {
+	// RingTimeout: unanswered calls are cancelled after it (408). Default: 60s.
+	RingTimeout Duration `yaml:"ring_timeout"`
+	// MaxDuration ends calls that last longer. 0 disables. Default: 12h.
+	MaxDuration Duration `yaml:"max_duration"`
+	// SessionExpires is the RFC 4028 session interval asked for. Default: 30m.
+	SessionExpires Duration `yaml:"session_expires"`
+	// MinSE is the smallest session interval accepted (RFC 4028). Default: 90s.
+	MinSE Duration `yaml:"min_se"`
+	// RequireSDP refuses INVITEs without an SDP offer with 488. Default: false.
+	RequireSDP bool `yaml:"require_sdp"`
+	// Follow3xx follows redirects on outbound calls instead of failing. Default: false.
+	Follow3xx bool `yaml:"follow_3xx"`
+}
+
+// Media configures the RTP relay.
+type Media struct {
+	// Bind is the address relay sockets bind to. Default: 0.0.0.0.
+	Bind netip.Addr `yaml:"bind"`
+	// Advertise is the address written into SDP (public address behind 1:1 NAT).
+	// Default: Bind, or the host's primary address when Bind is 0.0.0.0.
+	Advertise netip.Addr `yaml:"advertise"`
+	// Ports is the RTP/RTCP port range (pairs: even RTP, odd RTCP). Default: 20000-39999.
+	Ports PortRange `yaml:"ports"`
+	// Drain keeps a released port bound and discarding before reuse. Default: 5s.
+	Drain Duration `yaml:"drain"`
+	// LatchWindow is how long a stream learns its peer's source address. Default: 2s.
+	LatchWindow Duration `yaml:"latch_window"`
+	// Timeout ends a call with no RTP in either direction for this long. Default: 60s.
+	Timeout Duration `yaml:"timeout"`
+	// HoldTimeout replaces Timeout while a call is on hold. Default: 2h.
+	HoldTimeout Duration `yaml:"hold_timeout"`
+	// StripICE removes ICE attributes toward endpoints (media is anchored anyway). Default: true.
+	StripICE *bool `yaml:"strip_ice"`
+}
+
+// TURN configures the TURN server for ICE endpoints.
+type TURN struct {
+	// Listen lists TURN listeners (udp://, tcp://, tls://). Empty disables TURN.
+	// Default: [udp://0.0.0.0:3478].
+	Listen []Listen `yaml:"listen"`
+	// TLS is the certificate for a tls:// TURN listener.
+	TLS TLS `yaml:"tls"`
+	// Realm of TURN long-term credentials. Default: sip.domain (then rooms' SIP credentials work).
+	Realm string `yaml:"realm"`
+	// Secret enables time-limited TURN REST credentials (coturn use-auth-secret). Default: none.
+	Secret string `yaml:"secret"`
+	// Quota is the most live allocations per user. Default: 10.
+	Quota int `yaml:"quota"`
+	// Ports is the relay port range; it must not overlap media.ports. Default: 40000-44999.
+	Ports PortRange `yaml:"ports"`
+	// AllowPeers lists peer networks TURN may relay to even though they are private/loopback.
+	// Default: none (no relaying into loopback, private, link-local or our own addresses).
+	AllowPeers []netip.Prefix `yaml:"allow_peers"`
+}
+
+// Admin configures the HTTP API, metrics and dashboard.
+type Admin struct {
+	// Listen is the API address. Default: 127.0.0.1:8443. A non-loopback address needs TLS.
+	Listen string `yaml:"listen"`
+	// TLS serves the API over HTTPS. Default: none (plain HTTP, loopback only).
+	TLS TLS `yaml:"tls"`
+	// AllowedHosts are Host header names accepted besides loopback addresses (DNS rebinding
+	// protection). Default: none.
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// Token, when set, is registered as an admin token at start (prefer PORTCULLIS_ADMIN_TOKEN
+	// in the environment). Default: none. There is never a default token.
+	Token string `yaml:"token"`
+}
+
+// Cluster configures the Raft node. A node without Join forms (or restarts) its own cluster.
+type Cluster struct {
+	// Bind is the Raft/cluster-RPC address. Default: 127.0.0.1:7000.
+	Bind string `yaml:"bind"`
+	// Advertise is the address other nodes dial. Default: Bind.
+	Advertise string `yaml:"advertise"`
+	// Join lists cluster addresses to join on first start. Default: none (bootstrap alone).
+	Join []string `yaml:"join"`
+	// JoinToken authenticates a first join (from `portcullis cluster join-token`).
+	JoinToken string `yaml:"join_token"`
+	// CA, Cert, Key: cluster mTLS material. Default: generated in data_dir on first start.
+	CA   string `yaml:"ca"`
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Guard configures caller filtering.
+type Guard struct {
+	// Allow lists trusted callers/sources: CIDRs, IPs, domains, user@domain patterns.
+	// Allow-listed source CIDRs skip flood limits. Default: none.
+	Allow []string `yaml:"allow"`
+	// Deny lists refused callers/sources (CIDRs are dropped before parsing). Default: none.
+	Deny []string `yaml:"deny"`
+	// ScannerUserAgents are case-insensitive User-Agent substrings of SIP scanners.
+	// Default: a built-in list (friendly-scanner, sipvicious, sipcli, VaxSIPUserAgent, ...).
+	ScannerUserAgents []string `yaml:"scanner_user_agents"`
+	// BanTime is the first ban's length; repeat offenders get longer ones. Default: 1h.
+	BanTime Duration `yaml:"ban_time"`
+	// BanMax caps a ban's length. Default: 7 days (168h).
+	BanMax Duration `yaml:"ban_max"`
+	// RequestRate is requests per second allowed per untrusted source (IPv6: per /64). Default: 20.
+	RequestRate float64 `yaml:"request_rate"`
+	// RequestBurst is the burst allowed above RequestRate. Default: 40.
+	RequestBurst int `yaml:"request_burst"`
+	// AuthFailures failed digest logins within AuthWindow ban a source. Default: 10 in 1m.
+	AuthFailures int      `yaml:"auth_failures"`
+	AuthWindow   Duration `yaml:"auth_window"`
+	// UnknownUsers different unknown users tried within UnknownWindow ban a source
+	// (extension enumeration). Default: 5 in 1m.
+	UnknownUsers  int      `yaml:"unknown_users"`
+	UnknownWindow Duration `yaml:"unknown_window"`
+	// Stealth drops refused scans silently instead of answering. Default: true.
+	Stealth *bool `yaml:"stealth"`
+	// Feeds are threat lists (plain text or JSON) loaded from files or http(s) URLs.
+	Feeds []Feed `yaml:"feeds"`
+	// Events is the size of the recent-events buffer. Default: 10000.
+	Events int `yaml:"events"`
+}
+
+// Feed is one threat list.
+type Feed struct {
+	// URL is a file path or an http(s) URL.
+	URL string `yaml:"url"`
+	// Interval between reloads. Default: 1h.
+	Interval Duration `yaml:"interval"`
+}
+
+// Room is a room system declared in the config. Rooms can also be managed through the API.
+type Room struct {
+	// Name is the SIP user: the room registers as sip:NAME@DOMAIN. Required.
+	Name string `yaml:"name"`
+	// Password in plain text, or HA1MD5 / HA1SHA256 (hex of H(name:domain:password)). One is required.
+	Password  string `yaml:"password"`
+	HA1MD5    string `yaml:"ha1_md5"`
+	HA1SHA256 string `yaml:"ha1_sha256"`
+	// Inbound is open, allowlist or dnd. Default: open.
+	Inbound string `yaml:"inbound"`
+	// Allow lists callers for allowlist mode and drop-in exceptions (user@domain globs,
+	// *@domain, domain, IP or CIDR).
+	Allow []string `yaml:"allow"`
+	// DNDCode is the status answered in dnd mode; 0 drops silently. Default: 486.
+	DNDCode *int `yaml:"dnd_code"`
+	// AutoAnswer: block strips auto-answer/intercom headers from callers. Default: block.
+	AutoAnswer string `yaml:"auto_answer"`
+	// DropIn: deny refuses a second inbound call while the room is in a call unless the caller is
+	// allow-listed. Default: deny.
+	DropIn string `yaml:"drop_in"`
+}
+
+// Default returns the built-in configuration: a single node that needs nothing else.
+func Default() Config {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "portcullis"
+	}
+	return Config{
+		Node: Node{ID: host, DataDir: "./data", DrainTimeout: Duration(30e9)},
+		Log:  Log{Level: "info", Format: "text"},
+		SIP: SIP{
+			Domain: "portcullis.local",
+			Listen: []Listen{
+				{Transport: "udp", Addr: netip.MustParseAddrPort("0.0.0.0:5060")},
+				{Transport: "tcp", Addr: netip.MustParseAddrPort("0.0.0.0:5060")},
+			},
+			MaxMessageSize: 65535, ReadTimeout: Duration(10e9), IdleTimeout: Duration(600e9),
+			MaxConnsPerSource: 32,
+		},
+		Registrar: Registrar{
+			MinExpires: Duration(60e9), MaxExpires: Duration(3600e9), DefaultExpires: Duration(600e9),
+			KeepaliveInterval: Duration(25e9), KeepaliveFailures: 2, Grace: Duration(30e9),
+			MaxContacts: 5, NonceTTL: Duration(300e9),
+		},
+		Calls: Calls{
+			RingTimeout: Duration(60e9), MaxDuration: Duration(12 * 3600e9),
+			SessionExpires: Duration(1800e9), MinSE: Duration(90e9),
+		},
+		Media: Media{
+			Bind: netip.IPv4Unspecified(), Ports: PortRange{Min: 20000, Max: 39999},
+			Drain: Duration(5e9), LatchWindow: Duration(2e9), Timeout: Duration(60e9),
+			HoldTimeout: Duration(2 * 3600e9),
+		},
+		TURN: TURN{
+			Listen: []Listen{{Transport: "udp", Addr: netip.MustParseAddrPort("0.0.0.0:3478")}},
+			Quota:  10, Ports: PortRange{Min: 40000, Max: 44999},
+		},
+		Admin:   Admin{Listen: "127.0.0.1:8443"},
+		Cluster: Cluster{Bind: "127.0.0.1:7000"},
+		Guard: Guard{
+			BanTime: Duration(3600e9), BanMax: Duration(168 * 3600e9), RequestRate: 20, RequestBurst: 40,
+			AuthFailures: 10, AuthWindow: Duration(60e9), UnknownUsers: 5, UnknownWindow: Duration(60e9),
+			Events: 10000,
+		},
+	}
+}
+
+// StripICE reports the effective media.strip_ice.
+func (m Media) StripICEOn() bool { return m.StripICE == nil || *m.StripICE }
+
+// StealthOn reports the effective guard.stealth.
+func (g Guard) StealthOn() bool { return g.Stealth == nil || *g.Stealth }

@@ -1,0 +1,94 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "portcullis.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaultsValid(t *testing.T) {
+	cfg, err := Load("", nil)
+	if err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	if cfg.SIP.Listen[0].String() != "udp://0.0.0.0:5060" || cfg.Node.DataDir != "./data" {
+		t.Fatalf("unexpected defaults: %+v", cfg.SIP.Listen)
+	}
+}
+
+func TestExampleFileLoads(t *testing.T) {
+	cfg, err := Load("../../deploy/portcullis.yaml", nil)
+	if err != nil {
+		t.Fatalf("deploy/portcullis.yaml: %v", err)
+	}
+	if len(cfg.Rooms) != 2 || cfg.SIP.Domain != "video.example.com" {
+		t.Fatalf("rooms=%d domain=%q", len(cfg.Rooms), cfg.SIP.Domain)
+	}
+	r := cfg.Rooms[0].StateRoom(cfg.SIP.Domain)
+	if r.HA1MD5 != HA1("MD5", "boardroom", "video.example.com", "change-me-boardroom") || r.Inbound != "allowlist" {
+		t.Fatalf("room: %+v", r)
+	}
+}
+
+func TestErrorsNameLineAndField(t *testing.T) {
+	tests := []struct {
+		name, body, wantLine, wantField string
+	}{
+		{"unknown key", "sip:\n  domain: a.example\n  listn: []\n", ":3:", "listn"},
+		{"bad duration", "calls:\n  ring_timeout: soon\n", ":2:", "soon"},
+		{"bad listener", "sip:\n  listen: [sctp://1.2.3.4:5060]\n", ":2:", "sctp"},
+		{"bad port range", "media:\n  ports: 9-8\n", ":2:", "9-8"},
+		{"wrong type", "sip:\n  max_message_size: lots\n", ":2:", "lots"},
+		{"room without password", "rooms:\n  - name: r1\n", ":2:", "rooms[0].password"},
+		{"bad inbound", "rooms:\n  - name: r1\n    password: x\n    inbound: maybe\n", ":4:", "rooms[0].inbound"},
+		{"duplicate room", "rooms:\n  - {name: r1, password: x}\n  - {name: r1, password: y}\n", ":3:", "declared twice"},
+		{"public admin without tls", "admin:\n  listen: 0.0.0.0:8443\n", ":2:", "admin.listen"},
+		{"tls listener without cert", "sip:\n  listen: [tls://127.0.0.1:5061]\n", "", "sip.tls"},
+		{"overlapping turn ports", "turn:\n  ports: 30000-30010\n", ":2:", "overlaps"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(writeFile(t, tt.body), nil)
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error %v does not wrap ErrInvalid", err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tt.wantLine) || !strings.Contains(msg, tt.wantField) {
+				t.Errorf("error %q: want line %q and field %q", msg, tt.wantLine, tt.wantField)
+			}
+		})
+	}
+}
+
+func TestEnvironmentOverrides(t *testing.T) {
+	cfg, err := Load("", []string{
+		"PORTCULLIS_SIP_DOMAIN=env.example", "PORTCULLIS_CLUSTER_JOIN=10.0.0.1:7000, 10.0.0.2:7000",
+		"PORTCULLIS_CALLS_RING_TIMEOUT=20s", "PORTCULLIS_SIP_LISTEN=udp://127.0.0.1:5070",
+		"PORTCULLIS_ADMIN_TOKEN=secret", "PORTCULLIS_GUARD_STEALTH=false", "HOME=/root",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SIP.Domain != "env.example" || len(cfg.Cluster.Join) != 2 || cfg.Calls.RingTimeout.D().Seconds() != 20 ||
+		cfg.SIP.Listen[0].Addr.Port() != 5070 || cfg.Admin.Token != "secret" || cfg.Guard.StealthOn() {
+		t.Fatalf("overrides not applied: %+v", cfg)
+	}
+	_, err = Load("", []string{"PORTCULLIS_CALLS_RING_TIMEOUT=later"})
+	if err == nil || !strings.Contains(err.Error(), "PORTCULLIS_CALLS_RING_TIMEOUT") {
+		t.Fatalf("bad env value: %v", err)
+	}
+}

@@ -1,0 +1,321 @@
+package config
+
+import (
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"regexp"
+	"strings"
+
+	"github.com/portcullis-sbc/portcullis/cluster/state"
+)
+
+var (
+	nodeIDRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+	roomNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._~-]{0,63}$`)
+	hexRe      = regexp.MustCompile(`^[0-9a-f]+$`)
+)
+
+type validator struct {
+	file  string
+	lines map[string]int
+	errs  []error
+}
+
+func (v *validator) fail(field, format string, args ...any) {
+	line := v.lines[field]
+	// Fall back to the nearest enclosing field that has a line.
+	for p := field; line == 0 && p != ""; {
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+		line = v.lines[p]
+	}
+	v.errs = append(v.errs, &FieldError{File: v.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (c *Config) validate(file string, lines map[string]int) error {
+	v := &validator{file: file, lines: lines}
+	if !nodeIDRe.MatchString(c.Node.ID) {
+		v.fail("node.id", "%q must be 1-63 letters, digits, '.', '_' or '-'", c.Node.ID)
+	}
+	if c.Node.DataDir == "" {
+		v.fail("node.data_dir", "must not be empty")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.fail("log.level", "%q must be debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		v.fail("log.format", "%q must be text or json", c.Log.Format)
+	}
+	c.validateSIP(v)
+	c.validateTimers(v)
+	c.validateMedia(v)
+	c.validateNet(v)
+	c.validateGuard(v)
+	c.validateRooms(v)
+	return errors.Join(v.errs...)
+}
+
+func (c *Config) validateSIP(v *validator) {
+	s := &c.SIP
+	if s.Domain == "" || strings.ContainsAny(s.Domain, " @:;/") {
+		v.fail("sip.domain", "%q must be a domain name such as video.example.com", s.Domain)
+	}
+	if len(s.Listen) == 0 {
+		v.fail("sip.listen", "needs at least one listener")
+	}
+	seen := map[string]bool{}
+	for i, l := range s.Listen {
+		key := l.String()
+		if seen[key] {
+			v.fail(fmt.Sprintf("sip.listen[%d]", i), "%s is listed twice", key)
+		}
+		seen[key] = true
+		if l.Transport == "tls" {
+			checkTLS(v, "sip.tls", s.TLS)
+		}
+	}
+	if s.MaxMessageSize < 1500 || s.MaxMessageSize > 1<<20 {
+		v.fail("sip.max_message_size", "%d must be between 1500 and 1048576 bytes", s.MaxMessageSize)
+	}
+	if s.ReadTimeout <= 0 {
+		v.fail("sip.read_timeout", "must be positive")
+	}
+	if s.IdleTimeout < s.ReadTimeout {
+		v.fail("sip.idle_timeout", "must be at least sip.read_timeout")
+	}
+	if s.MaxConnsPerSource < 1 {
+		v.fail("sip.max_conns_per_source", "must be at least 1")
+	}
+}
+
+func checkTLS(v *validator, field string, t TLS) {
+	if t.Cert == "" || t.Key == "" {
+		v.fail(field, "a tls:// listener needs cert and key")
+		return
+	}
+	for name, p := range map[string]string{"cert": t.Cert, "key": t.Key} {
+		if _, err := os.Stat(p); err != nil {
+			v.fail(field+"."+name, "cannot read %q: %v", p, err)
+		}
+	}
+}
+
+func (c *Config) validateTimers(v *validator) {
+	r := &c.Registrar
+	if r.MinExpires <= 0 || r.MinExpires > r.DefaultExpires || r.DefaultExpires > r.MaxExpires {
+		v.fail("registrar.min_expires", "need 0 < min_expires (%s) <= default_expires (%s) <= max_expires (%s)",
+			r.MinExpires.D(), r.DefaultExpires.D(), r.MaxExpires.D())
+	}
+	if r.KeepaliveInterval <= 0 {
+		v.fail("registrar.keepalive_interval", "must be positive")
+	}
+	if r.KeepaliveFailures < 1 {
+		v.fail("registrar.keepalive_failures", "must be at least 1")
+	}
+	if r.MaxContacts < 1 {
+		v.fail("registrar.max_contacts", "must be at least 1")
+	}
+	if r.NonceTTL < Duration(10e9) {
+		v.fail("registrar.nonce_ttl", "must be at least 10s")
+	}
+	k := &c.Calls
+	if k.RingTimeout <= 0 {
+		v.fail("calls.ring_timeout", "must be positive")
+	}
+	if k.MinSE < Duration(90e9) {
+		v.fail("calls.min_se", "must be at least 90s (RFC 4028)")
+	}
+	if k.SessionExpires < k.MinSE {
+		v.fail("calls.session_expires", "must be at least calls.min_se")
+	}
+}
+
+func (c *Config) validateMedia(v *validator) {
+	m := &c.Media
+	if !m.Bind.IsValid() {
+		v.fail("media.bind", "must be an IP address")
+	}
+	if m.Advertise.IsValid() && m.Advertise.IsUnspecified() {
+		v.fail("media.advertise", "must be an address peers can reach, not %s", m.Advertise)
+	}
+	if m.Ports.Max-m.Ports.Min < 3 {
+		v.fail("media.ports", "range %s is too small", m.Ports)
+	}
+	if m.LatchWindow <= 0 || m.Timeout <= 0 || m.HoldTimeout < m.Timeout {
+		v.fail("media.timeout", "need latch_window > 0, timeout > 0 and hold_timeout >= timeout")
+	}
+	t := &c.TURN
+	if len(t.Listen) > 0 {
+		if t.Quota < 1 {
+			v.fail("turn.quota", "must be at least 1")
+		}
+		if t.Ports.Min <= m.Ports.Max && m.Ports.Min <= t.Ports.Max {
+			v.fail("turn.ports", "%s overlaps media.ports %s", t.Ports, m.Ports)
+		}
+		for i, l := range t.Listen {
+			if l.Transport == "tls" {
+				checkTLS(v, "turn.tls", t.TLS)
+			}
+			_ = i
+		}
+	}
+}
+
+func (c *Config) validateNet(v *validator) {
+	host, _, err := net.SplitHostPort(c.Admin.Listen)
+	if err != nil {
+		v.fail("admin.listen", "%q must be HOST:PORT", c.Admin.Listen)
+	} else if ip, err := netip.ParseAddr(host); (err != nil || !ip.IsLoopback()) && host != "localhost" {
+		if c.Admin.TLS.Cert == "" {
+			v.fail("admin.listen", "%q is not a loopback address: the API then needs admin.tls", c.Admin.Listen)
+		}
+	}
+	if c.Admin.TLS.Cert != "" || c.Admin.TLS.Key != "" {
+		checkTLS(v, "admin.tls", c.Admin.TLS)
+	}
+	if _, _, err := net.SplitHostPort(c.Cluster.Bind); err != nil {
+		v.fail("cluster.bind", "%q must be HOST:PORT", c.Cluster.Bind)
+	}
+	if c.Cluster.Advertise != "" {
+		if _, _, err := net.SplitHostPort(c.Cluster.Advertise); err != nil {
+			v.fail("cluster.advertise", "%q must be HOST:PORT", c.Cluster.Advertise)
+		}
+	}
+	for i, j := range c.Cluster.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			v.fail(fmt.Sprintf("cluster.join[%d]", i), "%q must be HOST:PORT", j)
+		}
+	}
+}
+
+func (c *Config) validateGuard(v *validator) {
+	g := &c.Guard
+	for name, list := range map[string][]string{"guard.allow": g.Allow, "guard.deny": g.Deny} {
+		for i, e := range list {
+			if strings.TrimSpace(e) == "" {
+				v.fail(fmt.Sprintf("%s[%d]", name, i), "empty entry")
+			} else if strings.Contains(e, "/") {
+				if _, err := netip.ParsePrefix(e); err != nil {
+					v.fail(fmt.Sprintf("%s[%d]", name, i), "%q is not a CIDR", e)
+				}
+			}
+		}
+	}
+	if g.BanTime <= 0 || g.BanMax < g.BanTime {
+		v.fail("guard.ban_time", "need 0 < ban_time <= ban_max")
+	}
+	if g.RequestRate <= 0 || g.RequestBurst < 1 {
+		v.fail("guard.request_rate", "request_rate and request_burst must be positive")
+	}
+	if g.AuthFailures < 1 || g.AuthWindow <= 0 {
+		v.fail("guard.auth_failures", "auth_failures and auth_window must be positive")
+	}
+	if g.UnknownUsers < 1 || g.UnknownWindow <= 0 {
+		v.fail("guard.unknown_users", "unknown_users and unknown_window must be positive")
+	}
+	if g.Events < 100 {
+		v.fail("guard.events", "must be at least 100")
+	}
+	for i, f := range g.Feeds {
+		if f.URL == "" {
+			v.fail(fmt.Sprintf("guard.feeds[%d].url", i), "must not be empty")
+		}
+		if f.Interval == 0 {
+			g.Feeds[i].Interval = Duration(3600e9)
+		}
+	}
+}
+
+func (c *Config) validateRooms(v *validator) {
+	seen := map[string]bool{}
+	for i := range c.Rooms {
+		r := &c.Rooms[i]
+		at := func(f string) string { return fmt.Sprintf("rooms[%d].%s", i, f) }
+		if !roomNameRe.MatchString(r.Name) {
+			v.fail(at("name"), "%q must be 1-64 letters, digits, '.', '_', '~' or '-'", r.Name)
+		}
+		if seen[r.Name] {
+			v.fail(at("name"), "room %q is declared twice", r.Name)
+		}
+		seen[r.Name] = true
+		if r.Password == "" && r.HA1MD5 == "" && r.HA1SHA256 == "" {
+			v.fail(at("password"), "room %q needs password, ha1_md5 or ha1_sha256", r.Name)
+		}
+		if r.Password != "" && (r.HA1MD5 != "" || r.HA1SHA256 != "") {
+			v.fail(at("password"), "give either password or ha1_*, not both")
+		}
+		if r.HA1MD5 != "" && (len(r.HA1MD5) != 32 || !hexRe.MatchString(r.HA1MD5)) {
+			v.fail(at("ha1_md5"), "must be 32 lowercase hex digits")
+		}
+		if r.HA1SHA256 != "" && (len(r.HA1SHA256) != 64 || !hexRe.MatchString(r.HA1SHA256)) {
+			v.fail(at("ha1_sha256"), "must be 64 lowercase hex digits")
+		}
+		switch r.Inbound {
+		case "":
+			r.Inbound = string(state.InboundOpen)
+		case string(state.InboundOpen), string(state.InboundAllowlist), string(state.InboundDND):
+		default:
+			v.fail(at("inbound"), "%q must be open, allowlist or dnd", r.Inbound)
+		}
+		if r.AutoAnswer == "" {
+			r.AutoAnswer = "block"
+		} else if r.AutoAnswer != "block" && r.AutoAnswer != "allow" {
+			v.fail(at("auto_answer"), "%q must be block or allow", r.AutoAnswer)
+		}
+		if r.DropIn == "" {
+			r.DropIn = "deny"
+		} else if r.DropIn != "deny" && r.DropIn != "allow" {
+			v.fail(at("drop_in"), "%q must be deny or allow", r.DropIn)
+		}
+		if r.DNDCode != nil && *r.DNDCode != 0 && (*r.DNDCode < 400 || *r.DNDCode > 699) {
+			v.fail(at("dnd_code"), "%d must be 0 (drop silently) or a SIP status 400-699", *r.DNDCode)
+		}
+		for j, a := range r.Allow {
+			if strings.TrimSpace(a) == "" {
+				v.fail(fmt.Sprintf("rooms[%d].allow[%d]", i, j), "empty entry")
+			}
+		}
+	}
+}
+
+// HA1 returns hex(H(user:realm:password)) for "MD5" or "SHA-256".
+func HA1(alg, user, realm, password string) string {
+	s := user + ":" + realm + ":" + password
+	if alg == "SHA-256" {
+		h := sha256.Sum256([]byte(s))
+		return hex.EncodeToString(h[:])
+	}
+	h := md5.Sum([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// StateRoom converts a configured room to its replicated form; a plain password becomes HA1 hashes
+// over the SIP domain as realm, and is not kept.
+func (r Room) StateRoom(realm string) state.Room {
+	out := state.Room{
+		Name: r.Name, HA1MD5: r.HA1MD5, HA1SHA256: r.HA1SHA256, Inbound: state.InboundMode(r.Inbound),
+		Allow: r.Allow, DNDCode: 486, BlockAutoAnswer: r.AutoAnswer != "allow", DenyDropIn: r.DropIn != "allow",
+	}
+	if out.Inbound == "" {
+		out.Inbound = state.InboundOpen
+	}
+	if r.DNDCode != nil {
+		out.DNDCode = *r.DNDCode
+	}
+	if r.Password != "" {
+		out.HA1MD5 = HA1("MD5", r.Name, realm, r.Password)
+		out.HA1SHA256 = HA1("SHA-256", r.Name, realm, r.Password)
+	}
+	return out
+}
