@@ -1,0 +1,12 @@
+// Package edge is the socket layer between the internet and the SIP stack: it wraps the UDP,
+// TCP and TLS sockets handed to sipgo so that abuse is refused before any SIP parsing.
+//
+//   - every datagram and every accepted connection is checked against an admission function
+//     (the guard's banned/denied sources) without allocating;
+//   - oversized datagrams are dropped; TCP/TLS connections are capped per source address;
+//   - a TCP/TLS peer must finish each message within a read timeout once it started it, and an
+//     idle connection (no message, no RFC 5626 CRLF keepalive) is closed after an idle timeout,
+//     so slowloris-style peers cannot pin connections; messages over the size limit close the
+//     connection;
+//   - the close of a connection is reported (the registrar drops the flow's bindings).
+package edge

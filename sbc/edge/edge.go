@@ -1,0 +1,209 @@
+package edge
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Admit decides whether packets from a source may reach the SIP stack. It must be cheap and must
+// not allocate: it runs for every datagram.
+type Admit func(src netip.Addr) bool
+
+// Limits are the abuse limits of the edge.
+type Limits struct {
+	MaxMessageSize    int           // bytes; larger datagrams are dropped, larger stream messages close the connection
+	ReadTimeout       time.Duration // a started stream message must complete within this
+	IdleTimeout       time.Duration // a stream connection with no traffic is closed after this
+	MaxConnsPerSource int           // open TCP/TLS connections per source IP
+}
+
+// Stats counts what the edge refused. All fields are updated atomically.
+type Stats struct {
+	DroppedSource   atomic.Uint64 // datagrams/connections refused by Admit
+	DroppedOversize atomic.Uint64 // datagrams over the size limit
+	RefusedConns    atomic.Uint64 // connections over the per-source cap
+	ClosedSlow      atomic.Uint64 // connections closed for a message that took too long
+	ClosedIdle      atomic.Uint64 // connections closed idle
+	ClosedTooLarge  atomic.Uint64 // connections closed for an oversized or badly framed message
+}
+
+// PacketConn filters datagrams before sipgo reads them.
+type PacketConn struct {
+	*net.UDPConn
+	admit  Admit
+	limits Limits
+	stats  *Stats
+}
+
+// NewPacketConn wraps a UDP socket.
+func NewPacketConn(c *net.UDPConn, admit Admit, limits Limits, stats *Stats) *PacketConn {
+	return &PacketConn{UDPConn: c, admit: admit, limits: limits, stats: stats}
+}
+
+// ReadFrom returns the next datagram that is admitted and within the size limit. Refused
+// datagrams are read into b and discarded without allocating.
+func (c *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, ap, err := c.UDPConn.ReadFromUDPAddrPort(b)
+		if err != nil {
+			return n, nil, err
+		}
+		src := ap.Addr().Unmap()
+		if c.admit != nil && !c.admit(src) {
+			c.stats.DroppedSource.Add(1)
+			continue
+		}
+		if n > c.limits.MaxMessageSize {
+			c.stats.DroppedOversize.Add(1)
+			continue
+		}
+		return n, net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, ap.Port())), nil
+	}
+}
+
+// FlowClosed is told when a stream connection closes: transport ("TCP" or "TLS") and the peer.
+type FlowClosed func(transport string, remote netip.AddrPort)
+
+// Listener wraps a TCP (or TLS) listener: admission, per-source caps, deadlines, close reports.
+type Listener struct {
+	net.Listener
+	transport string
+	admit     Admit
+	limits    Limits
+	stats     *Stats
+	onClose   FlowClosed
+	log       *slog.Logger
+
+	mu    sync.Mutex
+	perIP map[netip.Addr]int
+}
+
+// NewListener wraps l. transport is "TCP" or "TLS" (for close reports); onClose may be nil.
+func NewListener(l net.Listener, transport string, admit Admit, limits Limits, stats *Stats,
+	onClose FlowClosed, log *slog.Logger) *Listener {
+	return &Listener{Listener: l, transport: transport, admit: admit, limits: limits, stats: stats,
+		onClose: onClose, log: log, perIP: map[netip.Addr]int{}}
+}
+
+// Accept returns the next admitted connection. Refused connections are closed here and never
+// reach sipgo (an error from Accept would stop sipgo's accept loop, so none is returned for them).
+func (l *Listener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+		if err != nil {
+			c.Close()
+			continue
+		}
+		src := ap.Addr().Unmap()
+		if l.admit != nil && !l.admit(src) {
+			l.stats.DroppedSource.Add(1)
+			c.Close()
+			continue
+		}
+		l.mu.Lock()
+		if l.perIP[src] >= l.limits.MaxConnsPerSource {
+			l.mu.Unlock()
+			l.stats.RefusedConns.Add(1)
+			c.Close()
+			continue
+		}
+		l.perIP[src]++
+		l.mu.Unlock()
+		return &Conn{Conn: c, l: l, remote: netip.AddrPortFrom(src, ap.Port()),
+			framer: newFramer(l.limits.MaxMessageSize)}, nil
+	}
+}
+
+func (l *Listener) release(c *Conn) {
+	l.mu.Lock()
+	if l.perIP[c.remote.Addr()]--; l.perIP[c.remote.Addr()] <= 0 {
+		delete(l.perIP, c.remote.Addr())
+	}
+	l.mu.Unlock()
+	if l.onClose != nil {
+		l.onClose(l.transport, c.remote)
+	}
+}
+
+// Conn is an accepted stream connection with per-message deadlines.
+type Conn struct {
+	net.Conn
+	l        *Listener
+	remote   netip.AddrPort
+	framer   *framer // used only by the single reading goroutine
+	msgStart time.Time
+	started  bool // something was read: before that (TLS handshake, first message) ReadTimeout applies
+	once     sync.Once
+}
+
+// Remote is the peer address.
+func (c *Conn) Remote() netip.AddrPort { return c.remote }
+
+// Read reads with a deadline: the idle timeout between messages, and what is left of the read
+// timeout while a message is in progress. A message over the size limit closes the connection.
+func (c *Conn) Read(b []byte) (int, error) {
+	now := time.Now()
+	deadline := now.Add(c.l.limits.IdleTimeout)
+	inMsg := !c.msgStart.IsZero()
+	switch {
+	case inMsg:
+		deadline = c.msgStart.Add(c.l.limits.ReadTimeout)
+	case !c.started:
+		deadline = now.Add(c.l.limits.ReadTimeout)
+		inMsg = true
+	}
+	if err := c.Conn.SetReadDeadline(deadline); err != nil {
+		return 0, err
+	}
+	n, err := c.Conn.Read(b)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			if inMsg {
+				c.l.stats.ClosedSlow.Add(1)
+				err = ErrMessageTimeout
+			} else {
+				c.l.stats.ClosedIdle.Add(1)
+			}
+		}
+		c.Close()
+		return n, err
+	}
+	c.started = true
+	busy, ferr := c.framer.feed(b[:n])
+	if ferr != nil {
+		c.l.stats.ClosedTooLarge.Add(1)
+		c.l.log.Debug("closing stream connection", "remote", c.remote, "error", ferr)
+		c.Close()
+		return 0, ferr
+	}
+	switch {
+	case busy && c.msgStart.IsZero():
+		c.msgStart = now
+	case !busy:
+		c.msgStart = time.Time{}
+	}
+	return n, nil
+}
+
+// SetReadDeadline is ignored: the edge owns read deadlines.
+func (c *Conn) SetReadDeadline(time.Time) error { return nil }
+
+// SetDeadline sets only the write deadline: the edge owns read deadlines.
+func (c *Conn) SetDeadline(t time.Time) error { return c.Conn.SetWriteDeadline(t) }
+
+// Close closes the connection and reports it once.
+func (c *Conn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.l.release(c) })
+	return err
+}
