@@ -1,0 +1,134 @@
+package sbc
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/portcullis-sbc/portcullis/sbc/config"
+	"github.com/portcullis-sbc/portcullis/sbc/edge"
+)
+
+// Bound is a listener after binding: its real address (the port is known even when 0 was asked).
+type Bound struct {
+	Transport string         // udp, tcp or tls
+	Addr      netip.AddrPort // bound address
+}
+
+func (b Bound) String() string { return b.Transport + "://" + b.Addr.String() }
+
+// bindSIP opens every configured SIP socket, wrapped by the edge, and starts serving it with
+// sipgo. Binding happens before it returns so that a port in use is an error at start.
+func (n *Node) bindSIP(ctx context.Context) error {
+	lim := edge.Limits{
+		MaxMessageSize:    n.cfg.SIP.MaxMessageSize,
+		ReadTimeout:       n.cfg.SIP.ReadTimeout.D(),
+		IdleTimeout:       n.cfg.SIP.IdleTimeout.D(),
+		MaxConnsPerSource: n.cfg.SIP.MaxConnsPerSource,
+	}
+	var tlsConf *tls.Config
+	for _, l := range n.cfg.SIP.Listen {
+		switch l.Transport {
+		case "udp":
+			pc, err := net.ListenUDP(network("udp", l.Addr), net.UDPAddrFromAddrPort(l.Addr))
+			if err != nil {
+				return fmt.Errorf("sip listen %s: %w", l, err)
+			}
+			n.closers = append(n.closers, pc)
+			n.bound = append(n.bound, Bound{"udp", boundAddr(pc.LocalAddr())})
+			conn := edge.NewPacketConn(pc, n.admit, lim, &n.edgeStats)
+			n.goServe(func() error { return n.srv.ServeUDP(conn) })
+		case "tcp", "tls":
+			ln, err := net.Listen(network("tcp", l.Addr), l.Addr.String())
+			if err != nil {
+				return fmt.Errorf("sip listen %s: %w", l, err)
+			}
+			n.closers = append(n.closers, ln)
+			n.bound = append(n.bound, Bound{l.Transport, boundAddr(ln.Addr())})
+			if l.Transport == "tls" {
+				if tlsConf == nil {
+					if tlsConf, err = n.sipTLSConfig(); err != nil {
+						return err
+					}
+				}
+				ln = tls.NewListener(ln, tlsConf)
+			}
+			tr := "TCP"
+			if l.Transport == "tls" {
+				tr = "TLS"
+			}
+			el := edge.NewListener(ln, tr, n.admit, lim, &n.edgeStats, n.flowClosed, n.log.With("component", "edge"))
+			if tr == "TLS" {
+				n.goServe(func() error { return n.srv.ServeTLS(el) })
+			} else {
+				n.goServe(func() error { return n.srv.ServeTCP(el) })
+			}
+		}
+	}
+	return nil
+}
+
+func (n *Node) sipTLSConfig() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(n.cfg.SIP.TLS.Cert, n.cfg.SIP.TLS.Key)
+	if err != nil {
+		return nil, fmt.Errorf("sip tls: load %s / %s: %w", n.cfg.SIP.TLS.Cert, n.cfg.SIP.TLS.Key, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+func (n *Node) goServe(serve func() error) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := serve(); err != nil && !errors.Is(err, net.ErrClosed) {
+			n.log.Error("sip listener stopped", "error", err)
+		}
+	}()
+}
+
+// network pins IPv4 listeners to IPv4 so that 0.0.0.0 stays 0.0.0.0 (not a dual-stack [::]).
+func network(base string, a netip.AddrPort) string {
+	if a.Addr().Is4() {
+		return base + "4"
+	}
+	return base + "6"
+}
+
+func boundAddr(a net.Addr) netip.AddrPort {
+	ap, _ := netip.ParseAddrPort(a.String())
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// primaryIP is the address peers should use when we listen on 0.0.0.0: the first global unicast
+// IPv4 address of an interface that is up, or 127.0.0.1.
+func primaryIP() netip.Addr {
+	ifaces, _ := net.Interfaces()
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() && p.Addr().IsGlobalUnicast() {
+				return p.Addr()
+			}
+		}
+	}
+	return netip.MustParseAddr("127.0.0.1")
+}
+
+// advertiseHost is the host we put in Via/Contact for a listener.
+func (n *Node) advertiseHost(b Bound) string {
+	if n.cfg.SIP.Advertise != "" {
+		return n.cfg.SIP.Advertise
+	}
+	if b.Addr.Addr().IsUnspecified() {
+		return primaryIP().String()
+	}
+	return b.Addr.Addr().String()
+}
+
+var _ = config.Listen{}

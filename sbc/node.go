@@ -1,0 +1,177 @@
+package sbc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/sbc/config"
+	"github.com/portcullis-sbc/portcullis/sbc/edge"
+	"github.com/portcullis-sbc/portcullis/sbc/logging"
+)
+
+// Version is the build version, set by the binary.
+var Version = "dev"
+
+// Node is one Portcullis signalling node.
+type Node struct {
+	cfg config.Config
+	log *slog.Logger
+
+	store state.Store
+
+	ua     *sipgo.UserAgent
+	srv    *sipgo.Server
+	client *sipgo.Client
+
+	edgeStats edge.Stats
+	bound     []Bound
+	closers   []io.Closer
+	wg        sync.WaitGroup
+
+	draining bool
+	mu       sync.Mutex
+}
+
+// New builds a node from a validated configuration. Nothing is bound until Start.
+func New(cfg config.Config, log *slog.Logger) (*Node, error) {
+	n := &Node{cfg: cfg, log: log}
+	// sipgo logs whole raw packets on parse errors: give it a rate-limited, trimming logger.
+	sipLog := slog.New(logging.RateLimited(log.Handler(), 5, 10*time.Second)).With("component", "sip")
+	var err error
+	n.ua, err = sipgo.NewUA(
+		sipgo.WithUserAgent(userAgentName(cfg)),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog),
+			sip.WithTransactionLayerTerminateOnConnClose()),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("sip user agent: %w", err)
+	}
+	if n.srv, err = sipgo.NewServer(n.ua, sipgo.WithServerLogger(sipLog)); err != nil {
+		return nil, fmt.Errorf("sip server: %w", err)
+	}
+	return n, nil
+}
+
+func userAgentName(cfg config.Config) string {
+	if cfg.SIP.UserAgent != "" {
+		return cfg.SIP.UserAgent
+	}
+	return "portcullis"
+}
+
+// Start binds every socket and starts serving. It returns once the node is serving, or the
+// first error (then everything started so far is closed).
+func (n *Node) Start(ctx context.Context) error {
+	if n.store == nil {
+		n.store = state.NewLocal()
+	}
+	if err := n.applyConfigRooms(ctx); err != nil {
+		return err
+	}
+	n.routes()
+	if err := n.bindSIP(ctx); err != nil {
+		n.Close()
+		return err
+	}
+	var err error
+	opts := []sipgo.ClientOption{sipgo.WithClientLogger(n.log.With("component", "sip-client"))}
+	if b, ok := n.firstBound("udp"); ok {
+		opts = append(opts, sipgo.WithClientHostname(n.advertiseHost(b)), sipgo.WithClientPort(int(b.Addr.Port())))
+		if !b.Addr.Addr().IsUnspecified() {
+			opts = append(opts, sipgo.WithClientConnectionAddr(b.Addr.String()))
+		}
+	}
+	if n.client, err = sipgo.NewClient(n.ua, opts...); err != nil {
+		n.Close()
+		return fmt.Errorf("sip client: %w", err)
+	}
+	n.log.Info("node started", "node", n.cfg.Node.ID, "domain", n.cfg.SIP.Domain, "listeners", len(n.bound))
+	return nil
+}
+
+// applyConfigRooms writes the rooms declared in the config into the store when they differ.
+func (n *Node) applyConfigRooms(ctx context.Context) error {
+	st := n.store.State()
+	for _, r := range n.cfg.Rooms {
+		want := r.StateRoom(n.cfg.SIP.Domain)
+		if have, ok := st.Room(want.Name); ok && sameRoom(have, want) {
+			continue
+		}
+		want.Updated = time.Now().UTC()
+		if err := n.store.Propose(ctx, state.PutRoom(want)); err != nil {
+			return fmt.Errorf("room %q from config: %w", want.Name, err)
+		}
+	}
+	return nil
+}
+
+func sameRoom(a, b state.Room) bool {
+	a.Updated, b.Updated = time.Time{}, time.Time{}
+	return fmt.Sprint(a) == fmt.Sprint(b)
+}
+
+func (n *Node) firstBound(transport string) (Bound, bool) {
+	for _, b := range n.bound {
+		if b.Transport == transport {
+			return b, true
+		}
+	}
+	return Bound{}, false
+}
+
+// Bound returns the bound SIP listeners.
+func (n *Node) Bound() []Bound { return n.bound }
+
+// Store is the node's state store.
+func (n *Node) Store() state.Store { return n.store }
+
+// admit is the edge's pre-parse admission check.
+func (n *Node) admit(src netip.Addr) bool { return true }
+
+// flowClosed is told by the edge when a TCP/TLS connection closes.
+func (n *Node) flowClosed(transport string, remote netip.AddrPort) {}
+
+// Drain refuses new calls and waits for active ones until ctx is done.
+func (n *Node) Drain(ctx context.Context) {
+	n.mu.Lock()
+	n.draining = true
+	n.mu.Unlock()
+}
+
+// Close stops everything at once.
+func (n *Node) Close() error {
+	var errs []error
+	for _, c := range n.closers {
+		errs = append(errs, c.Close())
+	}
+	n.closers = nil
+	if n.ua != nil {
+		errs = append(errs, n.ua.Close())
+	}
+	n.wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Banner is a readable block saying what the node listens on, printed at start.
+func (n *Node) Banner() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Portcullis %s node %q serving domain %s\n", Version, n.cfg.Node.ID, n.cfg.SIP.Domain)
+	for _, l := range n.bound {
+		fmt.Fprintf(&b, "  SIP      %-28s advertised as %s\n", l, n.advertiseHost(l))
+	}
+	fmt.Fprintf(&b, "  data     %s\n", n.cfg.Node.DataDir)
+	fmt.Fprintf(&b, "  rooms    %d configured\n", len(n.cfg.Rooms))
+	return b.String()
+}
