@@ -1,0 +1,141 @@
+package sbc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-sbc/portcullis/sbc/config"
+)
+
+// testConfig is a single node on 127.0.0.1 with free ports and a temporary data dir.
+func testConfig(t *testing.T) config.Config {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Node.ID = "test1"
+	cfg.Node.DataDir = t.TempDir()
+	cfg.SIP.Domain = "video.test"
+	lo := netip.MustParseAddrPort("127.0.0.1:0")
+	cfg.SIP.Listen = []config.Listen{{Transport: "udp", Addr: lo}, {Transport: "tcp", Addr: lo}}
+	cfg.Media.Bind = netip.MustParseAddr("127.0.0.1")
+	cfg.TURN.Listen = nil
+	cfg.Admin.Listen = "127.0.0.1:0"
+	cfg.Cluster.Bind = "127.0.0.1:0"
+	cfg.Rooms = []config.Room{{Name: "boardroom", Password: "s3cret-board", Inbound: "open", AutoAnswer: "block", DropIn: "deny"}}
+	return cfg
+}
+
+func startNode(t *testing.T, cfg config.Config) *Node {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	n, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := n.Start(ctx); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		n.Close()
+	})
+	return n
+}
+
+func (n *Node) addr(t *testing.T, transport string) string {
+	t.Helper()
+	b, ok := n.firstBound(transport)
+	if !ok {
+		t.Fatalf("no %s listener", transport)
+	}
+	return b.Addr.String()
+}
+
+// sipOptions sends a raw OPTIONS over UDP and returns the status line of the answer.
+func sipOptions(t *testing.T, addr string) string {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	local := c.LocalAddr().String()
+	msg := "OPTIONS sip:" + addr + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-" + randHex() + ";rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:probe@" + local + ">;tag=1\r\nTo: <sip:" + addr + ">\r\n" +
+		"Call-ID: " + randHex() + "@test\r\nCSeq: 1 OPTIONS\r\nUser-Agent: portcullis-test\r\nContent-Length: 0\r\n\r\n"
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 4096)
+	nr, err := c.Read(buf)
+	if err != nil {
+		return "no answer: " + err.Error()
+	}
+	line, _, _ := strings.Cut(string(buf[:nr]), "\r\n")
+	return line
+}
+
+func randHex() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func TestOptionsAndUnknownMethods(t *testing.T) {
+	n := startNode(t, testConfig(t))
+	if got := sipOptions(t, n.addr(t, "udp")); got != "SIP/2.0 200 OK" {
+		t.Fatalf("OPTIONS: %q", got)
+	}
+}
+
+// TestTortureMessages sends the RFC 4475 torture messages over UDP and TCP: the node must not
+// crash, must keep answering, and must create no state from them.
+func TestTortureMessages(t *testing.T) {
+	n := startNode(t, testConfig(t))
+	files, err := filepath.Glob("testdata/torture/*/*.dat")
+	if err != nil || len(files) < 40 {
+		t.Fatalf("torture corpus: %d files, %v", len(files), err)
+	}
+	udp, err := net.Dial("udp", n.addr(t, "udp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		udp.Write(data)
+		tcp, err := net.Dial("tcp", n.addr(t, "tcp"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tcp.Write(data)
+		tcp.Close()
+	}
+	// Still serving, and nothing was registered or called.
+	if got := sipOptions(t, n.addr(t, "udp")); got != "SIP/2.0 200 OK" {
+		t.Fatalf("after torture: OPTIONS answered %q", got)
+	}
+	st := n.Store().State()
+	if c := st.Counts(); c.Bindings != 0 || c.Calls != 0 || c.Records != 0 {
+		t.Fatalf("torture messages created state: %+v", c)
+	}
+}
