@@ -292,6 +292,26 @@ func (s *State) expire(a expireArgs) {
 	}
 }
 
+// Due reports whether Expire at now would drop anything: a binding or a ban that expired at or
+// before now. The leader checks it before proposing an Expire, so an idle cluster writes nothing.
+func (s *State) Due(now time.Time) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, m := range s.bindings {
+		for _, b := range m {
+			if !b.Expires.After(now) {
+				return true
+			}
+		}
+	}
+	for _, b := range s.bans {
+		if !b.Until.After(now) {
+			return true
+		}
+	}
+	return false
+}
+
 // Room returns a room by name.
 func (s *State) Room(name string) (Room, bool) {
 	s.mu.RLock()

@@ -1,0 +1,436 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/portcullis-sbc/portcullis/cluster/state"
+)
+
+// Propose applies c through Raft and returns once it is applied on the leader (and committed
+// on a majority), with the error state.Apply returned there. On a follower the command is
+// forwarded to the leader. The wait is bounded by ctx and Config.ApplyTimeout.
+//
+// Errors wrap ErrNoLeader when no leader could be reached (the write was not applied),
+// ErrOutcomeUnknown when leadership was lost or the deadline passed after the leader took the
+// write (it may be applied), ErrHalted or ErrClosed when this node stopped, or the state
+// package's errors (state.ErrNotFound, state.ErrBadPayload) from applying it.
+func (n *Node) Propose(ctx context.Context, c state.Command) error {
+	return n.proposeBatch(ctx, []state.Command{c})[0]
+}
+
+// Enqueue queues c to be proposed soon without waiting: a batcher collects commands for a few
+// milliseconds (or up to 64) and proposes them together, retrying a bounded number of times
+// when no leader is reachable (and, for commands that are safe to apply twice, when the outcome
+// is unknown). Failures are logged. If the queue is full the command is dropped and logged.
+func (n *Node) Enqueue(c state.Command) {
+	select {
+	case n.queue <- c:
+	default:
+		if d := n.dropped.Add(1); d&(d-1) == 0 { // log at 1, 2, 4, 8, ... drops
+			n.log.Error("enqueue queue full: command dropped", "type", c.Type, "dropped_total", d)
+		}
+	}
+}
+
+// writeCtx bounds a write by ApplyTimeout and by the node's life.
+func (n *Node) writeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+	stop := context.AfterFunc(n.ctx, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+func (n *Node) proposeBatch(ctx context.Context, cmds []state.Command) []error {
+	start := time.Now()
+	ctx, cancel := n.writeCtx(ctx)
+	defer cancel()
+	enc := make([][]byte, len(cmds))
+	for i, c := range cmds {
+		enc[i] = c.Encode()
+	}
+	errs := n.applyAnywhere(ctx, enc)
+	for i, err := range errs {
+		if err != nil {
+			errs[i] = fmt.Errorf("cluster: propose %s: %w", cmds[i].Type, err)
+		}
+	}
+	n.lastApply.Store(int64(time.Since(start)))
+	n.proposed.Add(uint64(len(cmds)))
+	return errs
+}
+
+// retryable reports whether err means the entry was not appended to any leader's log.
+func retryable(err error) bool {
+	return errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress) ||
+		errors.Is(err, raft.ErrEnqueueTimeout) || errors.Is(err, ErrNotLeader)
+}
+
+// applyAnywhere applies encoded commands on the leader, wherever it is, until ctx ends. It
+// returns one error per command.
+func (n *Node) applyAnywhere(ctx context.Context, enc [][]byte) []error {
+	errs := make([]error, len(enc))
+	pending := make([]int, len(enc))
+	for i := range pending {
+		pending[i] = i
+	}
+	var lastErr error
+	for len(pending) > 0 {
+		if err := n.stopped(); err != nil {
+			for _, i := range pending {
+				errs[i] = err
+			}
+			break
+		}
+		batch := make([][]byte, len(pending))
+		for j, i := range pending {
+			batch[j] = enc[i]
+		}
+		var res []error
+		if n.raft.State() == raft.Leader {
+			res = n.applyLocal(ctx, batch)
+		} else {
+			resp, err := n.callLeader(ctx, &rpcRequest{Op: opApply, Cmds: batch})
+			if err != nil {
+				if !errors.Is(err, ErrNoLeader) && n.stopped() == nil {
+					err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+				}
+				for _, i := range pending {
+					errs[i] = err
+				}
+				break
+			}
+			res = make([]error, len(batch))
+			for j := range batch {
+				if j < len(resp.Errs) {
+					res[j] = resp.Errs[j].err()
+				}
+			}
+		}
+		var again []int
+		for j, i := range pending {
+			if res[j] != nil && retryable(res[j]) {
+				lastErr = res[j]
+				again = append(again, i)
+				continue
+			}
+			errs[i] = res[j]
+		}
+		pending = again
+		if len(pending) > 0 {
+			select {
+			case <-ctx.Done():
+				err := n.noLeader(ctx, lastErr)
+				for _, i := range pending {
+					errs[i] = err
+				}
+				pending = nil
+			case <-time.After(leaderPollGap):
+			}
+		}
+	}
+	return errs
+}
+
+func (n *Node) noLeader(ctx context.Context, last error) error {
+	if err := n.stopped(); err != nil {
+		return err
+	}
+	if last != nil {
+		return fmt.Errorf("%w: %w (last: %v)", ErrNoLeader, ctx.Err(), last)
+	}
+	return fmt.Errorf("%w: %w", ErrNoLeader, ctx.Err())
+}
+
+// applyLocal applies on this node, which believes it is the leader.
+func (n *Node) applyLocal(ctx context.Context, batch [][]byte) []error {
+	timeout := time.Until(deadline(ctx))
+	futs := make([]raft.ApplyFuture, len(batch))
+	for i, b := range batch {
+		futs[i] = n.raft.Apply(b, timeout)
+	}
+	errs := make([]error, len(batch))
+	for i, f := range futs {
+		err := n.await(ctx, f)
+		switch {
+		case err == nil:
+			if e, ok := f.Response().(error); ok {
+				errs[i] = e
+			}
+		case retryable(err):
+			errs[i] = err
+		case errors.Is(err, raft.ErrRaftShutdown):
+			errs[i] = n.stoppedOr(ErrClosed)
+		default: // leadership lost, aborted by restore, deadline: it may still commit
+			errs[i] = fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+		}
+	}
+	return errs
+}
+
+func (n *Node) stoppedOr(def error) error {
+	if err := n.fsm.haltErr(); err != nil {
+		return err
+	}
+	if err := n.stopped(); err != nil {
+		return err
+	}
+	return def
+}
+
+func deadline(ctx context.Context) time.Time {
+	if dl, ok := ctx.Deadline(); ok {
+		return dl
+	}
+	return time.Now().Add(DefaultApplyTimeout)
+}
+
+// await waits for a Raft future or ctx.
+func (n *Node) await(ctx context.Context, f raft.Future) error {
+	ch := make(chan error, 1)
+	go func() { ch <- f.Error() }()
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// callLeader sends req to the leader, following leader changes and retrying requests that were
+// not delivered until ctx ends (then the error wraps ErrNoLeader). Errors after the request was
+// delivered are returned as they are.
+func (n *Node) callLeader(ctx context.Context, req *rpcRequest) (*rpcResponse, error) {
+	var hint string
+	var lastErr error
+	for {
+		if err := n.stopped(); err != nil {
+			return nil, err
+		}
+		addr, _ := n.raft.LeaderWithID()
+		target := string(addr)
+		if hint != "" {
+			target, hint = hint, ""
+		}
+		if target != "" {
+			resp, err := n.rpc.call(ctx, target, req)
+			switch {
+			case err == nil && resp.Err != nil && errors.Is(resp.Err.err(), ErrNotLeader):
+				hint = resp.Leader
+				lastErr = resp.Err.err()
+			case err == nil:
+				return resp, nil
+			case errors.Is(err, errNotSent) && ctx.Err() == nil:
+				lastErr = err
+			default:
+				if ctx.Err() != nil && errors.Is(err, errNotSent) {
+					return nil, n.noLeader(ctx, err)
+				}
+				return nil, err
+			}
+		}
+		if hint != "" && hint != n.advertise {
+			continue
+		}
+		hint = ""
+		select {
+		case <-ctx.Done():
+			return nil, n.noLeader(ctx, lastErr)
+		case <-time.After(leaderPollGap):
+		}
+	}
+}
+
+// batcher proposes enqueued commands in batches, in order.
+func (n *Node) batcher() {
+	for {
+		var batch []state.Command
+		select {
+		case <-n.ctx.Done():
+			n.drainLog()
+			return
+		case c := <-n.queue:
+			batch = append(batch, c)
+		}
+		t := time.NewTimer(batchWait)
+	collect:
+		for len(batch) < batchMax {
+			select {
+			case c := <-n.queue:
+				batch = append(batch, c)
+			case <-t.C:
+				break collect
+			case <-n.ctx.Done():
+				break collect
+			}
+		}
+		t.Stop()
+		n.flushMu.Lock()
+		n.proposeQueued(n.ctx, batch)
+		n.flushMu.Unlock()
+	}
+}
+
+func (n *Node) drainLog() {
+	if k := len(n.queue); k > 0 {
+		n.log.Warn("node stopped with queued commands not proposed", "count", k)
+	}
+}
+
+// Flush proposes every command queued by Enqueue so far and returns when they are done (or
+// ctx ends). Leave calls it; tests use it.
+func (n *Node) Flush(ctx context.Context) error {
+	for {
+		if err := n.stopped(); err != nil {
+			return err
+		}
+		var batch []state.Command
+	take:
+		for len(batch) < batchMax {
+			select {
+			case c := <-n.queue:
+				batch = append(batch, c)
+			default:
+				break take
+			}
+		}
+		// Wait for a batch the batcher may be proposing right now, then do ours.
+		n.flushMu.Lock()
+		if len(batch) > 0 {
+			n.proposeQueued(ctx, batch)
+		}
+		n.flushMu.Unlock()
+		if len(batch) == 0 {
+			return ctx.Err()
+		}
+	}
+}
+
+// idempotent reports whether applying c twice leaves the same state as applying it once, so a
+// write with an unknown outcome may be retried.
+func idempotent(t state.CmdType) bool {
+	return t != state.CmdEndCall && t != state.CmdAudit
+}
+
+func (n *Node) proposeQueued(ctx context.Context, batch []state.Command) {
+	backoff := 50 * time.Millisecond
+	for try := 1; len(batch) > 0; try++ {
+		errs := n.proposeBatch(ctx, batch)
+		var again []state.Command
+		for i, err := range errs {
+			if err == nil {
+				continue
+			}
+			stop := n.stopped() != nil || ctx.Err() != nil
+			if !stop && try < enqueueTries && (errors.Is(err, ErrNoLeader) ||
+				errors.Is(err, ErrOutcomeUnknown) && idempotent(batch[i].Type)) {
+				again = append(again, batch[i])
+				continue
+			}
+			n.log.Warn("queued command failed", "type", batch[i].Type, "tries", try, "error", err)
+		}
+		batch = again
+		if len(batch) > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+				backoff *= 2
+			}
+		}
+	}
+}
+
+// Consistent returns once every write acknowledged before the call is applied to this node's
+// State, so a read after it is linearizable. On the leader it commits a Raft barrier (which
+// also proves leadership); on a follower it asks the leader for a barrier and the index of the
+// last command, then waits until the local FSM has applied that index.
+func (n *Node) Consistent(ctx context.Context) error {
+	ctx, cancel := n.writeCtx(ctx)
+	defer cancel()
+	for {
+		if n.raft.State() == raft.Leader {
+			err := n.await(ctx, n.raft.Barrier(time.Until(deadline(ctx))))
+			if err == nil {
+				return nil
+			}
+			if !retryable(err) {
+				return fmt.Errorf("cluster: consistent read: %w", err)
+			}
+		}
+		resp, err := n.callLeader(ctx, &rpcRequest{Op: opBarrier})
+		if err == nil && resp.Err != nil {
+			err = resp.Err.err()
+		}
+		if err != nil {
+			if retryable(err) && ctx.Err() == nil {
+				continue
+			}
+			return fmt.Errorf("cluster: consistent read: %w", err)
+		}
+		select {
+		case <-n.fsm.waitIndex(resp.Index):
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: consistent read: waiting for index %d: %w", resp.Index, n.noLeader(ctx, nil))
+		}
+	}
+}
+
+// handleConn serves one accepted RPC or join connection.
+func (n *Node) handleConn(c net.Conn, service byte) {
+	switch service {
+	case muxRPC:
+		serveRPC(c, rpcIdle, n.handleRPC)
+	case muxJoin:
+		serveRPC(c, handshakeTimeout, n.handleCertRequest)
+	}
+}
+
+// handleRPC answers a member's request. Leader-only operations answer ErrNotLeader with the
+// leader's address when this node is not the leader; the caller retries there.
+func (n *Node) handleRPC(req *rpcRequest) *rpcResponse {
+	if req.Op == opPing {
+		return &rpcResponse{}
+	}
+	if err := n.stopped(); err != nil {
+		return &rpcResponse{Err: wireError(err)}
+	}
+	if n.raft.State() != raft.Leader {
+		addr, _ := n.raft.LeaderWithID()
+		return &rpcResponse{Err: wireError(ErrNotLeader), Leader: string(addr)}
+	}
+	ctx, cancel := n.writeCtx(n.ctx)
+	defer cancel()
+	switch req.Op {
+	case opApply:
+		errs := n.applyLocal(ctx, req.Cmds)
+		resp := &rpcResponse{Errs: make([]*rpcError, len(errs))}
+		for i, err := range errs {
+			if retryable(err) {
+				err = fmt.Errorf("%w: %w", ErrNotLeader, err)
+			}
+			resp.Errs[i] = wireError(err)
+		}
+		return resp
+	case opBarrier:
+		if err := n.await(ctx, n.raft.Barrier(time.Until(deadline(ctx)))); err != nil {
+			if retryable(err) {
+				err = fmt.Errorf("%w: %w", ErrNotLeader, err)
+			}
+			return &rpcResponse{Err: wireError(err)}
+		}
+		return &rpcResponse{Index: n.fsm.lastCmd.Load()}
+	case opJoin:
+		return &rpcResponse{Err: wireError(n.addVoter(ctx, req.ID, req.Addr))}
+	case opRemove:
+		return &rpcResponse{Err: wireError(n.removeLocal(ctx, req.ID))}
+	case opMembers:
+		return &rpcResponse{Members: n.localMembers()}
+	}
+	return &rpcResponse{Err: &rpcError{Msg: fmt.Sprintf("cluster: unknown rpc %q", req.Op)}}
+}

@@ -1,0 +1,485 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/portcullis-sbc/portcullis/cluster/state"
+)
+
+// Node is one member of the cluster: a Raft node whose FSM is a state.State. It implements
+// state.Store: reads are local, writes go through the leader.
+type Node struct {
+	cfg       Config
+	log       *slog.Logger
+	advertise string
+
+	st    *state.State
+	fsm   *fsm
+	raft  *raft.Raft
+	trans *raft.NetworkTransport
+	store *raftboltdb.BoltStore
+	mux   *mux
+	rpc   *rpcClient
+	tls   *tlsMaterial
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+
+	trackMu  sync.RWMutex // guards closing and wg.Add against wg.Wait
+	closing  bool
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	done     chan struct{}
+	errMu    sync.Mutex
+	err      error // why the node stopped
+
+	queue   chan state.Command
+	dropped atomic.Uint64
+	flushMu sync.Mutex // held while the batcher proposes a batch
+
+	leaderMu     sync.Mutex
+	leaderSig    chan struct{}   // closed and replaced on every leadership change of this node
+	leaderCtx    context.Context // live while this node is the leader
+	leaderCancel context.CancelFunc
+
+	healthMu sync.Mutex
+	contact  map[string]time.Time // leader's view: last successful ping per member
+
+	lastApply atomic.Int64 // latency of the last Propose, ns
+	proposed  atomic.Uint64
+}
+
+var _ state.Store = (*Node)(nil)
+
+const (
+	queueSize     = 16384
+	batchMax      = 64
+	batchWait     = 5 * time.Millisecond
+	enqueueTries  = 5
+	pingEvery     = time.Second
+	rpcIdle       = 5 * time.Minute
+	raftDir       = "raft"
+	boltFile      = "raft.db"
+	leaderPollGap = 20 * time.Millisecond
+)
+
+// Open starts the node. On a first start without Join it bootstraps a one-node cluster
+// (generating the cluster CA and its certificate unless they are configured); on a first start
+// with Join (and JoinToken unless certificates are configured) it obtains a certificate, starts
+// Raft and asks the leader to add it as a voter; on a restart it resumes from the data dir, with
+// the membership Raft remembers. ctx bounds the start (the join); the node then runs until Close,
+// Leave or a halt.
+func Open(ctx context.Context, cfg Config) (n *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger.With("component", "cluster", "node", cfg.NodeID)
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, raftDir), 0o700); err != nil {
+		return nil, fmt.Errorf("cluster: data dir: %w", err)
+	}
+	var tok *joinToken
+	if cfg.JoinToken != "" {
+		if tok, err = parseJoinToken(cfg.JoinToken); err != nil {
+			return nil, err
+		}
+	}
+	joinAddrs := cfg.Join
+	if len(joinAddrs) == 0 && tok != nil {
+		joinAddrs = tok.Addrs
+	}
+
+	ln, err := net.Listen("tcp", cfg.Bind)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: listen %s: %w", cfg.Bind, err)
+	}
+	defer func() {
+		if n == nil {
+			_ = ln.Close()
+		}
+	}()
+	advertise := cfg.Advertise
+	if advertise == "" {
+		advertise = cfg.Bind
+		if _, port, _ := net.SplitHostPort(cfg.Bind); port == "0" {
+			advertise = ln.Addr().String()
+		}
+	}
+	if err := checkAdvertise(advertise); err != nil {
+		return nil, err
+	}
+	if err := checkInfo(cfg.DataDir, cfg.NodeID, advertise); err != nil {
+		return nil, err
+	}
+
+	// Certificates: configured, in the data dir, created (bootstrap) or obtained (join).
+	switch {
+	case cfg.CACert != "" || haveTLS(cfg.DataDir):
+	case len(joinAddrs) == 0:
+		log.Info("creating cluster CA and node certificate", "dir", filepath.Join(cfg.DataDir, tlsDir))
+		if err := Init(cfg.DataDir, cfg.NodeID, advertise); err != nil {
+			return nil, err
+		}
+	case tok != nil:
+		if err := fetchCert(ctx, &cfg, tok, advertise, log); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, errf(ErrConfig, "joining %v needs a join token or the cluster certificates (ca, cert, key)", joinAddrs)
+	}
+	tm, err := loadTLS(&cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	n = &Node{
+		cfg: cfg, log: log, advertise: advertise, st: state.New(), tls: tm,
+		done: make(chan struct{}), queue: make(chan state.Command, queueSize),
+		leaderSig: make(chan struct{}), contact: map[string]time.Time{},
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.fsm = newFSM(n.st, log, func(err error) { go n.stop(err) })
+	n.mux = newMux(ln, advertise, tm, cfg.dial, log)
+	n.mux.handle = n.handleConn
+	n.rpc = newRPCClient(n.mux)
+	if err := n.startRaft(ctx, joinAddrs); err != nil {
+		n.stop(err)
+		<-n.done
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) startRaft(ctx context.Context, joinAddrs []string) error {
+	cfg := &n.cfg
+	hl := newHCLog(cfg.Logger.With("node", cfg.NodeID), "raft")
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  &raftLayer{m: n.mux, closed: make(chan struct{})},
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  hl.Named("transport"),
+	})
+	dir := filepath.Join(cfg.DataDir, raftDir)
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, boltFile)})
+	if err != nil {
+		return fmt.Errorf("cluster: open raft log: %w", err)
+	}
+	n.store = store
+	logs, err := raft.NewLogCache(512, store)
+	if err != nil {
+		return err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, snapshotsKept, hl.Named("snapshots"))
+	if err != nil {
+		return fmt.Errorf("cluster: snapshot store: %w", err)
+	}
+	has, err := raft.HasExistingState(logs, store, snaps)
+	if err != nil {
+		return fmt.Errorf("cluster: read raft state: %w", err)
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.CommitTimeout
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = trailingLogs
+	rc.BatchApplyCh = true
+	rc.Logger = hl
+	notify := make(chan bool, 16)
+	rc.NotifyCh = notify
+	if err := raft.ValidateConfig(rc); err != nil {
+		return errf(ErrConfig, "%v", err)
+	}
+	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, n.trans)
+	if err != nil {
+		return fmt.Errorf("cluster: start raft: %w", err)
+	}
+	n.raft = r
+	n.mux.start()
+	n.goTracked(func() { n.watchLeadership(notify) })
+
+	if !has {
+		if len(joinAddrs) == 0 {
+			f := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{
+				{ID: rc.LocalID, Address: raft.ServerAddress(n.advertise), Suffrage: raft.Voter}}})
+			if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+				return fmt.Errorf("cluster: bootstrap: %w", err)
+			}
+			n.log.Info("bootstrapped a new cluster", "address", n.advertise)
+		} else if err := n.joinCluster(ctx, joinAddrs); err != nil {
+			return err
+		}
+	} else {
+		n.log.Info("resuming from data dir", "dir", cfg.DataDir, "address", n.advertise)
+	}
+
+	n.goTracked(n.batcher)
+	n.RunLeaderTask(n.ctx, cfg.expireEvery, n.expireSweep)
+	n.RunLeaderTask(n.ctx, pingEvery, n.pingMembers)
+	return nil
+}
+
+// goTracked runs f in a goroutine that Close waits for; it does nothing once the node stops.
+func (n *Node) goTracked(f func()) bool {
+	n.trackMu.RLock()
+	defer n.trackMu.RUnlock()
+	if n.closing {
+		return false
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// State returns the local replicated state, for reads.
+func (n *Node) State() *state.State { return n.st }
+
+// NodeID returns this node's ID.
+func (n *Node) NodeID() string { return n.cfg.NodeID }
+
+// Addr returns the address other nodes dial.
+func (n *Node) Addr() string { return n.advertise }
+
+// Done is closed when the node has stopped (Close, Leave, Decommission, removal or a halt).
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+// Err returns why the node stopped: nil while it runs, ErrClosed after Close or Leave, an error
+// wrapping ErrHalted when it met a command it cannot apply.
+func (n *Node) Err() error {
+	n.errMu.Lock()
+	defer n.errMu.Unlock()
+	return n.err
+}
+
+// Close stops the node now, without a leadership transfer. It is safe to call more than once.
+func (n *Node) Close() error {
+	n.stop(ErrClosed)
+	<-n.done
+	return nil
+}
+
+// stop shuts everything down once; reason is what Err reports.
+func (n *Node) stop(reason error) {
+	n.stopOnce.Do(func() {
+		n.errMu.Lock()
+		n.err = reason
+		n.errMu.Unlock()
+		if errors.Is(reason, ErrHalted) {
+			n.log.Error("cluster node halted", "error", reason)
+		}
+		n.trackMu.Lock()
+		n.closing = true
+		n.trackMu.Unlock()
+		n.cancel()
+		if n.raft != nil {
+			if err := n.raft.Shutdown().Error(); err != nil {
+				n.log.Warn("raft shutdown", "error", err)
+			}
+		}
+		if n.trans != nil {
+			_ = n.trans.Close()
+		}
+		n.mux.close()
+		n.rpc.close()
+		n.wg.Wait()
+		if n.store != nil {
+			if err := n.store.Close(); err != nil {
+				n.log.Warn("close raft log", "error", err)
+			}
+		}
+		close(n.done)
+	})
+}
+
+// stopped returns the reason the node stopped, or nil while it runs.
+func (n *Node) stopped() error {
+	select {
+	case <-n.done:
+		return n.Err()
+	default:
+	}
+	if err := n.fsm.haltErr(); err != nil {
+		return err
+	}
+	if n.ctx.Err() != nil {
+		if err := n.Err(); err != nil {
+			return err
+		}
+		return ErrClosed
+	}
+	return nil
+}
+
+// watchLeadership follows Raft's leadership notifications.
+func (n *Node) watchLeadership(ch <-chan bool) {
+	for {
+		select {
+		case <-n.ctx.Done():
+			n.setLeader(false)
+			return
+		case v := <-ch:
+			n.setLeader(v)
+		}
+	}
+}
+
+func (n *Node) setLeader(v bool) {
+	n.leaderMu.Lock()
+	defer n.leaderMu.Unlock()
+	if v == (n.leaderCtx != nil) {
+		return
+	}
+	if v {
+		n.leaderCtx, n.leaderCancel = context.WithCancel(n.ctx)
+		n.healthMu.Lock()
+		clear(n.contact)
+		n.healthMu.Unlock()
+		n.log.Info("this node is the leader", "term", n.raft.CurrentTerm())
+	} else {
+		n.leaderCancel()
+		n.leaderCtx, n.leaderCancel = nil, nil
+		n.log.Info("this node is no longer the leader")
+	}
+	close(n.leaderSig)
+	n.leaderSig = make(chan struct{})
+}
+
+// leadership returns a context live while this node leads (nil if it does not) and a channel
+// closed at the next change.
+func (n *Node) leadership() (context.Context, <-chan struct{}) {
+	n.leaderMu.Lock()
+	defer n.leaderMu.Unlock()
+	return n.leaderCtx, n.leaderSig
+}
+
+// IsLeader reports whether this node is the leader now.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// RunLeaderTask calls fn every interval while this node is the leader, until ctx ends or the
+// node stops. fn's context is cancelled when leadership is lost. Use it for work exactly one
+// node must do with its own clock (expiry sweeps, probes).
+func (n *Node) RunLeaderTask(ctx context.Context, interval time.Duration, fn func(ctx context.Context)) {
+	n.goTracked(func() {
+		for {
+			lctx, sig := n.leadership()
+			if lctx == nil {
+				select {
+				case <-sig:
+					continue
+				case <-ctx.Done():
+					return
+				case <-n.ctx.Done():
+					return
+				}
+			}
+			tctx, cancel := context.WithCancel(ctx)
+			stop := context.AfterFunc(lctx, cancel)
+			t := time.NewTicker(interval)
+			for tctx.Err() == nil {
+				select {
+				case <-t.C:
+					fn(tctx)
+				case <-tctx.Done():
+				}
+			}
+			t.Stop()
+			stop()
+			cancel()
+			if ctx.Err() != nil || n.ctx.Err() != nil {
+				return
+			}
+		}
+	})
+}
+
+// expireSweep drops expired bindings and bans, with the leader's clock.
+func (n *Node) expireSweep(ctx context.Context) {
+	now := time.Now()
+	if !n.st.Due(now) {
+		return
+	}
+	if err := n.Propose(ctx, state.Expire(now, 0, 0)); err != nil && ctx.Err() == nil {
+		n.log.Warn("expiry sweep failed", "error", err)
+	}
+}
+
+// Healthy reports whether the node is a running member that knows a leader (for /readyz).
+func (n *Node) Healthy() bool {
+	if n.stopped() != nil {
+		return false
+	}
+	addr, _ := n.raft.LeaderWithID()
+	return addr != ""
+}
+
+// WaitLeader waits until a leader is known (or ctx ends).
+func (n *Node) WaitLeader(ctx context.Context) error {
+	t := time.NewTicker(leaderPollGap)
+	defer t.Stop()
+	for {
+		if err := n.stopped(); err != nil {
+			return err
+		}
+		if addr, _ := n.raft.LeaderWithID(); addr != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrNoLeader, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// nodeInfo is written to DataDir/tls/node.json: who this data dir belongs to and where it
+// listens (read by `portcullis cluster join-token`).
+type nodeInfo struct {
+	NodeID    string `json:"node_id"`
+	Advertise string `json:"advertise"`
+}
+
+func checkInfo(dataDir, id, advertise string) error {
+	p := tlsPath(dataDir, infoFile)
+	if b, err := os.ReadFile(p); err == nil {
+		var ni nodeInfo
+		if json.Unmarshal(b, &ni) == nil && ni.NodeID != "" && ni.NodeID != id {
+			return errf(ErrConfig, "data dir %s belongs to node %q, not %q", dataDir, ni.NodeID, id)
+		}
+		if ni.Advertise == advertise {
+			return nil
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(nodeInfo{NodeID: id, Advertise: advertise})
+	return writeFileAtomic(p, b, 0o644)
+}
+
+func readInfo(dataDir string) (nodeInfo, error) {
+	var ni nodeInfo
+	b, err := os.ReadFile(tlsPath(dataDir, infoFile))
+	if err != nil {
+		return ni, err
+	}
+	return ni, json.Unmarshal(b, &ni)
+}
