@@ -14,6 +14,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/portcullis-sbc/portcullis/cluster"
 	"github.com/portcullis-sbc/portcullis/cluster/state"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
 	"github.com/portcullis-sbc/portcullis/sbc/edge"
@@ -28,7 +29,8 @@ type Node struct {
 	cfg config.Config
 	log *slog.Logger
 
-	store state.Store
+	store   state.Store
+	cluster *cluster.Node // nil when the store was injected (tests of the layers above)
 
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server
@@ -75,9 +77,12 @@ func userAgentName(cfg config.Config) string {
 // first error (then everything started so far is closed).
 func (n *Node) Start(ctx context.Context) error {
 	if n.store == nil {
-		n.store = state.NewLocal()
+		if err := n.openCluster(ctx); err != nil {
+			return err
+		}
 	}
 	if err := n.applyConfigRooms(ctx); err != nil {
+		n.Close()
 		return err
 	}
 	n.routes()
@@ -98,6 +103,28 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("sip client: %w", err)
 	}
 	n.log.Info("node started", "node", n.cfg.Node.ID, "domain", n.cfg.SIP.Domain, "listeners", len(n.bound))
+	return nil
+}
+
+// openCluster starts this node's Raft member (a one-node cluster by default) and waits until the
+// cluster has a leader, so that the node's first writes succeed.
+func (n *Node) openCluster(ctx context.Context) error {
+	c := n.cfg.Cluster
+	cc := cluster.DefaultConfig()
+	cc.NodeID, cc.DataDir, cc.Bind, cc.Advertise = n.cfg.Node.ID, n.cfg.Node.DataDir, c.Bind, c.Advertise
+	cc.Join, cc.JoinToken, cc.CACert, cc.Cert, cc.Key = c.Join, c.JoinToken, c.CA, c.Cert, c.Key
+	cc.Logger = n.log
+	cn, err := cluster.Open(ctx, cc)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := cn.WaitLeader(wctx); err != nil {
+		cn.Close()
+		return fmt.Errorf("cluster: no leader elected: %w", err)
+	}
+	n.cluster, n.store = cn, cn
 	return nil
 }
 
@@ -148,6 +175,12 @@ func (n *Node) Drain(ctx context.Context) {
 	n.mu.Lock()
 	n.draining = true
 	n.mu.Unlock()
+	if n.cluster != nil {
+		// Hand leadership over and flush queued writes; membership is kept so the node rejoins.
+		if err := n.cluster.Leave(ctx); err != nil {
+			n.log.Warn("cluster leave", "error", err)
+		}
+	}
 }
 
 // Close stops everything at once.
@@ -161,6 +194,9 @@ func (n *Node) Close() error {
 		errs = append(errs, n.ua.Close())
 	}
 	n.wg.Wait()
+	if n.cluster != nil {
+		errs = append(errs, n.cluster.Close()) // last: the parts above may still write on their way out
+	}
 	return errors.Join(errs...)
 }
 
@@ -170,6 +206,10 @@ func (n *Node) Banner() string {
 	fmt.Fprintf(&b, "Portcullis %s node %q serving domain %s\n", Version, n.cfg.Node.ID, n.cfg.SIP.Domain)
 	for _, l := range n.bound {
 		fmt.Fprintf(&b, "  SIP      %-28s advertised as %s\n", l, n.advertiseHost(l))
+	}
+	if n.cluster != nil {
+		id, addr := n.cluster.Leader()
+		fmt.Fprintf(&b, "  cluster  %-28s leader %s (%s), %d member(s)\n", n.cluster.Addr(), id, addr, len(n.cluster.Members()))
 	}
 	fmt.Fprintf(&b, "  data     %s\n", n.cfg.Node.DataDir)
 	fmt.Fprintf(&b, "  rooms    %d configured\n", len(n.cfg.Rooms))

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/portcullis-sbc/portcullis/cluster"
 	"github.com/portcullis-sbc/portcullis/sbc"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
 	"github.com/portcullis-sbc/portcullis/sbc/logging"
@@ -27,6 +28,7 @@ const usage = `usage: portcullis <command> [flags]
 commands:
   serve [--config FILE]   run a node (no config: built-in defaults, single node, data in ./data)
   check --config FILE     validate a config file and exit
+  cluster init|join-token manage cluster certificates and join tokens (see --help)
   version                 print the version
 `
 
@@ -45,6 +47,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stderr)
 	case "check":
 		return check(args[1:], stdout, stderr)
+	case "cluster":
+		return cluster.RunCLI(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "portcullis", version)
 		return 0
