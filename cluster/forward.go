@@ -166,6 +166,9 @@ func (n *Node) applyLocal(ctx context.Context, batch [][]byte) []error {
 		case errors.Is(err, raft.ErrRaftShutdown):
 			errs[i] = n.stoppedOr(ErrClosed)
 		default: // leadership lost, aborted by restore, deadline: it may still commit
+			if serr := n.stopped(); serr != nil {
+				err = serr
+			}
 			errs[i] = fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 		}
 	}

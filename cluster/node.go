@@ -150,7 +150,7 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 		leaderSig: make(chan struct{}), contact: map[string]time.Time{},
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	n.fsm = newFSM(n.st, log, func(err error) { go n.stop(err) })
+	n.fsm = newFSM(n.st, log, func(err error) { go n.halt(err) })
 	n.mux = newMux(ln, advertise, tm, cfg.dial, log)
 	n.mux.handle = n.handleConn
 	n.rpc = newRPCClient(n.mux)
@@ -308,6 +308,17 @@ func (n *Node) stop(reason error) {
 		}
 		close(n.done)
 	})
+}
+
+// halt stops the node after the FSM met an entry it cannot apply. Writes are refused at once;
+// Raft keeps running for one heartbeat timeout so that, if this node leads, the followers learn
+// the entry is committed (and halt too) rather than wait for a leader that is gone.
+func (n *Node) halt(err error) {
+	select {
+	case <-time.After(n.cfg.HeartbeatTimeout):
+	case <-n.ctx.Done():
+	}
+	n.stop(err)
 }
 
 // stopped returns the reason the node stopped, or nil while it runs.

@@ -39,10 +39,11 @@ func TestSingleNode(t *testing.T) {
 	h := a.n.State().Hash()
 	c.kill("a")
 	c.restart("a")
+	if err := a.n.Consistent(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if got := a.n.State().Hash(); got != h {
-		// The log replays asynchronously after Open: wait for it.
-		c.converge(5*time.Second, a)
-		waitFor(t, 5*time.Second, "state restored", func() bool { return a.n.State().Hash() == h })
+		t.Fatalf("state after restart %s, want %s", got, h)
 	}
 	st := a.n.Stats()
 	t.Logf("stats: %+v", st)
