@@ -1,0 +1,55 @@
+package relay
+
+import (
+	"testing"
+	"time"
+)
+
+// BenchmarkForward runs the real per-packet path (classify, latch check,
+// stats, sequence/jitter, write to a real UDP socket) for a latched source.
+func BenchmarkForward(b *testing.B) {
+	p := newTestPool(b, 10*time.Millisecond)
+	pa, pb := acquire(b, p), acquire(b, p)
+	ea, eb := newEndpoint(b), newEndpoint(b)
+	s := NewStream(pa, pb, StreamConfig{})
+	b.Cleanup(s.Close)
+	s.SetPeer(SideA, Peer{RTP: ea.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
+	s.SetPeer(SideB, Peer{RTP: eb.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
+	pkt := rtpPacket(96, 0, 0, 1234, string(make([]byte, 1000)))
+	k := &s.legs[SideA].rtp
+	s.forward(k, pkt, ea.addr(), mono()) // latch
+	b.ReportAllocs()
+	b.SetBytes(int64(len(pkt)))
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		pkt[2], pkt[3] = byte(i>>8), byte(i)
+		s.forward(k, pkt, ea.addr(), mono())
+	}
+	b.StopTimer()
+	if st := s.Stats(); st.AToB.Packets < uint64(b.N) {
+		b.Fatalf("forwarded %d of %d", st.AToB.Packets, b.N)
+	}
+}
+
+func TestForwardDoesNotAllocate(t *testing.T) {
+	p := newTestPool(t, 10*time.Millisecond)
+	pa, pb := acquire(t, p), acquire(t, p)
+	ea, eb := newEndpoint(t), newEndpoint(t)
+	s := NewStream(pa, pb, StreamConfig{})
+	t.Cleanup(s.Close)
+	s.SetPeer(SideA, Peer{RTP: ea.addr(), DefaultClock: 90000})
+	s.SetPeer(SideB, Peer{RTP: eb.addr(), DefaultClock: 90000})
+	pkt := rtpPacket(96, 0, 0, 1234, "payload")
+	k := &s.legs[SideA].rtp
+	s.forward(k, pkt, ea.addr(), mono())
+	var i uint16
+	allocs := testing.AllocsPerRun(1000, func() {
+		i++
+		pkt[2], pkt[3] = byte(i>>8), byte(i)
+		s.forward(k, pkt, ea.addr(), mono())
+		s.forward(&s.legs[SideA].rtp, rtcpPacket(200), ea.addr(), mono())
+	})
+	if allocs != 0 {
+		t.Fatalf("forward allocates %.1f times per packet", allocs)
+	}
+}

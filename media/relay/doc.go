@@ -1,0 +1,19 @@
+// Package relay is the media hot path: a pool of UDP RTP/RTCP port pairs and
+// the per-stream forwarding between two call legs.
+//
+// A [Pool] hands out even/odd port pairs from a range. A released pair keeps
+// its sockets bound and discards whatever arrives for the drain time before
+// the ports can be handed out again, so a new call never inherits the media
+// of an old one.
+//
+// A [Stream] relays one SDP m-line between leg A and leg B with two pairs, one
+// facing each leg. Each socket has exactly one reader goroutine with one
+// reused buffer; the per-packet path (header check, source check, statistics,
+// write) takes no lock and allocates nothing. Each socket latches to the
+// source of the first valid packet inside a learning window, preferring the
+// address signalled in SDP and the address the endpoint registered from, and
+// then drops packets from any other source (RTP bleed protection) until
+// [Stream.Relatch] opens a new window. A latched source that has gone silent
+// may be replaced only by a source on the same IP (a NAT port rebinding) or by
+// the signalled/registered address.
+package relay

@@ -1,0 +1,345 @@
+package relay
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Default learning-window and liveness durations.
+const (
+	DefaultLatchWindow = 2 * time.Second
+	DefaultAlive       = 2 * time.Second
+)
+
+// readBuffer is the per-socket receive buffer; larger datagrams are truncated
+// and forwarded truncated (RTP over the internet stays below the path MTU).
+const readBuffer = 2048
+
+// Side names a leg of a stream.
+type Side int
+
+// The two legs: A is the caller side, B the callee side.
+const (
+	SideA Side = 0
+	SideB Side = 1
+)
+
+// Other returns the opposite side.
+func (s Side) Other() Side { return 1 - s }
+
+func (s Side) String() string {
+	if s == SideA {
+		return "A"
+	}
+	return "B"
+}
+
+// Peer is what signalling says about one leg's endpoint.
+type Peer struct {
+	// RTP is the signalled RTP address (c= and m= port). An unspecified IP
+	// (hold with c=0.0.0.0) means: do not send until a packet is received.
+	RTP netip.AddrPort
+	// RTCP is the signalled RTCP address (a=rtcp, or RTP port+1). Ignored
+	// with RTCPMux.
+	RTCP netip.AddrPort
+	// Preferred is the IP the endpoint registered from, if known. Packets
+	// from it win the learning window, and before latching media is sent to
+	// it instead of a private signalled address.
+	Preferred netip.Addr
+	// PayloadTypes lists the RTP payload types the leg may send; a packet
+	// with another type cannot latch. Empty accepts any.
+	PayloadTypes []uint8
+	// ClockRates maps payload types to RTP clock rates for jitter.
+	ClockRates map[uint8]uint32
+	// DefaultClock is used for payload types missing from ClockRates.
+	DefaultClock uint32
+	// RTCPMux says the leg sends and receives RTCP on the RTP port.
+	RTCPMux bool
+}
+
+type peerConf struct {
+	rtp, rtcp         netip.AddrPort
+	sendRTP, sendRTCP netip.AddrPort // where to send before latching
+	preferred         netip.Addr
+	pts               ptSet
+	clock             [128]uint32
+	mux               bool
+}
+
+var emptyPeer = &peerConf{}
+
+func newPeerConf(p Peer) *peerConf {
+	c := &peerConf{rtp: p.RTP, rtcp: p.RTCP, preferred: p.Preferred, mux: p.RTCPMux}
+	if !c.rtcp.IsValid() && c.rtp.IsValid() && c.rtp.Port() != 0 {
+		c.rtcp = netip.AddrPortFrom(c.rtp.Addr(), c.rtp.Port()+1)
+	}
+	for _, pt := range p.PayloadTypes {
+		if pt < 128 {
+			c.pts.add(pt)
+		}
+	}
+	for i := range c.clock {
+		c.clock[i] = p.DefaultClock
+	}
+	for pt, r := range p.ClockRates {
+		if pt < 128 {
+			c.clock[pt] = r
+		}
+	}
+	c.sendRTP, c.sendRTCP = sendAddr(c.rtp, c.preferred), sendAddr(c.rtcp, c.preferred)
+	return c
+}
+
+// sendAddr picks the destination used before the leg's source is latched.
+func sendAddr(sig netip.AddrPort, preferred netip.Addr) netip.AddrPort {
+	if !sig.IsValid() || sig.Port() == 0 || sig.Addr().IsUnspecified() {
+		return netip.AddrPort{}
+	}
+	if preferred.IsValid() && !preferred.IsPrivate() && !preferred.IsLoopback() && privateish(sig.Addr()) {
+		return netip.AddrPortFrom(preferred, sig.Port()) // NAT: signalled address is unreachable
+	}
+	return sig
+}
+
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+func privateish(a netip.Addr) bool {
+	return a.IsPrivate() || a.IsLinkLocalUnicast() || cgnat.Contains(a.Unmap())
+}
+
+// StreamConfig tunes latching.
+type StreamConfig struct {
+	// LatchWindow is how long after a side's first valid packet a better
+	// source may still take over the latch (default 2 s).
+	LatchWindow time.Duration
+	// Alive is how long a latched source may stay silent before a source on
+	// the same IP (NAT rebinding) may replace it (default 2 s).
+	Alive time.Duration
+	// Logger receives rate-limited drop notices.
+	Logger *slog.Logger
+}
+
+// Stream relays one m-line between two legs. Create it with [NewStream].
+type Stream struct {
+	log           *slog.Logger
+	window, alive int64
+	legs          [2]leg
+	closed        atomic.Bool
+	wg            sync.WaitGroup
+	started       int64
+	dropLog       rateGate
+}
+
+type leg struct {
+	pair      *Pair
+	peer      atomic.Pointer[peerConf]
+	rtp, rtcp sock
+	ctr       counters // traffic received from this leg
+}
+
+type sock struct {
+	conn   *net.UDPConn
+	side   Side
+	isRTCP bool
+	latch  latch
+	seq    seqTracker // owned by this socket's reader
+}
+
+// NewStream starts relaying between pair a (facing leg A) and pair b (facing
+// leg B). The stream owns the pairs and releases them on Close.
+func NewStream(a, b *Pair, cfg StreamConfig) *Stream {
+	if cfg.LatchWindow <= 0 {
+		cfg.LatchWindow = DefaultLatchWindow
+	}
+	if cfg.Alive <= 0 {
+		cfg.Alive = DefaultAlive
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Stream{log: cfg.Logger, window: int64(cfg.LatchWindow), alive: int64(cfg.Alive), started: mono()}
+	s.dropLog.every = 10 * time.Second
+	for i, p := range []*Pair{a, b} {
+		l := &s.legs[i]
+		l.pair = p
+		l.peer.Store(emptyPeer)
+		l.rtp = sock{conn: p.RTP, side: Side(i)}
+		l.rtcp = sock{conn: p.RTCP, side: Side(i), isRTCP: true}
+	}
+	for i := range s.legs {
+		for _, k := range []*sock{&s.legs[i].rtp, &s.legs[i].rtcp} {
+			s.wg.Add(1)
+			go s.readLoop(k)
+		}
+	}
+	return s
+}
+
+// LocalPort returns the RTP port of the pair facing side (RTCP is +1).
+func (s *Stream) LocalPort(side Side) int { return s.legs[side].pair.Port() }
+
+// SetPeer updates what signalling says about side. A changed signalled RTP
+// address opens a new learning window for that side.
+func (s *Stream) SetPeer(side Side, p Peer) {
+	l := &s.legs[side]
+	old := l.peer.Swap(newPeerConf(p))
+	if old != emptyPeer && old.rtp != p.RTP {
+		s.Relatch(side)
+	}
+}
+
+// Relatch opens a new learning window on both sockets facing side, for a
+// signalled NAT change or a re-INVITE. The current peer keeps receiving until
+// a packet from a new source takes over.
+func (s *Stream) Relatch(side Side) {
+	s.legs[side].rtp.latch.relearn.Store(true)
+	s.legs[side].rtcp.latch.relearn.Store(true)
+}
+
+// Latched returns the latched RTP source of side, if any.
+func (s *Stream) Latched(side Side) (netip.AddrPort, bool) {
+	return s.legs[side].rtp.latch.peerAddr()
+}
+
+// LastRTP returns the last time RTP arrived from either leg, or the stream's
+// creation time if none has.
+func (s *Stream) LastRTP() time.Time {
+	last := max(s.started, s.legs[0].ctr.lastRTP.Load(), s.legs[1].ctr.lastRTP.Load())
+	return monoTime(last)
+}
+
+// Stats is a snapshot of a stream's counters.
+type Stats struct {
+	AToB     DirectionStats `json:"a_to_b"`
+	BToA     DirectionStats `json:"b_to_a"`
+	LatchedA netip.AddrPort `json:"latched_a"` // zero if not latched
+	LatchedB netip.AddrPort `json:"latched_b"`
+	PortA    int            `json:"port_a"` // relay RTP port facing A
+	PortB    int            `json:"port_b"` // relay RTP port facing B
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Stream) Stats() Stats {
+	la, _ := s.Latched(SideA)
+	lb, _ := s.Latched(SideB)
+	return Stats{
+		AToB: s.legs[0].ctr.snapshot(), BToA: s.legs[1].ctr.snapshot(),
+		LatchedA: la, LatchedB: lb, PortA: s.LocalPort(SideA), PortB: s.LocalPort(SideB),
+	}
+}
+
+// Close stops forwarding, waits for the readers to exit and releases both
+// pairs to the pool, where they drain. Idempotent.
+func (s *Stream) Close() {
+	if s.closed.Swap(true) {
+		return
+	}
+	now := time.Now()
+	for i := range s.legs {
+		_ = s.legs[i].rtp.conn.SetReadDeadline(now)
+		_ = s.legs[i].rtcp.conn.SetReadDeadline(now)
+	}
+	s.wg.Wait()
+	for i := range s.legs {
+		s.legs[i].pair.Release()
+	}
+}
+
+func (s *Stream) readLoop(k *sock) {
+	defer s.wg.Done()
+	buf := make([]byte, readBuffer)
+	for {
+		n, src, err := k.conn.ReadFromUDPAddrPort(buf)
+		if s.closed.Load() {
+			return
+		}
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
+				return
+			}
+			continue
+		}
+		s.forward(k, buf[:n], src, mono())
+	}
+}
+
+// forward is the per-packet path: classify, source check, statistics and
+// write to the other leg. It must not allocate in steady state.
+func (s *Stream) forward(k *sock, b []byte, src netip.AddrPort, now int64) {
+	from, to := &s.legs[k.side], &s.legs[1-k.side]
+	pc := from.peer.Load()
+	kind := Classify(b)
+	var valid bool
+	var signalled netip.AddrPort
+	if k.isRTCP {
+		valid, signalled = kind == KindRTCP, pc.rtcp
+	} else {
+		signalled = pc.rtp
+		valid = kind == KindRTCP || (kind == KindRTP && (pc.pts.empty() || pc.pts.has(rtpPT(b))))
+	}
+	if kind == KindInvalid || (k.isRTCP && kind != KindRTCP) {
+		from.ctr.invalid.Add(1)
+		return
+	}
+	switch k.latch.check(src, valid, signalled, pc.preferred, s.window, s.alive, now) {
+	case verdictDrop:
+		if valid {
+			from.ctr.dropped.Add(1)
+			if s.dropLog.allow() {
+				s.log.Warn("relay dropped packet from unlatched source", "side", k.side.String(), "port", from.pair.Port(), "src", src)
+			}
+		} else {
+			from.ctr.invalid.Add(1)
+		}
+		return
+	case verdictLatched:
+		if !k.isRTCP {
+			k.seq.reset(&from.ctr)
+		}
+	}
+
+	tc := to.peer.Load()
+	var out *net.UDPConn
+	var dst netip.AddrPort
+	if kind == KindRTP {
+		from.ctr.packets.Add(1)
+		from.ctr.bytes.Add(uint64(len(b)))
+		from.ctr.lastRTP.Store(now)
+		k.seq.update(&from.ctr, b, now, pc.clock[rtpPT(b)])
+		out, dst = to.rtp.conn, rtpDest(to, tc)
+	} else {
+		from.ctr.rtcp.Add(1)
+		if tc.mux {
+			out, dst = to.rtp.conn, rtpDest(to, tc)
+		} else {
+			out, dst = to.rtcp.conn, rtcpDest(to, tc)
+		}
+	}
+	if !dst.IsValid() {
+		return
+	}
+	_, _ = out.WriteToUDPAddrPort(b, dst)
+}
+
+func rtpDest(l *leg, c *peerConf) netip.AddrPort {
+	if a, ok := l.rtp.latch.peerAddr(); ok {
+		return a
+	}
+	return c.sendRTP
+}
+
+func rtcpDest(l *leg, c *peerConf) netip.AddrPort {
+	if a, ok := l.rtcp.latch.peerAddr(); ok {
+		return a
+	}
+	if a, ok := l.rtp.latch.peerAddr(); ok && a.Port() < 65535 {
+		return netip.AddrPortFrom(a.Addr(), a.Port()+1)
+	}
+	return c.sendRTCP
+}

@@ -1,0 +1,231 @@
+package relay
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// setup builds a stream between two loopback endpoints with signalled
+// addresses equal to their real sockets.
+type rig struct {
+	pool   *Pool
+	s      *Stream
+	pa, pb *Pair
+	a, b   *endpoint
+}
+
+func newRig(t *testing.T, cfg StreamConfig, mux bool) *rig {
+	t.Helper()
+	r := &rig{pool: newTestPool(t, 50*time.Millisecond)}
+	r.pa, r.pb = acquire(t, r.pool), acquire(t, r.pool)
+	r.a, r.b = newEndpoint(t), newEndpoint(t)
+	r.s = NewStream(r.pa, r.pb, cfg)
+	t.Cleanup(r.s.Close)
+	r.s.SetPeer(SideA, Peer{RTP: r.a.addr(), PayloadTypes: []uint8{0, 96}, DefaultClock: 8000, RTCPMux: mux})
+	r.s.SetPeer(SideB, Peer{RTP: r.b.addr(), PayloadTypes: []uint8{0, 96}, DefaultClock: 8000, RTCPMux: mux})
+	return r
+}
+
+func TestStreamForwardsBothWays(t *testing.T) {
+	checkGoroutines(t)
+	for _, mux := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rtcp-mux=%v", mux), func(t *testing.T) {
+			r := newRig(t, StreamConfig{}, mux)
+			for i := range 5 {
+				r.a.send(local(r.pa), rtpPacket(0, uint16(i), uint32(160*i), 1, "from-a"))
+				if got := r.b.mustRecv(); !bytes.HasSuffix(got, []byte("from-a")) {
+					t.Fatalf("B got %q", got)
+				}
+				r.b.send(local(r.pb), rtpPacket(96, uint16(i), uint32(160*i), 2, "from-b"))
+				if got := r.a.mustRecv(); !bytes.HasSuffix(got, []byte("from-b")) {
+					t.Fatalf("A got %q", got)
+				}
+			}
+			// RTCP: on the RTP port when muxed, on the odd port otherwise.
+			// Feedback (PSFB 206, used for PLI/FIR) must pass too.
+			for _, pt := range []uint8{200, 201, 202, 203, 204, 206} {
+				to := localRTCP(r.pa)
+				if mux {
+					to = local(r.pa)
+				}
+				r.a.send(to, rtcpPacket(pt))
+				if mux {
+					if got := r.b.mustRecv(); got[1] != pt {
+						t.Fatalf("B got RTCP type %d, want %d", got[1], pt)
+					}
+				}
+			}
+			eventually(t, "RTCP to be counted", func() bool { return r.s.Stats().AToB.RTCPPackets == 6 })
+			st := r.s.Stats()
+			if st.AToB.Packets != 5 || st.BToA.Packets != 5 || st.AToB.Lost != 0 {
+				t.Fatalf("stats %+v", st)
+			}
+			if st.LatchedA != r.a.addr() || st.LatchedB != r.b.addr() {
+				t.Fatalf("latched %v %v, want %v %v", st.LatchedA, st.LatchedB, r.a.addr(), r.b.addr())
+			}
+		})
+	}
+}
+
+func TestStreamRTCPToOddPort(t *testing.T) {
+	r := newRig(t, StreamConfig{}, false)
+	rtcpB := newEndpoint(t)
+	r.s.SetPeer(SideB, Peer{RTP: r.b.addr(), RTCP: rtcpB.addr()})
+	r.a.send(localRTCP(r.pa), rtcpPacket(200))
+	if got := rtcpB.mustRecv(); got[1] != 200 {
+		t.Fatalf("got %v", got)
+	}
+}
+
+func TestStreamCloseStopsForwarding(t *testing.T) {
+	checkGoroutines(t)
+	r := newRig(t, StreamConfig{}, false)
+	r.a.send(local(r.pa), rtpPacket(0, 1, 0, 1, "x"))
+	r.b.mustRecv()
+	r.s.Close()
+	r.a.send(local(r.pa), rtpPacket(0, 2, 0, 1, "x"))
+	if _, _, ok := r.b.recv(200 * time.Millisecond); ok {
+		t.Fatal("packet forwarded after Close")
+	}
+}
+
+// TestStreamRTPBleed: a third socket sprays valid RTP at both relay ports
+// during and after the learning window. It must receive nothing, the real
+// stream must not be hijacked and its loss must stay zero.
+func TestStreamRTPBleed(t *testing.T) {
+	checkGoroutines(t)
+	r := newRig(t, StreamConfig{LatchWindow: 300 * time.Millisecond}, false)
+	attacker := newEndpoint(t)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	r.a.send(local(r.pa), rtpPacket(0, 0, 0, 1, "legit"))
+	r.b.send(local(r.pb), rtpPacket(0, 0, 0, 2, "legit"))
+	go func() {
+		defer close(done)
+		seq := uint16(0)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			seq++
+			_, _ = attacker.conn.WriteToUDPAddrPort(rtpPacket(0, seq, 0, 666, "evil"), local(r.pa))
+			_, _ = attacker.conn.WriteToUDPAddrPort(rtpPacket(0, seq, 0, 666, "evil"), local(r.pb))
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	deadline := time.Now().Add(700 * time.Millisecond) // spans the window and after
+	var seq uint16 = 1
+	for time.Now().Before(deadline) {
+		r.a.send(local(r.pa), rtpPacket(0, seq, uint32(seq)*160, 1, "legit"))
+		r.b.send(local(r.pb), rtpPacket(0, seq, uint32(seq)*160, 2, "legit"))
+		seq++
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(stop)
+	<-done
+	for _, e := range []*endpoint{r.a, r.b} {
+		for {
+			b, _, ok := e.recv(100 * time.Millisecond)
+			if !ok {
+				break
+			}
+			if !bytes.HasSuffix(b, []byte("legit")) {
+				t.Fatalf("endpoint received injected packet %q", b)
+			}
+		}
+	}
+	if b, _, ok := attacker.recv(100 * time.Millisecond); ok {
+		t.Fatalf("attacker received %q", b)
+	}
+	st := r.s.Stats()
+	if st.LatchedA != r.a.addr() || st.LatchedB != r.b.addr() {
+		t.Fatalf("hijacked: latched %v/%v", st.LatchedA, st.LatchedB)
+	}
+	if st.AToB.Lost != 0 || st.BToA.Lost != 0 {
+		t.Fatalf("loss on legitimate stream: %+v", st)
+	}
+	if st.AToB.Dropped == 0 || st.BToA.Dropped == 0 {
+		t.Fatalf("attack not counted as dropped: %+v", st)
+	}
+	if st.AToB.Packets != uint64(seq) {
+		t.Fatalf("A->B packets %d, want %d", st.AToB.Packets, seq)
+	}
+}
+
+// TestStreamNATRebinding: the room's source port changes mid-call. Packets
+// from the new port are dropped until Relatch; then media flows again.
+func TestStreamNATRebinding(t *testing.T) {
+	checkGoroutines(t)
+	r := newRig(t, StreamConfig{LatchWindow: 50 * time.Millisecond, Alive: time.Minute}, false)
+	r.a.send(local(r.pa), rtpPacket(0, 1, 0, 1, "old"))
+	r.b.mustRecv()
+	eventually(t, "learning window to close", func() bool { return mono() > r.s.legs[0].rtp.latch.windowEnd.Load() })
+
+	moved := newEndpoint(t) // the same room after its NAT mapping changed
+	for i := range 3 {
+		moved.send(local(r.pa), rtpPacket(0, uint16(2+i), 0, 1, "new"))
+	}
+	eventually(t, "drops to be counted", func() bool { return r.s.Stats().AToB.Dropped == 3 })
+	if b, _, ok := r.b.recv(100 * time.Millisecond); ok {
+		t.Fatalf("forwarded before relatch: %q", b)
+	}
+	r.s.Relatch(SideA)
+	moved.send(local(r.pa), rtpPacket(0, 5, 0, 1, "new"))
+	if got := r.b.mustRecv(); !bytes.HasSuffix(got, []byte("new")) {
+		t.Fatalf("got %q", got)
+	}
+	// And B's media now goes to the new address.
+	r.b.send(local(r.pb), rtpPacket(0, 1, 0, 2, "to-new"))
+	if got := moved.mustRecv(); !bytes.HasSuffix(got, []byte("to-new")) {
+		t.Fatalf("got %q", got)
+	}
+	if got, _ := r.s.Latched(SideA); got != moved.addr() {
+		t.Fatalf("latched %v want %v", got, moved.addr())
+	}
+}
+
+// TestStreamSilentPeerRebindsOnSameIP: once the latched source has been
+// silent for Alive, a source on the same IP may take over without Relatch.
+func TestStreamSilentPeerRebindsOnSameIP(t *testing.T) {
+	r := newRig(t, StreamConfig{LatchWindow: 20 * time.Millisecond, Alive: 100 * time.Millisecond}, false)
+	r.a.send(local(r.pa), rtpPacket(0, 1, 0, 1, "old"))
+	r.b.mustRecv()
+	moved := newEndpoint(t)
+	eventually(t, "latched source to go stale", func() bool {
+		return mono()-r.s.legs[0].rtp.latch.lastSeen.Load() > int64(100*time.Millisecond)
+	})
+	moved.send(local(r.pa), rtpPacket(0, 2, 0, 1, "new"))
+	if got := r.b.mustRecv(); !bytes.HasSuffix(got, []byte("new")) {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestStreamRejectsUnexpectedPayloadTypeForLatching(t *testing.T) {
+	r := newRig(t, StreamConfig{}, false)
+	r.a.send(local(r.pa), rtpPacket(8, 1, 0, 1, "pcma")) // PT 8 not in SDP
+	r.a.send(local(r.pa), []byte("not rtp at all"))
+	eventually(t, "invalid to be counted", func() bool { return r.s.Stats().AToB.Invalid == 2 })
+	if _, ok := r.s.Latched(SideA); ok {
+		t.Fatal("latched on an unexpected payload type")
+	}
+}
+
+func TestStreamPrefersSignalledSource(t *testing.T) {
+	r := newRig(t, StreamConfig{LatchWindow: time.Minute}, false)
+	early := newEndpoint(t) // not the signalled address: latches provisionally
+	early.send(local(r.pa), rtpPacket(0, 1, 0, 9, "early"))
+	r.b.mustRecv()
+	r.a.send(local(r.pa), rtpPacket(0, 1, 0, 1, "signalled"))
+	r.b.mustRecv()
+	if got, _ := r.s.Latched(SideA); got != r.a.addr() {
+		t.Fatalf("latched %v, want the signalled %v", got, r.a.addr())
+	}
+	early.send(local(r.pa), rtpPacket(0, 2, 0, 9, "early"))
+	if b, _, ok := r.b.recv(100 * time.Millisecond); ok {
+		t.Fatalf("lower-ranked source forwarded after signalled latch: %q", b)
+	}
+}
