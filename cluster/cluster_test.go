@@ -122,7 +122,7 @@ func TestClusterLifecycle(t *testing.T) {
 	lead = c.leader(5 * time.Second)
 	var victim, asker *testNode
 	for _, tn := range c.running() {
-		if tn != lead {
+		if tn.id != lead.id {
 			if victim == nil {
 				victim = tn
 			} else {

@@ -106,7 +106,12 @@ func (n *Node) applyAnywhere(ctx context.Context, enc [][]byte) []error {
 			}
 			res = make([]error, len(batch))
 			for j := range batch {
-				if j < len(resp.Errs) {
+				switch {
+				case resp.Err != nil:
+					res[j] = resp.Err.err()
+				case len(resp.Errs) != len(batch):
+					res[j] = fmt.Errorf("%w: leader answered %d results for %d commands", ErrOutcomeUnknown, len(resp.Errs), len(batch))
+				default:
 					res[j] = resp.Errs[j].err()
 				}
 			}
@@ -401,7 +406,8 @@ func (n *Node) handleRPC(req *rpcRequest) *rpcResponse {
 		return &rpcResponse{}
 	}
 	if err := n.stopped(); err != nil {
-		return &rpcResponse{Err: wireError(err)}
+		// Nothing was done: the caller may retry on the leader, wherever it is now.
+		return &rpcResponse{Err: wireError(fmt.Errorf("%w: %s is stopping: %w", ErrNotLeader, n.cfg.NodeID, err))}
 	}
 	if n.raft.State() != raft.Leader {
 		addr, _ := n.raft.LeaderWithID()

@@ -115,9 +115,7 @@ func newTestCluster(t *testing.T) *testCluster {
 	c := &testCluster{t: t, base: t.TempDir(), net: newFaultNet(), nodes: map[string]*testNode{}}
 	t.Cleanup(func() {
 		for _, tn := range c.all() {
-			if tn.n != nil {
-				_ = tn.n.Close()
-			}
+			c.kill(tn.id)
 		}
 	})
 	return c
@@ -180,16 +178,21 @@ func (c *testCluster) open(tn *testNode) {
 	if err != nil {
 		c.t.Fatalf("open %s: %v", tn.id, err)
 	}
+	c.mu.Lock()
 	tn.n = n
+	c.mu.Unlock()
 }
 
 // kill stops a node hard.
 func (c *testCluster) kill(id string) {
 	c.t.Helper()
 	tn := c.node(id)
-	if tn.n != nil {
-		_ = tn.n.Close()
-		tn.n = nil
+	c.mu.Lock()
+	n := tn.n
+	tn.n = nil
+	c.mu.Unlock()
+	if n != nil {
+		_ = n.Close()
 	}
 }
 
@@ -197,7 +200,10 @@ func (c *testCluster) kill(id string) {
 func (c *testCluster) restart(id string) *testNode {
 	c.t.Helper()
 	tn := c.node(id)
-	if tn.n != nil {
+	c.mu.Lock()
+	up := tn.n != nil
+	c.mu.Unlock()
+	if up {
 		c.t.Fatalf("restart %s: still running", id)
 	}
 	c.open(tn)
@@ -220,12 +226,14 @@ func (c *testCluster) forget(id string) {
 	c.mu.Unlock()
 }
 
+// all returns a copy of every node (running or not), sorted by ID.
 func (c *testCluster) all() []*testNode {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []*testNode
 	for _, tn := range c.nodes {
-		out = append(out, tn)
+		cp := *tn
+		out = append(out, &cp)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
 	return out

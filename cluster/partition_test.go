@@ -21,7 +21,7 @@ func TestPartition(t *testing.T) {
 	var majority []*testNode
 	var majAddrs, majIDs []string
 	for _, tn := range c.running() {
-		if tn != old {
+		if tn.id != old.id {
 			majority = append(majority, tn)
 			majAddrs = append(majAddrs, tn.addr)
 			majIDs = append(majIDs, tn.id)
