@@ -14,10 +14,19 @@ const (
 	// which covers SR/RR/SDES/BYE/APP 200-204 and the feedback types 205-207
 	// that video needs for PLI/FIR).
 	KindRTCP
+	// KindDTLS is a DTLS record (first byte 20..63, RFC 7983), relayed on
+	// the RTP socket so DTLS-SRTP handshakes pass through.
+	KindDTLS
+	// KindRaw is any other non-empty datagram on a raw (non-RTP) stream,
+	// such as BFCP over UDP.
+	KindRaw
 )
 
 // Classify checks the fixed header of b without allocating.
 func Classify(b []byte) Kind {
+	if len(b) >= 13 && b[0] >= 20 && b[0] <= 63 {
+		return KindDTLS
+	}
 	if len(b) < 4 || b[0]>>6 != 2 {
 		return KindInvalid
 	}

@@ -121,6 +121,10 @@ type StreamConfig struct {
 	// Alive is how long a latched source may stay silent before a source on
 	// the same IP (NAT rebinding) may replace it (default 2 s).
 	Alive time.Duration
+	// Raw relays any non-empty datagram on the even port without RTP
+	// checks or statistics beyond packets and bytes (BFCP over UDP and other
+	// non-RTP UDP m-lines). The odd port only discards.
+	Raw bool
 	// Logger receives rate-limited drop notices.
 	Logger *slog.Logger
 }
@@ -129,6 +133,7 @@ type StreamConfig struct {
 type Stream struct {
 	log           *slog.Logger
 	window, alive int64
+	raw           bool
 	legs          [2]leg
 	closed        atomic.Bool
 	wg            sync.WaitGroup
@@ -163,7 +168,7 @@ func NewStream(a, b *Pair, cfg StreamConfig) *Stream {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Stream{log: cfg.Logger, window: int64(cfg.LatchWindow), alive: int64(cfg.Alive), started: mono()}
+	s := &Stream{log: cfg.Logger, window: int64(cfg.LatchWindow), alive: int64(cfg.Alive), raw: cfg.Raw, started: mono()}
 	s.dropLog.every = 10 * time.Second
 	for i, p := range []*Pair{a, b} {
 		l := &s.legs[i]
@@ -275,13 +280,20 @@ func (s *Stream) forward(k *sock, b []byte, src netip.AddrPort, now int64) {
 	from, to := &s.legs[k.side], &s.legs[1-k.side]
 	pc := from.peer.Load()
 	kind := Classify(b)
+	if s.raw {
+		kind = KindInvalid
+		if len(b) > 0 && !k.isRTCP {
+			kind = KindRaw
+		}
+	}
 	var valid bool
 	var signalled netip.AddrPort
 	if k.isRTCP {
 		valid, signalled = kind == KindRTCP, pc.rtcp
 	} else {
 		signalled = pc.rtp
-		valid = kind == KindRTCP || (kind == KindRTP && (pc.pts.empty() || pc.pts.has(rtpPT(b))))
+		valid = kind == KindRTCP || kind == KindDTLS || kind == KindRaw ||
+			(kind == KindRTP && (pc.pts.empty() || pc.pts.has(rtpPT(b))))
 	}
 	if kind == KindInvalid || (k.isRTCP && kind != KindRTCP) {
 		from.ctr.invalid.Add(1)
@@ -307,13 +319,21 @@ func (s *Stream) forward(k *sock, b []byte, src netip.AddrPort, now int64) {
 	tc := to.peer.Load()
 	var out *net.UDPConn
 	var dst netip.AddrPort
-	if kind == KindRTP {
+	switch kind {
+	case KindRTP:
 		from.ctr.packets.Add(1)
 		from.ctr.bytes.Add(uint64(len(b)))
 		from.ctr.lastRTP.Store(now)
 		k.seq.update(&from.ctr, b, now, pc.clock[rtpPT(b)])
 		out, dst = to.rtp.conn, rtpDest(to, tc)
-	} else {
+	case KindRaw, KindDTLS:
+		from.ctr.packets.Add(1)
+		from.ctr.bytes.Add(uint64(len(b)))
+		if kind == KindRaw {
+			from.ctr.lastRTP.Store(now) // raw streams count as media activity
+		}
+		out, dst = to.rtp.conn, rtpDest(to, tc)
+	default:
 		from.ctr.rtcp.Add(1)
 		if tc.mux {
 			out, dst = to.rtp.conn, rtpDest(to, tc)

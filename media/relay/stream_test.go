@@ -229,3 +229,20 @@ func TestStreamPrefersSignalledSource(t *testing.T) {
 		t.Fatalf("lower-ranked source forwarded after signalled latch: %q", b)
 	}
 }
+
+func TestStreamRawForwardsBFCP(t *testing.T) {
+	r := &rig{pool: newTestPool(t, 50*time.Millisecond)}
+	r.pa, r.pb = acquire(t, r.pool), acquire(t, r.pool)
+	r.a, r.b = newEndpoint(t), newEndpoint(t)
+	r.s = NewStream(r.pa, r.pb, StreamConfig{Raw: true})
+	t.Cleanup(r.s.Close)
+	r.s.SetPeer(SideA, Peer{RTP: r.a.addr()})
+	r.s.SetPeer(SideB, Peer{RTP: r.b.addr()})
+	bfcp := []byte{0x20, 0x04, 0x00, 0x00, 0, 0, 0, 1, 0, 1, 0, 1} // BFCP v1 Hello
+	r.a.send(local(r.pa), bfcp)
+	if got := r.b.mustRecv(); !bytes.Equal(got, bfcp) {
+		t.Fatalf("got %x", got)
+	}
+	r.b.send(local(r.pb), bfcp)
+	r.a.mustRecv()
+}
