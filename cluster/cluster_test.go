@@ -12,7 +12,7 @@ import (
 
 // startThree bootstraps a, then joins b with a join token and c with a token too (the token is
 // reusable until it expires), and waits for three voters.
-func startThree(t *testing.T, c *testCluster) {
+func startThree(t testing.TB, c *testCluster) {
 	t.Helper()
 	a := c.start("a", nil)
 	if err := a.n.WaitLeader(ctxT(t, 5*time.Second)); err != nil {

@@ -29,9 +29,11 @@ func (n *Node) Propose(ctx context.Context, c state.Command) error {
 // when no leader is reachable (and, for commands that are safe to apply twice, when the outcome
 // is unknown). Failures are logged. If the queue is full the command is dropped and logged.
 func (n *Node) Enqueue(c state.Command) {
+	n.pending.Add(1)
 	select {
 	case n.queue <- c:
 	default:
+		n.pending.Add(-1)
 		if d := n.dropped.Add(1); d&(d-1) == 0 { // log at 1, 2, 4, 8, ... drops
 			n.log.Error("enqueue queue full: command dropped", "type", c.Type, "dropped_total", d)
 		}
@@ -277,9 +279,7 @@ func (n *Node) batcher() {
 			}
 		}
 		t.Stop()
-		n.flushMu.Lock()
 		n.proposeQueued(n.ctx, batch)
-		n.flushMu.Unlock()
 	}
 }
 
@@ -289,33 +289,22 @@ func (n *Node) drainLog() {
 	}
 }
 
-// Flush proposes every command queued by Enqueue so far and returns when they are done (or
-// ctx ends). Leave calls it; tests use it.
+// Flush waits until every command queued by Enqueue so far has been proposed (applied or given
+// up on), or ctx ends. Leave calls it; tests use it.
 func (n *Node) Flush(ctx context.Context) error {
-	for {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for n.pending.Load() > 0 {
 		if err := n.stopped(); err != nil {
 			return err
 		}
-		var batch []state.Command
-	take:
-		for len(batch) < batchMax {
-			select {
-			case c := <-n.queue:
-				batch = append(batch, c)
-			default:
-				break take
-			}
-		}
-		// Wait for a batch the batcher may be proposing right now, then do ours.
-		n.flushMu.Lock()
-		if len(batch) > 0 {
-			n.proposeQueued(ctx, batch)
-		}
-		n.flushMu.Unlock()
-		if len(batch) == 0 {
-			return ctx.Err()
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: flush: %d commands still queued: %w", n.pending.Load(), ctx.Err())
+		case <-t.C:
 		}
 	}
+	return nil
 }
 
 // idempotent reports whether applying c twice leaves the same state as applying it once, so a
@@ -325,12 +314,14 @@ func idempotent(t state.CmdType) bool {
 }
 
 func (n *Node) proposeQueued(ctx context.Context, batch []state.Command) {
+	defer func() { n.pending.Add(-int64(len(batch))) }() // what is left when we give up
 	backoff := 50 * time.Millisecond
 	for try := 1; len(batch) > 0; try++ {
 		errs := n.proposeBatch(ctx, batch)
 		var again []state.Command
 		for i, err := range errs {
 			if err == nil {
+				n.pending.Add(-1)
 				continue
 			}
 			stop := n.stopped() != nil || ctx.Err() != nil
@@ -339,6 +330,7 @@ func (n *Node) proposeQueued(ctx context.Context, batch []state.Command) {
 				again = append(again, batch[i])
 				continue
 			}
+			n.pending.Add(-1)
 			n.log.Warn("queued command failed", "type", batch[i].Type, "tries", try, "error", err)
 		}
 		batch = again

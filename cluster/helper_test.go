@@ -103,14 +103,14 @@ type testNode struct {
 }
 
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	base  string
 	net   *faultNet
 	mu    sync.Mutex
 	nodes map[string]*testNode
 }
 
-func newTestCluster(t *testing.T) *testCluster {
+func newTestCluster(t testing.TB) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, base: t.TempDir(), net: newFaultNet(), nodes: map[string]*testNode{}}
 	t.Cleanup(func() {
@@ -152,6 +152,7 @@ func (c *testCluster) testConfig(id string) Config {
 	cfg.ApplyTimeout = 3 * time.Second
 	cfg.Logger = testLogger(c.t).With("test_node", id)
 	cfg.dial = c.net.dialer(addr)
+	cfg.expireEvery = 200 * time.Millisecond
 	return cfg
 }
 

@@ -203,10 +203,7 @@ func fetchCert(ctx context.Context, cfg *Config, tok *joinToken, advertise strin
 	}
 	dial := cfg.dial
 	if dial == nil {
-		dial = func(ctx context.Context, addr string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "tcp", addr)
-		}
+		dial = defaultDial
 	}
 	req := &rpcRequest{Op: opCert, ID: cfg.NodeID, Addr: advertise, Secret: tok.Secret, CSR: csr}
 	var resp *rpcResponse

@@ -48,7 +48,7 @@ type Node struct {
 
 	queue   chan state.Command
 	dropped atomic.Uint64
-	flushMu sync.Mutex // held while the batcher proposes a batch
+	pending atomic.Int64 // enqueued commands not yet proposed to the end
 
 	leaderMu     sync.Mutex
 	leaderSig    chan struct{}   // closed and replaced on every leadership change of this node

@@ -44,10 +44,7 @@ type mux struct {
 
 func newMux(ln net.Listener, advertise string, m *tlsMaterial, dial func(context.Context, string) (net.Conn, error), log *slog.Logger) *mux {
 	if dial == nil {
-		dial = func(ctx context.Context, addr string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "tcp", addr)
-		}
+		dial = defaultDial
 	}
 	return &mux{
 		ln: ln, advertise: advertise, server: m.serverConfig(), client: m.clientConfig(),
@@ -145,6 +142,11 @@ func (m *mux) serve(raw net.Conn) {
 		m.log.Warn("cluster connection refused: unexpected service", "remote", raw.RemoteAddr(),
 			"alpn", proto, "service", b[0])
 	}
+}
+
+func defaultDial(ctx context.Context, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", addr)
 }
 
 // dial opens a mutual-TLS connection to a member for the given service.
