@@ -1,0 +1,365 @@
+package sdp
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	psdp "github.com/pion/sdp/v3"
+)
+
+// Target says how to rewrite one m-line.
+type Target struct {
+	// Port is the relay RTP port the receiver of the rewritten SDP sends to
+	// (RTCP is Port+1). 0 rejects the m-line.
+	Port int
+	// RTCPMux keeps an a=rtcp-mux attribute; when false it is removed.
+	// It is never added.
+	RTCPMux bool
+}
+
+// Options drive [Rewrite].
+type Options struct {
+	// Addr is the relay address written into o=, c= and a=rtcp.
+	Addr netip.Addr
+	// Version is the o= session version to write.
+	Version uint64
+	// Media holds one Target per m-line index; m-lines without a Target are
+	// rejected (port 0).
+	Media []Target
+	// StripICE removes a=candidate, a=ice-*, a=end-of-candidates and
+	// a=remote-candidates (session and media level).
+	StripICE bool
+}
+
+func (o Options) target(i int) Target {
+	if i < len(o.Media) {
+		return o.Media[i]
+	}
+	return Target{}
+}
+
+// Rewrite returns body rewritten per o. It uses pion/sdp when the body parses
+// and the line-based fallback otherwise. The result always parses with
+// pion/sdp; if it would not, Rewrite returns ErrUnparseable.
+func Rewrite(body []byte, o Options) ([]byte, error) {
+	if !o.Addr.IsValid() {
+		return nil, fmt.Errorf("%w: no relay address", ErrNotSDP)
+	}
+	d := parseLines(body)
+	if len(d.session) == 0 && len(d.media) == 0 {
+		return nil, ErrNotSDP
+	}
+	var sd psdp.SessionDescription
+	if err := sd.Unmarshal(body); err == nil && len(sd.MediaDescriptions) == len(d.media) {
+		rewritePion(&sd, o)
+		if out, err := sd.Marshal(); err == nil && parses(out) {
+			return out, nil
+		}
+	}
+	out := d.rewrite(o)
+	if !parses(out) {
+		return nil, ErrUnparseable
+	}
+	return out, nil
+}
+
+// WithoutOrigin returns body without its o= line, for comparing two bodies
+// for changes other than the version.
+func WithoutOrigin(body []byte) []byte {
+	var out []byte
+	for _, l := range bytes.Split(body, []byte("\n")) {
+		if !bytes.HasPrefix(l, []byte("o=")) {
+			out = append(out, l...)
+			out = append(out, '\n')
+		}
+	}
+	return out
+}
+
+func parses(b []byte) bool {
+	var sd psdp.SessionDescription
+	return sd.Unmarshal(b) == nil
+}
+
+var iceAttrs = map[string]bool{
+	"candidate": true, "remote-candidates": true, "end-of-candidates": true,
+	"ice-ufrag": true, "ice-pwd": true, "ice-options": true, "ice-lite": true,
+	"ice-mismatch": true, "ice-pacing": true,
+}
+
+// keepAttr applies the attribute filter shared by both paths.
+func keepAttr(key string, t Target, o Options) bool {
+	if o.StripICE && iceAttrs[key] {
+		return false
+	}
+	if key == "rtcp" && t.Port == 0 {
+		return false
+	}
+	if key == "rtcp-mux" && !t.RTCPMux {
+		return false
+	}
+	return true
+}
+
+func rtcpValue(t Target, a netip.Addr) string {
+	return fmt.Sprintf("%d %s", t.Port+1, connLine(a))
+}
+
+// relayConn returns the c= address to write in place of old: unspecified
+// addresses (hold) are kept, everything else becomes the relay.
+func relayConn(old string, relay netip.Addr) (nettype, addrtype, addr string) {
+	if a, err := netip.ParseAddr(old); err == nil && a.IsUnspecified() {
+		return "IN", addrType(a), a.String()
+	}
+	return "IN", addrType(relay), relay.Unmap().String()
+}
+
+func rewritePion(sd *psdp.SessionDescription, o Options) {
+	sd.Origin.NetworkType, sd.Origin.AddressType, sd.Origin.UnicastAddress = "IN", addrType(o.Addr), o.Addr.Unmap().String()
+	sd.Origin.SessionVersion = o.Version
+	if ci := sd.ConnectionInformation; ci != nil && ci.Address != nil {
+		ci.NetworkType, ci.AddressType, ci.Address.Address = relayConn(ci.Address.Address, o.Addr)
+		ci.Address.TTL, ci.Address.Range = nil, nil
+	}
+	sd.Attributes = filterPion(sd.Attributes, Target{RTCPMux: true}, o)
+	for i, md := range sd.MediaDescriptions {
+		t := o.target(i)
+		md.MediaName.Port = psdp.RangedPort{Value: t.Port}
+		if ci := md.ConnectionInformation; ci != nil && ci.Address != nil {
+			ci.NetworkType, ci.AddressType, ci.Address.Address = relayConn(ci.Address.Address, o.Addr)
+			ci.Address.TTL, ci.Address.Range = nil, nil
+		} else if sd.ConnectionInformation == nil || sd.ConnectionInformation.Address == nil {
+			md.ConnectionInformation = &psdp.ConnectionInformation{NetworkType: "IN", AddressType: addrType(o.Addr),
+				Address: &psdp.Address{Address: o.Addr.Unmap().String()}}
+		}
+		attrs := filterPion(md.Attributes, t, o)
+		for j := range attrs {
+			if attrs[j].Key == "rtcp" {
+				attrs[j].Value = rtcpValue(t, o.Addr)
+			}
+		}
+		md.Attributes = attrs
+	}
+}
+
+func filterPion(in []psdp.Attribute, t Target, o Options) []psdp.Attribute {
+	out := in[:0]
+	for _, a := range in {
+		if keepAttr(a.Key, t, o) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// --- line-based fallback ---
+
+var (
+	sessionOrder = "vosiuepcbtzka"
+	mediaOrder   = "micbka"
+	mediaTypes   = map[string]bool{"audio": true, "video": true, "text": true, "application": true, "message": true}
+	protoParts   = map[string]bool{"UDP": true, "RTP": true, "AVP": true, "SAVP": true, "SAVPF": true, "TLS": true,
+		"DTLS": true, "SCTP": true, "AVPF": true, "TCP": true, "MSRP": true, "BFCP": true, "UDT": true, "IX": true,
+		"MRCPv2": true, "FEC": true}
+)
+
+// rewrite applies o to the line model and emits it in canonical order with
+// every strictly-parsed line regenerated or validated.
+func (d doc) rewrite(o Options) []byte {
+	var b strings.Builder
+	emit := func(typ byte, val string) {
+		b.WriteByte(typ)
+		b.WriteByte('=')
+		b.WriteString(val)
+		b.WriteString("\r\n")
+	}
+	relay := connLine(o.Addr)
+	hasSessionConn := false
+	for _, typ := range []byte(sessionOrder) {
+		found := false
+		for _, l := range d.session {
+			if l.typ != typ {
+				continue
+			}
+			switch typ {
+			case 'v', 'o', 's', 'c':
+				if found {
+					continue // one each
+				}
+			}
+			switch typ {
+			case 'v':
+				emit('v', "0")
+			case 'o':
+				emit('o', originLine(l.val, o))
+			case 's':
+				emit('s', nonEmpty(l.val))
+			case 'c':
+				emit('c', connValue(l.val, relay))
+				hasSessionConn = true
+			case 'b':
+				if !validBandwidth(l.val) {
+					continue
+				}
+				emit('b', l.val)
+			case 't':
+				if !validTiming(l.val) {
+					continue
+				}
+				emit('t', l.val)
+			case 'a':
+				if k, _, _ := attr(l); !keepAttr(k, Target{RTCPMux: true}, o) {
+					continue
+				}
+				emit('a', l.val)
+			case 'i', 'e', 'p', 'k':
+				emit(typ, l.val)
+			default: // u, z: dropped (strictly parsed and rarely useful)
+				continue
+			}
+			found = true
+		}
+		if !found {
+			switch typ {
+			case 'v':
+				emit('v', "0")
+			case 'o':
+				emit('o', originLine("", o))
+			case 's':
+				emit('s', "-")
+			case 't':
+				emit('t', "0 0")
+			}
+		}
+	}
+	for i, sec := range d.media {
+		t := o.target(i)
+		emit('m', mediaLine(sec[0].val, t.Port))
+		for _, typ := range []byte(mediaOrder[1:]) {
+			conn := false
+			for _, l := range sec[1:] {
+				if l.typ != typ {
+					continue
+				}
+				switch typ {
+				case 'c':
+					if conn {
+						continue
+					}
+					emit('c', connValue(l.val, relay))
+					conn = true
+				case 'b':
+					if validBandwidth(l.val) {
+						emit('b', l.val)
+					}
+				case 'a':
+					k, _, _ := attr(l)
+					if !keepAttr(k, t, o) {
+						continue
+					}
+					if k == "rtcp" {
+						emit('a', "rtcp:"+rtcpValue(t, o.Addr))
+						continue
+					}
+					emit('a', l.val)
+				default:
+					emit(typ, l.val)
+				}
+			}
+			if typ == 'c' && !conn && !hasSessionConn {
+				emit('c', relay)
+			}
+		}
+	}
+	return []byte(b.String())
+}
+
+func nonEmpty(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "-"
+	}
+	return s
+}
+
+func originLine(old string, o Options) string {
+	user, id := "-", uint64(0)
+	f := strings.Fields(old)
+	if len(f) >= 1 {
+		user = f[0]
+	}
+	if len(f) >= 2 {
+		if v, err := strconv.ParseUint(f[1], 10, 64); err == nil {
+			id = v
+		}
+	}
+	return fmt.Sprintf("%s %d %d %s", user, id, o.Version, connLine(o.Addr))
+}
+
+func connValue(old, relay string) string {
+	if a := connAddr(old); a.IsValid() && a.IsUnspecified() {
+		return connLine(a)
+	}
+	return relay
+}
+
+// mediaLine regenerates an m= line with the given port. Media types and
+// protos pion cannot represent become a rejected "application ... UDP"
+// line, so the m-line count (which RFC 3264 answers must keep) is preserved.
+func mediaLine(old string, port int) string {
+	f := strings.Fields(old)
+	media, proto, fmts := "application", "UDP", []string{"0"}
+	if len(f) >= 1 && mediaTypes[f[0]] {
+		media = f[0]
+	} else {
+		port = 0
+	}
+	if len(f) >= 3 && validProto(f[2]) {
+		proto = f[2]
+	} else {
+		port = 0
+	}
+	if len(f) >= 4 {
+		fmts = f[3:]
+	}
+	return fmt.Sprintf("%s %d %s %s", media, port, proto, strings.Join(fmts, " "))
+}
+
+func validProto(p string) bool {
+	for part := range strings.SplitSeq(p, "/") {
+		if !protoParts[part] {
+			return false
+		}
+	}
+	return true
+}
+
+func validBandwidth(v string) bool {
+	typ, n, ok := strings.Cut(v, ":")
+	if !ok {
+		return false
+	}
+	if _, err := strconv.ParseUint(n, 10, 64); err != nil {
+		return false
+	}
+	switch typ {
+	case "CT", "AS", "TIAS", "RR", "RS":
+		return true
+	}
+	return strings.HasPrefix(typ, "X-")
+}
+
+func validTiming(v string) bool {
+	f := strings.Fields(v)
+	if len(f) != 2 {
+		return false
+	}
+	for _, x := range f {
+		if _, err := strconv.ParseUint(x, 10, 64); err != nil {
+			return false
+		}
+	}
+	return true
+}
