@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -96,8 +97,17 @@ func TestFailoverTime(t *testing.T) {
 			writer = tn
 		}
 		// The survivor's Propose waits for the new leader (it polls for one until ApplyTimeout).
-		if err := writer.n.Propose(ctxT(t, 10*time.Second), state.PutRoom(state.Room{Name: fmt.Sprintf("failover-%d", i)})); err != nil {
-			t.Fatalf("run %d: write after failover: %v", i, err)
+		// A write whose outcome is unknown (the fresh leader lost its lease) is retried, as
+		// Enqueue does for idempotent commands.
+		for {
+			err := writer.n.Propose(ctxT(t, 10*time.Second), state.PutRoom(state.Room{Name: fmt.Sprintf("failover-%d", i)}))
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, ErrOutcomeUnknown) || time.Since(killed) > 10*time.Second {
+				t.Fatalf("run %d: write after failover: %v", i, err)
+			}
+			t.Logf("run %d: retrying after %v", i, err)
 		}
 		d := time.Since(killed)
 		times = append(times, d)

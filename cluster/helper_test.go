@@ -29,6 +29,9 @@ type faultConn struct {
 	fn       *faultNet
 }
 
+// Unwrap gives the TCP connection (for the idle-connection check).
+func (c *faultConn) Unwrap() net.Conn { return c.Conn }
+
 func (c *faultConn) Close() error {
 	c.fn.mu.Lock()
 	delete(c.fn.conns, c)

@@ -105,22 +105,29 @@ type rpcClient struct {
 }
 
 type rpcConn struct {
-	c    net.Conn
-	br   *bufio.Reader
-	used time.Time
+	c     net.Conn
+	br    *bufio.Reader
+	watch chan error // while idle in the pool: the result of a blocked read
 }
 
-// alive checks a connection that sat idle: the peer may have closed it (restart, idle
-// timeout). Sending on a dead connection would leave a write's outcome unknown.
-func (c *rpcConn) alive() bool {
-	if time.Since(c.used) < time.Second {
-		return true
-	}
-	_ = c.c.SetReadDeadline(time.Now().Add(time.Millisecond))
-	_, err := c.br.Peek(1)
+// idle starts watching a pooled connection: a read that returns means the peer closed it (or
+// broke the protocol), so it must not be reused; sending on it would leave a write's outcome
+// unknown.
+func (c *rpcConn) idle() {
+	c.watch = make(chan error, 1)
+	go func() {
+		_, err := c.br.Peek(1)
+		c.watch <- err
+	}()
+}
+
+// reuse stops the watcher and reports whether the connection is still good.
+func (c *rpcConn) reuse() bool {
+	_ = c.c.SetReadDeadline(time.Now())
+	err := <-c.watch
 	_ = c.c.SetReadDeadline(time.Time{})
 	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	return errors.As(err, &ne) && ne.Timeout() && !peerGone(c.c)
 }
 
 const maxIdlePerPeer = 8
@@ -137,7 +144,7 @@ func (rc *rpcClient) get(ctx context.Context, addr string) (*rpcConn, error) {
 		c := l[len(l)-1]
 		rc.idle[addr] = l[:len(l)-1]
 		rc.mu.Unlock()
-		if c.alive() {
+		if c.reuse() {
 			return c, nil
 		}
 		_ = c.c.Close()
@@ -148,7 +155,7 @@ func (rc *rpcClient) get(ctx context.Context, addr string) (*rpcConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &rpcConn{c: c, br: bufio.NewReader(c), used: time.Now()}, nil
+	return &rpcConn{c: c, br: bufio.NewReader(c)}, nil
 }
 
 func (rc *rpcClient) put(addr string, c *rpcConn) {
@@ -158,6 +165,7 @@ func (rc *rpcClient) put(addr string, c *rpcConn) {
 		_ = c.c.Close()
 		return
 	}
+	c.idle()
 	rc.idle[addr] = append(rc.idle[addr], c)
 }
 
@@ -186,7 +194,6 @@ func (rc *rpcClient) call(ctx context.Context, addr string, req *rpcRequest) (*r
 		return nil, fmt.Errorf("cluster: rpc %s to %s: %w", req.Op, addr, err)
 	}
 	_ = c.c.SetDeadline(time.Time{})
-	c.used = time.Now()
 	rc.put(addr, c)
 	return &resp, nil
 }
