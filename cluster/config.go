@@ -62,6 +62,8 @@ type Config struct {
 	dial func(ctx context.Context, addr string) (net.Conn, error)
 	// expireEvery is the leader's expiry sweep period (tests shorten it). Default: 5s.
 	expireEvery time.Duration
+	// trailingLogs overrides how many entries stay after a snapshot (tests). Default: 2048.
+	trailingLogs uint64
 }
 
 // Defaults.
@@ -128,6 +130,9 @@ func (c *Config) Validate() error {
 	setDur(&c.ApplyTimeout, d.ApplyTimeout)
 	setDur(&c.SnapshotInterval, d.SnapshotInterval)
 	setDur(&c.expireEvery, defaultExpireEvery)
+	if c.trailingLogs == 0 {
+		c.trailingLogs = trailingLogs
+	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = d.SnapshotThreshold
 	}

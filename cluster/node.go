@@ -198,7 +198,7 @@ func (n *Node) startRaft(ctx context.Context, joinAddrs []string) error {
 	rc.CommitTimeout = cfg.CommitTimeout
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.SnapshotInterval = cfg.SnapshotInterval
-	rc.TrailingLogs = trailingLogs
+	rc.TrailingLogs = cfg.trailingLogs
 	rc.BatchApplyCh = true
 	rc.Logger = hl
 	notify := make(chan bool, 16)

@@ -1,0 +1,137 @@
+package state
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
+
+func TestApply(t *testing.T) {
+	ban := netip.MustParsePrefix("198.51.100.0/24")
+	tests := []struct {
+		name    string
+		cmds    []Command
+		wantErr error
+		check   func(*testing.T, *State)
+	}{
+		{"put room", []Command{PutRoom(Room{Name: "r", Inbound: InboundOpen})}, nil, func(t *testing.T, s *State) {
+			if _, ok := s.Room("r"); !ok {
+				t.Fatal("room missing")
+			}
+		}},
+		{"room without name", []Command{PutRoom(Room{})}, ErrBadPayload, nil},
+		{"delete missing room", []Command{DeleteRoom("x")}, ErrNotFound, nil},
+		{"delete room drops bindings", []Command{PutRoom(Room{Name: "r"}),
+			PutBinding(Binding{Room: "r", Contact: "c", Expires: t0.Add(time.Hour)}), DeleteRoom("r")}, nil,
+			func(t *testing.T, s *State) {
+				if s.Counts().Bindings != 0 {
+					t.Fatal("bindings left")
+				}
+			}},
+		{"node bindings", []Command{PutBinding(Binding{Room: "r", Contact: "1", Node: "a", Expires: t0.Add(time.Hour)}),
+			PutBinding(Binding{Room: "r", Contact: "2", Node: "b", Expires: t0.Add(time.Hour)}), DeleteNodeBindings("a")}, nil,
+			func(t *testing.T, s *State) {
+				if bs := s.Bindings("r", t0); len(bs) != 1 || bs[0].Node != "b" {
+					t.Fatalf("bindings %+v", bs)
+				}
+			}},
+		{"ban masked and lifted", []Command{PutBan(Ban{Prefix: netip.MustParsePrefix("198.51.100.7/24"), Until: t0.Add(time.Hour)}),
+			LiftBan(ban)}, nil, func(t *testing.T, s *State) {
+			if _, ok := s.Ban(ban); ok {
+				t.Fatal("ban not lifted")
+			}
+		}},
+		{"expire", []Command{PutBinding(Binding{Room: "r", Contact: "c", Expires: t0}),
+			PutBan(Ban{Prefix: ban, Until: t0.Add(time.Hour)}), Expire(t0, 0, 0)}, nil, func(t *testing.T, s *State) {
+			if c := s.Counts(); c.Bindings != 0 || c.Bans != 1 {
+				t.Fatalf("counts %+v", c)
+			}
+		}},
+		{"end call appends a record", []Command{PutCall(Call{ID: "x"}), EndCall(CallRecord{Call: Call{ID: "x"}}),
+			EndCall(CallRecord{Call: Call{ID: "y"}})}, nil, func(t *testing.T, s *State) {
+			rs := s.Records(RecordQuery{})
+			if len(rs) != 2 || rs[0].Seq != 1 || rs[1].Seq != 2 || rs[0].State != CallEnded || len(s.Calls()) != 0 {
+				t.Fatalf("records %+v", rs)
+			}
+		}},
+		{"unknown ignorable", []Command{{Type: Ignorable | 0x7e, Version: 1}}, nil, nil},
+		{"unknown", []Command{{Type: 0x7e, Version: 1}}, ErrUnknownCommand, nil},
+		{"newer version", []Command{{Type: CmdPutRoom, Version: cmdVersion + 1}}, ErrNewerVersion, nil},
+		{"newer ignorable version", []Command{{Type: CmdAudit, Version: cmdVersion + 1}}, nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := New()
+			var err error
+			for _, c := range tt.cmds {
+				if err = s.Apply(c); err != nil {
+					break
+				}
+			}
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+				t.Fatalf("err %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantErr != nil && Fatal(err) != (errors.Is(err, ErrUnknownCommand) || errors.Is(err, ErrNewerVersion)) {
+				t.Fatal("Fatal misclassifies")
+			}
+			if tt.check != nil {
+				tt.check(t, s)
+			}
+		})
+	}
+}
+
+func TestEncodeDecode(t *testing.T) {
+	c := PutRoom(Room{Name: "r"})
+	d, err := DecodeCommand(c.Encode())
+	if err != nil || d.Type != c.Type || d.Version != c.Version || !bytes.Equal(d.Payload, c.Payload) {
+		t.Fatalf("round trip: %+v %v", d, err)
+	}
+	if _, err := DecodeCommand([]byte{1}); !errors.Is(err, ErrShortCommand) {
+		t.Fatal(err)
+	}
+}
+
+func TestSnapshotRoundTripAndDue(t *testing.T) {
+	s := New()
+	for _, c := range []Command{
+		PutRoom(Room{Name: "r", Allow: []string{"*@x"}, Updated: t0}),
+		PutBinding(Binding{Room: "r", Contact: "c", Expires: t0.Add(time.Minute)}),
+		PutBan(Ban{Prefix: netip.MustParsePrefix("2001:db8::/64"), Until: t0.Add(time.Hour)}),
+		SetLists(Lists{Deny: []string{"203.0.113.0/24"}}),
+		PutCall(Call{ID: "live", Started: t0}),
+		EndCall(CallRecord{Call: Call{ID: "done"}, Ended: t0}),
+		PutToken(Token{ID: "t", Hash: "h", Scope: ScopeAdmin}),
+		Audit(AuditEntry{Who: "t", Action: "put-room", Target: "r"}),
+	} {
+		if err := s.Apply(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := s.Freeze().WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	r := New()
+	observed := 0
+	r.Observe(func(Command) { observed++ })
+	if err := r.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if r.Hash() != s.Hash() || observed != 1 {
+		t.Fatalf("restore: hash equal %v, observed %d", r.Hash() == s.Hash(), observed)
+	}
+	if err := r.Restore(bytes.NewBufferString("{")); !errors.Is(err, ErrBadSnapshot) {
+		t.Fatal(err)
+	}
+	if s.Due(t0) {
+		t.Fatal("nothing is due yet")
+	}
+	if !s.Due(t0.Add(time.Minute)) {
+		t.Fatal("the binding is due")
+	}
+}
