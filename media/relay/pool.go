@@ -301,3 +301,16 @@ func discard(c *net.UDPConn, until time.Time) {
 		}
 	}
 }
+
+// Free returns the number of free pairs (cheap; no procfs read).
+func (p *Pool) Free() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, s := range p.states {
+		if s == stateFree {
+			n++
+		}
+	}
+	return n
+}

@@ -85,12 +85,12 @@ type Session struct {
 	Media []Media `json:"media"`
 }
 
-// OnHold reports whether every non-rejected m-line is on hold (and there is
-// at least one).
+// OnHold reports whether every non-rejected RTP m-line is on hold (and there
+// is at least one). Non-RTP lines such as BFCP carry no direction.
 func (s *Session) OnHold() bool {
 	n := 0
 	for _, m := range s.Media {
-		if m.Rejected() {
+		if m.Rejected() || !m.IsRTP() {
 			continue
 		}
 		if !m.OnHold() {
@@ -252,3 +252,5 @@ func addrType(a netip.Addr) string {
 }
 
 func connLine(a netip.Addr) string { return fmt.Sprintf("IN %s %s", addrType(a), a.Unmap()) }
+
+func (d Direction) String() string { return string(d) }

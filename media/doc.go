@@ -1,0 +1,42 @@
+// Package media runs the media side of calls: one [Session] per call, one
+// relayed stream per SDP m-line, on a shared UDP port pool.
+//
+// The B2BUA uses it like this:
+//
+//	m, err := media.NewManager(media.Config{BindAddr: bind, Advertise: public, PortMin: 20000, PortMax: 39999})
+//	s, err := m.NewSession(callID, func(reason string) { /* send BYE with reason */ })
+//	out, err := s.Offer(media.LegA, inviteBody, roomSource)  // forward out to leg B; ErrPoolExhausted → 503
+//	out, err  = s.Answer(media.LegB, okBody, netip.AddrPort{}) // forward out to leg A
+//	// re-INVITE in either direction: Offer/Answer again; signalled NAT change: s.Relatch(leg)
+//	s.Close()      // on BYE; ports drain before reuse
+//	m.Close()      // on shutdown
+//
+// Exported API:
+//
+//	func NewManager(cfg Config) (*Manager, error)
+//	func (m *Manager) NewSession(id string, onTimeout func(reason string)) (*Session, error)
+//	func (m *Manager) Session(id string) *Session
+//	func (m *Manager) Stats() Stats
+//	func (m *Manager) Pool() *relay.Pool // shared with the TURN server
+//	func (m *Manager) Close() error
+//	func (s *Session) ID() string
+//	func (s *Session) Offer(from Leg, body []byte, preferred netip.AddrPort) ([]byte, error)
+//	func (s *Session) Answer(from Leg, body []byte, preferred netip.AddrPort) ([]byte, error)
+//	func (s *Session) Relatch(leg Leg)
+//	func (s *Session) OnHold() bool
+//	func (s *Session) Streams() []StreamStats
+//	func (s *Session) Close()
+//
+// Offer and Answer take the SDP body that leg `from` sent and return the body
+// to forward to the other leg, with this session's relay address and the
+// ports facing that other leg. Streams are kept by m-line index across
+// re-INVITEs; new m-lines get new streams, rejected (port 0) and TCP m-lines
+// are rejected with port 0 and hold no ports. `preferred` is where the leg's
+// endpoint registered from (its IP is preferred when latching; the port is
+// ignored because it is the SIP port); pass the zero value when unknown.
+//
+// Media timeout: one ticker per manager checks every session; when neither
+// direction of any stream has carried RTP for Timeout (HoldTimeout while the
+// call is on hold), counted from the later of the last packet and the last
+// offer/answer, onTimeout is called once with "media timeout: no RTP for 30s".
+package media

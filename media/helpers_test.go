@@ -1,0 +1,165 @@
+package media
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-sbc/portcullis/media/sdp"
+)
+
+var loopback = netip.MustParseAddr("127.0.0.1")
+
+func newTestManager(t *testing.T, mod func(*Config)) *Manager {
+	t.Helper()
+	base := 20000 + 2*rand.IntN(15000)
+	cfg := Config{BindAddr: loopback, PortMin: base, PortMax: base + 59, Drain: 100 * time.Millisecond, LatchWindow: 200 * time.Millisecond}
+	if mod != nil {
+		mod(&cfg)
+	}
+	m, err := NewManager(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	return m
+}
+
+// endpoint is one media socket of a fake room system.
+type endpoint struct {
+	t    *testing.T
+	conn *net.UDPConn
+}
+
+func newEndpoint(t *testing.T) *endpoint {
+	t.Helper()
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return &endpoint{t: t, conn: c}
+}
+
+func (e *endpoint) port() int { return e.conn.LocalAddr().(*net.UDPAddr).Port }
+
+func rtp(pt uint8, seq uint16, payload string) []byte {
+	b := make([]byte, 12+len(payload))
+	b[0], b[1] = 0x80, pt
+	binary.BigEndian.PutUint16(b[2:], seq)
+	binary.BigEndian.PutUint32(b[4:], uint32(seq)*160)
+	binary.BigEndian.PutUint32(b[8:], 0x1234)
+	copy(b[12:], payload)
+	return b
+}
+
+func (e *endpoint) send(to netip.AddrPort, b []byte) {
+	e.t.Helper()
+	if _, err := e.conn.WriteToUDPAddrPort(b, to); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *endpoint) recv(d time.Duration) ([]byte, bool) {
+	e.t.Helper()
+	buf := make([]byte, 2048)
+	_ = e.conn.SetReadDeadline(time.Now().Add(d))
+	n, _, err := e.conn.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, false
+		}
+		e.t.Fatal(err)
+	}
+	return buf[:n], true
+}
+
+// room is a fake room system with audio, main video and content video.
+type room struct {
+	name              string
+	audio, main, cont *endpoint
+}
+
+func newRoom(t *testing.T, name string) *room {
+	return &room{name: name, audio: newEndpoint(t), main: newEndpoint(t), cont: newEndpoint(t)}
+}
+
+func (r *room) eps() []*endpoint { return []*endpoint{r.audio, r.main, r.cont} }
+
+// sdp returns a Polycom-style body; dir is the direction attribute.
+func (r *room) sdp(version int, dir string) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "v=0\r\no=%s 1000 %d IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n", r.name, version)
+	fmt.Fprintf(&b, "m=audio %d RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=%s\r\n", r.audio.port(), dir)
+	fmt.Fprintf(&b, "m=video %d RTP/AVP 109\r\na=rtpmap:109 H264/90000\r\na=label:1\r\na=content:main\r\na=%s\r\n", r.main.port(), dir)
+	fmt.Fprintf(&b, "m=video %d RTP/AVP 109\r\na=rtpmap:109 H264/90000\r\na=label:3\r\na=content:slides\r\na=%s\r\n", r.cont.port(), dir)
+	fmt.Fprintf(&b, "m=application 5070 TCP/BFCP *\r\na=floorctrl:c-s\r\n")
+	return []byte(b.String())
+}
+
+// relayAddrs returns the per-m-line RTP destinations found in a rewritten body.
+func relayAddrs(t *testing.T, body []byte) []netip.AddrPort {
+	t.Helper()
+	s, err := sdp.Parse(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []netip.AddrPort
+	for _, m := range s.Media {
+		out = append(out, m.RTPAddr())
+	}
+	return out
+}
+
+// exchange sends one packet per stream from a to b and back, and checks
+// delivery. aDst/bDst are the relay addresses from the SDP each side got.
+func exchange(t *testing.T, a, b *room, aDst, bDst []netip.AddrPort, seq uint16) {
+	t.Helper()
+	for i := range 3 {
+		ea, eb := a.eps()[i], b.eps()[i]
+		pt := uint8(0)
+		if i > 0 {
+			pt = 109
+		}
+		msg := fmt.Sprintf("%s->%s m%d #%d", a.name, b.name, i, seq)
+		ea.send(aDst[i], rtp(pt, seq, msg))
+		got, ok := eb.recv(2 * time.Second)
+		if !ok || !bytes.HasSuffix(got, []byte(msg)) {
+			t.Fatalf("m-line %d: %s got %q (ok=%v), want %q", i, b.name, got, ok, msg)
+		}
+		msg = fmt.Sprintf("%s->%s m%d #%d", b.name, a.name, i, seq)
+		eb.send(bDst[i], rtp(pt, seq, msg))
+		got, ok = ea.recv(2 * time.Second)
+		if !ok || !bytes.HasSuffix(got, []byte(msg)) {
+			t.Fatalf("m-line %d: %s got %q (ok=%v), want %q", i, a.name, got, ok, msg)
+		}
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func checkGoroutines(t *testing.T) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		eventually(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before })
+	})
+}

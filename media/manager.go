@@ -1,0 +1,221 @@
+package media
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/portcullis-sbc/portcullis/media/relay"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultTimeout     = 30 * time.Second
+	DefaultHoldTimeout = time.Hour
+)
+
+// Config configures a [Manager]. Zero durations take their defaults.
+type Config struct {
+	// BindAddr is the local address relay sockets bind to (e.g. 0.0.0.0).
+	BindAddr netip.Addr
+	// Advertise is the address written into SDP (the public media address).
+	// Defaults to BindAddr when that is not unspecified.
+	Advertise netip.Addr
+	// PortMin and PortMax bound the RTP/RTCP port range (inclusive).
+	PortMin, PortMax int
+	// Drain is how long released ports discard traffic before reuse (5 s).
+	Drain time.Duration
+	// LatchWindow is the latching learning window (2 s).
+	LatchWindow time.Duration
+	// Timeout ends a call with no RTP in either direction (30 s).
+	Timeout time.Duration
+	// HoldTimeout replaces Timeout while the call is on hold (1 h).
+	HoldTimeout time.Duration
+	// KeepICE passes a=candidate/a=ice-* through. By default they are
+	// stripped: the relay does not answer ICE checks, and candidates would
+	// leak the endpoints' addresses and let them bypass the relay.
+	KeepICE bool
+	// Logger is the component logger (default: discard).
+	Logger *slog.Logger
+}
+
+// Manager owns the port pool, the sessions and the media-timeout ticker.
+type Manager struct {
+	cfg  Config
+	log  *slog.Logger
+	pool *relay.Pool
+
+	mu       sync.Mutex
+	sessions map[string]*Session
+	closed   bool
+
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// totals of streams already closed, plus session counters
+	closedPackets, closedBytes, closedDropped, closedLost atomic.Uint64
+	sessionsTotal, timeouts                               atomic.Uint64
+}
+
+// Stats is the manager-wide snapshot for metrics.
+type Stats struct {
+	Sessions      int             `json:"sessions"` // live
+	Streams       int             `json:"streams"`  // live
+	SessionsTotal uint64          `json:"sessions_total"`
+	Timeouts      uint64          `json:"timeouts"`
+	Pool          relay.PoolStats `json:"pool"`
+	Packets       uint64          `json:"packets"` // RTP packets relayed, both directions, all time
+	Bytes         uint64          `json:"bytes"`
+	Dropped       uint64          `json:"dropped"` // wrong-source packets
+	Lost          uint64          `json:"lost"`
+}
+
+// NewManager validates cfg and starts the timeout ticker.
+func NewManager(cfg Config) (*Manager, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.HoldTimeout <= 0 {
+		cfg.HoldTimeout = DefaultHoldTimeout
+	}
+	if !cfg.Advertise.IsValid() {
+		if !cfg.BindAddr.IsValid() || cfg.BindAddr.IsUnspecified() {
+			return nil, fmt.Errorf("%w: advertise address required when binding to %v", ErrBadConfig, cfg.BindAddr)
+		}
+		cfg.Advertise = cfg.BindAddr
+	}
+	log := cfg.Logger
+	pool, err := relay.NewPool(relay.PoolConfig{Bind: cfg.BindAddr, Min: cfg.PortMin, Max: cfg.PortMax, Drain: cfg.Drain, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadConfig, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Manager{cfg: cfg, log: log, pool: pool, sessions: map[string]*Session{}, cancel: cancel, done: make(chan struct{})}
+	go m.watch(ctx)
+	return m, nil
+}
+
+// Pool returns the shared port pool (the TURN server allocates from it too).
+func (m *Manager) Pool() *relay.Pool { return m.pool }
+
+// NewSession creates the media session of a call. It returns
+// ErrPoolExhausted when fewer than two port pairs (one stream) are free, so
+// the B2BUA can answer 503 before ringing anyone.
+func (m *Manager) NewSession(id string, onTimeout func(reason string)) (*Session, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	if _, ok := m.sessions[id]; ok {
+		return nil, fmt.Errorf("%w: %q", ErrSessionExists, id)
+	}
+	if m.pool.Free() < 2 {
+		return nil, ErrPoolExhausted
+	}
+	s := newSession(m, id, onTimeout)
+	m.sessions[id] = s
+	m.sessionsTotal.Add(1)
+	return s, nil
+}
+
+// Session returns the live session with id, or nil.
+func (m *Manager) Session(id string) *Session {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sessions[id]
+}
+
+func (m *Manager) forget(s *Session) {
+	m.mu.Lock()
+	if m.sessions[s.id] == s {
+		delete(m.sessions, s.id)
+	}
+	m.mu.Unlock()
+}
+
+func (m *Manager) live() []*Session {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*Session, 0, len(m.sessions))
+	for _, s := range m.sessions {
+		out = append(out, s)
+	}
+	return out
+}
+
+// Stats returns totals for metrics.
+func (m *Manager) Stats() Stats {
+	st := Stats{
+		Pool: m.pool.Stats(), SessionsTotal: m.sessionsTotal.Load(), Timeouts: m.timeouts.Load(),
+		Packets: m.closedPackets.Load(), Bytes: m.closedBytes.Load(), Dropped: m.closedDropped.Load(), Lost: m.closedLost.Load(),
+	}
+	for _, s := range m.live() {
+		st.Sessions++
+		for _, ss := range s.Streams() {
+			st.Streams++
+			st.Packets += ss.AToB.Packets + ss.BToA.Packets
+			st.Bytes += ss.AToB.Bytes + ss.BToA.Bytes
+			st.Dropped += ss.AToB.Dropped + ss.BToA.Dropped
+			st.Lost += ss.AToB.Lost + ss.BToA.Lost
+		}
+	}
+	return st
+}
+
+func (m *Manager) account(st relay.Stats) {
+	m.closedPackets.Add(st.AToB.Packets + st.BToA.Packets)
+	m.closedBytes.Add(st.AToB.Bytes + st.BToA.Bytes)
+	m.closedDropped.Add(st.AToB.Dropped + st.BToA.Dropped)
+	m.closedLost.Add(st.AToB.Lost + st.BToA.Lost)
+}
+
+// watch is the one ticker of the manager: it checks every session's last
+// media time against its timeout.
+func (m *Manager) watch(ctx context.Context) {
+	defer close(m.done)
+	every := min(m.cfg.Timeout, m.cfg.HoldTimeout) / 4
+	every = max(min(every, time.Second), 10*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for _, s := range m.live() {
+				if reason, ok := s.expired(now); ok {
+					m.timeouts.Add(1)
+					m.log.Info("media timeout", "session", s.id, "reason", reason)
+					if s.onTimeout != nil {
+						s.onTimeout(reason)
+					}
+				}
+			}
+		}
+	}
+}
+
+// Close closes every session, stops the ticker and closes the pool.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	m.mu.Unlock()
+	m.cancel()
+	<-m.done
+	for _, s := range m.live() {
+		s.Close()
+	}
+	return m.pool.Close()
+}

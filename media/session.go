@@ -1,0 +1,321 @@
+package media
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/portcullis-sbc/portcullis/media/relay"
+	"github.com/portcullis-sbc/portcullis/media/sdp"
+)
+
+// Leg names a call leg: LegA is the caller side, LegB the callee side.
+type Leg int
+
+// The two legs.
+const (
+	LegA Leg = iota
+	LegB
+)
+
+func (l Leg) other() Leg { return 1 - l }
+
+func (l Leg) side() relay.Side { return relay.Side(l) }
+
+func (l Leg) String() string { return relay.Side(l).String() }
+
+// StreamStats describes one relayed m-line.
+type StreamStats struct {
+	Index   int    `json:"index"` // m-line index
+	Media   string `json:"media"` // audio, video, application
+	Proto   string `json:"proto"`
+	Content string `json:"content,omitempty"` // a=content, e.g. slides
+	Label   string `json:"label,omitempty"`
+	relay.Stats
+}
+
+// Session is the media of one call. Its methods are safe for concurrent use.
+type Session struct {
+	m         *Manager
+	id        string
+	onTimeout func(string)
+
+	mu        sync.Mutex
+	closed    bool
+	streams   []*stream // by m-line index; nil = none (rejected)
+	peers     [2][]relay.Peer
+	offerMux  []bool // what the pending offer said about rtcp-mux, by index
+	offerHold bool
+	hold      bool
+	lastSig   time.Time // last offer/answer
+	version   [2]uint64 // o= version last sent toward each leg
+	lastBody  [2][]byte // last body sent toward each leg, without o=
+	fired     bool
+}
+
+type stream struct {
+	*relay.Stream
+	media sdp.Media
+	raw   bool
+}
+
+func newSession(m *Manager, id string, onTimeout func(string)) *Session {
+	return &Session{m: m, id: id, onTimeout: onTimeout, lastSig: time.Now()}
+}
+
+// ID returns the session id.
+func (s *Session) ID() string { return s.id }
+
+// Offer handles an SDP offer sent by leg from and returns the body to forward
+// to the other leg. It allocates streams for new m-lines, keeps existing
+// ones by index and releases rejected ones.
+func (s *Session) Offer(from Leg, body []byte, preferred netip.AddrPort) ([]byte, error) {
+	return s.negotiate(from, body, preferred, true)
+}
+
+// Answer handles the SDP answer sent by leg from (to the other leg's offer)
+// and returns the body to forward to the offerer. It keeps a=rtcp-mux only
+// when both sides offered it, and switches the session to HoldTimeout when
+// the offer or the answer puts the call on hold.
+func (s *Session) Answer(from Leg, body []byte, preferred netip.AddrPort) ([]byte, error) {
+	return s.negotiate(from, body, preferred, false)
+}
+
+func (s *Session) negotiate(from Leg, body []byte, preferred netip.AddrPort, offer bool) ([]byte, error) {
+	info, err := sdp.Parse(body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadSDP, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	to := from.other()
+	opts := sdp.Options{Addr: s.m.cfg.Advertise, StripICE: !s.m.cfg.KeepICE, Media: make([]sdp.Target, len(info.Media))}
+	if offer {
+		s.offerMux = make([]bool, len(info.Media))
+	}
+	var allocErr error
+	for i, md := range info.Media {
+		if md.Rejected() || !md.Relayable() {
+			s.release(i)
+			continue
+		}
+		st := s.streamAt(i)
+		if st != nil && st.raw != !md.IsRTP() {
+			s.release(i) // the m-line changed transport kind
+			st = nil
+		}
+		if st == nil {
+			if !offer {
+				continue // answer accepts an m-line we rejected: keep it rejected
+			}
+			if allocErr != nil {
+				continue
+			}
+			if st, err = s.allocate(i, md); err != nil {
+				allocErr = err
+				continue
+			}
+		}
+		st.media = md
+		peer := peerOf(md, preferred.Addr())
+		mux := md.RTCPMux
+		if offer {
+			s.offerMux[i] = md.RTCPMux
+		} else {
+			mux = md.RTCPMux && i < len(s.offerMux) && s.offerMux[i]
+			peer.RTCPMux = mux
+			// The offerer muxes only if the answer accepted it.
+			if op := s.peerAt(to, i); op != nil {
+				op.RTCPMux = mux
+				st.SetPeer(to.side(), *op)
+			}
+		}
+		s.setPeer(from, i, peer)
+		st.SetPeer(from.side(), peer)
+		opts.Media[i] = sdp.Target{Port: st.LocalPort(to.side()), RTCPMux: mux}
+	}
+	for i := len(info.Media); i < len(s.streams); i++ {
+		s.release(i)
+	}
+	if allocErr != nil {
+		return nil, allocErr
+	}
+	if offer {
+		s.offerHold = info.OnHold()
+		s.hold = s.offerHold
+	} else {
+		s.hold = s.offerHold || info.OnHold()
+	}
+	s.lastSig = time.Now()
+	s.fired = false
+	return s.rewrite(to, body, opts)
+}
+
+// rewrite produces the body for leg to, bumping the o= version only when
+// the content changed since the last body sent to that leg.
+func (s *Session) rewrite(to Leg, body []byte, opts sdp.Options) ([]byte, error) {
+	opts.Version = s.version[to] + 1
+	out, err := sdp.Rewrite(body, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadSDP, err)
+	}
+	stripped := sdp.WithoutOrigin(out)
+	if s.lastBody[to] != nil && bytes.Equal(stripped, s.lastBody[to]) {
+		opts.Version = s.version[to]
+		if out, err = sdp.Rewrite(body, opts); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadSDP, err)
+		}
+	}
+	s.version[to], s.lastBody[to] = opts.Version, stripped
+	return out, nil
+}
+
+func peerOf(md sdp.Media, preferred netip.Addr) relay.Peer {
+	clock := uint32(8000)
+	if md.Type == "video" {
+		clock = 90000
+	}
+	return relay.Peer{
+		RTP: md.RTPAddr(), RTCP: md.RTCP, Preferred: preferred,
+		PayloadTypes: md.PayloadTypes, ClockRates: md.ClockRates, DefaultClock: clock, RTCPMux: md.RTCPMux,
+	}
+}
+
+func (s *Session) streamAt(i int) *stream {
+	if i < len(s.streams) {
+		return s.streams[i]
+	}
+	return nil
+}
+
+func (s *Session) peerAt(l Leg, i int) *relay.Peer {
+	if i < len(s.peers[l]) {
+		return &s.peers[l][i]
+	}
+	return nil
+}
+
+func (s *Session) setPeer(l Leg, i int, p relay.Peer) {
+	for len(s.peers[l]) <= i {
+		s.peers[l] = append(s.peers[l], relay.Peer{})
+	}
+	s.peers[l][i] = p
+}
+
+func (s *Session) allocate(i int, md sdp.Media) (*stream, error) {
+	pa, err := s.m.pool.Acquire()
+	if err != nil {
+		return nil, err
+	}
+	pb, err := s.m.pool.Acquire()
+	if err != nil {
+		pa.ReleaseNow()
+		return nil, err
+	}
+	st := &stream{
+		Stream: relay.NewStream(pa, pb, relay.StreamConfig{LatchWindow: s.m.cfg.LatchWindow, Raw: !md.IsRTP(), Logger: s.m.log.With("session", s.id, "m", i)}),
+		media:  md,
+		raw:    !md.IsRTP(),
+	}
+	for len(s.streams) <= i {
+		s.streams = append(s.streams, nil)
+	}
+	s.streams[i] = st
+	return st, nil
+}
+
+func (s *Session) release(i int) {
+	if i >= len(s.streams) || s.streams[i] == nil {
+		return
+	}
+	st := s.streams[i]
+	s.streams[i] = nil
+	st.Close()
+	s.m.account(st.Stats())
+	for l := range s.peers {
+		if i < len(s.peers[l]) {
+			s.peers[l][i] = relay.Peer{}
+		}
+	}
+}
+
+// Relatch opens a new learning window for leg on every stream (signalled
+// NAT change, re-INVITE from a moved endpoint).
+func (s *Session) Relatch(leg Leg) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range s.streams {
+		if st != nil {
+			st.Relatch(leg.side())
+		}
+	}
+}
+
+// OnHold reports whether the last offer/answer put the call on hold.
+func (s *Session) OnHold() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hold
+}
+
+// Streams returns a snapshot per relayed m-line, in m-line order.
+func (s *Session) Streams() []StreamStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []StreamStats
+	for i, st := range s.streams {
+		if st == nil {
+			continue
+		}
+		out = append(out, StreamStats{Index: i, Media: st.media.Type, Proto: st.media.Proto,
+			Content: st.media.Content, Label: st.media.Label, Stats: st.Stats()})
+	}
+	return out
+}
+
+// expired reports whether the media timeout has passed. It reports it once;
+// a new offer or answer re-arms it.
+func (s *Session) expired(now time.Time) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.fired {
+		return "", false
+	}
+	last := s.lastSig
+	for _, st := range s.streams {
+		if st != nil {
+			if t := st.LastRTP(); t.After(last) {
+				last = t
+			}
+		}
+	}
+	limit := s.m.cfg.Timeout
+	if s.hold {
+		limit = s.m.cfg.HoldTimeout
+	}
+	if now.Sub(last) < limit {
+		return "", false
+	}
+	s.fired = true
+	return fmt.Sprintf("media timeout: no RTP for %s", limit), true
+}
+
+// Close releases every stream (its ports drain) and forgets the session.
+func (s *Session) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	for i := range s.streams {
+		s.release(i)
+	}
+	s.mu.Unlock()
+	s.m.forget(s)
+}
