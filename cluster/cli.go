@@ -31,13 +31,16 @@ func RunCLI(args []string, stdout, stderr io.Writer) int {
 	advertise := fs.String("advertise", "", "this node's cluster address as other nodes dial it (default: recorded in the data dir, else "+def.Bind+")")
 	switch args[0] {
 	case "init":
-		nodeID := fs.String("node-id", def.NodeID, "this node's ID")
+		nodeID := fs.String("node-id", "", "this node's ID (default: the host name)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return 2
 		}
 		addr := *advertise
 		if addr == "" {
 			addr = def.Bind
+		}
+		if *nodeID == "" {
+			*nodeID = defaultNodeID(*dataDir)
 		}
 		if err := checkAdvertise(addr); err != nil {
 			fmt.Fprintln(stderr, err)

@@ -14,7 +14,8 @@ import (
 // their defaults in Validate.
 type Config struct {
 	// NodeID names this node in the cluster; it must never change for a data dir.
-	// Default: the host name (or "node1" when it cannot be read).
+	// Default: the ID recorded in DataDir (so a container whose host name changes keeps its
+	// identity), else the host name (or "node1" when it cannot be read).
 	NodeID string
 	// DataDir holds the Raft log (raft/raft.db), snapshots (raft/snapshots, 3 kept) and the
 	// cluster certificates (tls/). Default: ./data.
@@ -88,12 +89,7 @@ const (
 // DefaultConfig returns the configuration of a single node with data in ./data, listening on
 // 127.0.0.1:7000: what `portcullis serve` runs with no configuration.
 func DefaultConfig() Config {
-	id, err := os.Hostname()
-	if err != nil || id == "" {
-		id = "node1"
-	}
 	return Config{
-		NodeID:             id,
 		DataDir:            DefaultDataDir,
 		Bind:               DefaultBind,
 		HeartbeatTimeout:   DefaultHeartbeatTimeout,
@@ -109,11 +105,11 @@ func DefaultConfig() Config {
 // Validate fills zero fields with defaults and checks the configuration.
 func (c *Config) Validate() error {
 	d := DefaultConfig()
-	if c.NodeID == "" {
-		c.NodeID = d.NodeID
-	}
 	if c.DataDir == "" {
 		c.DataDir = d.DataDir
+	}
+	if c.NodeID == "" {
+		c.NodeID = defaultNodeID(c.DataDir)
 	}
 	if c.Bind == "" {
 		c.Bind = d.Bind
@@ -176,6 +172,18 @@ func (c *Config) Validate() error {
 		return errf(ErrConfig, "snapshot interval %s is below 5ms", c.SnapshotInterval)
 	}
 	return nil
+}
+
+// defaultNodeID is the ID recorded in dataDir, else the host name.
+func defaultNodeID(dataDir string) string {
+	if ni, err := readInfo(dataDir); err == nil && ni.NodeID != "" {
+		return ni.NodeID
+	}
+	id, err := os.Hostname()
+	if err != nil || id == "" {
+		id = "node1"
+	}
+	return id
 }
 
 func unspecified(host string) bool {

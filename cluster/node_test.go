@@ -50,3 +50,30 @@ func TestSingleNode(t *testing.T) {
 	c.kill("a")
 	waitFor(t, 5*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before+2 })
 }
+
+// With nothing but a data dir (and here a free port instead of 7000), Open bootstraps a
+// one-node cluster, generating its CA; a restart keeps the recorded node ID.
+func TestZeroConfig(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.Bind = freeAddr(t)
+	cfg.Logger = testLogger(t)
+	n, err := Open(ctxT(t, 10*time.Second), cfg)
+	must(t, err)
+	must(t, n.Propose(ctxT(t, 10*time.Second), state.PutRoom(state.Room{Name: "lobby"})))
+	id := n.NodeID()
+	must(t, n.Close())
+	n, err = Open(ctxT(t, 10*time.Second), cfg)
+	must(t, err)
+	defer n.Close()
+	if n.NodeID() != id {
+		t.Fatalf("node id %q after restart, want %q", n.NodeID(), id)
+	}
+	must(t, n.Consistent(ctxT(t, 10*time.Second)))
+	if _, ok := n.State().Room("lobby"); !ok {
+		t.Fatal("room lost across restart")
+	}
+	if !n.Healthy() || len(n.Members()) != 1 || n.Stats().State != StateLeader {
+		t.Fatalf("single node: healthy %v members %+v stats %+v", n.Healthy(), n.Members(), n.Stats())
+	}
+}
