@@ -215,17 +215,18 @@ func (n *Node) await(ctx context.Context, f raft.Future) error {
 // not delivered until ctx ends (then the error wraps ErrNoLeader). Errors after the request was
 // delivered are returned as they are.
 func (n *Node) callLeader(ctx context.Context, req *rpcRequest) (*rpcResponse, error) {
-	var hint string
+	var hint string // where the last node asked says the leader is
 	var lastErr error
 	for {
 		if err := n.stopped(); err != nil {
 			return nil, err
 		}
-		addr, _ := n.raft.LeaderWithID()
-		target := string(addr)
-		if hint != "" {
-			target, hint = hint, ""
+		target, redirected := hint, hint != ""
+		if target == "" {
+			addr, _ := n.raft.LeaderWithID()
+			target = string(addr)
 		}
+		hint = ""
 		if target != "" {
 			resp, err := n.rpc.call(ctx, target, req)
 			switch {
@@ -234,19 +235,18 @@ func (n *Node) callLeader(ctx context.Context, req *rpcRequest) (*rpcResponse, e
 				lastErr = resp.Err.err()
 			case err == nil:
 				return resp, nil
-			case errors.Is(err, errNotSent) && ctx.Err() == nil:
+			case errors.Is(err, errNotSent):
 				lastErr = err
 			default:
-				if ctx.Err() != nil && errors.Is(err, errNotSent) {
-					return nil, n.noLeader(ctx, err)
-				}
 				return nil, err
 			}
 		}
-		if hint != "" && hint != n.advertise {
-			continue
+		if hint == n.advertise {
+			hint = ""
 		}
-		hint = ""
+		if hint != "" && !redirected {
+			continue // follow a redirect at once; a second one in a row waits (views in flux)
+		}
 		select {
 		case <-ctx.Done():
 			return nil, n.noLeader(ctx, lastErr)
