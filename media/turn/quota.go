@@ -7,6 +7,8 @@ import (
 	"github.com/pion/stun/v2"
 )
 
+var noUser = ""
+
 // allocateRequest is the STUN message type of an Allocate request.
 const allocateRequest = 0x0003
 
@@ -42,7 +44,11 @@ func (c *quotaConn) ReadFrom(b []byte) (int, net.Addr, error) {
 				}
 			}
 		}
-		c.gen.pending.Store(&user)
+		if user == "" {
+			c.gen.pending.Store(&noUser) // no allocation for data traffic
+		} else {
+			c.gen.pending.Store(&user)
+		}
 		return n, addr, nil
 	}
 }

@@ -81,6 +81,8 @@ type Server struct {
 	srv     *pturn.Server
 	udp     net.PacketConn
 
+	tcpListeners []net.Listener
+
 	mu    sync.Mutex
 	users map[string]int
 	live  int64
@@ -146,6 +148,7 @@ func NewServer(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("turn: listen tcp %s: %w", cfg.ListenTCP, err)
 		}
 		closers = append(closers, func() { _ = l.Close() })
+		s.tcpListeners = append(s.tcpListeners, l)
 		sc.ListenerConfigs = append(sc.ListenerConfigs, pturn.ListenerConfig{Listener: l, RelayAddressGenerator: &generator{s: s}, PermissionHandler: perm})
 	}
 	if cfg.ListenTLS != "" {
@@ -155,6 +158,7 @@ func NewServer(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("turn: listen tls %s: %w", cfg.ListenTLS, err)
 		}
 		closers = append(closers, func() { _ = l.Close() })
+		s.tcpListeners = append(s.tcpListeners, l)
 		sc.ListenerConfigs = append(sc.ListenerConfigs, pturn.ListenerConfig{Listener: l, RelayAddressGenerator: &generator{s: s}, PermissionHandler: perm})
 	}
 	srv, err := pturn.NewServer(sc)
@@ -172,6 +176,15 @@ func NewServer(cfg Config) (*Server, error) {
 
 // Addr returns the UDP listener address.
 func (s *Server) Addr() net.Addr { return s.udp.LocalAddr() }
+
+// tcpAddrs returns the TCP and TLS listener addresses (TCP first).
+func (s *Server) tcpAddrs() []string {
+	var out []string
+	for _, l := range s.tcpListeners {
+		out = append(out, l.Addr().String())
+	}
+	return out
+}
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {

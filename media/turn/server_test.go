@@ -292,3 +292,27 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestAllocateOverTCP(t *testing.T) {
+	s := newServer(t, func(c *Config) { c.ListenTCP = "127.0.0.1:0" })
+	// The TCP listener's address is not exported; find it from pion's config.
+	var addr string
+	for _, l := range s.tcpAddrs() {
+		addr = l
+	}
+	tc, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := pturn.NewSTUNConn(tc)
+	c, err := pturn.NewClient(&pturn.ClientConfig{STUNServerAddr: addr, TURNServerAddr: addr, Conn: conn,
+		Username: "boardroom", Password: "secret", Realm: realm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); _ = tc.Close() })
+	allocate(t, c)
+}
