@@ -17,7 +17,8 @@ import (
 // TestChaos mixes writes from random nodes with leader kills, restarts and partitions, then
 // checks that every acknowledged write is on every node and that no call record (a command
 // that is not idempotent) was applied twice. PORTCULLIS_CHAOS_SEED and
-// PORTCULLIS_CHAOS_DURATION (e.g. 2m) reproduce or lengthen a run; the default is 15 s.
+// PORTCULLIS_CHAOS_DURATION (e.g. 2m) reproduce or lengthen a run (default 15 s);
+// PORTCULLIS_CHAOS_NODES=5 runs it on five nodes.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
@@ -35,9 +36,12 @@ func TestChaos(t *testing.T) {
 	t.Logf("seed %d (PORTCULLIS_CHAOS_SEED=%d to replay the schedule), duration %s", seed, seed, dur)
 	rng := rand.New(rand.NewPCG(seed, 1))
 
+	size := 3
+	if s := os.Getenv("PORTCULLIS_CHAOS_NODES"); s != "" {
+		size, _ = strconv.Atoi(s)
+	}
 	c := newTestCluster(t)
-	startThree(t, c)
-	ids := []string{"a", "b", "c"}
+	ids := startN(t, c, size)
 
 	var (
 		mu        sync.Mutex

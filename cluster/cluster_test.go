@@ -11,8 +11,11 @@ import (
 )
 
 // startThree bootstraps a, then joins b with a join token and c with a token too (the token is
-// reusable until it expires), and waits for three voters.
-func startThree(t testing.TB, c *testCluster) {
+// reusable until it expires), and waits for three healthy voters.
+func startThree(t testing.TB, c *testCluster) { startN(t, c, 3) }
+
+// startN starts nodes a, b, c, ... the same way.
+func startN(t testing.TB, c *testCluster, n int) []string {
 	t.Helper()
 	a := c.start("a", nil)
 	if err := a.n.WaitLeader(ctxT(t, 5*time.Second)); err != nil {
@@ -22,11 +25,20 @@ func startThree(t testing.TB, c *testCluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.start("b", func(cfg *Config) { cfg.JoinToken = tok })
-	c.start("c", func(cfg *Config) { cfg.JoinToken = tok; cfg.Join = []string{a.addr} })
-	waitFor(t, 5*time.Second, "three healthy voters", func() bool {
+	ids := []string{"a"}
+	for i := 1; i < n; i++ {
+		id := string(rune('a' + i))
+		ids = append(ids, id)
+		c.start(id, func(cfg *Config) {
+			cfg.JoinToken = tok
+			if i%2 == 0 {
+				cfg.Join = []string{a.addr}
+			}
+		})
+	}
+	waitFor(t, 10*time.Second, "healthy voters", func() bool {
 		ms := a.n.Members()
-		if len(ms) != 3 {
+		if len(ms) != n {
 			return false
 		}
 		for _, m := range ms {
@@ -36,6 +48,7 @@ func startThree(t testing.TB, c *testCluster) {
 		}
 		return true
 	})
+	return ids
 }
 
 func TestClusterLifecycle(t *testing.T) {
