@@ -16,6 +16,8 @@ import (
 
 	"github.com/portcullis-sbc/portcullis/cluster"
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/media"
+	"github.com/portcullis-sbc/portcullis/media/turn"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
 	"github.com/portcullis-sbc/portcullis/sbc/edge"
 	"github.com/portcullis-sbc/portcullis/sbc/logging"
@@ -31,6 +33,9 @@ type Node struct {
 
 	store   state.Store
 	cluster *cluster.Node // nil when the store was injected (tests of the layers above)
+
+	media *media.Manager
+	turn  *turn.Server
 
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server
@@ -82,6 +87,10 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 	}
 	if err := n.applyConfigRooms(ctx); err != nil {
+		n.Close()
+		return err
+	}
+	if err := n.startMedia(); err != nil {
 		n.Close()
 		return err
 	}
@@ -210,6 +219,12 @@ func (n *Node) Banner() string {
 	if n.cluster != nil {
 		id, addr := n.cluster.Leader()
 		fmt.Fprintf(&b, "  cluster  %-28s leader %s (%s), %d member(s)\n", n.cluster.Addr(), id, addr, len(n.cluster.Members()))
+	}
+	if n.media != nil {
+		fmt.Fprintf(&b, "  media    %-28s %d port pairs %s\n", n.cfg.Media.Bind, n.media.Stats().Pool.Pairs, n.cfg.Media.Ports)
+	}
+	if n.turn != nil {
+		fmt.Fprintf(&b, "  TURN     udp://%-22s relays from the media ports\n", n.turn.Addr())
 	}
 	fmt.Fprintf(&b, "  data     %s\n", n.cfg.Node.DataDir)
 	fmt.Fprintf(&b, "  rooms    %d configured\n", len(n.cfg.Rooms))

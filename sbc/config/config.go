@@ -143,9 +143,8 @@ type TURN struct {
 	// Secret enables time-limited TURN REST credentials (coturn use-auth-secret). Default: none.
 	Secret string `yaml:"secret"`
 	// Quota is the most live allocations per user. Default: 10.
+	// Relay ports come from media.ports, shared with RTP.
 	Quota int `yaml:"quota"`
-	// Ports is the relay port range; it must not overlap media.ports. Default: 40000-44999.
-	Ports PortRange `yaml:"ports"`
 	// AllowPeers lists peer networks TURN may relay to even though they are private/loopback.
 	// Default: none (no relaying into loopback, private, link-local or our own addresses).
 	AllowPeers []netip.Prefix `yaml:"allow_peers"`
@@ -278,7 +277,7 @@ func Default() Config {
 		},
 		TURN: TURN{
 			Listen: []Listen{{Transport: "udp", Addr: netip.MustParseAddrPort("0.0.0.0:3478")}},
-			Quota:  10, Ports: PortRange{Min: 40000, Max: 44999},
+			Quota:  10,
 		},
 		Admin:   Admin{Listen: "127.0.0.1:8443"},
 		Cluster: Cluster{Bind: "127.0.0.1:7000"},

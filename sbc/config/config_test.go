@@ -55,7 +55,7 @@ func TestErrorsNameLineAndField(t *testing.T) {
 		{"duplicate room", "rooms:\n  - {name: r1, password: x}\n  - {name: r1, password: y}\n", ":3:", "declared twice"},
 		{"public admin without tls", "admin:\n  listen: 0.0.0.0:8443\n", ":2:", "admin.listen"},
 		{"tls listener without cert", "sip:\n  listen: [tls://127.0.0.1:5061]\n", "", "sip.tls"},
-		{"overlapping turn ports", "turn:\n  ports: 30000-30010\n", ":2:", "overlaps"},
+		{"turn without udp", "turn:\n  listen: [tcp://127.0.0.1:3478]\n", ":2:", "turn.listen"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

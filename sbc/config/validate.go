@@ -160,14 +160,17 @@ func (c *Config) validateMedia(v *validator) {
 		if t.Quota < 1 {
 			v.fail("turn.quota", "must be at least 1")
 		}
-		if t.Ports.Min <= m.Ports.Max && m.Ports.Min <= t.Ports.Max {
-			v.fail("turn.ports", "%s overlaps media.ports %s", t.Ports, m.Ports)
-		}
+		count := map[string]int{}
 		for i, l := range t.Listen {
+			if count[l.Transport]++; count[l.Transport] > 1 {
+				v.fail(fmt.Sprintf("turn.listen[%d]", i), "only one %s TURN listener is supported", l.Transport)
+			}
 			if l.Transport == "tls" {
 				checkTLS(v, "turn.tls", t.TLS)
 			}
-			_ = i
+		}
+		if count["udp"] == 0 {
+			v.fail("turn.listen", "TURN needs a udp:// listener (tcp:// and tls:// are optional extras)")
 		}
 	}
 }
