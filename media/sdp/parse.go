@@ -75,14 +75,18 @@ func (m Media) RTPAddr() netip.AddrPort {
 }
 
 // OnHold reports whether the m-line puts the sender's peer on hold: sendonly,
-// inactive, or the RFC 2543 c=0.0.0.0.
+// inactive, or the RFC 2543 c=0.0.0.0 (not in ICE SDP, where 0.0.0.0 is a
+// placeholder for the candidates).
 func (m Media) OnHold() bool {
-	return m.Direction == SendOnly || m.Direction == Inactive || (m.Addr.IsValid() && m.Addr.IsUnspecified())
+	return m.Direction == SendOnly || m.Direction == Inactive || (!m.ICE && m.Addr.IsValid() && m.Addr.IsUnspecified())
 }
 
 // Session is the parsed media view of an SDP body.
 type Session struct {
 	Media []Media `json:"media"`
+	// ICE is set when any m-line or the session carries ICE attributes; then
+	// c=0.0.0.0 is a JSEP placeholder, not a hold.
+	ICE bool `json:"ice"`
 }
 
 // OnHold reports whether every non-rejected RTP m-line is on hold (and there
@@ -93,7 +97,8 @@ func (s *Session) OnHold() bool {
 		if m.Rejected() || !m.IsRTP() {
 			continue
 		}
-		if !m.OnHold() {
+		unspecHold := !s.ICE && m.Addr.IsValid() && m.Addr.IsUnspecified()
+		if m.Direction != SendOnly && m.Direction != Inactive && !unspecHold {
 			return false
 		}
 		n++
@@ -194,6 +199,12 @@ func (d doc) info() *Session {
 			m.RTCP = rtcpAddr(rtcpVal, m.Addr)
 		}
 		s.Media = append(s.Media, m)
+		s.ICE = s.ICE || m.ICE
+	}
+	for _, l := range d.session {
+		if k, _, _ := attr(l); k == "ice-ufrag" || k == "ice-lite" {
+			s.ICE = true
+		}
 	}
 	return s
 }

@@ -52,14 +52,15 @@ func Rewrite(body []byte, o Options) ([]byte, error) {
 	if len(d.session) == 0 && len(d.media) == 0 {
 		return nil, ErrNotSDP
 	}
+	hp := newHoldPolicy(d.info(), sessionHasICE(d), o)
 	var sd psdp.SessionDescription
 	if err := sd.Unmarshal(body); err == nil && len(sd.MediaDescriptions) == len(d.media) {
-		rewritePion(&sd, o)
+		rewritePion(&sd, o, hp)
 		if out, err := sd.Marshal(); err == nil && parses(out) {
 			return out, nil
 		}
 	}
-	out := d.rewrite(o)
+	out := d.rewrite(o, hp)
 	if !parses(out) {
 		return nil, ErrUnparseable
 	}
@@ -109,19 +110,49 @@ func rtcpValue(t Target, a netip.Addr) string {
 }
 
 // relayConn returns the c= address to write in place of old: unspecified
-// addresses (hold) are kept, everything else becomes the relay.
-func relayConn(old string, relay netip.Addr) (nettype, addrtype, addr string) {
-	if a, err := netip.ParseAddr(old); err == nil && a.IsUnspecified() {
+// addresses (RFC 2543 hold) are kept unless holdOK is false, everything
+// else becomes the relay.
+func relayConn(old string, relay netip.Addr, holdOK bool) (nettype, addrtype, addr string) {
+	if a, err := netip.ParseAddr(old); err == nil && a.IsUnspecified() && holdOK {
 		return "IN", addrType(a), a.String()
 	}
 	return "IN", addrType(relay), relay.Unmap().String()
 }
 
-func rewritePion(sd *psdp.SessionDescription, o Options) {
+// holdPolicy says, per m-line and for the session c=, whether an unspecified
+// c= address means hold and must be kept. In ICE SDP (JSEP) c=0.0.0.0 is only
+// a placeholder for the candidates; once those are stripped the relay
+// address must replace it or the peer would see a hold.
+type holdPolicy struct {
+	session bool
+	media   []bool
+}
+
+func newHoldPolicy(info *Session, sessionICE bool, o Options) holdPolicy {
+	keep := !(o.StripICE && (sessionICE || info.ICE))
+	h := holdPolicy{session: keep, media: make([]bool, len(info.Media))}
+	for i := range h.media {
+		h.media[i] = keep
+	}
+	return h
+}
+
+func (h holdPolicy) at(i int) bool { return i >= len(h.media) || h.media[i] }
+
+func sessionHasICE(d doc) bool {
+	for _, l := range d.session {
+		if k, _, _ := attr(l); k == "ice-ufrag" || k == "ice-lite" {
+			return true
+		}
+	}
+	return false
+}
+
+func rewritePion(sd *psdp.SessionDescription, o Options, hp holdPolicy) {
 	sd.Origin.NetworkType, sd.Origin.AddressType, sd.Origin.UnicastAddress = "IN", addrType(o.Addr), o.Addr.Unmap().String()
 	sd.Origin.SessionVersion = o.Version
 	if ci := sd.ConnectionInformation; ci != nil && ci.Address != nil {
-		ci.NetworkType, ci.AddressType, ci.Address.Address = relayConn(ci.Address.Address, o.Addr)
+		ci.NetworkType, ci.AddressType, ci.Address.Address = relayConn(ci.Address.Address, o.Addr, hp.session)
 		ci.Address.TTL, ci.Address.Range = nil, nil
 	}
 	sd.Attributes = filterPion(sd.Attributes, Target{RTCPMux: true}, o)
@@ -129,7 +160,7 @@ func rewritePion(sd *psdp.SessionDescription, o Options) {
 		t := o.target(i)
 		md.MediaName.Port = psdp.RangedPort{Value: t.Port}
 		if ci := md.ConnectionInformation; ci != nil && ci.Address != nil {
-			ci.NetworkType, ci.AddressType, ci.Address.Address = relayConn(ci.Address.Address, o.Addr)
+			ci.NetworkType, ci.AddressType, ci.Address.Address = relayConn(ci.Address.Address, o.Addr, hp.at(i))
 			ci.Address.TTL, ci.Address.Range = nil, nil
 		} else if sd.ConnectionInformation == nil || sd.ConnectionInformation.Address == nil {
 			md.ConnectionInformation = &psdp.ConnectionInformation{NetworkType: "IN", AddressType: addrType(o.Addr),
@@ -168,7 +199,7 @@ var (
 
 // rewrite applies o to the line model and emits it in canonical order with
 // every strictly-parsed line regenerated or validated.
-func (d doc) rewrite(o Options) []byte {
+func (d doc) rewrite(o Options, hp holdPolicy) []byte {
 	var b strings.Builder
 	emit := func(typ byte, val string) {
 		b.WriteByte(typ)
@@ -198,7 +229,7 @@ func (d doc) rewrite(o Options) []byte {
 			case 's':
 				emit('s', nonEmpty(l.val))
 			case 'c':
-				emit('c', connValue(l.val, relay))
+				emit('c', connValue(l.val, relay, hp.session))
 				hasSessionConn = true
 			case 'b':
 				if !validBandwidth(l.val) {
@@ -249,7 +280,7 @@ func (d doc) rewrite(o Options) []byte {
 					if conn {
 						continue
 					}
-					emit('c', connValue(l.val, relay))
+					emit('c', connValue(l.val, relay, hp.at(i)))
 					conn = true
 				case 'b':
 					if validBandwidth(l.val) {
@@ -298,8 +329,8 @@ func originLine(old string, o Options) string {
 	return fmt.Sprintf("%s %d %d %s", user, id, o.Version, connLine(o.Addr))
 }
 
-func connValue(old, relay string) string {
-	if a := connAddr(old); a.IsValid() && a.IsUnspecified() {
+func connValue(old, relay string, holdOK bool) string {
+	if a := connAddr(old); a.IsValid() && a.IsUnspecified() && holdOK {
 		return connLine(a)
 	}
 	return relay

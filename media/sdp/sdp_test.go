@@ -186,7 +186,8 @@ func TestFallbackMatchesPion(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			viaLines := parseLines(in).rewrite(o)
+			d := parseLines(in)
+			viaLines := d.rewrite(o, newHoldPolicy(d.info(), sessionHasICE(d), o))
 			var a, b psdp.SessionDescription
 			if err := a.Unmarshal(viaPion); err != nil {
 				t.Fatal(err)
