@@ -148,10 +148,12 @@ func (c *testCluster) testConfig(id string) Config {
 	cfg.NodeID = id
 	cfg.DataDir = filepath.Join(c.base, id)
 	cfg.Bind = addr
-	cfg.HeartbeatTimeout = 400 * time.Millisecond
-	cfg.ElectionTimeout = 400 * time.Millisecond
-	cfg.LeaderLeaseTimeout = 200 * time.Millisecond
-	cfg.CommitTimeout = 10 * time.Millisecond
+	if os.Getenv("PORTCULLIS_TEST_DEFAULT_TIMEOUTS") == "" { // set it to measure the defaults
+		cfg.HeartbeatTimeout = 400 * time.Millisecond
+		cfg.ElectionTimeout = 400 * time.Millisecond
+		cfg.LeaderLeaseTimeout = 200 * time.Millisecond
+		cfg.CommitTimeout = 10 * time.Millisecond
+	}
 	cfg.ApplyTimeout = 3 * time.Second
 	cfg.Logger = testLogger(c.t).With("test_node", id)
 	cfg.dial = c.net.dialer(addr)
