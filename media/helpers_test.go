@@ -19,7 +19,7 @@ import (
 
 var loopback = netip.MustParseAddr("127.0.0.1")
 
-func newTestManager(t *testing.T, mod func(*Config)) *Manager {
+func newTestManager(t testing.TB, mod func(*Config)) *Manager {
 	t.Helper()
 	base := 20000 + 2*rand.IntN(15000)
 	cfg := Config{BindAddr: loopback, PortMin: base, PortMax: base + 59, Drain: 100 * time.Millisecond, LatchWindow: 200 * time.Millisecond}
@@ -36,11 +36,11 @@ func newTestManager(t *testing.T, mod func(*Config)) *Manager {
 
 // endpoint is one media socket of a fake room system.
 type endpoint struct {
-	t    *testing.T
+	t    testing.TB
 	conn *net.UDPConn
 }
 
-func newEndpoint(t *testing.T) *endpoint {
+func newEndpoint(t testing.TB) *endpoint {
 	t.Helper()
 	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback, 0)))
 	if err != nil {
@@ -89,7 +89,7 @@ type room struct {
 	audio, main, cont *endpoint
 }
 
-func newRoom(t *testing.T, name string) *room {
+func newRoom(t testing.TB, name string) *room {
 	return &room{name: name, audio: newEndpoint(t), main: newEndpoint(t), cont: newEndpoint(t)}
 }
 
