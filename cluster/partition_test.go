@@ -59,8 +59,16 @@ func TestPartition(t *testing.T) {
 		t.Fatal("consistent read on the minority side succeeded")
 	}
 
+	// A command queued on the minority side (a registration) waits for the partition to heal.
+	queued := state.PutBinding(state.Binding{Room: "before", Contact: "sip:q@minority", Node: old.id,
+		Expires: time.Now().Add(time.Hour)})
+	old.n.Enqueue(queued)
+
 	// Heal: everyone converges; the minority's writes never happened.
 	c.net.heal()
+	if err := old.n.Flush(ctx); err != nil {
+		t.Fatalf("flush after heal: %v", err)
+	}
 	c.leader(5 * time.Second)
 	c.converge(5 * time.Second)
 	for _, tn := range c.running() {
@@ -72,6 +80,9 @@ func TestPartition(t *testing.T) {
 			if _, ok := st.Room(name); !ok {
 				t.Fatalf("%s misses %s", tn.id, name)
 			}
+		}
+		if len(st.Bindings("before", time.Now())) != 1 {
+			t.Fatalf("%s misses the binding queued during the partition", tn.id)
 		}
 		for _, name := range []string{"minority-1", "minority-2"} {
 			if _, ok := st.Room(name); ok {

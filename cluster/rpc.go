@@ -130,7 +130,7 @@ func (c *rpcConn) reuse() bool {
 	return errors.As(err, &ne) && ne.Timeout() && !peerGone(c.c)
 }
 
-const maxIdlePerPeer = 8
+const maxIdlePerPeer = 32
 
 func newRPCClient(m *mux) *rpcClient { return &rpcClient{m: m, idle: map[string][]*rpcConn{}} }
 
