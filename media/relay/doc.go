@@ -17,11 +17,13 @@
 // may be replaced only by a source on the same IP (a NAT port rebinding) or by
 // the signalled/registered address.
 //
-// Batching was measured and not adopted: with 16 datagrams queued, one
-// golang.org/x/net/ipv4 ReadBatch (recvmmsg) took as long as 16
-// ReadFromUDPAddrPort calls on the development machine (about 98 µs vs 96 µs
-// per 16 including the writes, BenchmarkReadBatch / BenchmarkReadSingle) and
-// allocated 2 objects per datagram (x/net builds a net.UDPAddr for every
-// source), which the zero-allocation hot path does not allow. Scale across
-// cores with more sockets (one goroutine each), not batching.
+// Batching was measured and not adopted. With 16 datagrams queued, one
+// golang.org/x/net/ipv4 ReadBatch (recvmmsg) against 16 ReadFromUDPAddrPort
+// calls gave 89-106 µs vs 92-143 µs per 16 datagrams including the 16
+// writes (BenchmarkReadBatch / BenchmarkReadSingle, -count=3, on a shared
+// 2-core machine): at best a few per cent, inside the noise. ReadBatch also
+// allocates 2 objects per datagram (x/net builds a net.UDPAddr and net.IP
+// for every source), which the zero-allocation hot path does not allow, and
+// RTP sockets at 50-1500 packets/s rarely have more than one datagram queued
+// per wake-up. Scale across cores with more sockets (one goroutine each).
 package relay
