@@ -134,6 +134,7 @@ func (n *Node) openCluster(ctx context.Context) error {
 		return fmt.Errorf("cluster: no leader elected: %w", err)
 	}
 	n.cluster, n.store = cn, cn
+	n.cfg.Node.ID = cn.NodeID() // the recorded or host-name default, when none was configured
 	return nil
 }
 
@@ -184,6 +185,7 @@ func (n *Node) Drain(ctx context.Context) {
 	n.mu.Lock()
 	n.draining = true
 	n.mu.Unlock()
+	// Active calls are finished (their records queued) before the cluster member leaves.
 	if n.cluster != nil {
 		// Hand leadership over and flush queued writes; membership is kept so the node rejoins.
 		if err := n.cluster.Leave(ctx); err != nil {

@@ -2,7 +2,6 @@ package config
 
 import (
 	"net/netip"
-	"os"
 )
 
 // Config is the whole node configuration. Every field documents its default; Default returns it.
@@ -22,7 +21,8 @@ type Config struct {
 
 // Node identifies this process.
 type Node struct {
-	// ID names the node in the cluster. Default: the host name.
+	// ID names the node in the cluster. Default: the ID recorded in data_dir by the first start,
+	// else the host name (so a container whose host name changes keeps its identity).
 	ID string `yaml:"id"`
 	// DataDir holds the Raft log, snapshots, certificates and the admin socket. Default: ./data.
 	DataDir string `yaml:"data_dir"`
@@ -245,12 +245,8 @@ type Room struct {
 
 // Default returns the built-in configuration: a single node that needs nothing else.
 func Default() Config {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "portcullis"
-	}
 	return Config{
-		Node: Node{ID: host, DataDir: "./data", DrainTimeout: Duration(30e9)},
+		Node: Node{DataDir: "./data", DrainTimeout: Duration(30e9)},
 		Log:  Log{Level: "info", Format: "text"},
 		SIP: SIP{
 			Domain: "portcullis.local",

@@ -43,7 +43,7 @@ func (v *validator) fail(field, format string, args ...any) {
 
 func (c *Config) validate(file string, lines map[string]int) error {
 	v := &validator{file: file, lines: lines}
-	if !nodeIDRe.MatchString(c.Node.ID) {
+	if c.Node.ID != "" && !nodeIDRe.MatchString(c.Node.ID) {
 		v.fail("node.id", "%q must be 1-63 letters, digits, '.', '_' or '-'", c.Node.ID)
 	}
 	if c.Node.DataDir == "" {
