@@ -1,0 +1,250 @@
+package digest
+
+import (
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"hash"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Algorithms offered and accepted.
+const (
+	MD5    = "MD5"
+	SHA256 = "SHA-256"
+)
+
+// Result is the outcome of Verify.
+type Result int
+
+// Results. UnknownUser is for logs and metrics only: answer it exactly like BadCredentials.
+const (
+	OK             Result = iota
+	Missing               // no credentials: send the first challenge
+	Malformed             // unparsable credentials
+	BadCredentials        // wrong response, wrong realm/uri/algorithm/qop, or a nonce not ours
+	UnknownUser           // no such user (same work and same answer as BadCredentials)
+	Stale                 // correct response on an expired nonce: challenge with stale=true
+	Replay                // nonce-count not above the highest seen for this nonce
+)
+
+var resultNames = [...]string{"ok", "missing", "malformed", "bad_credentials", "unknown_user", "stale", "replay"}
+
+func (r Result) String() string {
+	if r >= 0 && int(r) < len(resultNames) {
+		return resultNames[r]
+	}
+	return "result(" + strconv.Itoa(int(r)) + ")"
+}
+
+// Lookup returns a user's hex HA1 hashes; either may be empty when unknown for that algorithm.
+type Lookup func(user string) (ha1md5, ha1sha256 string, ok bool)
+
+// Config configures an Authenticator.
+type Config struct {
+	Realm string
+	// Secret signs nonces; all nodes of a cluster should share it (at least 16 bytes).
+	Secret []byte
+	// NonceTTL is how long a nonce stays fresh (default 5 minutes).
+	NonceTTL time.Duration
+	// MaxNonces bounds the nonce-count table (default 100000).
+	MaxNonces int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Authenticator issues challenges and verifies credentials. It is safe for concurrent use.
+type Authenticator struct {
+	realm    string
+	secret   []byte
+	ttl      time.Duration
+	now      func() time.Time
+	opaque   string
+	dummyMD5 string
+	dummySHA string
+	nc       ncTable
+}
+
+// New returns an Authenticator.
+func New(cfg Config) (*Authenticator, error) {
+	if cfg.Realm == "" {
+		return nil, ErrNoRealm
+	}
+	if len(cfg.Secret) < 16 {
+		return nil, ErrNoSecret
+	}
+	if cfg.NonceTTL <= 0 {
+		cfg.NonceTTL = 5 * time.Minute
+	}
+	if cfg.MaxNonces <= 0 {
+		cfg.MaxNonces = 100000
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	a := &Authenticator{
+		realm:  cfg.Realm,
+		secret: append([]byte(nil), cfg.Secret...),
+		ttl:    cfg.NonceTTL,
+		now:    cfg.Now,
+		nc:     ncTable{max: cfg.MaxNonces, m: make(map[string]ncEntry)},
+	}
+	var op [16]byte
+	a.sign([]byte("opaque:"+cfg.Realm), op[:])
+	a.opaque = hex.EncodeToString(op[:])
+	var pw [16]byte
+	_, _ = rand.Read(pw[:])
+	a.dummyMD5 = HA1(MD5, "dummy", cfg.Realm, hex.EncodeToString(pw[:]))
+	a.dummySHA = HA1(SHA256, "dummy", cfg.Realm, hex.EncodeToString(pw[:]))
+	return a, nil
+}
+
+// Realm returns the realm.
+func (a *Authenticator) Realm() string { return a.realm }
+
+// Challenge returns the WWW-Authenticate / Proxy-Authenticate header values to send, SHA-256
+// first then MD5 (RFC 8760 §2.4), both with the same nonce, qop="auth" and opaque.
+func (a *Authenticator) Challenge(stale bool) []string {
+	n := a.newNonce()
+	tail := `", nonce="` + n + `", opaque="` + a.opaque + `", qop="auth"`
+	if stale {
+		tail += ", stale=true"
+	}
+	return []string{
+		`Digest realm="` + quote(a.realm) + tail + ", algorithm=SHA-256",
+		`Digest realm="` + quote(a.realm) + tail + ", algorithm=MD5",
+	}
+}
+
+func quote(s string) string {
+	if !strings.ContainsAny(s, `"\`) {
+		return s
+	}
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
+}
+
+// HA1 returns hex(H(user:realm:password)) for alg MD5 or SHA-256 ("" for any other alg).
+func HA1(alg, user, realm, password string) string {
+	h := newHash(alg)
+	if h == nil {
+		return ""
+	}
+	return hexJoin(h, user, realm, password)
+}
+
+func newHash(alg string) hash.Hash {
+	switch {
+	case alg == "" || strings.EqualFold(alg, MD5):
+		return md5.New()
+	case strings.EqualFold(alg, SHA256):
+		return sha256.New()
+	}
+	return nil
+}
+
+func hexJoin(h hash.Hash, parts ...string) string {
+	for i, p := range parts {
+		if i > 0 {
+			h.Write([]byte{':'})
+		}
+		h.Write([]byte(p))
+	}
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0]))
+}
+
+// Verify checks a Digest Authorization / Proxy-Authorization value for a request with the given
+// method and Request-URI (requestURI "" skips the uri check). It returns the claimed username
+// (empty unless parsed) and the outcome.
+func (a *Authenticator) Verify(method, requestURI, headerValue string, lookup Lookup) (string, Result) {
+	if strings.TrimSpace(headerValue) == "" {
+		return "", Missing
+	}
+	c, err := Parse(headerValue)
+	if err != nil {
+		return "", Malformed
+	}
+	if c.Username == "" || c.Nonce == "" || c.Response == "" || c.URI == "" {
+		return c.Username, Malformed
+	}
+	h := newHash(c.Algorithm)
+	consistent := h != nil && c.Realm == a.realm && !c.Userhash &&
+		strings.EqualFold(c.QOP, "auth") && c.HasNc && c.Cnonce != "" &&
+		(c.Opaque == "" || c.Opaque == a.opaque) && uriMatches(c.URI, requestURI)
+	if h == nil {
+		h = md5.New()
+	}
+	sha := h.Size() == sha256.Size
+
+	ha1md5, ha1sha, known := lookup(c.Username)
+	ha1 := ha1md5
+	if sha {
+		ha1 = ha1sha
+	}
+	if ha1 == "" {
+		known = false
+	}
+	if !known {
+		ha1 = a.dummyMD5
+		if sha {
+			ha1 = a.dummySHA
+		}
+	}
+	valid, expired := a.checkNonce(c.Nonce)
+
+	// Same work whatever happened above: one HA2 and one response hash, one constant-time compare.
+	ha2 := hexJoin(h, method, c.URI)
+	h.Reset()
+	want := hexJoin(h, ha1, c.Nonce, ncHex(c.Nc), c.Cnonce, "auth", ha2)
+	match := subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(c.Response))) == 1
+
+	switch {
+	case !known:
+		return c.Username, UnknownUser
+	case !match || !consistent || !valid:
+		return c.Username, BadCredentials
+	case expired:
+		return c.Username, Stale
+	}
+	ok, full := a.nc.advance(c.Nonce, c.Nc, a.now().Add(a.ttl+time.Minute), a.now())
+	switch {
+	case full:
+		return c.Username, Stale
+	case !ok:
+		return c.Username, Replay
+	}
+	return c.Username, OK
+}
+
+func ncHex(n uint32) string {
+	const digits = "0123456789abcdef"
+	var b [8]byte
+	for i := 7; i >= 0; i-- {
+		b[i] = digits[n&0xf]
+		n >>= 4
+	}
+	return string(b[:])
+}
+
+// uriMatches compares the digest-uri with the Request-URI, ignoring URI parameters and the
+// case of the scheme and host, since UAs differ in what they echo.
+func uriMatches(got, want string) bool {
+	if want == "" {
+		return true
+	}
+	if got == want {
+		return true
+	}
+	return strings.EqualFold(stripParams(got), stripParams(want))
+}
+
+func stripParams(u string) string {
+	if i := strings.IndexAny(u, ";?"); i >= 0 {
+		u = u[:i]
+	}
+	return strings.Trim(u, "<>")
+}
