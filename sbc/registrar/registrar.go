@@ -1,0 +1,367 @@
+package registrar
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/sbc/digest"
+)
+
+// Config configures a Registrar; zero fields take the documented defaults.
+type Config struct {
+	Domain            string
+	NodeID            string
+	MinExpires        time.Duration // default 60s
+	MaxExpires        time.Duration // default 3600s
+	DefaultExpires    time.Duration // default 600s
+	KeepaliveInterval time.Duration // default 25s (UDP OPTIONS pings)
+	KeepaliveFailures int           // default 2
+	Grace             time.Duration // default 30s: a closed TCP/TLS flow's bindings live this long
+	MaxContacts       int           // default 4
+	Logger            *slog.Logger
+	Now               func() time.Time
+}
+
+// AuthObserver learns about authentication outcomes (the guard implements it).
+type AuthObserver interface {
+	AuthFailed(src netip.AddrPort, user, transport string)
+	AuthSucceeded(src netip.AddrPort, user string)
+}
+
+// Registrar handles REGISTER and keeps bindings alive.
+type Registrar struct {
+	cfg    Config
+	store  state.Store
+	auth   *digest.Authenticator
+	client *sipgo.Client
+	obs    AuthObserver
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	failures map[string]int // binding key -> keepalive failures
+	closed   map[string]time.Time
+}
+
+// New returns a Registrar.
+func New(cfg Config, store state.Store, auth *digest.Authenticator, client *sipgo.Client, obs AuthObserver) (*Registrar, error) {
+	if store == nil || auth == nil {
+		return nil, fmt.Errorf("%w: store and authenticator are required", ErrConfig)
+	}
+	if cfg.Domain == "" {
+		return nil, fmt.Errorf("%w: domain is required", ErrConfig)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.MinExpires, 60*time.Second)
+	def(&cfg.MaxExpires, 3600*time.Second)
+	def(&cfg.DefaultExpires, 600*time.Second)
+	def(&cfg.KeepaliveInterval, 25*time.Second)
+	def(&cfg.Grace, 30*time.Second)
+	if cfg.KeepaliveFailures <= 0 {
+		cfg.KeepaliveFailures = 2
+	}
+	if cfg.MaxContacts <= 0 {
+		cfg.MaxContacts = 4
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Registrar{cfg: cfg, store: store, auth: auth, client: client, obs: obs,
+		log: cfg.Logger.With("component", "registrar"), failures: map[string]int{}, closed: map[string]time.Time{}}, nil
+}
+
+// Bindings returns the room's current bindings.
+func (r *Registrar) Bindings(room string) []state.Binding {
+	return r.store.State().Bindings(room, r.cfg.Now())
+}
+
+// Route returns where to send a request to b so it goes back over the registered flow:
+// req.SetDestination(destination); req.SetTransport(transport).
+func Route(b state.Binding) (destination, transport string) {
+	return b.Source, strings.ToUpper(b.Transport)
+}
+
+func respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	_ = tx.Respond(res)
+}
+
+// HandleRegister answers a REGISTER; it returns after sending the final response.
+func (r *Registrar) HandleRegister(req *sip.Request, tx sip.ServerTransaction) {
+	src, _ := netip.ParseAddrPort(req.Source())
+	to := req.To()
+	cseq := req.CSeq()
+	callID := req.CallID()
+	if to == nil || cseq == nil || callID == nil || to.Address.User == "" {
+		respond(tx, req, 400, "Bad Request")
+		return
+	}
+	room := to.Address.User
+	if !strings.EqualFold(to.Address.Host, r.cfg.Domain) && !isIP(to.Address.Host) {
+		respond(tx, req, 404, "Not Found")
+		return
+	}
+	hv := ""
+	if h := req.GetHeader("Authorization"); h != nil {
+		hv = h.Value()
+	}
+	user, res := r.auth.Verify(req.Method.String(), req.Recipient.String(), hv, func(u string) (string, string, bool) {
+		rm, ok := r.store.State().Room(u)
+		return rm.HA1MD5, rm.HA1SHA256, ok
+	})
+	if res == digest.OK && user != room {
+		res = digest.BadCredentials // authenticated as another room
+	}
+	switch res {
+	case digest.OK:
+	case digest.Missing, digest.Stale:
+		hdrs := []sip.Header{}
+		for _, c := range r.auth.Challenge(res == digest.Stale) {
+			hdrs = append(hdrs, sip.NewHeader("WWW-Authenticate", c))
+		}
+		respond(tx, req, 401, "Unauthorized", hdrs...)
+		return
+	default:
+		if r.obs != nil {
+			r.obs.AuthFailed(src, room, req.Transport())
+		}
+		respond(tx, req, 403, "Forbidden")
+		return
+	}
+	if r.obs != nil {
+		r.obs.AuthSucceeded(src, room)
+	}
+	r.register(req, tx, room)
+}
+
+func isIP(h string) bool {
+	_, err := netip.ParseAddr(strings.Trim(h, "[]"))
+	return err == nil
+}
+
+func (r *Registrar) register(req *sip.Request, tx sip.ServerTransaction, room string) {
+	now := r.cfg.Now()
+	defExp := r.cfg.DefaultExpires
+	if h := req.GetHeader("Expires"); h != nil {
+		n, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
+		if err != nil {
+			respond(tx, req, 400, "Bad Request")
+			return
+		}
+		defExp = time.Duration(n) * time.Second
+	}
+	var contacts []*sip.ContactHeader
+	for _, h := range req.GetHeaders("Contact") {
+		if c, ok := h.(*sip.ContactHeader); ok {
+			contacts = append(contacts, c)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	callID, cseq := req.CallID().Value(), req.CSeq().SeqNo
+	for _, c := range contacts {
+		if c.Address.Wildcard {
+			if len(contacts) != 1 || defExp != 0 {
+				respond(tx, req, 400, "Bad Request")
+				return
+			}
+			if err := r.store.Propose(ctx, state.DeleteRoomBindings(room)); err != nil {
+				respond(tx, req, 500, "Server Internal Error")
+				return
+			}
+			r.ok(req, tx, room)
+			return
+		}
+	}
+	current := map[string]state.Binding{}
+	for _, b := range r.Bindings(room) {
+		current[b.Contact] = b
+	}
+	var puts []state.Binding
+	var dels []string
+	for _, c := range contacts {
+		if c.Address.Host == "" {
+			respond(tx, req, 400, "Bad Request")
+			return
+		}
+		exp := defExp
+		if v, ok := c.Params.Get("expires"); ok {
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				respond(tx, req, 400, "Bad Request")
+				return
+			}
+			exp = time.Duration(n) * time.Second
+		}
+		uri := c.Address.String()
+		if old, ok := current[uri]; ok && old.CallID == callID && cseq <= old.CSeq {
+			continue // RFC 3261 10.3: an older request for this binding
+		}
+		if exp == 0 {
+			dels = append(dels, uri)
+			continue
+		}
+		if exp < r.cfg.MinExpires {
+			respond(tx, req, 423, "Interval Too Brief", sip.NewHeader("Min-Expires", strconv.Itoa(int(r.cfg.MinExpires/time.Second))))
+			return
+		}
+		exp = min(exp, r.cfg.MaxExpires)
+		puts = append(puts, state.Binding{Room: room, Contact: uri, Source: req.Source(), Transport: strings.ToUpper(req.Transport()),
+			Local: req.Destination(), Node: r.cfg.NodeID, CallID: callID, CSeq: cseq, UserAgent: userAgent(req),
+			Expires: now.Add(exp), Updated: now})
+	}
+	n := len(current)
+	for _, p := range puts {
+		if _, ok := current[p.Contact]; !ok {
+			n++
+		}
+	}
+	if n-len(dels) > r.cfg.MaxContacts {
+		respond(tx, req, 403, "Too Many Contacts")
+		return
+	}
+	for _, d := range dels {
+		if err := r.store.Propose(ctx, state.DeleteBinding(room, d)); err != nil {
+			respond(tx, req, 500, "Server Internal Error")
+			return
+		}
+	}
+	for _, p := range puts {
+		if err := r.store.Propose(ctx, state.PutBinding(p)); err != nil {
+			respond(tx, req, 500, "Server Internal Error")
+			return
+		}
+	}
+	r.ok(req, tx, room)
+}
+
+func userAgent(req *sip.Request) string {
+	if h := req.GetHeader("User-Agent"); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+// ok answers 200 listing all current contacts with their remaining expiry.
+func (r *Registrar) ok(req *sip.Request, tx sip.ServerTransaction, room string) {
+	now := r.cfg.Now()
+	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	for _, b := range r.Bindings(room) {
+		secs := int(b.Expires.Sub(now).Round(time.Second) / time.Second)
+		res.AppendHeader(sip.NewHeader("Contact", "<"+b.Contact+">;expires="+strconv.Itoa(secs)))
+	}
+	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(time.RFC1123)))
+	_ = tx.Respond(res)
+}
+
+// FlowClosed drops, after Grace, the bindings on a closed TCP/TLS flow owned by this node.
+func (r *Registrar) FlowClosed(transport string, remote netip.AddrPort) {
+	r.mu.Lock()
+	r.closed[strings.ToUpper(transport)+"|"+remote.String()] = r.cfg.Now().Add(r.cfg.Grace)
+	r.mu.Unlock()
+}
+
+// Run sweeps expired bindings and closed flows and pings UDP bindings until ctx is done.
+func (r *Registrar) Run(ctx context.Context) error {
+	t := time.NewTicker(r.cfg.KeepaliveInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			r.Tick(ctx)
+		}
+	}
+}
+
+// Tick runs one round of sweeps and keepalives (Run calls it every KeepaliveInterval).
+func (r *Registrar) Tick(ctx context.Context) {
+	now := r.cfg.Now()
+	st := r.store.State()
+	// expired bindings (state hides them; delete them for good)
+	for _, rm := range st.Rooms() {
+		for _, b := range st.Bindings(rm.Name, time.Time{}) {
+			if !b.Expires.After(now) && b.Node == r.cfg.NodeID {
+				_ = r.store.Propose(ctx, state.DeleteBinding(b.Room, b.Contact))
+			}
+		}
+	}
+	r.mu.Lock()
+	closed := map[string]bool{}
+	for k, at := range r.closed {
+		if !now.Before(at) {
+			closed[k] = true
+			delete(r.closed, k)
+		}
+	}
+	r.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, b := range st.AllBindings(now) {
+		if b.Node != r.cfg.NodeID {
+			continue
+		}
+		if closed[b.Transport+"|"+b.Source] {
+			_ = r.store.Propose(ctx, state.DeleteBinding(b.Room, b.Contact))
+			continue
+		}
+		if b.Transport == "UDP" && r.client != nil {
+			wg.Add(1)
+			go func(b state.Binding) {
+				defer wg.Done()
+				r.ping(ctx, b)
+			}(b)
+		}
+	}
+	wg.Wait()
+}
+
+func (r *Registrar) ping(ctx context.Context, b state.Binding) {
+	key := b.Room + "|" + b.Contact
+	var to sip.Uri
+	if err := sip.ParseUri(b.Contact, &to); err != nil {
+		return
+	}
+	req := sip.NewRequest(sip.OPTIONS, to)
+	dst, tr := Route(b)
+	req.SetDestination(dst)
+	req.SetTransport(tr)
+	cctx, cancel := context.WithTimeout(ctx, 4*time.Second)
+	defer cancel()
+	_, err := r.client.Do(cctx, req)
+	r.mu.Lock()
+	if err == nil {
+		delete(r.failures, key)
+		r.mu.Unlock()
+		return
+	}
+	r.failures[key]++
+	drop := r.failures[key] >= r.cfg.KeepaliveFailures
+	if drop {
+		delete(r.failures, key)
+	}
+	r.mu.Unlock()
+	if drop {
+		r.log.Info("keepalive failed; dropping binding", "room", b.Room, "source", b.Source)
+		_ = r.store.Propose(ctx, state.DeleteBinding(b.Room, b.Contact))
+	}
+}
