@@ -345,7 +345,7 @@ func (r *Registrar) ping(ctx context.Context, b state.Binding) {
 	dst, tr := Route(b)
 	req.SetDestination(dst)
 	req.SetTransport(tr)
-	cctx, cancel := context.WithTimeout(ctx, 4*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, min(4*time.Second, r.cfg.KeepaliveInterval))
 	defer cancel()
 	_, err := r.client.Do(cctx, req)
 	r.mu.Lock()

@@ -26,7 +26,7 @@ func (o *obs) AuthFailed(netip.AddrPort, string, string) { o.mu.Lock(); o.fail++
 func (o *obs) AuthSucceeded(netip.AddrPort, string)      { o.mu.Lock(); o.succ++; o.mu.Unlock() }
 
 // startServer runs a sipgo UDP server with HandleRegister on a free 127.0.0.1 port.
-func startServer(t *testing.T) (*Registrar, string, *obs) {
+func startServer(t *testing.T, cfgs ...Config) (*Registrar, string, *obs) {
 	t.Helper()
 	st := state.NewLocal()
 	if err := st.Propose(context.Background(), state.PutRoom(state.Room{Name: "boardroom",
@@ -41,7 +41,12 @@ func startServer(t *testing.T) (*Registrar, string, *obs) {
 	srv, _ := sipgo.NewServer(ua)
 	cl, _ := sipgo.NewClient(ua)
 	o := &obs{}
-	reg, err := New(Config{Domain: realm, NodeID: "n1"}, st, auth, cl, o)
+	cfg := Config{}
+	if len(cfgs) > 0 {
+		cfg = cfgs[0]
+	}
+	cfg.Domain, cfg.NodeID = realm, "n1"
+	reg, err := New(cfg, st, auth, cl, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,13 +63,18 @@ func startServer(t *testing.T) (*Registrar, string, *obs) {
 
 func register(t *testing.T, addr, user, pass string, expires string) *sip.Response {
 	t.Helper()
+	return registerContact(t, addr, user, pass, expires, "<sip:"+user+"@127.0.0.1:5099>")
+}
+
+func registerContact(t *testing.T, addr, user, pass, expires, contact string) *sip.Response {
+	t.Helper()
 	ua, _ := sipgo.NewUA()
 	t.Cleanup(func() { _ = ua.Close() })
 	cl, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
 	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: realm})
 	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: user, Host: realm}})
 	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: user, Host: realm}, Params: sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(8)}}})
-	req.AppendHeader(sip.NewHeader("Contact", "<sip:"+user+"@127.0.0.1:5099>"))
+	req.AppendHeader(sip.NewHeader("Contact", contact))
 	req.AppendHeader(sip.NewHeader("Expires", expires))
 	req.SetDestination(addr)
 	req.SetTransport("UDP")
@@ -120,5 +130,78 @@ func TestRegisterTooBrief(t *testing.T) {
 	res := register(t, addr, "boardroom", "s3cret", "10")
 	if res.StatusCode != 423 || res.GetHeader("Min-Expires") == nil {
 		t.Fatalf("got %d, want 423 with Min-Expires", res.StatusCode)
+	}
+}
+
+func TestUnregister(t *testing.T) {
+	cases := []struct {
+		name    string
+		contact string
+		expires string
+		want    int
+		left    int
+	}{
+		{"expires zero", "<sip:boardroom@127.0.0.1:5099>", "0", 200, 1},
+		{"wildcard", "*", "0", 200, 0},
+		{"wildcard without expires zero", "*", "60", 400, 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			reg, addr, _ := startServer(t)
+			register(t, addr, "boardroom", "s3cret", "600")
+			registerContact(t, addr, "boardroom", "s3cret", "600", "<sip:boardroom@127.0.0.1:5098>")
+			if n := len(reg.Bindings("boardroom")); n != 2 {
+				t.Fatalf("bindings %d, want 2", n)
+			}
+			res := registerContact(t, addr, "boardroom", "s3cret", tc.expires, tc.contact)
+			if res.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d", res.StatusCode, tc.want)
+			}
+			if n := len(reg.Bindings("boardroom")); n != tc.left {
+				t.Fatalf("bindings %d, want %d", n, tc.left)
+			}
+		})
+	}
+}
+
+func TestExpiryAndKeepalive(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	reg, addr, _ := startServer(t, Config{Now: clock, KeepaliveInterval: 200 * time.Millisecond})
+	res := register(t, addr, "boardroom", "s3cret", "120")
+	if res.StatusCode != 200 {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	b := reg.Bindings("boardroom")
+	if len(b) != 1 || b[0].Transport != "UDP" || b[0].Node != "n1" {
+		t.Fatalf("binding %+v", b)
+	}
+	// Keepalive: point the binding's flow at a socket that never answers; two failed pings drop it.
+	dead, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	bb := b[0]
+	bb.Source = dead.LocalAddr().String()
+	if err := reg.store.Propose(context.Background(), state.PutBinding(bb)); err != nil {
+		t.Fatal(err)
+	}
+	reg.Tick(context.Background())
+	if len(reg.Bindings("boardroom")) != 1 {
+		t.Fatal("dropped after one failure")
+	}
+	reg.Tick(context.Background())
+	if len(reg.Bindings("boardroom")) != 0 {
+		t.Fatal("binding kept after two keepalive failures")
+	}
+	// Expiry with the injected clock.
+	register(t, addr, "boardroom", "s3cret", "120")
+	mu.Lock()
+	now = now.Add(121 * time.Second)
+	mu.Unlock()
+	if len(reg.Bindings("boardroom")) != 0 {
+		t.Fatal("expired binding still visible")
 	}
 }
