@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"fmt"
 	"hash"
 	"strconv"
 	"strings"
@@ -55,6 +56,9 @@ type Config struct {
 	MaxNonces int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Algorithms are the challenges offered, in order (default SHA-256 then MD5). Some clients
+	// (SIPp) read only the first challenge and know only MD5: offer MD5 alone for them.
+	Algorithms []string
 }
 
 // Authenticator issues challenges and verifies credentials. It is safe for concurrent use.
@@ -67,6 +71,7 @@ type Authenticator struct {
 	dummyMD5 string
 	dummySHA string
 	nc       ncTable
+	algs     []string
 }
 
 // New returns an Authenticator.
@@ -86,7 +91,16 @@ func New(cfg Config) (*Authenticator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if len(cfg.Algorithms) == 0 {
+		cfg.Algorithms = []string{SHA256, MD5}
+	}
+	for _, alg := range cfg.Algorithms {
+		if alg != SHA256 && alg != MD5 {
+			return nil, fmt.Errorf("%w: %q", ErrAlgorithm, alg)
+		}
+	}
 	a := &Authenticator{
+		algs:   append([]string(nil), cfg.Algorithms...),
 		realm:  cfg.Realm,
 		secret: append([]byte(nil), cfg.Secret...),
 		ttl:    cfg.NonceTTL,
@@ -107,17 +121,18 @@ func New(cfg Config) (*Authenticator, error) {
 func (a *Authenticator) Realm() string { return a.realm }
 
 // Challenge returns the WWW-Authenticate / Proxy-Authenticate header values to send, SHA-256
-// first then MD5 (RFC 8760 §2.4), both with the same nonce, qop="auth" and opaque.
+// first then MD5 by default (RFC 8760 §2.4; see Config.Algorithms), all with the same nonce, qop="auth" and opaque.
 func (a *Authenticator) Challenge(stale bool) []string {
 	n := a.newNonce()
 	tail := `", nonce="` + n + `", opaque="` + a.opaque + `", qop="auth"`
 	if stale {
 		tail += ", stale=true"
 	}
-	return []string{
-		`Digest realm="` + quote(a.realm) + tail + ", algorithm=SHA-256",
-		`Digest realm="` + quote(a.realm) + tail + ", algorithm=MD5",
+	out := make([]string, len(a.algs))
+	for i, alg := range a.algs {
+		out[i] = `Digest realm="` + quote(a.realm) + tail + ", algorithm=" + alg
 	}
+	return out
 }
 
 func quote(s string) string {

@@ -7,5 +7,6 @@ var (
 	ErrMalformed = errors.New("digest: malformed credentials")
 	ErrTooLong   = errors.New("digest: header too long")
 	ErrNoSecret  = errors.New("digest: config needs a secret of at least 16 bytes")
+	ErrAlgorithm = errors.New("digest: unsupported algorithm")
 	ErrNoRealm   = errors.New("digest: config needs a realm")
 )

@@ -28,12 +28,17 @@ func (o *obs) AuthSucceeded(netip.AddrPort, string)      { o.mu.Lock(); o.succ++
 // startServer runs a sipgo UDP server with HandleRegister on a free 127.0.0.1 port.
 func startServer(t *testing.T, cfgs ...Config) (*Registrar, string, *obs) {
 	t.Helper()
+	return startServerAlgs(t, nil, cfgs...)
+}
+
+func startServerAlgs(t *testing.T, algs []string, cfgs ...Config) (*Registrar, string, *obs) {
+	t.Helper()
 	st := state.NewLocal()
 	if err := st.Propose(context.Background(), state.PutRoom(state.Room{Name: "boardroom",
 		HA1MD5: digest.HA1(digest.MD5, "boardroom", realm, "s3cret"), HA1SHA256: digest.HA1(digest.SHA256, "boardroom", realm, "s3cret")})); err != nil {
 		t.Fatal(err)
 	}
-	auth, err := digest.New(digest.Config{Realm: realm, Secret: []byte("0123456789abcdef0123")})
+	auth, err := digest.New(digest.Config{Realm: realm, Secret: []byte("0123456789abcdef0123"), Algorithms: algs})
 	if err != nil {
 		t.Fatal(err)
 	}
