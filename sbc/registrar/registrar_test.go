@@ -31,7 +31,12 @@ func startServer(t *testing.T, cfgs ...Config) (*Registrar, string, *obs) {
 	return startServerAlgs(t, nil, cfgs...)
 }
 
-func startServerAlgs(t *testing.T, algs []string, cfgs ...Config) (*Registrar, string, *obs) {
+func startServerB(b *testing.B) (*Registrar, string, *obs) {
+	b.Helper()
+	return startServerAlgs(b, nil)
+}
+
+func startServerAlgs(t testing.TB, algs []string, cfgs ...Config) (*Registrar, string, *obs) {
 	t.Helper()
 	st := state.NewLocal()
 	if err := st.Propose(context.Background(), state.PutRoom(state.Room{Name: "boardroom",
