@@ -225,8 +225,10 @@ func (r *Registrar) register(req *sip.Request, tx sip.ServerTransaction, room st
 			return
 		}
 		exp = min(exp, r.cfg.MaxExpires)
+		// Local stays empty: sipgo v1.7.2 does not record the listener address on an incoming
+		// request (req.Destination() would be the Request-URI host).
 		puts = append(puts, state.Binding{Room: room, Contact: uri, Source: req.Source(), Transport: strings.ToUpper(req.Transport()),
-			Local: req.Destination(), Node: r.cfg.NodeID, CallID: callID, CSeq: cseq, UserAgent: userAgent(req),
+			Node: r.cfg.NodeID, CallID: callID, CSeq: cseq, UserAgent: userAgent(req),
 			Expires: now.Add(exp), Updated: now})
 	}
 	n := len(current)
