@@ -20,8 +20,8 @@ type Bound struct {
 
 func (b Bound) String() string { return b.Transport + "://" + b.Addr.String() }
 
-// bindSIP opens every configured SIP socket, wrapped by the edge, and starts serving it with
-// sipgo. Binding happens before it returns so that a port in use is an error at start.
+// bindSIP opens every configured SIP socket, wrapped by the edge, so that a port in use is an
+// error at start. Serving starts later (serveSIP), once every handler's component exists.
 func (n *Node) bindSIP(ctx context.Context) error {
 	lim := edge.Limits{
 		MaxMessageSize:    n.cfg.SIP.MaxMessageSize,
@@ -40,7 +40,7 @@ func (n *Node) bindSIP(ctx context.Context) error {
 			n.closers = append(n.closers, pc)
 			n.bound = append(n.bound, Bound{"udp", boundAddr(pc.LocalAddr())})
 			conn := edge.NewPacketConn(pc, n.admit, lim, &n.edgeStats)
-			n.goServe(func() error { return n.srv.ServeUDP(conn) })
+			n.serves = append(n.serves, func() error { return n.srv.ServeUDP(conn) })
 		case "tcp", "tls":
 			ln, err := net.Listen(network("tcp", l.Addr), l.Addr.String())
 			if err != nil {
@@ -62,9 +62,9 @@ func (n *Node) bindSIP(ctx context.Context) error {
 			}
 			el := edge.NewListener(ln, tr, n.admit, lim, &n.edgeStats, n.flowClosed, n.log.With("component", "edge"))
 			if tr == "TLS" {
-				n.goServe(func() error { return n.srv.ServeTLS(el) })
+				n.serves = append(n.serves, func() error { return n.srv.ServeTLS(el) })
 			} else {
-				n.goServe(func() error { return n.srv.ServeTCP(el) })
+				n.serves = append(n.serves, func() error { return n.srv.ServeTCP(el) })
 			}
 		}
 	}
@@ -79,14 +79,18 @@ func (n *Node) sipTLSConfig() (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
-func (n *Node) goServe(serve func() error) {
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		if err := serve(); err != nil && !errors.Is(err, net.ErrClosed) {
-			n.log.Error("sip listener stopped", "error", err)
-		}
-	}()
+// serveSIP hands every bound socket to sipgo.
+func (n *Node) serveSIP() {
+	for _, serve := range n.serves {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := serve(); err != nil && !errors.Is(err, net.ErrClosed) {
+				n.log.Error("sip listener stopped", "error", err)
+			}
+		}()
+	}
+	n.serves = nil
 }
 
 // network pins IPv4 listeners to IPv4 so that 0.0.0.0 stays 0.0.0.0 (not a dual-stack [::]).

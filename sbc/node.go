@@ -19,6 +19,8 @@ import (
 	"github.com/portcullis-sbc/portcullis/media"
 	"github.com/portcullis-sbc/portcullis/media/turn"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
+	"github.com/portcullis-sbc/portcullis/sbc/digest"
+	"github.com/portcullis-sbc/portcullis/sbc/registrar"
 	"github.com/portcullis-sbc/portcullis/sbc/edge"
 	"github.com/portcullis-sbc/portcullis/sbc/logging"
 )
@@ -43,8 +45,13 @@ type Node struct {
 
 	edgeStats edge.Stats
 	bound     []Bound
+	serves    []func() error
 	closers   []io.Closer
 	wg        sync.WaitGroup
+	cancel    context.CancelFunc // stops background loops
+
+	auth *digest.Authenticator
+	reg  *registrar.Registrar
 
 	draining bool
 	mu       sync.Mutex
@@ -111,6 +118,14 @@ func (n *Node) Start(ctx context.Context) error {
 		n.Close()
 		return fmt.Errorf("sip client: %w", err)
 	}
+	if err := n.startRegistrar(); err != nil {
+		n.Close()
+		return err
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.goBackground(func() { _ = n.reg.Run(bg) })
+	n.serveSIP()
 	n.log.Info("node started", "node", n.cfg.Node.ID, "domain", n.cfg.SIP.Domain, "listeners", len(n.bound))
 	return nil
 }
@@ -174,11 +189,23 @@ func (n *Node) Bound() []Bound { return n.bound }
 // Store is the node's state store.
 func (n *Node) Store() state.Store { return n.store }
 
+func (n *Node) goBackground(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
 // admit is the edge's pre-parse admission check.
 func (n *Node) admit(src netip.Addr) bool { return true }
 
 // flowClosed is told by the edge when a TCP/TLS connection closes.
-func (n *Node) flowClosed(transport string, remote netip.AddrPort) {}
+func (n *Node) flowClosed(transport string, remote netip.AddrPort) {
+	if n.reg != nil {
+		n.reg.FlowClosed(transport, remote)
+	}
+}
 
 // Drain refuses new calls and waits for active ones until ctx is done.
 func (n *Node) Drain(ctx context.Context) {
@@ -197,6 +224,9 @@ func (n *Node) Drain(ctx context.Context) {
 // Close stops everything at once.
 func (n *Node) Close() error {
 	var errs []error
+	if n.cancel != nil {
+		n.cancel()
+	}
 	for _, c := range n.closers {
 		errs = append(errs, c.Close())
 	}

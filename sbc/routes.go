@@ -14,6 +14,7 @@ var notAllowed = map[sip.RequestMethod]bool{
 
 func (n *Node) routes() {
 	n.srv.OnOptions(n.handleOptions)
+	n.srv.OnRegister(func(req *sip.Request, tx sip.ServerTransaction) { n.reg.HandleRegister(req, tx) })
 	n.srv.OnNoRoute(n.handleNoRoute)
 }
 

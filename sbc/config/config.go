@@ -92,6 +92,10 @@ type Registrar struct {
 	MaxContacts int `yaml:"max_contacts"`
 	// NonceTTL is how long a digest nonce is valid (after that: stale=true). Default: 5m.
 	NonceTTL Duration `yaml:"nonce_ttl"`
+	// Algorithms are the digest algorithms challenged, most preferred first (RFC 8760): SHA-256,
+	// MD5. Some clients answer only the first challenge and know only MD5 (SIPp 3.6, baresip 1.0,
+	// older room systems): list MD5 first, or alone, for them. Default: [SHA-256, MD5].
+	Algorithms []string `yaml:"algorithms"`
 }
 
 // Calls configures the B2BUA.
@@ -260,7 +264,7 @@ func Default() Config {
 		Registrar: Registrar{
 			MinExpires: Duration(60e9), MaxExpires: Duration(3600e9), DefaultExpires: Duration(600e9),
 			KeepaliveInterval: Duration(25e9), KeepaliveFailures: 2, Grace: Duration(30e9),
-			MaxContacts: 5, NonceTTL: Duration(300e9),
+			MaxContacts: 5, NonceTTL: Duration(300e9), Algorithms: []string{"SHA-256", "MD5"},
 		},
 		Calls: Calls{
 			RingTimeout: Duration(60e9), MaxDuration: Duration(12 * 3600e9),

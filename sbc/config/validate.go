@@ -126,6 +126,14 @@ func (c *Config) validateTimers(v *validator) {
 	if r.MaxContacts < 1 {
 		v.fail("registrar.max_contacts", "must be at least 1")
 	}
+	if len(r.Algorithms) == 0 {
+		v.fail("registrar.algorithms", "needs at least one of SHA-256, MD5")
+	}
+	for i, a := range r.Algorithms {
+		if a != "SHA-256" && a != "MD5" {
+			v.fail(fmt.Sprintf("registrar.algorithms[%d]", i), "%q must be SHA-256 or MD5", a)
+		}
+	}
 	if r.NonceTTL < Duration(10e9) {
 		v.fail("registrar.nonce_ttl", "must be at least 10s")
 	}

@@ -1,0 +1,134 @@
+package sbc
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/portcullis-sbc/portcullis/sbc/config"
+	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
+)
+
+// registerRoom registers room "boardroom" at the node over transport with a sipgo UA acting as
+// the room system, answering the digest challenge, and returns the final response.
+func registerRoom(t *testing.T, n *Node, transport, password string) *sip.Response {
+	t.Helper()
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("RoomSystem-Test"), sipgo.WithUserAgenTLSConfig(&tls.Config{InsecureSkipVerify: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ua.Close() })
+	cl, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := n.addr(t, transport)
+	req := sip.NewRequest(sip.REGISTER, sip.Uri{Host: "video.test"})
+	req.SetDestination(addr)
+	req.SetTransport(map[string]string{"udp": "UDP", "tcp": "TCP", "tls": "TLS"}[transport])
+	to := &sip.ToHeader{Address: sip.Uri{User: "boardroom", Host: "video.test"}}
+	req.AppendHeader(to)
+	from := &sip.FromHeader{Address: to.Address, Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(8))
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{User: "boardroom", Host: "127.0.0.1", Port: 5999}})
+	req.AppendHeader(sip.NewHeader("Expires", "300"))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := cl.Do(ctx, req)
+	if err != nil {
+		t.Fatalf("REGISTER over %s: %v", transport, err)
+	}
+	if res.StatusCode != 401 {
+		t.Fatalf("first REGISTER: want 401 challenge, got %d", res.StatusCode)
+	}
+	res, err = cl.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: "boardroom", Password: password})
+	if err != nil {
+		t.Fatalf("authenticated REGISTER over %s: %v", transport, err)
+	}
+	return res
+}
+
+func TestRegisterOverEveryTransport(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SIP.TLS.Cert, cfg.SIP.TLS.Key = selfSigned(t, t.TempDir())
+	cfg.SIP.Listen = append(cfg.SIP.Listen, config.Listen{Transport: "tls", Addr: netip.MustParseAddrPort("127.0.0.1:0")})
+	n := startNode(t, cfg)
+	for _, tr := range []string{"udp", "tcp", "tls"} {
+		t.Run(tr, func(t *testing.T) {
+			res := registerRoom(t, n, tr, "s3cret-board")
+			if res.StatusCode != 200 {
+				t.Fatalf("REGISTER: %d %s", res.StatusCode, res.Reason)
+			}
+			bs := n.reg.Bindings("boardroom")
+			found := false
+			for _, b := range bs {
+				found = found || b.Transport == map[string]string{"udp": "UDP", "tcp": "TCP", "tls": "TLS"}[tr]
+			}
+			if !found {
+				t.Fatalf("no %s binding in %+v", tr, bs)
+			}
+		})
+	}
+	t.Run("wrong password", func(t *testing.T) {
+		before := len(n.reg.Bindings("boardroom"))
+		res := registerRoom(t, n, "udp", "guess")
+		if res.StatusCode != 403 && res.StatusCode != 401 {
+			t.Fatalf("wrong password: %d", res.StatusCode)
+		}
+		if len(n.reg.Bindings("boardroom")) != before {
+			t.Fatal("a wrong password changed the bindings")
+		}
+	})
+}
+
+// TestBaresipRegisters runs baresip as a room system registering to the node.
+func TestBaresipRegisters(t *testing.T) {
+	bin := testpeer.Require(t, "baresip")
+	cfg := testConfig(t)
+	cfg.Registrar.Algorithms = []string{"MD5"} // baresip 1.0 answers only the first challenge, MD5 only
+	n := startNode(t, cfg)
+	dir := t.TempDir()
+	addr := n.addr(t, "udp")
+	os.WriteFile(filepath.Join(dir, "config"), []byte(fmt.Sprintf("sip_listen\t127.0.0.1:%d\n"+
+		"module_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule_app\taccount.so\nmodule_app\tmenu.so\n"+
+		"audio_player\tnil\naudio_source\tnil\n", freeUDPPort(t))), 0o600)
+	os.WriteFile(filepath.Join(dir, "accounts"), []byte(fmt.Sprintf(
+		"<sip:boardroom@video.test>;auth_pass=s3cret-board;outbound=\"sip:%s;transport=udp\";regint=300\n", addr)), 0o600)
+	cmd := exec.Command(bin, "-f", dir)
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if bs := n.reg.Bindings("boardroom"); len(bs) > 0 {
+			t.Logf("baresip registered: contact %s from %s", bs[0].Contact, bs[0].Source)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("baresip did not register; its output:\n%s", out.String())
+}

