@@ -20,9 +20,9 @@ import (
 	"github.com/portcullis-sbc/portcullis/media/turn"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
 	"github.com/portcullis-sbc/portcullis/sbc/digest"
-	"github.com/portcullis-sbc/portcullis/sbc/registrar"
 	"github.com/portcullis-sbc/portcullis/sbc/edge"
 	"github.com/portcullis-sbc/portcullis/sbc/logging"
+	"github.com/portcullis-sbc/portcullis/sbc/registrar"
 )
 
 // Version is the build version, set by the binary.

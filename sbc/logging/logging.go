@@ -56,7 +56,9 @@ func RateLimited(h slog.Handler, burst int, interval time.Duration) *Limiter {
 }
 
 // Enabled reports whether the wrapped handler handles level.
-func (l *Limiter) Enabled(ctx context.Context, level slog.Level) bool { return l.next.Enabled(ctx, level) }
+func (l *Limiter) Enabled(ctx context.Context, level slog.Level) bool {
+	return l.next.Enabled(ctx, level)
+}
 
 // Handle passes r on unless its message is over budget.
 func (l *Limiter) Handle(ctx context.Context, r slog.Record) error {
