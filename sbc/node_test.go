@@ -68,16 +68,22 @@ func (n *Node) addr(t *testing.T, transport string) string {
 // sipOptions sends a raw OPTIONS over UDP and returns the status line of the answer.
 func sipOptions(t *testing.T, addr string) string {
 	t.Helper()
+	return sipRequest(t, addr, "OPTIONS")
+}
+
+// sipRequest sends a raw out-of-dialog request over UDP and returns the answer's status line.
+func sipRequest(t *testing.T, addr, method string) string {
+	t.Helper()
 	c, err := net.Dial("udp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	local := c.LocalAddr().String()
-	msg := "OPTIONS sip:" + addr + " SIP/2.0\r\n" +
+	msg := method + " sip:boardroom@" + addr + " SIP/2.0\r\n" +
 		"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-" + randHex() + ";rport\r\n" +
 		"Max-Forwards: 70\r\nFrom: <sip:probe@" + local + ">;tag=1\r\nTo: <sip:" + addr + ">\r\n" +
-		"Call-ID: " + randHex() + "@test\r\nCSeq: 1 OPTIONS\r\nUser-Agent: portcullis-test\r\nContent-Length: 0\r\n\r\n"
+		"Call-ID: " + randHex() + "@test\r\nCSeq: 1 " + method + "\r\nUser-Agent: portcullis-test\r\nContent-Length: 0\r\n\r\n"
 	if _, err := c.Write([]byte(msg)); err != nil {
 		t.Fatal(err)
 	}
@@ -99,8 +105,24 @@ func randHex() string {
 
 func TestOptionsAndUnknownMethods(t *testing.T) {
 	n := startNode(t, testConfig(t))
-	if got := sipOptions(t, n.addr(t, "udp")); got != "SIP/2.0 200 OK" {
-		t.Fatalf("OPTIONS: %q", got)
+	tests := []struct {
+		name, method, want string
+	}{
+		{"options", "OPTIONS", "SIP/2.0 200 OK"},
+		{"invite before the b2bua", "INVITE", "SIP/2.0 480 Temporarily Unavailable"},
+		{"bye outside a dialog", "BYE", "SIP/2.0 481 Call/Transaction Does Not Exist"},
+		{"known but not served", "SUBSCRIBE", "SIP/2.0 405 Method Not Allowed"},
+		{"unknown method", "FROBNICATE", "SIP/2.0 501 Not Implemented"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := sipRequest(t, n.addr(t, "udp"), tt.method); got != tt.want {
+				t.Fatalf("%s: got %q, want %q", tt.method, got, tt.want)
+			}
+		})
+	}
+	if c := n.Store().State().Counts(); c.Calls != 0 || c.Records != 0 {
+		t.Fatalf("requests created call state: %+v", c)
 	}
 }
 

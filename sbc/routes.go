@@ -16,6 +16,17 @@ func (n *Node) routes() {
 	n.srv.OnOptions(n.handleOptions)
 	n.srv.OnRegister(func(req *sip.Request, tx sip.ServerTransaction) { n.reg.HandleRegister(req, tx) })
 	n.srv.OnNoRoute(n.handleNoRoute)
+	// Calls are not bridged by this node yet: an INVITE is refused without creating any state,
+	// and in-dialog requests for dialogs we do not have get 481.
+	n.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		n.respond(tx, sip.NewResponseFromRequest(req, 480, "Temporarily Unavailable", nil))
+	})
+	for _, m := range []sip.RequestMethod{sip.BYE, sip.CANCEL, sip.UPDATE, sip.INFO, sip.PRACK} {
+		n.srv.OnRequest(m, func(req *sip.Request, tx sip.ServerTransaction) {
+			n.respond(tx, sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+		})
+	}
+	n.srv.OnAck(func(*sip.Request, sip.ServerTransaction) {}) // an ACK is never answered
 }
 
 // handleOptions answers OPTIONS for the node or any user alike (an absent user must look like a
