@@ -23,6 +23,13 @@ import (
 // the room system, answering the digest challenge, and returns the final response.
 func registerRoom(t *testing.T, n *Node, transport, password string) *sip.Response {
 	t.Helper()
+	res, _, _ := registerRoomClient(t, n, transport, password)
+	return res
+}
+
+// registerRoomClient is registerRoom that also returns the client and the authenticated request.
+func registerRoomClient(t *testing.T, n *Node, transport, password string) (*sip.Response, *sipgo.Client, *sip.Request) {
+	t.Helper()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("RoomSystem-Test"), sipgo.WithUserAgenTLSConfig(&tls.Config{InsecureSkipVerify: true}))
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +63,34 @@ func registerRoom(t *testing.T, n *Node, transport, password string) *sip.Respon
 	if err != nil {
 		t.Fatalf("authenticated REGISTER over %s: %v", transport, err)
 	}
-	return res
+	return res, cl, req
+}
+
+// TestReplayedNonceCountRejected resends an accepted REGISTER with the same Authorization
+// (same nonce and nc): the node must refuse it and keep the binding as it was.
+func TestReplayedNonceCountRejected(t *testing.T) {
+	n := startNode(t, testConfig(t))
+	res, cl, req := registerRoomClient(t, n, "udp", "s3cret-board")
+	if res.StatusCode != 200 {
+		t.Fatalf("REGISTER: %d", res.StatusCode)
+	}
+	before := n.reg.Bindings("boardroom")
+	replay := req.Clone()
+	replay.RemoveHeader("Via")
+	replay.CSeq().SeqNo++
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got, err := cl.Do(ctx, replay, sipgo.ClientRequestAddVia)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.StatusCode != 403 && got.StatusCode != 401 {
+		t.Fatalf("replayed credentials answered %d", got.StatusCode)
+	}
+	after := n.reg.Bindings("boardroom")
+	if len(after) != 1 || !after[0].Expires.Equal(before[0].Expires) {
+		t.Fatalf("replay changed the binding: %+v -> %+v", before, after)
+	}
 }
 
 func TestRegisterOverEveryTransport(t *testing.T) {
