@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/portcullis-sbc/portcullis/sbc/digest"
 )
 
 func writeFile(t *testing.T, body string) string {
@@ -36,7 +38,7 @@ func TestExampleFileLoads(t *testing.T) {
 		t.Fatalf("rooms=%d domain=%q", len(cfg.Rooms), cfg.SIP.Domain)
 	}
 	r := cfg.Rooms[0].StateRoom(cfg.SIP.Domain)
-	if r.HA1MD5 != HA1("MD5", "boardroom", "video.example.com", "change-me-boardroom") || r.Inbound != "allowlist" {
+	if r.HA1MD5 != digest.HA1(digest.MD5, "boardroom", "video.example.com", "change-me-boardroom") || r.Inbound != "allowlist" {
 		t.Fatalf("room: %+v", r)
 	}
 }

@@ -1,9 +1,6 @@
 package config
 
 import (
-	"crypto/md5"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/sbc/digest"
 )
 
 var (
@@ -300,17 +298,6 @@ func (c *Config) validateRooms(v *validator) {
 	}
 }
 
-// HA1 returns hex(H(user:realm:password)) for "MD5" or "SHA-256".
-func HA1(alg, user, realm, password string) string {
-	s := user + ":" + realm + ":" + password
-	if alg == "SHA-256" {
-		h := sha256.Sum256([]byte(s))
-		return hex.EncodeToString(h[:])
-	}
-	h := md5.Sum([]byte(s))
-	return hex.EncodeToString(h[:])
-}
-
 // StateRoom converts a configured room to its replicated form; a plain password becomes HA1 hashes
 // over the SIP domain as realm, and is not kept.
 func (r Room) StateRoom(realm string) state.Room {
@@ -325,8 +312,8 @@ func (r Room) StateRoom(realm string) state.Room {
 		out.DNDCode = *r.DNDCode
 	}
 	if r.Password != "" {
-		out.HA1MD5 = HA1("MD5", r.Name, realm, r.Password)
-		out.HA1SHA256 = HA1("SHA-256", r.Name, realm, r.Password)
+		out.HA1MD5 = digest.HA1(digest.MD5, r.Name, realm, r.Password)
+		out.HA1SHA256 = digest.HA1(digest.SHA256, r.Name, realm, r.Password)
 	}
 	return out
 }
