@@ -2,20 +2,8 @@ package sbc
 
 import (
 	"bytes"
-	"net"
 	"sync"
-	"testing"
 )
-
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
 
 type lockedBuffer struct {
 	mu sync.Mutex

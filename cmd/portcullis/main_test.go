@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,26 +13,6 @@ import (
 
 	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
 )
-
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // buildBinary builds the portcullis binary once per test run.
 func buildBinary(t *testing.T) string {
@@ -52,13 +31,13 @@ func buildBinary(t *testing.T) string {
 func TestServeAnswersSipsak(t *testing.T) {
 	sipsak := testpeer.Require(t, "sipsak")
 	bin := buildBinary(t)
-	port := freeUDPPort(t)
+	port := testpeer.FreeUDPPort(t)
 	cmd := exec.Command(bin, "serve")
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(),
 		fmt.Sprintf("PORTCULLIS_SIP_LISTEN=udp://127.0.0.1:%d,tcp://127.0.0.1:%d", port, port),
-		fmt.Sprintf("PORTCULLIS_ADMIN_LISTEN=127.0.0.1:%d", freeTCPPort(t)),
-		fmt.Sprintf("PORTCULLIS_CLUSTER_BIND=127.0.0.1:%d", freeTCPPort(t)),
+		fmt.Sprintf("PORTCULLIS_ADMIN_LISTEN=127.0.0.1:%d", testpeer.FreeTCPPort(t)),
+		fmt.Sprintf("PORTCULLIS_CLUSTER_BIND=127.0.0.1:%d", testpeer.FreeTCPPort(t)),
 		fmt.Sprintf("PORTCULLIS_MEDIA_PORTS=%d-%d", 31000, 31999),
 		"PORTCULLIS_TURN_LISTEN=", "PORTCULLIS_MEDIA_BIND=127.0.0.1")
 	stderr, err := cmd.StderrPipe()

@@ -1,10 +1,11 @@
 // Package testpeer finds the external programs that interop tests drive (sipp, baresip, sipsak,
 // svmap/svwar/svcrack, chromium, docker). Absent on a developer machine: the test is skipped
 // with a loud message. In CI (PORTCULLIS_CI=1, set by .ci/run) an absent peer fails the test,
-// because there the peers must run.
+// because there the peers must run. It also hands out free loopback ports.
 package testpeer
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"testing"
@@ -23,4 +24,26 @@ func Require(t testing.TB, program string) string {
 	}
 	t.Skip(msg)
 	return ""
+}
+
+// FreeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
+func FreeUDPPort(t testing.TB) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// FreeTCPPort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreeTCPPort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
