@@ -1,8 +1,12 @@
 package sbc
 
 import (
+	"context"
+	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/portcullis-sbc/portcullis/cluster/state"
 )
 
 // TestThreeNodeRegistrationsShared starts three signalling nodes that form one cluster through
@@ -50,4 +54,21 @@ func TestThreeNodeRegistrationsShared(t *testing.T) {
 		}
 	}
 	t.Logf("binding visible on all 3 nodes %v after the 200 OK", time.Since(start))
+
+	// A ban made on one node is enforced before parsing on every node within a second.
+	ban := netip.MustParsePrefix("203.0.113.66/32")
+	start = time.Now()
+	if err := nodes[2].Store().Propose(context.Background(), state.PutBan(state.Ban{Prefix: ban, Rule: "test",
+		Reason: "ban from edge3", Created: start, Until: start.Add(time.Hour)})); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		for !n.blocklist.Blocked(ban.Addr()) {
+			if time.Since(start) > time.Second {
+				t.Fatalf("ban not enforced on %s within 1s", n.cfg.Node.ID)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	t.Logf("ban enforced on all 3 nodes %v after it was proposed", time.Since(start))
 }

@@ -44,6 +44,7 @@ type Node struct {
 	client *sipgo.Client
 
 	edgeStats edge.Stats
+	blocklist edge.Blocklist
 	bound     []Bound
 	serves    []func() error
 	closers   []io.Closer
@@ -125,6 +126,7 @@ func (n *Node) Start(ctx context.Context) error {
 	bg, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	n.goBackground(func() { _ = n.reg.Run(bg) })
+	n.startBlocklist(bg)
 	n.serveSIP()
 	n.log.Info("node started", "node", n.cfg.Node.ID, "domain", n.cfg.SIP.Domain, "listeners", len(n.bound))
 	return nil
@@ -196,9 +198,6 @@ func (n *Node) goBackground(f func()) {
 		f()
 	}()
 }
-
-// admit is the edge's pre-parse admission check.
-func (n *Node) admit(src netip.Addr) bool { return true }
 
 // flowClosed is told by the edge when a TCP/TLS connection closes.
 func (n *Node) flowClosed(transport string, remote netip.AddrPort) {

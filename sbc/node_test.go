@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-sbc/portcullis/cluster/state"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
 )
 
@@ -159,5 +160,47 @@ func TestTortureMessages(t *testing.T) {
 	st := n.Store().State()
 	if c := st.Counts(); c.Bindings != 0 || c.Calls != 0 || c.Records != 0 {
 		t.Fatalf("torture messages created state: %+v", c)
+	}
+}
+
+// TestBannedSourceDroppedBeforeParsing bans 127.0.0.1 through the cluster store: the node stops
+// answering it at once (no response at all), and answers again once the ban is lifted.
+func TestBannedSourceDroppedBeforeParsing(t *testing.T) {
+	n := startNode(t, testConfig(t))
+	addr := n.addr(t, "udp")
+	if got := sipOptions(t, addr); got != "SIP/2.0 200 OK" {
+		t.Fatalf("before the ban: %q", got)
+	}
+	ban := netip.MustParsePrefix("127.0.0.1/32")
+	ctx := context.Background()
+	if err := n.Store().Propose(ctx, state.PutBan(state.Ban{Prefix: ban, Rule: "test", Reason: "test ban",
+		Created: time.Now(), Until: time.Now().Add(time.Hour)})); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return n.blocklist.Blocked(ban.Addr()) })
+	dropped := n.edgeStats.DroppedSource.Load()
+	if got := sipOptions(t, addr); !strings.HasPrefix(got, "no answer") {
+		t.Fatalf("banned source was answered: %q", got)
+	}
+	if n.edgeStats.DroppedSource.Load() == dropped {
+		t.Fatal("drop not counted")
+	}
+	if err := n.Store().Propose(ctx, state.LiftBan(ban)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return !n.blocklist.Blocked(ban.Addr()) })
+	if got := sipOptions(t, addr); got != "SIP/2.0 200 OK" {
+		t.Fatalf("after lifting the ban: %q", got)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 3s")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
