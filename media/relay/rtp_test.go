@@ -1,6 +1,10 @@
 package relay
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/pion/rtp"
+)
 
 func TestClassify(t *testing.T) {
 	for _, tc := range []struct {
@@ -26,6 +30,31 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// TestClassifyPionPackets classifies packets marshalled by pion/rtp (CSRCs, extensions, padding,
+// marker) and checks the in-place field reads against the values pion wrote.
+func TestClassifyPionPackets(t *testing.T) {
+	for _, p := range []rtp.Packet{
+		{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: 1, Timestamp: 160, SSRC: 0xdeadbeef}, Payload: []byte("pcmu")},
+		{Header: rtp.Header{Version: 2, Marker: true, PayloadType: 96, SequenceNumber: 65535, Timestamp: 1 << 31, SSRC: 7,
+			CSRC: []uint32{1, 2, 3}}, Payload: make([]byte, 1200)},
+		{Header: rtp.Header{Version: 2, PayloadType: 127, SequenceNumber: 9, SSRC: 9}, Payload: []byte{1, 2, 3}},
+	} {
+		if p.PayloadType == 127 { // one-byte header extension (RFC 8285)
+			if err := p.Header.SetExtension(1, []byte{0xAA}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b, err := p.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if Classify(b) != KindRTP || rtpPT(b) != p.PayloadType || rtpSeq(b) != p.SequenceNumber ||
+			rtpTS(b) != p.Timestamp || rtpSSRC(b) != p.SSRC {
+			t.Fatalf("pion packet %+v misread", p.Header)
+		}
+	}
+}
+
 func FuzzClassify(f *testing.F) {
 	f.Add(rtpPacket(0, 1, 2, 3, "payload"))
 	f.Add(rtcpPacket(201))
@@ -40,6 +69,14 @@ func FuzzClassify(f *testing.F) {
 			_ = rtpSSRC(b)
 			if len(b) < 12 {
 				t.Fatal("RTP shorter than its fixed header")
+			}
+			// Differential check against pion/rtp: where it parses the header, the fields the
+			// relay reads in place must agree with it.
+			var h rtp.Header
+			if _, err := h.Unmarshal(b); err == nil {
+				if h.PayloadType != rtpPT(b) || h.SequenceNumber != rtpSeq(b) || h.Timestamp != rtpTS(b) || h.SSRC != rtpSSRC(b) {
+					t.Fatalf("header fields disagree with pion/rtp: %+v", h)
+				}
 			}
 			var tr seqTracker
 			var c counters
