@@ -51,7 +51,8 @@ type Node struct {
 	wg        sync.WaitGroup
 	cancel    context.CancelFunc // stops background loops
 
-	auth *digest.Authenticator
+	auth  *digest.Authenticator
+	clock func() time.Time // digest nonce clock; nil: time.Now (tests move it)
 	reg  *registrar.Registrar
 
 	draining bool

@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -165,4 +168,53 @@ func TestBaresipRegisters(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("baresip did not register; its output:\n%s", out.String())
+}
+
+// TestExpiredNonceIsStale answers a challenge after the nonce expired: the node must refuse the
+// (otherwise correct) credentials with a fresh challenge carrying stale=true, and no binding.
+func TestExpiredNonceIsStale(t *testing.T) {
+	var offset atomic.Int64
+	cfg := testConfig(t)
+	n, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.clock = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); n.Close() })
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ua, _ := sipgo.NewUA()
+	t.Cleanup(func() { ua.Close() })
+	cl, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+	req := sip.NewRequest(sip.REGISTER, sip.Uri{Host: "video.test"})
+	req.SetDestination(n.addr(t, "udp"))
+	to := &sip.ToHeader{Address: sip.Uri{User: "boardroom", Host: "video.test"}}
+	from := &sip.FromHeader{Address: to.Address, Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(8))
+	req.AppendHeader(to)
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{User: "boardroom", Host: "127.0.0.1", Port: 5999}})
+	rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer rcancel()
+	res, err := cl.Do(rctx, req)
+	if err != nil || res.StatusCode != 401 {
+		t.Fatalf("challenge: %v %v", res, err)
+	}
+	offset.Store(int64(cfg.Registrar.NonceTTL.D() + time.Minute)) // the nonce is now expired
+	res, err = cl.DoDigestAuth(rctx, req, res, sipgo.DigestAuth{Username: "boardroom", Password: "s3cret-board"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != 401 {
+		t.Fatalf("expired nonce answered %d", res.StatusCode)
+	}
+	stale := false
+	for _, h := range res.GetHeaders("WWW-Authenticate") {
+		stale = stale || strings.Contains(strings.ToLower(h.Value()), "stale=true")
+	}
+	if !stale || len(n.reg.Bindings("boardroom")) != 0 {
+		t.Fatalf("want a stale=true challenge and no binding; got %v", res.GetHeaders("WWW-Authenticate"))
+	}
 }

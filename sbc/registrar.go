@@ -17,7 +17,7 @@ func (n *Node) startRegistrar() error {
 		return err
 	}
 	if n.auth, err = digest.New(digest.Config{Realm: n.cfg.SIP.Domain, Secret: secret,
-		NonceTTL: n.cfg.Registrar.NonceTTL.D(), Algorithms: n.cfg.Registrar.Algorithms}); err != nil {
+		NonceTTL: n.cfg.Registrar.NonceTTL.D(), Algorithms: n.cfg.Registrar.Algorithms, Now: n.clock}); err != nil {
 		return fmt.Errorf("digest: %w", err)
 	}
 	r := n.cfg.Registrar
