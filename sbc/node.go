@@ -53,7 +53,7 @@ type Node struct {
 
 	auth  *digest.Authenticator
 	clock func() time.Time // digest nonce clock; nil: time.Now (tests move it)
-	reg  *registrar.Registrar
+	reg   *registrar.Registrar
 
 	draining bool
 	mu       sync.Mutex
