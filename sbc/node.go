@@ -18,6 +18,7 @@ import (
 	"github.com/portcullis-sbc/portcullis/cluster/state"
 	"github.com/portcullis-sbc/portcullis/media"
 	"github.com/portcullis-sbc/portcullis/media/turn"
+	"github.com/portcullis-sbc/portcullis/sbc/b2bua"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
 	"github.com/portcullis-sbc/portcullis/sbc/digest"
 	"github.com/portcullis-sbc/portcullis/sbc/edge"
@@ -54,6 +55,9 @@ type Node struct {
 	auth  *digest.Authenticator
 	clock func() time.Time // digest nonce clock; nil: time.Now (tests move it)
 	reg   *registrar.Registrar
+	calls *b2bua.Engine
+	// decider is the caller filter asked before every inbound call (nil: allow).
+	decider b2bua.Decider
 
 	draining bool
 	mu       sync.Mutex
@@ -121,6 +125,10 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("sip client: %w", err)
 	}
 	if err := n.startRegistrar(); err != nil {
+		n.Close()
+		return err
+	}
+	if err := n.startCalls(); err != nil {
 		n.Close()
 		return err
 	}
@@ -213,6 +221,9 @@ func (n *Node) Drain(ctx context.Context) {
 	n.draining = true
 	n.mu.Unlock()
 	// Active calls are finished (their records queued) before the cluster member leaves.
+	if n.calls != nil {
+		n.calls.Drain(ctx)
+	}
 	if n.cluster != nil {
 		// Hand leadership over and flush queued writes; membership is kept so the node rejoins.
 		if err := n.cluster.Leave(ctx); err != nil {

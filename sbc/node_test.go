@@ -110,7 +110,7 @@ func TestOptionsAndUnknownMethods(t *testing.T) {
 		name, method, want string
 	}{
 		{"options", "OPTIONS", "SIP/2.0 200 OK"},
-		{"invite before the b2bua", "INVITE", "SIP/2.0 480 Temporarily Unavailable"},
+		{"invite without contact", "INVITE", "SIP/2.0 400 Bad Request"},
 		{"bye outside a dialog", "BYE", "SIP/2.0 481 Call/Transaction Does Not Exist"},
 		{"known but not served", "SUBSCRIBE", "SIP/2.0 405 Method Not Allowed"},
 		{"unknown method", "FROBNICATE", "SIP/2.0 501 Not Implemented"},

@@ -16,22 +16,21 @@ func (n *Node) routes() {
 	n.srv.OnOptions(n.handleOptions)
 	n.srv.OnRegister(func(req *sip.Request, tx sip.ServerTransaction) { n.reg.HandleRegister(req, tx) })
 	n.srv.OnNoRoute(n.handleNoRoute)
-	// Calls are not bridged by this node yet: an INVITE is refused without creating any state,
-	// and in-dialog requests for dialogs we do not have get 481.
-	n.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
-		n.respond(tx, sip.NewResponseFromRequest(req, 480, "Temporarily Unavailable", nil))
-	})
-	for _, m := range []sip.RequestMethod{sip.BYE, sip.CANCEL, sip.UPDATE, sip.INFO, sip.PRACK} {
-		n.srv.OnRequest(m, func(req *sip.Request, tx sip.ServerTransaction) {
-			n.respond(tx, sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
-		})
+	// Calls: new INVITEs and everything inside a dialog go to the B2BUA; requests for dialogs
+	// it does not have get 481, an ACK is never answered.
+	n.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) { n.calls.HandleInvite(req, tx) })
+	for _, m := range []sip.RequestMethod{sip.BYE, sip.CANCEL, sip.UPDATE, sip.INFO, sip.PRACK, sip.ACK} {
+		n.srv.OnRequest(m, func(req *sip.Request, tx sip.ServerTransaction) { n.calls.HandleInDialog(req, tx) })
 	}
-	n.srv.OnAck(func(*sip.Request, sip.ServerTransaction) {}) // an ACK is never answered
 }
 
 // handleOptions answers OPTIONS for the node or any user alike (an absent user must look like a
 // present one: PEERS item 11).
 func (n *Node) handleOptions(req *sip.Request, tx sip.ServerTransaction) {
+	if to := req.To(); to != nil && to.Params.Has("tag") {
+		n.calls.HandleInDialog(req, tx)
+		return
+	}
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	res.AppendHeader(sip.NewHeader("Allow", allowed))
 	res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))

@@ -112,7 +112,16 @@ type Calls struct {
 	RequireSDP bool `yaml:"require_sdp"`
 	// Follow3xx follows redirects on outbound calls instead of failing. Default: false.
 	Follow3xx bool `yaml:"follow_3xx"`
+	// DNS is the ip:port of the DNS server used to resolve outbound targets (RFC 3263: NAPTR,
+	// SRV, A/AAAA). Default: the first nameserver of /etc/resolv.conf.
+	DNS string `yaml:"dns"`
+	// Outbound lets registered rooms call SIP URIs outside the node (after digest
+	// authentication). Default: true.
+	Outbound *bool `yaml:"outbound"`
 }
+
+// OutboundOn reports whether rooms may call out.
+func (c Calls) OutboundOn() bool { return c.Outbound == nil || *c.Outbound }
 
 // Media configures the RTP relay.
 type Media struct {

@@ -145,6 +145,11 @@ func (c *Config) validateTimers(v *validator) {
 	if k.SessionExpires < k.MinSE {
 		v.fail("calls.session_expires", "must be at least calls.min_se")
 	}
+	if k.DNS != "" {
+		if _, err := netip.ParseAddrPort(k.DNS); err != nil {
+			v.fail("calls.dns", "%q must be IP:PORT of a DNS server", k.DNS)
+		}
+	}
 }
 
 func (c *Config) validateMedia(v *validator) {

@@ -1,0 +1,321 @@
+package b2bua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/media"
+	"github.com/portcullis-sbc/portcullis/sbc/digest"
+	"github.com/portcullis-sbc/portcullis/sbc/guard"
+)
+
+// Config tunes the engine. Zero durations take the defaults named on each field.
+type Config struct {
+	Domain string // our SIP domain: rooms are sip:ROOM@Domain
+	NodeID string
+	// Contact returns our Contact URI on a transport (UDP, TCP, TLS).
+	Contact func(transport string) sip.Uri
+	// Local reports whether a request-URI host is this node (the domain or one of our addresses).
+	Local func(host string) bool
+	// Bindings returns where a room is reachable now (its registrations).
+	Bindings func(room string) []state.Binding
+
+	RingTimeout    time.Duration // unanswered calls end with 408 (default 60s)
+	MaxDuration    time.Duration // calls are ended after it; 0 disables
+	SessionExpires time.Duration // RFC 4028 interval on both legs; 0 disables session timers
+	MinSE          time.Duration // smallest interval accepted (default 90s)
+	TargetTimeout  time.Duration // outbound: next target when one does not answer at all (default 4s)
+	RequireSDP     bool          // refuse INVITEs without an SDP offer with 488
+	Follow3xx      bool          // outbound: follow redirects instead of failing
+	UserAgent      string        // sent as User-Agent/Server when set
+	PassUserAgent  bool          // relay the peers' User-Agent/Server
+	Logger         *slog.Logger
+}
+
+// Decision is the caller filter's verdict on an inbound call.
+type Decision struct {
+	Action          guard.Action
+	Code            int    // status for Reject
+	Rule, Reason    string // why, for the call record and logs
+	StripAutoAnswer bool   // remove auto-answer/intercom headers before the room sees them
+}
+
+// Decider is the caller-identity seam: every inbound INVITE passes it once, before any call
+// state is made. caller is the authenticated room for room-to-room calls ("" for outsiders).
+type Decider interface {
+	DecideCall(req *sip.Request, room state.Room, roomInCall bool, caller string) Decision
+}
+
+// Session is the media side of one call (media.Session implements it).
+type Session interface {
+	Offer(from media.Leg, body []byte, preferred netip.AddrPort) ([]byte, error)
+	Answer(from media.Leg, body []byte, preferred netip.AddrPort) ([]byte, error)
+	Close()
+}
+
+// MediaFactory creates a media session per call; onTimeout ends the call when media stops.
+type MediaFactory interface {
+	NewSession(id string, onTimeout func(reason string)) (Session, error)
+}
+
+// AuthObserver learns about digest outcomes of outbound calls (the guard counts failures).
+type AuthObserver interface {
+	AuthFailed(src netip.AddrPort, user, transport string)
+	AuthSucceeded(src netip.AddrPort, user string)
+}
+
+// Deps are the engine's collaborators.
+type Deps struct {
+	Client   *sipgo.Client
+	Store    state.Store
+	Auth     *digest.Authenticator // challenges rooms that dial out
+	Decider  Decider               // nil: every inbound call is allowed
+	Media    MediaFactory          // nil: SDP passes unchanged
+	Resolver Resolver              // outbound targets; nil: outbound calls are refused
+	Observer AuthObserver          // nil: none
+}
+
+// Engine is the B2BUA.
+type Engine struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	legs     map[string]*leg  // Call-ID + our tag -> leg, for requests the peers send us
+	calls    map[string]*call // call ID -> call
+	byRoom   map[string]int   // room -> active calls
+	draining bool
+	idle     chan struct{} // closed when draining and no call is left
+	wg       sync.WaitGroup
+}
+
+type leg struct {
+	c *call
+	d *dialog
+}
+
+// ErrDraining is returned while the node is draining.
+var ErrDraining = errors.New("b2bua: draining")
+
+// ErrNoCall is returned for an unknown call ID.
+var ErrNoCall = errors.New("b2bua: no such call")
+
+// New returns an engine.
+func New(cfg Config, deps Deps) (*Engine, error) {
+	if deps.Client == nil || deps.Store == nil || cfg.Contact == nil || cfg.Local == nil || cfg.Bindings == nil {
+		return nil, fmt.Errorf("b2bua: client, store, Contact, Local and Bindings are required")
+	}
+	if cfg.Domain == "" {
+		return nil, fmt.Errorf("b2bua: domain is required")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.RingTimeout, 60*time.Second)
+	def(&cfg.MinSE, 90*time.Second)
+	def(&cfg.TargetTimeout, 4*time.Second)
+	if cfg.SessionExpires > 0 && cfg.SessionExpires < cfg.MinSE {
+		cfg.SessionExpires = cfg.MinSE
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Engine{cfg: cfg, deps: deps, log: cfg.Logger.With("component", "b2bua"),
+		legs: map[string]*leg{}, calls: map[string]*call{}, byRoom: map[string]int{}}, nil
+}
+
+// HandleInvite serves every INVITE: re-INVITEs of known dialogs and new calls.
+func (e *Engine) HandleInvite(req *sip.Request, tx sip.ServerTransaction) {
+	if to := req.To(); to != nil && to.Params.Has("tag") {
+		e.HandleInDialog(req, tx)
+		return
+	}
+	e.newCall(req, tx)
+}
+
+// HandleInDialog serves requests inside a dialog: ACK, BYE, re-INVITE, UPDATE, INFO, PRACK,
+// OPTIONS, and CANCELs that match no transaction.
+func (e *Engine) HandleInDialog(req *sip.Request, tx sip.ServerTransaction) {
+	l := e.lookup(req)
+	if l == nil {
+		if req.IsAck() {
+			return
+		}
+		respond(tx, sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+		return
+	}
+	l.c.inDialog(l.d, req, tx)
+}
+
+func (e *Engine) lookup(req *sip.Request) *leg {
+	cid, to := req.CallID(), req.To()
+	if cid == nil || to == nil {
+		return nil
+	}
+	tag, _ := to.Params.Get("tag")
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.legs[string(*cid)+"\x00"+tag]
+}
+
+func (e *Engine) index(c *call, d *dialog) {
+	e.mu.Lock()
+	e.legs[d.key()] = &leg{c: c, d: d}
+	e.mu.Unlock()
+}
+
+// register adds a call to the table; false when draining.
+func (e *Engine) register(c *call) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.draining {
+		return false
+	}
+	e.calls[c.id] = c
+	if c.room != "" {
+		e.byRoom[c.room]++
+	}
+	e.wg.Add(1)
+	return true
+}
+
+func (e *Engine) unregister(c *call) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.calls[c.id]; !ok {
+		return
+	}
+	delete(e.calls, c.id)
+	for _, d := range []*dialog{c.a, c.b} {
+		if d != nil {
+			delete(e.legs, d.key())
+		}
+	}
+	if c.room != "" {
+		if e.byRoom[c.room]--; e.byRoom[c.room] <= 0 {
+			delete(e.byRoom, c.room)
+		}
+	}
+	e.wg.Done()
+}
+
+// roomBusy reports whether a room has an active call on this node or, in a cluster, on another.
+func (e *Engine) roomBusy(room string) bool {
+	e.mu.Lock()
+	n := e.byRoom[room]
+	e.mu.Unlock()
+	if n > 0 {
+		return true
+	}
+	for _, c := range e.deps.Store.State().Calls() {
+		if c.Room == room && c.Node != e.cfg.NodeID && c.State != state.CallEnded {
+			return true
+		}
+	}
+	return false
+}
+
+// Calls returns the active calls of this node, ringing and answered.
+func (e *Engine) Calls() []state.Call {
+	e.mu.Lock()
+	cs := make([]*call, 0, len(e.calls))
+	for _, c := range e.calls {
+		cs = append(cs, c)
+	}
+	e.mu.Unlock()
+	out := make([]state.Call, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.snapshot())
+	}
+	return out
+}
+
+// Active returns how many calls this node is bridging.
+func (e *Engine) Active() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.calls)
+}
+
+// MediaStats returns a call's media session, if any, for per-stream statistics.
+func (e *Engine) MediaStats(id string) (any, bool) {
+	e.mu.Lock()
+	c := e.calls[id]
+	e.mu.Unlock()
+	if c == nil {
+		return nil, false
+	}
+	type streamer interface{ Streams() []media.StreamStats }
+	if s, ok := c.media.(streamer); ok {
+		return s.Streams(), true
+	}
+	return nil, true
+}
+
+// Hangup ends a call on both legs (admin action).
+func (e *Engine) Hangup(ctx context.Context, id string) error {
+	e.mu.Lock()
+	c := e.calls[id]
+	e.mu.Unlock()
+	if c == nil {
+		return ErrNoCall
+	}
+	c.hangup("ended by admin", 0)
+	return nil
+}
+
+// Drain refuses new calls (503) and waits for the active ones to end until ctx is done; the
+// calls still up then are hung up.
+func (e *Engine) Drain(ctx context.Context) {
+	e.mu.Lock()
+	e.draining = true
+	e.mu.Unlock()
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	e.mu.Lock()
+	cs := make([]*call, 0, len(e.calls))
+	for _, c := range e.calls {
+		cs = append(cs, c)
+	}
+	e.mu.Unlock()
+	for _, c := range cs {
+		c.hangup("node shutting down", 0)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+func respond(tx sip.ServerTransaction, res *sip.Response) {
+	_ = tx.Respond(res)
+}
+
+// isIP reports whether host is an IP literal (bracketed or not).
+func isIP(host string) bool {
+	_, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil
+}
+
+func sourceAddr(req *sip.Request) netip.AddrPort {
+	ap, _ := netip.ParseAddrPort(req.Source())
+	return ap
+}

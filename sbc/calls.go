@@ -1,0 +1,123 @@
+package sbc
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/media"
+	"github.com/portcullis-sbc/portcullis/sbc/b2bua"
+)
+
+// startCalls builds the B2BUA on the node's client, store, authenticator and media relay.
+func (n *Node) startCalls() error {
+	k := n.cfg.Calls
+	var transports []string
+	for _, b := range n.bound {
+		transports = append(transports, strings.ToUpper(b.Transport))
+	}
+	deps := b2bua.Deps{Client: n.client, Store: n.store, Auth: n.auth, Decider: n.decider, Observer: n.observer()}
+	if n.media != nil {
+		deps.Media = mediaFactory{n.media}
+	}
+	if k.OutboundOn() {
+		r, err := b2bua.NewDNSResolver(k.DNS, transports)
+		if err != nil {
+			n.log.Warn("outbound calls disabled: no DNS server", "error", err)
+		} else {
+			deps.Resolver = r
+		}
+	}
+	e, err := b2bua.New(b2bua.Config{
+		Domain: n.cfg.SIP.Domain, NodeID: n.cfg.Node.ID,
+		Contact: n.contactURI, Local: n.isLocalHost, Bindings: n.callBindings,
+		RingTimeout: k.RingTimeout.D(), MaxDuration: k.MaxDuration.D(), SessionExpires: k.SessionExpires.D(),
+		MinSE: k.MinSE.D(), RequireSDP: k.RequireSDP, Follow3xx: k.Follow3xx,
+		UserAgent: n.cfg.SIP.UserAgent, PassUserAgent: n.cfg.SIP.PassUserAgent,
+		Logger: n.log,
+	}, deps)
+	if err != nil {
+		return fmt.Errorf("b2bua: %w", err)
+	}
+	n.calls = e
+	return nil
+}
+
+// observer is the guard's auth observer, when a guard runs.
+func (n *Node) observer() b2bua.AuthObserver {
+	if o := n.authObserver(); o != nil {
+		return o
+	}
+	return nil
+}
+
+// contactURI is our Contact on a transport.
+func (n *Node) contactURI(transport string) sip.Uri {
+	tr := strings.ToLower(transport)
+	b, ok := n.firstBound(tr)
+	if !ok && len(n.bound) > 0 {
+		b = n.bound[0]
+		tr = b.Transport
+	}
+	u := sip.Uri{Scheme: "sip", User: "portcullis", Host: n.advertiseHost(b), Port: int(b.Addr.Port())}
+	if tr == "tcp" || tr == "tls" {
+		u.UriParams = sip.HeaderParams{}
+		u.UriParams.Add("transport", tr)
+	}
+	return u
+}
+
+// isLocalHost reports whether a request-URI host names this node: its domain, its advertised
+// host or one of its addresses.
+func (n *Node) isLocalHost(host string) bool {
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, n.cfg.SIP.Domain) || (n.cfg.SIP.Advertise != "" && strings.EqualFold(host, n.cfg.SIP.Advertise)) {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, b := range n.bound {
+		a := b.Addr.Addr().Unmap()
+		if a == ip {
+			return true
+		}
+		if a.IsUnspecified() && localAddr(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// localAddr reports whether ip is one of the host's interface addresses.
+func localAddr(ip netip.Addr) bool {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Unmap() == ip {
+			return true
+		}
+	}
+	return false
+}
+
+// callBindings are the bindings a call to a room can use from this node.
+func (n *Node) callBindings(room string) []state.Binding {
+	return n.reg.Bindings(room)
+}
+
+// mediaFactory adapts the media manager to the B2BUA's seam.
+type mediaFactory struct{ m *media.Manager }
+
+func (f mediaFactory) NewSession(id string, onTimeout func(string)) (b2bua.Session, error) {
+	s, err := f.m.NewSession(id, onTimeout)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
