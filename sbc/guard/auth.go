@@ -1,0 +1,55 @@
+package guard
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// AuthFailed counts a failed digest login from src (registrar.AuthObserver): AuthFailures
+// within AuthWindow ban the source (rule brute-force). A user that is no room also counts as an
+// unknown user for enumeration. Allow-listed sources are never counted.
+func (g *Guard) AuthFailed(src netip.AddrPort, user, transport string) {
+	now := g.cfg.Now()
+	a := src.Addr().Unmap().WithZone("")
+	if g.lists.Load().allow.MatchSource(a) {
+		return
+	}
+	r := &Request{Source: src, Transport: transport, FromUser: user, MaxForwards: -1}
+	if user != "" && !g.isRoom(user) && g.countUnknown(a, user, "", now.UnixNano()) {
+		why := fmt.Sprintf("%d different unknown users within %s", g.cfg.UnknownUsers, g.cfg.UnknownWindow)
+		g.refuseScan(r, ridEnumeration, 403, g.banFor(a, ridEnumeration, why, now), now)
+		return
+	}
+	k := sourceKey(a)
+	sh := g.table.shard(k)
+	sh.mu.Lock()
+	s := sh.get(k, now.UnixNano(), g.burst, g.table.perShard)
+	s.seen = now.UnixNano()
+	cut := now.UnixNano() - int64(g.cfg.AuthWindow)
+	i := 0
+	for i < len(s.auth) && s.auth[i] <= cut {
+		i++
+	}
+	s.auth = append(s.auth[:0], s.auth[i:]...)
+	s.auth = append(s.auth, now.UnixNano())
+	hit := len(s.auth) >= g.cfg.AuthFailures
+	if hit {
+		s.auth = s.auth[:0]
+	}
+	sh.mu.Unlock()
+	if hit {
+		why := fmt.Sprintf("%d failed logins within %s (last as %q)", g.cfg.AuthFailures, g.cfg.AuthWindow, clip(user))
+		g.refuseScan(r, ridBruteForce, 403, g.banFor(a, ridBruteForce, why, now), now)
+	}
+}
+
+// AuthSucceeded clears the source's failed logins (registrar.AuthObserver).
+func (g *Guard) AuthSucceeded(src netip.AddrPort, user string) {
+	k := sourceKey(src.Addr().Unmap().WithZone(""))
+	sh := g.table.shard(k)
+	sh.mu.Lock()
+	if s, ok := sh.m[k]; ok {
+		s.auth = s.auth[:0]
+	}
+	sh.mu.Unlock()
+}

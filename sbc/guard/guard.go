@@ -1,0 +1,544 @@
+package guard
+
+import (
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go4.org/netipx"
+
+	"github.com/portcullis-sbc/portcullis/cluster/state"
+)
+
+// Guard is the decision engine. All methods are safe for concurrent use.
+type Guard struct {
+	cfg   Config
+	store state.Store
+	log   *slog.Logger
+
+	cfgAllow, cfgDeny []string // config entries, merged with the cluster's lists
+	lists             atomic.Pointer[lists]
+	listsMu           sync.Mutex
+
+	bans      atomic.Pointer[banSet]
+	bansDirty atomic.Bool
+	banBuild  sync.Mutex
+	banCost   atomic.Int64 // how long the last ban set build took (ns)
+	banBuilt  atomic.Int64 // when it ended (ns on the monotonic clock)
+	liftEpoch atomic.Uint64
+	banMu     sync.Mutex
+	strikes   map[netip.Prefix]strike
+
+	feeds     atomic.Pointer[netipx.IPSet]
+	feedMu    sync.Mutex
+	feedLists map[int][]netip.Prefix
+
+	table  *sourceTable
+	events *eventLog
+	logs   logLimiter
+	rooms  roomCache
+	seed   maphash.Seed
+
+	domains     []string
+	rate, burst float64
+	running     atomic.Bool
+}
+
+// Request is what the node extracts from a parsed, out-of-dialog SIP request. Strings are as
+// parsed (no brackets needed around IPv6 hosts; they are accepted).
+type Request struct {
+	Source    netip.AddrPort // where the request really came from
+	Transport string         // UDP, TCP, TLS
+	Method    string
+	RURIUser  string
+	RURIHost  string
+	FromName  string // From display name (scanners sign it too)
+	FromUser  string
+	FromHost  string
+	ToUser    string
+	ToHost    string
+	UserAgent string
+	CallID    string
+	// MaxForwards is the Max-Forwards value; -1 when the header is absent.
+	MaxForwards int
+	// Registered is true when the source is the flow of a registered room.
+	Registered bool
+}
+
+type lists struct {
+	allow, deny *Matcher
+	scanner     *uaMatcher
+}
+
+// monoStart anchors a monotonic clock for throttling (independent of Config.Now).
+var monoStart = time.Now()
+
+func mono() int64 { return int64(time.Since(monoStart)) }
+
+// New returns a Guard over store. The config's lists must be valid; the cluster's lists
+// (store.State().Lists()) are merged in and followed as they change.
+func New(cfg Config, store state.Store) (*Guard, error) {
+	if store == nil {
+		return nil, fmt.Errorf("%w: store is required", ErrConfig)
+	}
+	scannersNil := cfg.ScannerUserAgents == nil
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if _, err := CompilePatterns(cfg.Allow); err != nil {
+		return nil, fmt.Errorf("guard allow list: %w", err)
+	}
+	if _, err := CompilePatterns(cfg.Deny); err != nil {
+		return nil, fmt.Errorf("guard deny list: %w", err)
+	}
+	if !scannersNil {
+		if _, err := compileUA(cfg.ScannerUserAgents); err != nil {
+			return nil, fmt.Errorf("guard scanner user agents: %w", err)
+		}
+	}
+	g := &Guard{
+		cfg:       cfg,
+		store:     store,
+		log:       cfg.Logger,
+		strikes:   map[netip.Prefix]strike{},
+		feedLists: map[int][]netip.Prefix{},
+		table:     newSourceTable(cfg.MaxSources),
+		events:    newEventLog(cfg.Events),
+		seed:      maphash.MakeSeed(),
+		rate:      cfg.RequestRate,
+		burst:     float64(cfg.RequestBurst),
+	}
+	for _, d := range append([]string{cfg.Domain}, cfg.Aliases...) {
+		g.domains = append(g.domains, strings.ToLower(strings.TrimSuffix(d, ".")))
+	}
+	g.cfg.NodeAddrs = make([]netip.Addr, len(cfg.NodeAddrs))
+	for i, a := range cfg.NodeAddrs {
+		g.cfg.NodeAddrs[i] = a.Unmap().WithZone("")
+	}
+	g.feeds.Store(&netipx.IPSet{})
+	g.rebuildLists()
+	g.refreshBans(cfg.Now().UnixNano())
+	store.State().Observe(g.observe)
+	return g, nil
+}
+
+// observe follows the cluster state: lists are recompiled at once, bans are marked for a rebuild.
+func (g *Guard) observe(c state.Command) {
+	switch c.Type {
+	case state.CmdSetLists:
+		g.rebuildLists()
+	case state.CmdPutBan, state.CmdExpire:
+		g.bansDirty.Store(true)
+	case state.CmdLiftBan:
+		g.lifted(c)
+		g.bansDirty.Store(true)
+	case 0: // a snapshot was restored
+		g.rebuildLists()
+		g.bansDirty.Store(true)
+	}
+}
+
+// rebuildLists compiles config and cluster lists into a new snapshot.
+func (g *Guard) rebuildLists() {
+	g.listsMu.Lock()
+	defer g.listsMu.Unlock()
+	sl := g.store.State().Lists()
+	allow, err := CompilePatterns(append(append([]string(nil), g.cfg.Allow...), sl.Allow...))
+	if err != nil {
+		g.log.Warn("guard: cluster allow list has bad entries; they are ignored", "error", err)
+	}
+	deny, err := CompilePatterns(append(append([]string(nil), g.cfg.Deny...), sl.Deny...))
+	if err != nil {
+		g.log.Warn("guard: cluster deny list has bad entries; they are ignored", "error", err)
+	}
+	scanner, err := compileUA(append(append([]string(nil), g.cfg.ScannerUserAgents...), sl.ScannerUserAgents...))
+	if err != nil {
+		g.log.Warn("guard: scanner user agents have bad entries; they are ignored", "error", err)
+	}
+	old := g.lists.Swap(&lists{allow: allow, deny: deny, scanner: scanner})
+	// The allow list is subtracted from FeedPrefixes: tell the owner it changed.
+	if old != nil && g.cfg.OnFeedsChanged != nil && g.haveFeeds() {
+		g.cfg.OnFeedsChanged()
+	}
+}
+
+// Check decides on an out-of-dialog request before the node acts on it. In order: registered
+// rooms' flows and allow-listed sources pass; then source deny list, threat feeds, bans,
+// scanner User-Agents (ban), the per-source rate limit (ban when it goes on), Max-Forwards,
+// From/To/R-URI sanity, caller deny list, and for INVITE the target: R-URI host an IP literal
+// (ghost call, or relay when not ours), a domain that is not ours (relay), a user that is no
+// room (unknown user; a numeric one is a ghost call). Unknown users of INVITE, REGISTER (To)
+// and other requests are counted per source: UnknownUsers different ones in UnknownWindow ban
+// it (enumeration). An allowed request from a known source does not allocate.
+func (g *Guard) Check(r *Request) Verdict {
+	if r.Registered {
+		return Verdict{}
+	}
+	nowT := g.cfg.Now()
+	now := nowT.UnixNano()
+	src := r.Source.Addr().Unmap().WithZone("")
+	l := g.lists.Load()
+	if l.allow.MatchSource(src) {
+		return Verdict{}
+	}
+	if l.deny.MatchSource(src) {
+		return g.refuseScan(r, ridDenyList, 403, "source "+src.String()+" is on the deny list", nowT)
+	}
+	if g.feeds.Load().Contains(src) {
+		return g.refuseScan(r, ridThreatFeed, 403, "source "+src.String()+" is listed by a threat feed", nowT)
+	}
+	if g.storeBanned(src, now) {
+		return g.refuseScan(r, ridBanned, 403, "source "+banPrefix(src).String()+" is banned", nowT)
+	}
+
+	k := sourceKey(src)
+	sh := g.table.shard(k)
+	sh.mu.Lock()
+	s := sh.get(k, now, g.burst, g.table.perShard)
+	s.seen = now
+	if s.banUntil > now && s.banEpoch == g.liftEpoch.Load() {
+		until := s.banUntil
+		sh.mu.Unlock()
+		return g.refuseScan(r, ridBanned, 403, fmt.Sprintf("source %s is banned until %s", banPrefix(src),
+			time.Unix(0, until).UTC().Format(time.RFC3339)), nowT)
+	}
+	if pat, ok := l.scanner.match(r.UserAgent); ok || r.FromName != "" {
+		field := "User-Agent"
+		if !ok {
+			pat, ok = l.scanner.match(r.FromName)
+			field = "From display name"
+		}
+		if ok {
+			sh.mu.Unlock()
+			why := fmt.Sprintf("%s contains scanner signature %q", field, pat)
+			return g.refuseScan(r, ridScanner, 403, g.banFor(src, ridScanner, why, nowT), nowT)
+		}
+	}
+	if !s.take(now, g.rate, g.burst) {
+		flood := false
+		if g.cfg.FloodRefusals > 0 {
+			if now-s.floodStart > int64(g.cfg.FloodWindow) {
+				s.floodStart, s.floods = now, 0
+			}
+			s.floods++
+			if s.floods >= g.cfg.FloodRefusals {
+				flood, s.floods = true, 0
+			}
+		}
+		sh.mu.Unlock()
+		if flood {
+			why := fmt.Sprintf("%d requests over the rate limit within %s", g.cfg.FloodRefusals, g.cfg.FloodWindow)
+			return g.refuseScan(r, ridFlood, 403, g.banFor(src, ridFlood, why, nowT), nowT)
+		}
+		return g.refuseScan(r, ridRateLimit, 403, fmt.Sprintf("more than %g requests/s (burst %d)", g.rate, g.cfg.RequestBurst), nowT)
+	}
+	sh.mu.Unlock()
+
+	if r.MaxForwards == 0 && r.Method != "OPTIONS" {
+		return g.refuse(r, "", ridMaxForwards, Reject, 483, "Max-Forwards is 0 (a loop, or a scanner)", nowT)
+	}
+	if r.MaxForwards > 255 || r.MaxForwards < -1 {
+		return g.refuse(r, "", ridMaxForwards, Reject, 400, fmt.Sprintf("Max-Forwards %d is out of range", r.MaxForwards), nowT)
+	}
+	if why := insane(r); why != "" {
+		return g.refuse(r, "", ridMalformed, Reject, 400, why, nowT)
+	}
+	if l.deny.MatchCaller(r.FromUser, r.FromHost) && !l.allow.MatchCaller(r.FromUser, r.FromHost) {
+		return g.refuseScan(r, ridDenyList, 403, "caller "+uri(r.FromUser, r.FromHost)+" is on the deny list", nowT)
+	}
+	return g.checkTarget(r, src, nowT)
+}
+
+// checkTarget checks what the request is for: ghost calls, relay attempts, unknown users.
+func (g *Guard) checkTarget(r *Request, src netip.Addr, now time.Time) Verdict {
+	switch r.Method {
+	case "INVITE":
+	case "REGISTER":
+		if r.ToUser != "" && !g.isRoom(r.ToUser) {
+			return g.unknown(r, src, r.ToUser, r.ToHost, ridUnknownUser, "", now)
+		}
+		return Verdict{}
+	case "ACK", "CANCEL", "BYE", "PRACK", "UPDATE", "INFO":
+		return Verdict{}
+	default:
+		if r.RURIUser != "" && g.isOurHost(r.RURIHost) && !g.isRoom(r.RURIUser) {
+			return g.unknown(r, src, r.RURIUser, r.RURIHost, ridUnknownUser, "", now)
+		}
+		return Verdict{}
+	}
+	// INVITE. A caller claiming our domain is a room dialling out from a flow we do not know
+	// (a new connection): the B2BUA challenges it, and failures count as brute force.
+	if g.isOurHost(r.FromHost) {
+		return Verdict{}
+	}
+	host, user := r.RURIHost, r.RURIUser
+	if ip, ok := hostIP(host); ok {
+		if g.isNodeAddr(ip) {
+			if g.cfg.AllowIPDialing && user != "" && g.isRoom(user) {
+				return Verdict{}
+			}
+			return g.unknown(r, src, user, host, ridGhostCall, "INVITE to our IP address "+trimHost(host)+" instead of sip:room@"+g.cfg.Domain, now)
+		}
+		return g.unknown(r, src, user, host, ridRelay, "INVITE for "+trimHost(host)+", an address that is not ours", now)
+	}
+	if !g.isOurHost(host) {
+		return g.unknown(r, src, user, host, ridRelay, "INVITE for domain "+trimHost(host)+", which is not ours", now)
+	}
+	switch {
+	case user == "":
+		return g.unknown(r, src, user, host, ridGhostCall, "INVITE without a user", now)
+	case g.isRoom(user):
+		return Verdict{}
+	case isNumeric(user):
+		return g.unknown(r, src, user, host, ridGhostCall, "numeric extension "+user+" is no room", now)
+	}
+	return g.unknown(r, src, user, host, ridUnknownUser, "", now)
+}
+
+// unknown counts an unknown target user for enumeration and refuses the request with rule, or
+// with enumeration (and a ban) once the source tried too many. An empty why means "count only,
+// refuse only at the threshold" for rule unknown-user of non-INVITE requests.
+func (g *Guard) unknown(r *Request, src netip.Addr, user, host string, rule ruleID, why string, now time.Time) Verdict {
+	if g.countUnknown(src, user, host, now.UnixNano()) {
+		reason := fmt.Sprintf("%d different unknown users within %s", g.cfg.UnknownUsers, g.cfg.UnknownWindow)
+		return g.refuseScan(r, ridEnumeration, 403, g.banFor(src, ridEnumeration, reason, now), now)
+	}
+	if r.Method != "INVITE" {
+		return Verdict{}
+	}
+	if rule == ridUnknownUser {
+		return g.refuseScan(r, rule, 404, user+" is no room", now)
+	}
+	return g.refuseScan(r, rule, 403, why, now)
+}
+
+// countUnknown records an unknown user tried by src and reports whether the source reached the
+// enumeration threshold (the record is then cleared).
+func (g *Guard) countUnknown(src netip.Addr, user, host string, now int64) bool {
+	var h maphash.Hash
+	h.SetSeed(g.seed)
+	h.WriteString(strings.ToLower(user))
+	if host != "" && !g.isOurHost(host) {
+		h.WriteByte('@')
+		h.WriteString(strings.ToLower(trimHost(host)))
+	}
+	sum := h.Sum64()
+	k := sourceKey(src)
+	sh := g.table.shard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	s := sh.get(k, now, g.burst, g.table.perShard)
+	s.seen = now
+	cut := now - int64(g.cfg.UnknownWindow)
+	kept := s.unknown[:0]
+	found := false
+	for _, u := range s.unknown {
+		if u.at <= cut {
+			continue
+		}
+		if u.hash == sum {
+			u.at, found = now, true
+		}
+		kept = append(kept, u)
+	}
+	if !found {
+		kept = append(kept, unknownUser{hash: sum, at: now})
+	}
+	s.unknown = kept
+	if len(kept) >= g.cfg.UnknownUsers {
+		s.unknown = s.unknown[:0]
+		return true
+	}
+	return false
+}
+
+func (g *Guard) isRoom(user string) bool {
+	_, ok := g.store.State().Room(user)
+	return ok
+}
+
+// isOurHost reports whether a URI host is our domain or an alias (not an IP).
+func (g *Guard) isOurHost(h string) bool {
+	h = trimHost(h)
+	for _, d := range g.domains {
+		if strings.EqualFold(h, d) {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *Guard) isNodeAddr(a netip.Addr) bool {
+	for _, n := range g.cfg.NodeAddrs {
+		if n == a {
+			return true
+		}
+	}
+	return false
+}
+
+// trimHost removes IPv6 brackets and a trailing dot.
+func trimHost(h string) string {
+	if len(h) >= 2 && h[0] == '[' && h[len(h)-1] == ']' {
+		h = h[1 : len(h)-1]
+	}
+	return strings.TrimSuffix(h, ".")
+}
+
+// hostIP parses a URI host that is an IP literal. Domains are told apart without calling the
+// parser (whose error allocates).
+func hostIP(h string) (netip.Addr, bool) {
+	h = trimHost(h)
+	if h == "" {
+		return netip.Addr{}, false
+	}
+	if strings.IndexByte(h, ':') < 0 {
+		for i := 0; i < len(h); i++ {
+			if c := h[i]; (c < '0' || c > '9') && c != '.' {
+				return netip.Addr{}, false
+			}
+		}
+	}
+	a, err := netip.ParseAddr(h)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.Unmap().WithZone(""), true
+}
+
+func isNumeric(u string) bool {
+	u = strings.TrimPrefix(u, "+")
+	if u == "" {
+		return false
+	}
+	for i := 0; i < len(u); i++ {
+		if u[i] < '0' || u[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// Limits of sane request fields.
+const (
+	maxUser = 256
+	maxHost = 255
+)
+
+// insane returns why the request's From/To/R-URI are not sane, or "".
+func insane(r *Request) string {
+	switch {
+	case r.Method == "":
+		return "no method"
+	case r.FromHost == "":
+		return "From has no host"
+	case r.ToHost == "":
+		return "To has no host"
+	case r.RURIHost == "":
+		return "Request-URI has no host"
+	}
+	for _, f := range [...]struct{ name, v string }{{"From", r.FromHost}, {"To", r.ToHost}, {"Request-URI", r.RURIHost}} {
+		if !validHost(f.v) {
+			return f.name + " host is not a host name or address"
+		}
+	}
+	for _, f := range [...]struct{ name, v string }{{"From", r.FromUser}, {"To", r.ToUser}, {"Request-URI", r.RURIUser}} {
+		if !validUser(f.v) {
+			return f.name + " user has control characters or is too long"
+		}
+	}
+	return ""
+}
+
+func validHost(h string) bool {
+	if len(h) > maxHost+2 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
+			c == '-', c == '.', c == '_', c == ':', c == '[', c == ']', c == '%':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func validUser(u string) bool {
+	if len(u) > maxUser {
+		return false
+	}
+	for i := 0; i < len(u); i++ {
+		if c := u[i]; c < ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// uri formats a caller or callee for events and reasons.
+func uri(user, host string) string {
+	if user == "" {
+		return host
+	}
+	return user + "@" + host
+}
+
+// refuseScan refuses by a scan, ghost, flood or source rule: dropped in stealth mode, else
+// answered with code.
+func (g *Guard) refuseScan(r *Request, rule ruleID, code int, reason string, now time.Time) Verdict {
+	if g.cfg.Stealth {
+		return g.refuse(r, "", rule, Drop, 0, reason, now)
+	}
+	return g.refuse(r, "", rule, Reject, code, reason, now)
+}
+
+// maxEventField bounds strings copied from the network into the event ring.
+const maxEventField = 256
+
+func clip(s string) string {
+	if len(s) > maxEventField {
+		return s[:maxEventField]
+	}
+	return s
+}
+
+// refuse records one refusal (event, count, rate-limited log) and returns its verdict.
+func (g *Guard) refuse(r *Request, room string, rule ruleID, action Action, code int, reason string, now time.Time) Verdict {
+	if action == Drop {
+		code = 0
+	}
+	v := Verdict{Action: action, Code: code, Rule: rule.String(), Reason: reason}
+	src := r.Source.Addr().Unmap().WithZone("")
+	g.events.add(Event{
+		Time: now, Source: r.Source.String(), Transport: r.Transport, Method: clip(r.Method),
+		From: clip(uri(r.FromUser, r.FromHost)), To: clip(uri(r.ToUser, r.ToHost)),
+		UserAgent: clip(r.UserAgent), Room: room, Rule: v.Rule, Action: action, Code: code, Reason: reason,
+	}, src, rule)
+	g.logRefusal(src, rule, now, func() []any {
+		return []any{"rule", v.Rule, "action", action, "code", code, "source", r.Source, "transport", r.Transport,
+			"method", clip(r.Method), "from", clip(uri(r.FromUser, r.FromHost)), "to", clip(uri(r.ToUser, r.ToHost)),
+			"user_agent", clip(r.UserAgent), "room", room, "reason", reason}
+	})
+	return v
+}
+
+// logRefusal logs the first refusal per source and rule per minute.
+func (g *Guard) logRefusal(src netip.Addr, rule ruleID, now time.Time, attrs func() []any) {
+	ok, suppressed := g.logs.allow(sourceKey(src), rule, now.UnixNano())
+	if !ok {
+		return
+	}
+	a := attrs()
+	if suppressed > 0 {
+		a = append(a, "suppressed_last_minute", suppressed)
+	}
+	g.log.Info("guard refused request", a...)
+}
