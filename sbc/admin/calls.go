@@ -1,0 +1,170 @@
+package admin
+
+import (
+	"cmp"
+	"encoding/base64"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/portcullis-sbc/portcullis/cluster/state"
+)
+
+// Paging bounds.
+const (
+	defaultPage = 100
+	maxPage     = 1000
+)
+
+// CallDetail is one call with its per-stream media statistics, when this node bridges it.
+type CallDetail struct {
+	state.Call
+	Media any `json:"media,omitempty"`
+}
+
+// calls returns the active calls: the cluster's answered calls from the state, merged with
+// this node's own live calls (ringing ones too) when Calls can list them.
+func (s *Server) calls() []state.Call {
+	all := s.deps.Store.State().Calls()
+	lc, ok := s.deps.Calls.(LocalCalls)
+	if !ok {
+		return all
+	}
+	byID := make(map[string]int, len(all))
+	for i, c := range all {
+		byID[c.ID] = i
+	}
+	for _, c := range lc.Calls() {
+		if i, seen := byID[c.ID]; seen {
+			all[i] = c
+		} else {
+			all = append(all, c)
+		}
+	}
+	slices.SortFunc(all, func(a, b state.Call) int {
+		return cmp.Or(a.Started.Compare(b.Started), cmp.Compare(a.ID, b.ID))
+	})
+	return all
+}
+
+func (s *Server) findCall(id string) (state.Call, bool) {
+	if c, ok := s.deps.Store.State().Call(id); ok {
+		return c, true
+	}
+	if lc, ok := s.deps.Calls.(LocalCalls); ok {
+		for _, c := range lc.Calls() {
+			if c.ID == id {
+				return c, true
+			}
+		}
+	}
+	return state.Call{}, false
+}
+
+func (s *Server) listCalls(w http.ResponseWriter, r *http.Request, _ Principal) error {
+	room := r.URL.Query().Get("room")
+	all := s.calls()
+	out := all[:0:0]
+	for _, c := range all {
+		if room == "" || c.Room == room {
+			out = append(out, c)
+		}
+	}
+	writeJSON(w, http.StatusOK, listOf(out))
+	return nil
+}
+
+func (s *Server) getCall(w http.ResponseWriter, r *http.Request, _ Principal) error {
+	id := r.PathValue("id")
+	c, ok := s.findCall(id)
+	if !ok {
+		return notFound("no active call %q", id)
+	}
+	d := CallDetail{Call: c}
+	if s.deps.Calls != nil {
+		if m, ok := s.deps.Calls.MediaStats(id); ok {
+			d.Media = m
+		}
+	}
+	writeJSON(w, http.StatusOK, d)
+	return nil
+}
+
+func (s *Server) hangupCall(w http.ResponseWriter, r *http.Request, p Principal) error {
+	id := r.PathValue("id")
+	c, ok := s.findCall(id)
+	if !ok {
+		return notFound("no active call %q", id)
+	}
+	if s.deps.Calls == nil {
+		return apiErr(http.StatusServiceUnavailable, CodeUnavailable, "call control is not available on this node")
+	}
+	if c.Node != "" && s.cfg.NodeID != "" && c.Node != s.cfg.NodeID {
+		return apiErr(http.StatusConflict, CodeOtherNode,
+			"call %q is bridged by node %q; hang it up through that node's API", id, c.Node)
+	}
+	if err := s.deps.Calls.Hangup(r.Context(), id); err != nil {
+		return err
+	}
+	s.audit(r.Context(), p.String(), "call.hangup", id)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// cursor encodes a sequence number as an opaque paging cursor.
+func cursor(seq uint64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("s" + strconv.FormatUint(seq, 10)))
+}
+
+func parseCursor(r *http.Request) (uint64, error) {
+	v := r.URL.Query().Get("cursor")
+	if v == "" {
+		return 0, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(v)
+	if err == nil {
+		if rest, ok := strings.CutPrefix(string(b), "s"); ok {
+			if n, err := strconv.ParseUint(rest, 10, 64); err == nil {
+				return n, nil
+			}
+		}
+	}
+	return 0, invalid("cursor", "is not a cursor this API returned (use next_cursor verbatim)")
+}
+
+func (s *Server) listRecords(w http.ResponseWriter, r *http.Request, _ Principal) error {
+	now := s.now()
+	limit, err := qInt(r, "limit", defaultPage, 1, maxPage)
+	if err != nil {
+		return err
+	}
+	after, err := parseCursor(r)
+	if err != nil {
+		return err
+	}
+	since, err := qTime(r, "since", now)
+	if err != nil {
+		return err
+	}
+	until, err := qTime(r, "until", now)
+	if err != nil {
+		return err
+	}
+	if !since.IsZero() && !until.IsZero() && !until.After(since) {
+		return invalid("until", "must be after since")
+	}
+	q := r.URL.Query()
+	recs := s.deps.Store.State().Records(state.RecordQuery{Room: q.Get("room"), EndReason: q.Get("end_reason"),
+		Since: since, Until: until, AfterSeq: after, Limit: limit + 1})
+	out := list[state.CallRecord]{Items: recs}
+	if len(recs) > limit {
+		out.Items = recs[:limit]
+		out.NextCursor = cursor(recs[limit-1].Seq)
+	}
+	if out.Items == nil {
+		out.Items = []state.CallRecord{}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}

@@ -1,0 +1,281 @@
+package admin
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/portcullis-sbc/portcullis/cluster"
+	"github.com/portcullis-sbc/portcullis/cluster/state"
+)
+
+// Metrics are the node's Prometheus collectors, served at /metrics.
+//
+// Two kinds: counters of events only the node sees, which it increments through the methods
+// below (call attempts and outcomes, REGISTER results, store write latency via
+// InstrumentStore); and figures read at each scrape from the Deps (registrations, rooms, bans
+// and calls from the state; refusals per rule from Events; RTP, relay pool and TURN from the
+// Media and TURN funcs; Raft from the cluster), plus the Go runtime and process collectors.
+//
+// Gauges computed from the replicated state (portcullis_rooms, portcullis_bans,
+// portcullis_registrations) show the whole cluster on every node: aggregate them with max(),
+// not sum(). Everything else is this node's own.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	callAttempts    *prometheus.CounterVec
+	callOutcomes    *prometheus.CounterVec
+	registerResults *prometheus.CounterVec
+	proposeSeconds  *prometheus.HistogramVec
+	apiRequests     *prometheus.CounterVec
+	authFailures    *prometheus.CounterVec
+
+	mu       sync.Mutex
+	attached bool
+	handler  http.Handler
+}
+
+// NewMetrics returns the collectors with the counters the node feeds; New attaches the
+// scrape-time figures of its Deps.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		callAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_call_attempts_total",
+			Help: "Calls offered to this node (INVITEs that passed the guard), by direction.",
+		}, []string{"direction"}),
+		callOutcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_call_outcomes_total",
+			Help: "Calls ended on this node, by direction and outcome (answered, busy, no_answer, rejected, cancelled, failed, ...).",
+		}, []string{"direction", "outcome"}),
+		registerResults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_register_results_total",
+			Help: "REGISTER requests answered by this node, by result (ok, challenged, bad_credentials, stale, ...).",
+		}, []string{"result"}),
+		proposeSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "portcullis_store_propose_seconds",
+			Help:    "Time for a state write proposed through this node to be applied (Raft round trip), by command.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"command"}),
+		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_admin_requests_total",
+			Help: "Admin API requests, by route and HTTP status.",
+		}, []string{"route", "code"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_admin_auth_failures_total",
+			Help: "Admin API requests refused before authentication succeeded, by reason (missing, bad_token, rate_limited).",
+		}, []string{"reason"}),
+	}
+	m.reg.MustRegister(m.callAttempts, m.callOutcomes, m.registerResults, m.proposeSeconds, m.apiRequests, m.authFailures,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+	return m
+}
+
+// Registry is the registry behind /metrics, for collectors of other packages.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// CallAttempt counts a call offered in direction ("inbound" or "outbound").
+func (m *Metrics) CallAttempt(direction string) { m.callAttempts.WithLabelValues(direction).Inc() }
+
+// CallOutcome counts a call that ended, with how it ended (a small fixed set of words: the
+// label must not carry caller-controlled text).
+func (m *Metrics) CallOutcome(direction, outcome string) {
+	m.callOutcomes.WithLabelValues(direction, outcome).Inc()
+}
+
+// RegisterResult counts one answered REGISTER by result (e.g. digest.Result.String()).
+func (m *Metrics) RegisterResult(result string) { m.registerResults.WithLabelValues(result).Inc() }
+
+// InstrumentStore wraps st so that every Propose is timed in portcullis_store_propose_seconds.
+func (m *Metrics) InstrumentStore(st state.Store) state.Store { return &timedStore{Store: st, m: m} }
+
+type timedStore struct {
+	state.Store
+	m *Metrics
+}
+
+func (t *timedStore) Propose(ctx context.Context, c state.Command) error {
+	start := time.Now()
+	err := t.Store.Propose(ctx, c)
+	t.m.proposeSeconds.WithLabelValues(c.Type.String()).Observe(time.Since(start).Seconds())
+	return err
+}
+
+// attach registers the scrape-time figures of s's Deps; a Metrics serves one Server.
+func (m *Metrics) attach(s *Server) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.attached {
+		return fmt.Errorf("%w: Metrics already serve another admin Server", ErrConfig)
+	}
+	if err := m.reg.Register(&nodeCollector{s: s}); err != nil {
+		return fmt.Errorf("%w: metrics: %v", ErrConfig, err)
+	}
+	for _, c := range s.deps.Collectors {
+		if err := m.reg.Register(c); err != nil {
+			return fmt.Errorf("%w: metrics: %v", ErrConfig, err)
+		}
+	}
+	m.attached = true
+	return nil
+}
+
+// serveMetrics serves /metrics: without a token to loopback peers or when MetricsPublic,
+// else with any valid token.
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	if !s.cfg.MetricsPublic && !remoteAddr(r).IsLoopback() {
+		if _, err := s.authorize(r, state.ScopeRead); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	s.metrics.handler.ServeHTTP(w, r)
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+var (
+	dRooms         = desc("portcullis_rooms", "Rooms configured (cluster-wide).")
+	dRegistrations = desc("portcullis_registrations", "Live registrations (bindings), by the node that owns their flow (cluster-wide).", "node")
+	dBans          = desc("portcullis_bans", "Bans in force (cluster-wide).")
+	dCalls         = desc("portcullis_calls_active", "Calls this node bridges, by state.", "state")
+	dRefusals      = desc("portcullis_guard_refusals_total", "Requests refused by the guard on this node, by rule.", "rule")
+
+	dRTPPackets   = desc("portcullis_rtp_packets_total", "RTP packets relayed (both directions).")
+	dRTPBytes     = desc("portcullis_rtp_bytes_total", "RTP bytes relayed (both directions).")
+	dRTPLost      = desc("portcullis_rtp_lost_packets_total", "RTP packets lost upstream (sequence gaps, RFC 3550).")
+	dRTPDropped   = desc("portcullis_rtp_dropped_packets_total", "Packets dropped for coming from an unlatched source.")
+	dSessions     = desc("portcullis_media_sessions", "Live media sessions.")
+	dStreams      = desc("portcullis_media_streams", "Live media streams.")
+	dTimeouts     = desc("portcullis_media_timeouts_total", "Calls ended for lack of RTP.")
+	dPorts        = desc("portcullis_relay_port_pairs", "Relay RTP/RTCP port pairs, by state (in_use, draining, free).", "state")
+	dPortsRefused = desc("portcullis_relay_port_refused_total", "Port pair acquisitions refused because the pool was exhausted.")
+	dSockDrops    = desc("portcullis_relay_socket_drops", "Kernel receive-queue drops summed over the relay's open sockets.")
+
+	dTURNLive    = desc("portcullis_turn_allocations", "Live TURN allocations.")
+	dTURNTotal   = desc("portcullis_turn_allocations_total", "TURN allocations made.")
+	dTURNRefused = desc("portcullis_turn_allocations_refused_total", "TURN allocations refused (quota or no ports).")
+	dTURNAuth    = desc("portcullis_turn_auth_failures_total", "TURN authentication failures.")
+	dTURNPeers   = desc("portcullis_turn_peers_denied_total", "TURN permissions refused for forbidden peers.")
+
+	dRaftState     = desc("portcullis_raft_state", "1 for this node's Raft state.", "state")
+	dRaftTerm      = desc("portcullis_raft_term", "Current Raft term.")
+	dRaftCommit    = desc("portcullis_raft_commit_index", "Raft commit index.")
+	dRaftApplied   = desc("portcullis_raft_applied_index", "Raft index applied to the state.")
+	dRaftApply     = desc("portcullis_raft_last_apply_seconds", "How long the last write through this node took to apply.")
+	dRaftPeers     = desc("portcullis_raft_peers", "Other voters in the cluster.")
+	dRaftContact   = desc("portcullis_raft_last_contact_seconds", "Time since the leader was last heard from (0 on the leader).")
+	dRaftProposed  = desc("portcullis_raft_proposed_total", "Commands proposed through this node.")
+	dRaftDropped   = desc("portcullis_raft_dropped_total", "Enqueued commands dropped because the queue was full.")
+	dRaftQueued    = desc("portcullis_raft_queued", "Commands waiting in the enqueue queue.")
+	allNodeMetrics = []*prometheus.Desc{dRooms, dRegistrations, dBans, dCalls, dRefusals,
+		dRTPPackets, dRTPBytes, dRTPLost, dRTPDropped, dSessions, dStreams, dTimeouts, dPorts, dPortsRefused, dSockDrops,
+		dTURNLive, dTURNTotal, dTURNRefused, dTURNAuth, dTURNPeers,
+		dRaftState, dRaftTerm, dRaftCommit, dRaftApplied, dRaftApply, dRaftPeers, dRaftContact, dRaftProposed,
+		dRaftDropped, dRaftQueued}
+)
+
+// nodeCollector reads the node's figures at scrape time.
+type nodeCollector struct{ s *Server }
+
+func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range allNodeMetrics {
+		ch <- d
+	}
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+func counter[T ~uint64 | ~int64 | ~int](ch chan<- prometheus.Metric, d *prometheus.Desc, v T, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+}
+
+func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.s
+	st := s.deps.Store.State()
+	now := s.now()
+	gauge(ch, dRooms, float64(len(st.Rooms())))
+	gauge(ch, dBans, float64(len(st.Bans(now))))
+	byNode := map[string]int{}
+	for _, b := range st.AllBindings(now) {
+		byNode[b.Node]++
+	}
+	for n, k := range byNode {
+		gauge(ch, dRegistrations, float64(k), n)
+	}
+	calls := map[state.CallState]int{state.CallRinging: 0, state.CallAnswered: 0}
+	var mine []state.Call
+	if lc, ok := s.deps.Calls.(LocalCalls); ok {
+		mine = lc.Calls()
+	} else {
+		for _, call := range st.Calls() {
+			if s.cfg.NodeID == "" || call.Node == s.cfg.NodeID {
+				mine = append(mine, call)
+			}
+		}
+	}
+	for _, call := range mine {
+		calls[call.State]++
+	}
+	for k, v := range calls {
+		gauge(ch, dCalls, float64(v), string(k))
+	}
+	if s.deps.Events != nil {
+		for rule, n := range s.deps.Events.Counts() {
+			counter(ch, dRefusals, n, rule)
+		}
+	}
+	if s.deps.Media != nil {
+		m := s.deps.Media()
+		counter(ch, dRTPPackets, m.Packets)
+		counter(ch, dRTPBytes, m.Bytes)
+		counter(ch, dRTPLost, m.Lost)
+		counter(ch, dRTPDropped, m.Dropped)
+		gauge(ch, dSessions, float64(m.Sessions))
+		gauge(ch, dStreams, float64(m.Streams))
+		counter(ch, dTimeouts, m.Timeouts)
+		gauge(ch, dPorts, float64(m.Pool.InUse), "in_use")
+		gauge(ch, dPorts, float64(m.Pool.Draining), "draining")
+		gauge(ch, dPorts, float64(m.Pool.Free), "free")
+		counter(ch, dPortsRefused, m.Pool.Refused)
+		gauge(ch, dSockDrops, float64(m.Pool.SocketDrops))
+	}
+	if s.deps.TURN != nil {
+		t := s.deps.TURN()
+		gauge(ch, dTURNLive, float64(t.Live))
+		counter(ch, dTURNTotal, t.Total)
+		counter(ch, dTURNRefused, t.Refused)
+		counter(ch, dTURNAuth, t.AuthFailures)
+		counter(ch, dTURNPeers, t.PeersDenied)
+	}
+	if s.deps.Raft != nil {
+		r := s.deps.Raft()
+		for _, k := range []cluster.MemberState{cluster.StateLeader, cluster.StateFollower, cluster.StateCandidate, cluster.StateUnknown} {
+			v := 0.0
+			if r.State == k {
+				v = 1
+			}
+			gauge(ch, dRaftState, v, string(k))
+		}
+		gauge(ch, dRaftTerm, float64(r.Term))
+		gauge(ch, dRaftCommit, float64(r.CommitIndex))
+		gauge(ch, dRaftApplied, float64(r.AppliedIndex))
+		gauge(ch, dRaftApply, r.LastApplyLatency.Seconds())
+		gauge(ch, dRaftPeers, float64(r.Peers))
+		gauge(ch, dRaftContact, r.LastContact.Seconds())
+		counter(ch, dRaftProposed, r.Proposed)
+		counter(ch, dRaftDropped, r.Dropped)
+		gauge(ch, dRaftQueued, float64(r.Queued))
+	}
+}
