@@ -44,6 +44,7 @@ type Guard struct {
 	rooms  roomCache
 	seed   maphash.Seed
 
+	roomNames   atomic.Pointer[map[string]struct{}] // a lock-free copy of the room names
 	domains     []string
 	rate, burst float64
 	running     atomic.Bool
@@ -114,7 +115,7 @@ func New(cfg Config, store state.Store) (*Guard, error) {
 		burst:     float64(cfg.RequestBurst),
 	}
 	for _, d := range append([]string{cfg.Domain}, cfg.Aliases...) {
-		g.domains = append(g.domains, strings.ToLower(strings.TrimSuffix(d, ".")))
+		g.domains = append(g.domains, asciiLower(strings.TrimSuffix(d, ".")))
 	}
 	g.cfg.NodeAddrs = make([]netip.Addr, len(cfg.NodeAddrs))
 	for i, a := range cfg.NodeAddrs {
@@ -122,6 +123,7 @@ func New(cfg Config, store state.Store) (*Guard, error) {
 	}
 	g.feeds.Store(&netipx.IPSet{})
 	g.rebuildLists()
+	g.rebuildRooms()
 	g.refreshBans(cfg.Now().UnixNano())
 	store.State().Observe(g.observe)
 	return g, nil
@@ -137,10 +139,26 @@ func (g *Guard) observe(c state.Command) {
 	case state.CmdLiftBan:
 		g.lifted(c)
 		g.bansDirty.Store(true)
+	case state.CmdPutRoom, state.CmdDeleteRoom:
+		g.rebuildRooms()
 	case 0: // a snapshot was restored
 		g.rebuildLists()
+		g.rebuildRooms()
 		g.bansDirty.Store(true)
 	}
+}
+
+// rebuildRooms refreshes the lock-free set of room names (Check looks rooms up on every INVITE;
+// the state's RWMutex would be a point of contention across cores).
+func (g *Guard) rebuildRooms() {
+	g.listsMu.Lock()
+	defer g.listsMu.Unlock()
+	rooms := g.store.State().Rooms()
+	m := make(map[string]struct{}, len(rooms))
+	for _, r := range rooms {
+		m[r.Name] = struct{}{}
+	}
+	g.roomNames.Store(&m)
 }
 
 // rebuildLists compiles config and cluster lists into a new snapshot.
@@ -322,10 +340,10 @@ func (g *Guard) unknown(r *Request, src netip.Addr, user, host string, rule rule
 func (g *Guard) countUnknown(src netip.Addr, user, host string, now int64) bool {
 	var h maphash.Hash
 	h.SetSeed(g.seed)
-	h.WriteString(strings.ToLower(user))
+	writeFold(&h, user)
 	if host != "" && !g.isOurHost(host) {
 		h.WriteByte('@')
-		h.WriteString(strings.ToLower(trimHost(host)))
+		writeFold(&h, trimHost(host))
 	}
 	sum := h.Sum64()
 	k := sourceKey(src)
@@ -357,8 +375,15 @@ func (g *Guard) countUnknown(src netip.Addr, user, host string, now int64) bool 
 	return false
 }
 
+// writeFold hashes s with ASCII letters folded to lower case.
+func writeFold(h *maphash.Hash, s string) {
+	for i := 0; i < len(s); i++ {
+		_ = h.WriteByte(lower(s[i]))
+	}
+}
+
 func (g *Guard) isRoom(user string) bool {
-	_, ok := g.store.State().Room(user)
+	_, ok := (*g.roomNames.Load())[user]
 	return ok
 }
 

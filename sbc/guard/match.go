@@ -104,7 +104,7 @@ func (m *Matcher) add(b *netipx.IPSetBuilder, raw string) error {
 		m.n++
 		return nil
 	}
-	user := strings.ToLower(s[:at])
+	user := asciiLower(s[:at])
 	if user == "" {
 		return fmt.Errorf("%w: empty user (write *@host for any user)", ErrPattern)
 	}
@@ -150,7 +150,7 @@ func parseNet(s string) (p netip.Prefix, ok bool, err error) {
 
 // patternHost normalises and checks the host of a pattern.
 func patternHost(h string) (string, error) {
-	h = strings.ToLower(strings.TrimSpace(h))
+	h = asciiLower(strings.TrimSpace(h))
 	if strings.HasPrefix(h, "[") {
 		if i := strings.IndexByte(h, ']'); i > 0 {
 			h = h[1:i]

@@ -55,8 +55,8 @@ type unknownUser struct {
 type shard struct {
 	mu       sync.Mutex
 	m        map[netip.Addr]*source
-	overflow source // shared by new sources while the shard is full
-	_        [40]byte
+	overflow *source // shared by new sources while the shard is full
+	_        [40]byte // one cache line per shard
 }
 
 type sourceTable struct {
@@ -68,6 +68,7 @@ func newSourceTable(maxSources int) *sourceTable {
 	t := &sourceTable{perShard: max(maxSources/shardCount, 1)}
 	for i := range t.shards {
 		t.shards[i].m = map[netip.Addr]*source{}
+		t.shards[i].overflow = &source{}
 	}
 	return t
 }
@@ -86,7 +87,7 @@ func (s *shard) get(k netip.Addr, now int64, burst float64, perShard int) *sourc
 		return src
 	}
 	if len(s.m) >= perShard {
-		return &s.overflow
+		return s.overflow
 	}
 	src := &source{tokens: burst, refill: now}
 	s.m[k] = src
