@@ -30,14 +30,23 @@ const forgetStrikes = 7 * 24 * time.Hour
 // storeBanned reports whether a is inside a ban of the cluster state.
 func (g *Guard) storeBanned(a netip.Addr, now int64) bool {
 	bs := g.bans.Load()
-	if (bs.next != 0 && now >= bs.next) || (g.bansDirty.Load() && mono()-g.banBuilt.Load() >= 10*g.banCost.Load()) {
+	if (bs.next != 0 && now >= bs.next) || (g.bansDirty.Load() && g.rebuildDue()) {
 		bs = g.refreshBans(now)
 	}
 	return bs.ips.Contains(a)
 }
 
+// rebuildDue reports whether a changed ban set may be rebuilt now: at once while builds are
+// cheap (under a millisecond), else after ten times the last build's cost, so that a storm of
+// bans over a large set cannot spend more than a tenth of a core rebuilding. Run's ticker
+// catches up with changes held back.
+func (g *Guard) rebuildDue() bool {
+	cost := g.banCost.Load()
+	return cost < int64(time.Millisecond) || mono()-g.banBuilt.Load() >= 10*cost
+}
+
 // refreshBans rebuilds the ban set from the state. Concurrent callers use the old set rather
-// than wait. A rebuild is throttled to 10% of the time (banCost) while bans keep changing.
+// than wait.
 func (g *Guard) refreshBans(now int64) *banSet {
 	if !g.banBuild.TryLock() {
 		return g.bans.Load()

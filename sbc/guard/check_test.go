@@ -93,7 +93,9 @@ func TestCheckRules(t *testing.T) {
 		{name: "relay to another IP", req: with(invite(src), func(r *Request) { r.RURIHost = "[2001:db8::9]" }),
 			want: Reject, code: 403, rule: RuleRelay},
 		{name: "room dialling out from an unknown flow is left to the B2BUA",
-			req:  with(invite(src), func(r *Request) { r.FromUser, r.FromHost, r.RURIUser, r.RURIHost = "boardroom", testDomain, "bob", "192.0.2.99" }),
+			req: with(invite(src), func(r *Request) {
+				r.FromUser, r.FromHost, r.RURIUser, r.RURIHost = "boardroom", testDomain, "bob", "192.0.2.99"
+			}),
 			want: Allow},
 		{name: "REGISTER of an unknown user is only counted", req: with(invite(src), func(r *Request) { r.Method, r.RURIUser, r.ToUser = "REGISTER", "", "nobody" }),
 			want: Allow},

@@ -13,13 +13,13 @@ import (
 func TestEventsRingAndFilter(t *testing.T) {
 	g, _, clk := newTestGuard(t, func(c *Config) { c.Events = 5; c.Deny = []string{"203.0.113.0/24"} })
 	start := clk.Now()
-	g.Check(invite("203.0.113.1:5060"))                                                          // deny-list
-	g.Check(with(invite("198.51.100.1:5060"), func(r *Request) { r.RURIUser = "ceo" }))          // unknown-user
-	g.Check(with(invite("198.51.100.2:5060"), func(r *Request) { r.MaxForwards = 0 }))           // max-forwards
+	g.Check(invite("203.0.113.1:5060"))                                                 // deny-list
+	g.Check(with(invite("198.51.100.1:5060"), func(r *Request) { r.RURIUser = "ceo" })) // unknown-user
+	g.Check(with(invite("198.51.100.2:5060"), func(r *Request) { r.MaxForwards = 0 }))  // max-forwards
 	clk.Add(time.Minute)
 	g.Check(with(invite("[2001:db8::5]:5060"), func(r *Request) { r.RURIHost = "other.example" })) // relay
-	g.Check(invite("203.0.113.2:5060"))                                                          // deny-list
-	g.Check(invite("203.0.113.3:5060"))                                                          // deny-list: the first event falls out
+	g.Check(invite("203.0.113.2:5060"))                                                            // deny-list
+	g.Check(invite("203.0.113.3:5060"))                                                            // deny-list: the first event falls out
 	all := g.Recent(EventFilter{}, 0)
 	if len(all) != 5 {
 		t.Fatalf("%d events", len(all))
@@ -138,9 +138,9 @@ func TestRefusalLogsAreRateLimited(t *testing.T) {
 	for range 50 {
 		g.Check(invite("203.0.113.1:5060"))
 	}
-	g.Check(invite("203.0.113.2:5060"))                                                     // another source
-	g.Check(with(invite("198.51.100.1:5060"), func(r *Request) { r.MaxForwards = 0 }))     // another rule
-	g.Check(with(invite("198.51.100.1:5060"), func(r *Request) { r.MaxForwards = 0 }))     // same again
+	g.Check(invite("203.0.113.2:5060"))                                                // another source
+	g.Check(with(invite("198.51.100.1:5060"), func(r *Request) { r.MaxForwards = 0 })) // another rule
+	g.Check(with(invite("198.51.100.1:5060"), func(r *Request) { r.MaxForwards = 0 })) // same again
 	if n := h.count(msg); n != 3 {
 		t.Fatalf("%d refusal logs in a minute", n)
 	}

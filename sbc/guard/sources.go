@@ -55,7 +55,7 @@ type unknownUser struct {
 type shard struct {
 	mu       sync.Mutex
 	m        map[netip.Addr]*source
-	overflow *source // shared by new sources while the shard is full
+	overflow *source  // shared by new sources while the shard is full
 	_        [40]byte // one cache line per shard
 }
 
