@@ -3,7 +3,6 @@ package admin
 import (
 	"context"
 	"log/slog"
-	"net/netip"
 	"path/filepath"
 	"time"
 
@@ -130,20 +129,10 @@ type LocalCalls interface {
 	Calls() []state.Call
 }
 
-// EventFilter selects refusal events; zero fields match everything. It has the fields of
-// guard.EventFilter in the same order, so one converts to the other: guard.EventFilter(f).
-type EventFilter struct {
-	Rule   string       // exact rule name
-	Source netip.Prefix // events whose source address is inside
-	Room   string       // exact room name
-	Since  time.Time    // events at or after
-}
-
-// Events are the guard's refusals. *guard.Guard needs a one-line adapter for Recent (see
-// EventFilter).
+// Events are the guard's refusals (*guard.Guard implements it).
 type Events interface {
 	// Recent returns up to limit refusals matching f, newest first (limit <= 0: all kept).
-	Recent(f EventFilter, limit int) []guard.Event
+	Recent(f guard.EventFilter, limit int) []guard.Event
 	// Subscribe returns refusals as they happen until ctx is done (then the channel closes).
 	Subscribe(ctx context.Context) <-chan guard.Event
 	// Counts returns refusals per rule since the guard started.

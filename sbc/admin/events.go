@@ -53,9 +53,9 @@ type SourceCount struct {
 	Last     time.Time `json:"last"`
 }
 
-func (s *Server) eventFilter(r *http.Request, withSince bool) (EventFilter, error) {
+func (s *Server) eventFilter(r *http.Request, withSince bool) (guard.EventFilter, error) {
 	q := r.URL.Query()
-	f := EventFilter{Rule: q.Get("rule"), Room: q.Get("room")}
+	f := guard.EventFilter{Rule: q.Get("rule"), Room: q.Get("room")}
 	if v := q.Get("source"); v != "" {
 		p, ok := parsePrefix(v)
 		if !ok {
@@ -73,7 +73,8 @@ func (s *Server) eventFilter(r *http.Request, withSince bool) (EventFilter, erro
 	return f, nil
 }
 
-func (f *EventFilter) match(e *guard.Event) bool {
+// matchEvent applies f to one event as the guard does.
+func matchEvent(f *guard.EventFilter, e *guard.Event) bool {
 	switch {
 	case f.Rule != "" && e.Rule != f.Rule, f.Room != "" && e.Room != f.Room,
 		!f.Since.IsZero() && e.Time.Before(f.Since):
@@ -133,7 +134,7 @@ func (s *Server) eventSummary(w http.ResponseWriter, r *http.Request, _ Principa
 		sum.Counts = s.deps.Events.Counts()
 		ruleTotals := map[string]int{}
 		sources := map[string]*SourceCount{}
-		for _, e := range s.deps.Events.Recent(EventFilter{Since: from}, summaryScan) {
+		for _, e := range s.deps.Events.Recent(guard.EventFilter{Since: from}, summaryScan) {
 			i := int(e.Time.Sub(from) / time.Hour)
 			if i < 0 || i >= hours {
 				continue
@@ -218,7 +219,7 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, _ Principa
 			if !ok {
 				return nil
 			}
-			if !f.match(&e) {
+			if !matchEvent(&f, &e) {
 				continue
 			}
 			b, err := json.Marshal(e)

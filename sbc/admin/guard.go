@@ -7,6 +7,7 @@ import (
 	"unicode"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/sbc/guard"
 )
 
 // Ban limits.
@@ -25,6 +26,8 @@ type BanInput struct {
 	Prefix   string `json:"prefix"`
 	Duration string `json:"duration,omitempty"`
 	Reason   string `json:"reason,omitempty"`
+	// Force bans even a prefix that holds a registered room's flow (which locks the room out).
+	Force bool `json:"force,omitempty"`
 }
 
 func (s *Server) getLists(w http.ResponseWriter, r *http.Request, _ Principal) error {
@@ -113,6 +116,15 @@ func (s *Server) addBan(w http.ResponseWriter, r *http.Request, p Principal) err
 		return invalid("reason", "must be at most %d characters without control characters", maxReason)
 	}
 	now := s.now().UTC()
+	if !in.Force {
+		for _, rb := range s.deps.Store.State().AllBindings(now) {
+			if a, ok := eventAddr(rb.Source); ok && pfx.Contains(a) {
+				return apiErr(http.StatusConflict, CodeConflict,
+					"%s holds the registered flow of room %q (%s); banning it locks the room out: set force to do it anyway",
+					pfx, rb.Room, rb.Source)
+			}
+		}
+	}
 	b := state.Ban{Prefix: pfx, Rule: adminBanRule, Reason: in.Reason, Strikes: 1, Created: now, Until: now.Add(d),
 		Node: s.cfg.NodeID}
 	if b.Reason == "" {
@@ -138,5 +150,10 @@ func (s *Server) liftBan(w http.ResponseWriter, r *http.Request, p Principal) er
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) listRules(w http.ResponseWriter, r *http.Request, _ Principal) error {
+	writeJSON(w, http.StatusOK, listOf(guard.Rules()))
 	return nil
 }
