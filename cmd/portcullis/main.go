@@ -89,6 +89,8 @@ func serve(args []string, stderr io.Writer) int {
 		return 1
 	}
 	log := logging.New(stderr, cfg.Log.Level, cfg.Log.Format)
+	startPprof(log)
+	tuneGC()
 	node, err := sbc.New(cfg, log)
 	if err != nil {
 		log.Error("cannot build node", "error", err)

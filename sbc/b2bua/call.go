@@ -16,7 +16,6 @@ import (
 	"github.com/portcullis-sbc/portcullis/cluster/state"
 	"github.com/portcullis-sbc/portcullis/media"
 	"github.com/portcullis-sbc/portcullis/sbc/digest"
-	"github.com/portcullis-sbc/portcullis/sbc/guard"
 )
 
 // call is one bridged call: leg A toward the caller (we are its UAS), leg B toward the callee
@@ -151,14 +150,14 @@ func (e *Engine) inbound(req *sip.Request, tx sip.ServerTransaction, roomName, c
 		respond(tx, sip.NewResponseFromRequest(req, 404, "Not Found", nil))
 		return
 	}
-	dec := Decision{Action: guard.Allow}
+	dec := Decision{Action: Allow}
 	if e.deps.Decider != nil {
 		dec = e.deps.Decider.DecideCall(req, room, e.roomBusy(roomName), caller)
 	}
 	switch dec.Action {
-	case guard.Drop:
+	case Drop:
 		return // nothing was created; the transaction times out on its own
-	case guard.Reject:
+	case Reject:
 		code, reason := dec.Code, dec.Reason
 		if code < 300 || code > 699 {
 			code = 403
@@ -250,8 +249,8 @@ func (e *Engine) prepare(req *sip.Request, tx sip.ServerTransaction, dir state.D
 	}
 	if e.deps.Media != nil {
 		s, err := e.deps.Media.NewSession(c.id, func(reason string) { c.hangup(reason, 0) })
+		e.noteMedia(err)
 		if err != nil {
-			e.log.Warn("no media session", "call", c.id, "error", err)
 			c.finish(503, "media ports exhausted")
 			r := sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
 			r.AppendHeader(sip.NewHeader("Retry-After", "5"))
@@ -267,6 +266,7 @@ func (e *Engine) prepare(req *sip.Request, tx sip.ServerTransaction, dir state.D
 			code := 488
 			if errors.Is(err, media.ErrPoolExhausted) {
 				code = 503
+				e.noteMedia(err)
 			}
 			c.finish(code, "caller SDP refused: "+err.Error())
 			respond(tx, sip.NewResponseFromRequest(req, code, reasonPhrase(code), nil))

@@ -16,7 +16,6 @@ import (
 	"github.com/portcullis-sbc/portcullis/cluster/state"
 	"github.com/portcullis-sbc/portcullis/media"
 	"github.com/portcullis-sbc/portcullis/sbc/digest"
-	"github.com/portcullis-sbc/portcullis/sbc/guard"
 )
 
 // Config tunes the engine. Zero durations take the defaults named on each field.
@@ -42,9 +41,19 @@ type Config struct {
 	Logger         *slog.Logger
 }
 
+// Action is what the caller filter decided for a call.
+type Action uint8
+
+// Actions.
+const (
+	Allow  Action = iota // make the call
+	Reject               // answer Decision.Code
+	Drop                 // send nothing back
+)
+
 // Decision is the caller filter's verdict on an inbound call.
 type Decision struct {
-	Action          guard.Action
+	Action          Action
 	Code            int    // status for Reject
 	Rule, Reason    string // why, for the call record and logs
 	StripAutoAnswer bool   // remove auto-answer/intercom headers before the room sees them
@@ -96,7 +105,6 @@ type Engine struct {
 	calls    map[string]*call // call ID -> call
 	byRoom   map[string]int   // room -> active calls
 	draining bool
-	idle     chan struct{} // closed when draining and no call is left
 	wg       sync.WaitGroup
 }
 
@@ -302,6 +310,14 @@ func (e *Engine) Drain(ctx context.Context) {
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
+	}
+}
+
+// noteMedia logs a media session that could not be made. Running out of relay ports is
+// logged by the media manager, once per episode, not once per refused call.
+func (e *Engine) noteMedia(err error) {
+	if err != nil && !errors.Is(err, media.ErrPoolExhausted) {
+		e.log.Warn("no media session", "error", err)
 	}
 }
 

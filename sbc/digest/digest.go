@@ -245,8 +245,9 @@ func ncHex(n uint32) string {
 	return string(b[:])
 }
 
-// uriMatches compares the digest-uri with the Request-URI, ignoring URI parameters and the
-// case of the scheme and host, since UAs differ in what they echo.
+// uriMatches compares the digest-uri with the Request-URI, ignoring URI parameters, the case
+// of the scheme and host, and a default port (5060/5061) written on one side only, since UAs
+// differ in what they echo (SIPp writes the port it sent to even when the Request-URI has none).
 func uriMatches(got, want string) bool {
 	if want == "" {
 		return true
@@ -254,7 +255,16 @@ func uriMatches(got, want string) bool {
 	if got == want {
 		return true
 	}
-	return strings.EqualFold(stripParams(got), stripParams(want))
+	g, w := stripParams(got), stripParams(want)
+	if strings.EqualFold(g, w) {
+		return true
+	}
+	for _, port := range []string{":5060", ":5061"} {
+		if strings.EqualFold(g, w+port) || strings.EqualFold(g+port, w) {
+			return true
+		}
+	}
+	return false
 }
 
 func stripParams(u string) string {

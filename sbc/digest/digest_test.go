@@ -209,3 +209,22 @@ func BenchmarkParseVerify(b *testing.B) {
 		}
 	}
 }
+
+func TestURIMatches(t *testing.T) {
+	for _, tt := range []struct {
+		got, want string
+		ok        bool
+	}{
+		{"sip:video.test", "sip:video.test", true},
+		{"sip:VIDEO.test;transport=tcp", "sip:video.test", true},
+		{"sip:127.0.0.1:5060", "sip:127.0.0.1", true}, // SIPp echoes the port it sent to
+		{"sip:127.0.0.1", "sip:127.0.0.1:5061", true},
+		{"sip:127.0.0.1:5070", "sip:127.0.0.1", false},
+		{"sip:other.test", "sip:video.test", false},
+		{"sip:room@video.test", "sip:video.test", false},
+	} {
+		if got := uriMatches(tt.got, tt.want); got != tt.ok {
+			t.Errorf("uriMatches(%q, %q) = %v, want %v", tt.got, tt.want, got, tt.ok)
+		}
+	}
+}

@@ -1,0 +1,195 @@
+package sbc
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/portcullis-sbc/portcullis/sbc/config"
+)
+
+// placeCall makes one call from u to the room through the node: INVITE, ACK, then (after hold)
+// BYE. It returns the dialog's BYE function when hold < 0 (the caller hangs up later).
+func placeCall(ctx context.Context, u *testUA, n *Node, room string, hold time.Duration) (func() error, error) {
+	req := sip.NewRequest(sip.INVITE, roomURI(n, room))
+	req.SetDestination(n.addr(u.t, "udp"))
+	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "load", Host: "outside.example"}}
+	from.Params.Add("tag", sip.GenerateTagN(10))
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{Address: roomURI(n, room)})
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
+	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "load", Host: "127.0.0.1", Port: u.port}})
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	req.SetBody([]byte(testSDP))
+	tx, err := u.cli.TransactionRequest(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Terminate()
+	var final *sip.Response
+	for final == nil {
+		select {
+		case r := <-tx.Responses():
+			if r.StatusCode >= 200 {
+				final = r
+			}
+		case <-tx.Done():
+			return nil, fmt.Errorf("INVITE: %w", tx.Err())
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if final.StatusCode != 200 {
+		return nil, fmt.Errorf("INVITE: %d", final.StatusCode)
+	}
+	c := &testCall{u: u, invite: req, final: final, cseq: 1}
+	c.ack(final)
+	bye := func() error {
+		b := c.inDialog(sip.BYE, 2)
+		bctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		res, err := u.cli.Do(bctx, b)
+		if err != nil {
+			return err
+		}
+		if res.StatusCode != 200 {
+			return fmt.Errorf("BYE: %d", res.StatusCode)
+		}
+		return nil
+	}
+	if hold < 0 {
+		return bye, nil
+	}
+	time.Sleep(hold)
+	return nil, bye()
+}
+
+func loadConfig(t *testing.T) config.Config {
+	cfg := callConfig(t)
+	cfg.Media.Drain = config.Duration(100 * time.Millisecond)
+	cfg.Log.Level = "error"
+	return cfg
+}
+
+// TestNoLeakAfter10kCalls runs 10,000 calls through a node and checks that every call, its
+// goroutines and its media ports are gone afterwards.
+func TestNoLeakAfter10kCalls(t *testing.T) {
+	calls := 10000
+	if testing.Short() {
+		calls = 1000
+	}
+	n := startNode(t, loadConfig(t))
+	room := newTestUA(t, "room")
+	room.register(n, "boardroom", "s3cret-board")
+	caller := newTestUA(t, "caller")
+	// one call first, so that lazily started goroutines (pools, timers) are in the baseline
+	if _, err := placeCall(t.Context(), caller, n, "boardroom", 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return n.calls.Active() == 0 })
+	time.Sleep(time.Second)
+	base := runtime.NumGoroutine()
+	start := time.Now()
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for i := 0; i < calls; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if _, err := placeCall(ctx, caller, n, "boardroom", 0); err != nil {
+				if failed.Add(1) < 5 {
+					t.Logf("call: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if f := failed.Load(); f > int64(calls)/1000 {
+		t.Fatalf("%d of %d calls failed", f, calls)
+	}
+	t.Logf("%d calls in %s (%.0f calls/s), %d failed", calls, elapsed.Round(time.Millisecond), float64(calls)/elapsed.Seconds(), failed.Load())
+	waitFor(t, func() bool { return n.calls.Active() == 0 })
+	// transactions linger for their RFC 3261 timers (up to 32 s on UDP); ports drain 100 ms
+	deadline := time.Now().Add(45 * time.Second)
+	for runtime.NumGoroutine() > base+5 && time.Now().Before(deadline) {
+		time.Sleep(500 * time.Millisecond)
+	}
+	if g := runtime.NumGoroutine(); g > base+5 {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("goroutines: %d after the calls, baseline %d\n%s", g, base, buf[:runtime.Stack(buf, true)])
+	}
+	if st := n.media.Stats(); st.Pool.InUse != 0 {
+		t.Fatalf("media ports still in use: %+v", st.Pool)
+	}
+	t.Logf("goroutines back to %d (baseline %d)", runtime.NumGoroutine(), base)
+}
+
+// TestMemoryPerCall holds 5,000 concurrent calls (each with an audio stream relayed on both
+// legs) and reports the memory each costs. Set PORTCULLIS_LOAD=1 to run it.
+func TestMemoryPerCall(t *testing.T) {
+	if os.Getenv("PORTCULLIS_LOAD") == "" {
+		t.Skip("load measurement: set PORTCULLIS_LOAD=1")
+	}
+	const calls = 5000
+	lim := syscall.Rlimit{Cur: 200000, Max: 200000}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skipf("cannot raise the open-file limit for %d calls: %v", calls, err)
+	}
+	cfg := loadConfig(t)
+	cfg.Media.Ports = config.PortRange{Min: 20000, Max: 59999}
+	cfg.Media.Timeout = config.Duration(time.Hour)
+	n := startNode(t, cfg)
+	room := newTestUA(t, "room")
+	room.register(n, "boardroom", "s3cret-board")
+	caller := newTestUA(t, "caller")
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	g0 := runtime.NumGoroutine()
+	byes := make([]func() error, 0, calls)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for i := 0; i < calls; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			bye, err := placeCall(context.Background(), caller, n, "boardroom", -1)
+			if err == nil {
+				mu.Lock()
+				byes = append(byes, bye)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	time.Sleep(35 * time.Second) // let the setup transactions end: only the calls remain
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	active := n.calls.Active()
+	per := float64(after.HeapInuse+after.StackInuse-before.HeapInuse-before.StackInuse) / float64(active)
+	t.Logf("%d concurrent calls: %.1f KiB of Go heap+stacks per call (heap %d MiB, stacks %d MiB), %.1f goroutines per call",
+		active, per/1024, after.HeapInuse>>20, after.StackInuse>>20, float64(runtime.NumGoroutine()-g0)/float64(active))
+	for _, bye := range byes {
+		_ = bye()
+	}
+	if active < calls*99/100 {
+		t.Fatalf("only %d of %d calls up", active, calls)
+	}
+}
