@@ -3,8 +3,8 @@ package sbc
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,5 +154,7 @@ func TestBaresipCallsBaresip(t *testing.T) {
 	if rec.Status != 200 || rec.EndReason != "caller hung up" || rec.Room != "boardroom" || !strings.Contains(rec.From, "room2") {
 		t.Fatalf("record %+v", rec)
 	}
-	waitFor(t, func() bool { return strings.Contains(callee.out.String(), "terminated") || strings.Contains(callee.out.String(), "closed") })
+	waitFor(t, func() bool {
+		return strings.Contains(callee.out.String(), "terminated") || strings.Contains(callee.out.String(), "closed")
+	})
 }

@@ -2,11 +2,11 @@ package main
 
 import (
 	"log/slog"
-	"runtime/debug"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime/debug"
 )
 
 // startPprof serves Go's profiler on PORTCULLIS_PPROF (for example 127.0.0.1:6060) when that
