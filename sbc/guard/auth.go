@@ -11,7 +11,7 @@ import (
 func (g *Guard) AuthFailed(src netip.AddrPort, user, transport string) {
 	now := g.cfg.Now()
 	a := src.Addr().Unmap().WithZone("")
-	if g.lists.Load().allow.MatchSource(a) {
+	if !a.IsValid() || g.lists.Load().allow.MatchSource(a) {
 		return
 	}
 	r := &Request{Source: src, Transport: transport, FromUser: user, MaxForwards: -1}

@@ -2,7 +2,9 @@ package guard
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -256,5 +258,87 @@ func TestCheckAllowPathDoesNotAllocate(t *testing.T) {
 		if n := testing.AllocsPerRun(200, func() { g.Check(r) }); n != 0 {
 			t.Errorf("%s from %s: %v allocs per Check", r.Method, r.Source, n)
 		}
+	}
+}
+
+func TestCheckWithoutSource(t *testing.T) {
+	g, _, _ := newTestGuard(t, nil)
+	r := invite("198.51.100.7:5060")
+	r.Source = netip.AddrPort{}
+	if v := g.Check(r); v.Rule != RuleMalformed || v.Code != 400 {
+		t.Fatalf("%+v", v)
+	}
+	g.AuthFailed(netip.AddrPort{}, "x", "UDP") // must not panic
+}
+
+func TestClose(t *testing.T) {
+	g, st, _ := newTestGuard(t, nil)
+	g.Close()
+	if err := st.Propose(context.Background(), state.SetLists(state.Lists{Deny: []string{"198.51.100.0/24"}})); err != nil {
+		t.Fatal(err)
+	}
+	if v := g.Check(invite("198.51.100.7:5060")); !v.Allowed() {
+		t.Fatalf("a closed guard followed the state: %+v", v)
+	}
+}
+
+// TestConcurrentUse runs every entry point at once (for the race detector).
+func TestConcurrentUse(t *testing.T) {
+	g, st, _ := newTestGuard(t, func(c *Config) {
+		c.Now = nil
+		c.RequestRate, c.RequestBurst, c.UnknownUsers, c.AuthFailures, c.Events = 50, 20, 3, 3, 100
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runDone := make(chan error, 1)
+	go func() { runDone <- g.Run(ctx) }()
+	events := g.Subscribe(ctx)
+	go func() {
+		for range events {
+		}
+	}()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2000 {
+				a := netip.AddrFrom4([4]byte{198, 51, byte(w), byte(i % 50)})
+				r := invite(netip.AddrPortFrom(a, 5060).String())
+				switch i % 7 {
+				case 1:
+					r.RURIUser = fmt.Sprint(i)
+				case 2:
+					r.UserAgent = "sipcli"
+				case 3:
+					g.AuthFailed(r.Source, "nobody", "UDP")
+				case 4:
+					g.AuthSucceeded(r.Source, "boardroom")
+				case 5:
+					g.CheckCall(r, state.Room{Name: "boardroom", Inbound: state.InboundAllowlist, Allow: []string{"*@partner.net"}}, i%2 == 0)
+				}
+				g.Check(r)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range 50 {
+			_ = st.Propose(ctx, state.SetLists(state.Lists{Deny: []string{fmt.Sprintf("203.0.113.%d", i)}}))
+			_ = st.Propose(ctx, state.PutRoom(state.Room{Name: fmt.Sprint("room", i)}))
+			_ = st.Propose(ctx, state.LiftBan(netip.MustParsePrefix(fmt.Sprintf("198.51.0.%d/32", i))))
+			g.setFeed(i%3, []netip.Prefix{netip.MustParsePrefix(fmt.Sprintf("192.0.2.%d/32", i))})
+			g.Recent(EventFilter{Rule: RuleScanner}, 10)
+			g.Counts()
+			g.Stats()
+			g.FeedPrefixes()
+			g.prune(time.Now())
+		}
+	}()
+	wg.Wait()
+	cancel()
+	if err := <-runDone; err != nil {
+		t.Fatal(err)
 	}
 }

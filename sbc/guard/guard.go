@@ -48,6 +48,7 @@ type Guard struct {
 	domains     []string
 	rate, burst float64
 	running     atomic.Bool
+	ref         *observerRef
 }
 
 // Request is what the node extracts from a parsed, out-of-dialog SIP request. Strings are as
@@ -125,9 +126,24 @@ func New(cfg Config, store state.Store) (*Guard, error) {
 	g.rebuildLists()
 	g.rebuildRooms()
 	g.refreshBans(cfg.Now().UnixNano())
-	store.State().Observe(g.observe)
+	ref := &observerRef{}
+	ref.g.Store(g)
+	g.ref = ref
+	store.State().Observe(func(c state.Command) {
+		if g := ref.g.Load(); g != nil {
+			g.observe(c)
+		}
+	})
 	return g, nil
 }
+
+// observerRef lets a closed Guard be collected although the state keeps its observer.
+type observerRef struct{ g atomic.Pointer[Guard] }
+
+// Close stops the guard from following the cluster state, so that a guard replaced on a config
+// reload can be garbage collected. Stop Run (cancel its context) first. The guard still answers
+// afterwards, with the lists, rooms and bans it last saw.
+func (g *Guard) Close() { g.ref.g.Store(nil) }
 
 // observe follows the cluster state: lists are recompiled at once, bans are marked for a rebuild.
 func (g *Guard) observe(c state.Command) {
@@ -200,6 +216,9 @@ func (g *Guard) Check(r *Request) Verdict {
 	nowT := g.cfg.Now()
 	now := nowT.UnixNano()
 	src := r.Source.Addr().Unmap().WithZone("")
+	if !src.IsValid() {
+		return g.refuse(r, "", ridMalformed, Reject, 400, "no source address", nowT)
+	}
 	l := g.lists.Load()
 	if l.allow.MatchSource(src) {
 		return Verdict{}
