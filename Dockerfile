@@ -22,6 +22,8 @@ ARG GO_IMAGE=golang:1.26
 ARG RUNTIME_IMAGE=scratch
 
 FROM ${GO_IMAGE} AS build
+# Marks the build stage's layers (tests remove them by this label after building).
+LABEL org.portcullis-sbc.stage=build
 ARG VERSION=dev
 # Static (no cgo), reproducible paths, version stamped in. A vendor/ directory in the build
 # context is used as is (offline); without one the modules are downloaded.
