@@ -12,6 +12,7 @@ const (
 	Drop                 // send nothing back
 )
 
+// String returns allow, reject or drop.
 func (a Action) String() string {
 	switch a {
 	case Allow:

@@ -337,9 +337,10 @@ func (g *Guard) checkTarget(r *Request, src netip.Addr, now time.Time) Verdict {
 	return g.unknown(r, src, user, host, ridUnknownUser, "", now)
 }
 
-// unknown counts an unknown target user for enumeration and refuses the request with rule, or
-// with enumeration (and a ban) once the source tried too many. An empty why means "count only,
-// refuse only at the threshold" for rule unknown-user of non-INVITE requests.
+// unknown counts an unknown target user for enumeration. Once the source tried too many it
+// refuses with enumeration (and a ban). Otherwise an INVITE is refused with rule (why as the
+// reason; unknown-user answers 404 with its own), and other methods pass: their answer is the
+// registrar's or the node's business, the count is ours.
 func (g *Guard) unknown(r *Request, src netip.Addr, user, host string, rule ruleID, why string, now time.Time) Verdict {
 	if g.countUnknown(src, user, host, now.UnixNano()) {
 		reason := fmt.Sprintf("%d different unknown users within %s", g.cfg.UnknownUsers, g.cfg.UnknownWindow)
