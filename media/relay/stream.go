@@ -315,6 +315,12 @@ func (s *Stream) forward(k *sock, b []byte, src netip.AddrPort, now int64) {
 			k.seq.reset(&from.ctr)
 		}
 	}
+	if !trusted(&k.latch, signalled, now) {
+		// A source unrelated to signalling is only a candidate until the window closes: its
+		// packets are not relayed yet (no injection before the real endpoint speaks).
+		from.ctr.dropped.Add(1)
+		return
+	}
 
 	tc := to.peer.Load()
 	var out *net.UDPConn
@@ -325,20 +331,20 @@ func (s *Stream) forward(k *sock, b []byte, src netip.AddrPort, now int64) {
 		from.ctr.bytes.Add(uint64(len(b)))
 		from.ctr.lastRTP.Store(now)
 		k.seq.update(&from.ctr, b, now, pc.clock[rtpPT(b)])
-		out, dst = to.rtp.conn, rtpDest(to, tc)
+		out, dst = to.rtp.conn, rtpDest(to, tc, now)
 	case KindRaw, KindDTLS:
 		from.ctr.packets.Add(1)
 		from.ctr.bytes.Add(uint64(len(b)))
 		if kind == KindRaw {
 			from.ctr.lastRTP.Store(now) // raw streams count as media activity
 		}
-		out, dst = to.rtp.conn, rtpDest(to, tc)
+		out, dst = to.rtp.conn, rtpDest(to, tc, now)
 	default:
 		from.ctr.rtcp.Add(1)
 		if tc.mux {
-			out, dst = to.rtp.conn, rtpDest(to, tc)
+			out, dst = to.rtp.conn, rtpDest(to, tc, now)
 		} else {
-			out, dst = to.rtcp.conn, rtcpDest(to, tc)
+			out, dst = to.rtcp.conn, rtcpDest(to, tc, now)
 		}
 	}
 	if !dst.IsValid() {
@@ -347,19 +353,29 @@ func (s *Stream) forward(k *sock, b []byte, src netip.AddrPort, now int64) {
 	_, _ = out.WriteToUDPAddrPort(b, dst)
 }
 
-func rtpDest(l *leg, c *peerConf) netip.AddrPort {
-	if a, ok := l.rtp.latch.peerAddr(); ok {
+// rtpDest is where media for leg l goes: its latched source, except that a source unrelated to
+// signalling (neither the signalled nor the registered IP) receives nothing while the learning
+// window is open and a signalled address exists. A stranger who sprays the relay port before
+// the endpoint's first packet (RTP bleed) learns nothing; an endpoint that really sends from an
+// unexpected address is followed once the window closes.
+func rtpDest(l *leg, c *peerConf, now int64) netip.AddrPort {
+	if a, ok := l.rtp.latch.peerAddr(); ok && trusted(&l.rtp.latch, c.sendRTP, now) {
 		return a
 	}
 	return c.sendRTP
 }
 
-func rtcpDest(l *leg, c *peerConf) netip.AddrPort {
-	if a, ok := l.rtcp.latch.peerAddr(); ok {
+func rtcpDest(l *leg, c *peerConf, now int64) netip.AddrPort {
+	if a, ok := l.rtcp.latch.peerAddr(); ok && trusted(&l.rtcp.latch, c.sendRTCP, now) {
 		return a
 	}
-	if a, ok := l.rtp.latch.peerAddr(); ok && a.Port() < 65535 {
+	if a, ok := l.rtp.latch.peerAddr(); ok && a.Port() < 65535 && trusted(&l.rtp.latch, c.sendRTCP, now) {
 		return netip.AddrPortFrom(a.Addr(), a.Port()+1)
 	}
 	return c.sendRTCP
+}
+
+// trusted reports whether media may be sent to the latched source of l.
+func trusted(l *latch, signalled netip.AddrPort, now int64) bool {
+	return l.rank.Load() != rankOther || !signalled.IsValid() || now >= l.windowEnd.Load()
 }

@@ -67,12 +67,12 @@ func (c *call) inDialog(d *dialog, req *sip.Request, tx sip.ServerTransaction) {
 			respond(tx, r)
 			return
 		}
-		defer func() {
+		// synchronous: sipgo ends the server transaction when the handler returns
+		c.relayOffer(d, req, tx, func() {
 			c.mu.Lock()
 			c.pending = false
 			c.mu.Unlock()
-		}()
-		c.relayOffer(d, req, tx) // synchronous: sipgo ends the server transaction when the handler returns
+		})
 	case sip.INFO:
 		if !answered {
 			respond(tx, sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
@@ -142,7 +142,21 @@ func splitFields(s string) []string {
 // the media session both ways, the answer comes back to d. A 2xx to a re-INVITE is ACKed on
 // the other leg by us; the peer's ACK on leg d is absorbed (or carries the answer to an
 // offerless re-INVITE, which is then sent in our ACK).
-func (c *call) relayOffer(d *dialog, req *sip.Request, tx sip.ServerTransaction) {
+// done is called once the offer/answer exchange is over (the 2xx for an INVITE with an offer,
+// the ACK for an offerless one, or the failure).
+func (c *call) relayOffer(d *dialog, req *sip.Request, tx sip.ServerTransaction, done func()) {
+	finished := false
+	finish := func() {
+		if !finished {
+			finished = true
+			done()
+		}
+	}
+	defer func() {
+		if !finished {
+			finish()
+		}
+	}()
 	o := c.other(d)
 	e := c.e
 	var body []byte
@@ -231,10 +245,14 @@ func (c *call) relayOffer(d *dialog, req *sip.Request, tx sip.ServerTransaction)
 	}
 	ch := c.expectAck(d, req.CSeq().SeqNo)
 	respond(tx, reply)
-	c.awaitAck(d, reply, func() { respond(tx, reply) }, ch, func(ack *sip.Request) {
-		if !offerless {
-			return
-		}
+	if !offerless {
+		finish()
+		go c.awaitAck(d, reply, func() { respond(tx, reply) }, ch, func(*sip.Request) {})
+		return
+	}
+	finished = true // the exchange ends with the ACK that carries the answer
+	go c.awaitAck(d, reply, func() { respond(tx, reply) }, ch, func(ack *sip.Request) {
+		defer done()
 		var ab []byte
 		if hasSDP(ack) {
 			ab = ack.Body()
