@@ -269,6 +269,18 @@ func (c *container) records() []logRecord {
 	return recs
 }
 
+// linesSince returns the raw log lines stamped after since.
+func (c *container) linesSince(since time.Time) []string {
+	var out []string
+	for _, line := range strings.Split(c.logs(), "\n") {
+		var r logRecord
+		if json.Unmarshal([]byte(line), &r) == nil && r.Time.After(since) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
 // leadsSince returns when the node last said it became leader, if it has not said since that it
 // lost leadership.
 func (c *container) leadsSince() (time.Time, bool) {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // The cluster test's SIP domain and room (node1's config file declares the room; the other nodes
@@ -35,6 +37,7 @@ func TestDocker(t *testing.T) {
 	t.Run("single node without config", func(t *testing.T) { testSingleNode(d.forT(t), image) })
 	t.Run("example configs pass check in the image", func(t *testing.T) { testConfigsInImage(d.forT(t), image) })
 	t.Run("three-node cluster", func(t *testing.T) { testCluster(d.forT(t), image) })
+	t.Run("compose cluster", func(t *testing.T) { testCompose(d.forT(t), image) })
 	t.Logf("container test total %s", time.Since(start).Round(time.Second))
 }
 
@@ -257,8 +260,21 @@ func testCluster(d *docker, image string) {
 			other = n
 		}
 	}
+	cut := time.Now() // containers share the host's clock
 	d.must("network", "disconnect", network, nodes[victim].name)
-	t.Logf("partitioned %s (leader %s)", victim, leader.alias)
+	// The partition is real once the leader fails to reach the victim.
+	var evidence string
+	took = eventually(t, "leader notices the partition", 20*time.Second, 200*time.Millisecond, func() error {
+		for _, l := range leader.linesSince(cut) {
+			if strings.Contains(l, "failed to") && strings.Contains(l, victim) {
+				evidence = l
+				return nil
+			}
+		}
+		return fmt.Errorf("no failure to reach %s in %s's log", victim, leader.alias)
+	})
+	t.Logf("partitioned %s: leader %s fails to reach it after %s: %s", victim, leader.alias,
+		took.Round(time.Millisecond), tail(evidence, 240))
 	contactD := fmt.Sprintf("sip:%s-d@%s:%d", testRoom, gateway, room.port)
 	mustRegister(t, room, addr(other), contactD, 600)
 	mustRegister(t, room, addr(leader.alias), contactA, 0) // unregister A
@@ -347,4 +363,108 @@ func hostAddrFor(t testing.TB, ip net.IP) string {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).IP.String()
+}
+
+// testCompose brings up deploy/compose/docker-compose.yml with the test image and checks that it
+// is a working cluster: every node answers SIP, a room registered through node1 is listed by
+// node3. The file runs as shipped but for its published ports, which are dropped: the host's
+// 5060 may be taken (other tests, a local SBC) and the test reaches the nodes on their network.
+func testCompose(d *docker, image string) {
+	t := d.t
+	cli := composeCLI(t, d.bin)
+	root := repoRoot(t)
+	raw, err := os.ReadFile(composeFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for k := range doc {
+		if strings.HasPrefix(k, "x-") {
+			delete(doc, k)
+		}
+	}
+	for _, svc := range doc["services"].(map[string]any) {
+		s := svc.(map[string]any)
+		delete(s, "ports")
+		delete(s, "build")
+		vols := s["volumes"].([]any)
+		for i, v := range vols {
+			vols[i] = strings.Replace(v.(string), "./portcullis.yaml", filepath.Join(root, "deploy/compose/portcullis.yaml"), 1)
+		}
+	}
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "docker-compose.yml")
+	mustWrite(t, file, out, 0o644)
+	project := "pcd" + d.id
+	compose := func(timeout time.Duration, args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, cli[0], append(append(cli[1:], "-p", project, "-f", file), args...)...)
+		cmd.Env = append(os.Environ(), "PORTCULLIS_IMAGE="+image)
+		b, err := cmd.CombinedOutput()
+		return string(b), err
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			logs, _ := compose(30*time.Second, "logs", "--no-color", "--tail", "30")
+			t.Logf("--- compose logs:\n%s", logs)
+		}
+		if keep() {
+			return
+		}
+		if out, err := compose(2*time.Minute, "down", "-v", "--remove-orphans"); err != nil {
+			t.Logf("compose down: %v\n%s", err, out)
+		}
+	})
+	start := time.Now()
+	if out, err := compose(3*time.Minute, "up", "-d", "--no-build"); err != nil {
+		t.Fatalf("compose up: %v\n%s", err, out)
+	}
+	sipPort := map[string]int{"node1": 5060, "node2": 5070, "node3": 5080}
+	addrs := map[string]*net.UDPAddr{}
+	var room *sipUA
+	for _, n := range []string{"node1", "node2", "node3"} {
+		id, err := compose(time.Minute, "ps", "-q", n)
+		if err != nil || strings.TrimSpace(id) == "" {
+			t.Fatalf("compose ps %s: %v %s", n, err, id)
+		}
+		ip := d.must("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", strings.TrimSpace(id))
+		addrs[n] = &net.UDPAddr{IP: net.ParseIP(ip), Port: sipPort[n]}
+		if room == nil {
+			room = newSipUA(t, "compose-room", hostAddrFor(t, addrs[n].IP))
+		}
+	}
+	for _, n := range []string{"node1", "node2", "node3"} {
+		waitSIP(t, room, addrs[n], 90*time.Second)
+	}
+	t.Logf("compose cluster answers SIP on all 3 nodes %s after up", time.Since(start).Round(time.Millisecond))
+	reg := registration{room: "boardroom", domain: "video.example.com", password: "change-me-boardroom",
+		contact: fmt.Sprintf("sip:boardroom@%s:%d", room.host, room.port), expires: 600}
+	eventually(t, "REGISTER via node1", 30*time.Second, 300*time.Millisecond, func() error {
+		res, err := room.register(addrs["node1"], reg, 5*time.Second)
+		if err == nil && res.status != 200 {
+			err = fmt.Errorf("REGISTER: %s", res)
+		}
+		return err
+	})
+	query := reg
+	query.contact = ""
+	took := eventually(t, "binding listed by node3", 30*time.Second, 300*time.Millisecond, func() error {
+		res, err := room.register(addrs["node3"], query, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(contacts(res), reg.contact) {
+			return fmt.Errorf("node3 answers %s listing %q", res, contacts(res))
+		}
+		return nil
+	})
+	t.Logf("room registered via node1, listed by node3 after %s", took.Round(time.Millisecond))
 }
