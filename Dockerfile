@@ -13,8 +13,8 @@
 #   GO_IMAGE=$(deploy/docker/make-base-images.sh | tail -n1) && go mod vendor
 #   docker build --build-arg GO_IMAGE="$GO_IMAGE" -t portcullis . && rm -r vendor
 #
-# Every RUN is in exec form, so the builder image needs no shell; the file builds with the classic
-# builder and with BuildKit alike.
+# Every RUN is in exec form, so the builder image needs no shell, and nothing needs BuildKit: the
+# classic builder (the only one on a machine without buildx) builds it.
 
 # GO_IMAGE: any image with a Go toolchain at least as new as go.mod asks (`go` on PATH).
 ARG GO_IMAGE=golang:1.26
