@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -344,3 +345,10 @@ func (f *fakeCluster) Healthy() bool {
 	defer f.mu.Unlock()
 	return f.healthy
 }
+
+func fakeEvent(rule string) guard.Event {
+	return guard.Event{Time: time.Now(), Source: "203.0.113.5:5060", Transport: "UDP", Rule: rule, Action: guard.Drop,
+		Reason: "test refusal"}
+}
+
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
