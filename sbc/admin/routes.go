@@ -27,7 +27,7 @@ type route struct {
 	method  string
 	pattern string      // ServeMux path, e.g. /api/v1/rooms/{name}
 	scope   state.Scope // needed scope; "" is public
-	query   []string    // accepted query parameters (GETs also accept "consistent")
+	query   []string    // accepted query parameters (authenticated GETs also accept "consistent")
 	h       handlerFunc
 }
 
@@ -162,7 +162,7 @@ func (s *Server) authorize(r *http.Request, need state.Scope) (Principal, error)
 
 func checkQuery(r *http.Request, rt *route) error {
 	for k := range r.URL.Query() {
-		if slices.Contains(rt.query, k) || k == "consistent" && r.Method == http.MethodGet {
+		if slices.Contains(rt.query, k) || k == "consistent" && r.Method == http.MethodGet && rt.scope != "" {
 			continue
 		}
 		accepted := "none"
