@@ -12,31 +12,25 @@ import (
 // configured deny CIDRs: rebuilt when a ban command is applied on this node (so a ban made on any
 // node is enforced here as soon as it is replicated) and when the earliest ban expires.
 func (n *Node) startBlocklist(ctx context.Context) {
-	var deny []netip.Prefix
-	for _, e := range n.cfg.Guard.Deny {
-		if p, err := netip.ParsePrefix(e); err == nil {
-			deny = append(deny, p.Masked())
-		} else if a, err := netip.ParseAddr(e); err == nil {
-			deny = append(deny, netip.PrefixFrom(a, a.BitLen()))
-		}
-	}
+	deny := listPrefixes(n.cfg.Guard.Deny)
 	rebuild := func() {
 		now := time.Now()
 		bans := map[netip.Prefix]time.Time{}
 		for _, b := range n.store.State().Bans(now) {
 			bans[b.Prefix] = b.Until
 		}
-		n.blocklist.Set(deny, bans, now)
+		all := append(append([]netip.Prefix{}, deny...), listPrefixes(n.store.State().Lists().Deny)...)
+		if n.guard != nil {
+			all = append(all, n.guard.FeedPrefixes()...)
+		}
+		n.blocklist.Set(all, bans, now)
 	}
 	rebuild()
-	kick := make(chan struct{}, 1)
+	kick := n.kick
 	n.store.State().Observe(func(c state.Command) {
 		switch c.Type {
-		case state.CmdPutBan, state.CmdLiftBan, state.CmdExpire, 0: // 0: a snapshot was restored
-			select {
-			case kick <- struct{}{}:
-			default:
-			}
+		case state.CmdPutBan, state.CmdLiftBan, state.CmdExpire, state.CmdSetLists, 0: // 0: a snapshot was restored
+			n.kickBlocklist()
 		}
 	})
 	n.goBackground(func() {
@@ -55,6 +49,27 @@ func (n *Node) startBlocklist(ctx context.Context) {
 			}
 		}
 	})
+}
+
+// kickBlocklist asks for a rebuild of the blocklist (bans, lists or feeds changed).
+func (n *Node) kickBlocklist() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+// listPrefixes keeps the IP and CIDR entries of a deny list (the others are matched by the guard).
+func listPrefixes(entries []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, e := range entries {
+		if p, err := netip.ParsePrefix(e); err == nil {
+			out = append(out, p.Masked())
+		} else if a, err := netip.ParseAddr(e); err == nil {
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	return out
 }
 
 // admit is the edge's pre-parse admission check: no lock, no allocation.

@@ -49,10 +49,10 @@ func (n *Node) startCalls() error {
 
 // observer is the guard's auth observer, when a guard runs.
 func (n *Node) observer() b2bua.AuthObserver {
-	if o := n.authObserver(); o != nil {
-		return o
+	if n.guard == nil {
+		return nil
 	}
-	return nil
+	return n.guard
 }
 
 // contactURI is our Contact on a transport.

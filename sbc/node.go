@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -22,6 +23,7 @@ import (
 	"github.com/portcullis-sbc/portcullis/sbc/config"
 	"github.com/portcullis-sbc/portcullis/sbc/digest"
 	"github.com/portcullis-sbc/portcullis/sbc/edge"
+	"github.com/portcullis-sbc/portcullis/sbc/guard"
 	"github.com/portcullis-sbc/portcullis/sbc/logging"
 	"github.com/portcullis-sbc/portcullis/sbc/registrar"
 )
@@ -56,6 +58,9 @@ type Node struct {
 	clock func() time.Time // digest nonce clock; nil: time.Now (tests move it)
 	reg   *registrar.Registrar
 	calls *b2bua.Engine
+	guard *guard.Guard
+	flows atomic.Pointer[flowSet] // sources of registered rooms
+	kick  chan struct{}           // rebuild the edge blocklist
 	// decider is the caller filter asked before every inbound call (nil: allow).
 	decider b2bua.Decider
 
@@ -65,7 +70,7 @@ type Node struct {
 
 // New builds a node from a validated configuration. Nothing is bound until Start.
 func New(cfg config.Config, log *slog.Logger) (*Node, error) {
-	n := &Node{cfg: cfg, log: log}
+	n := &Node{cfg: cfg, log: log, kick: make(chan struct{}, 1)}
 	// sipgo logs whole raw packets on parse errors: give it a rate-limited, trimming logger.
 	sipLog := slog.New(logging.RateLimited(log.Handler(), 5, 10*time.Second)).With("component", "sip")
 	var err error
@@ -124,6 +129,10 @@ func (n *Node) Start(ctx context.Context) error {
 		n.Close()
 		return fmt.Errorf("sip client: %w", err)
 	}
+	if err := n.startGuard(); err != nil {
+		n.Close()
+		return err
+	}
 	if err := n.startRegistrar(); err != nil {
 		n.Close()
 		return err
@@ -136,6 +145,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.cancel = cancel
 	n.goBackground(func() { _ = n.reg.Run(bg) })
 	n.startBlocklist(bg)
+	n.runGuard(bg)
 	n.serveSIP()
 	n.log.Info("node started", "node", n.cfg.Node.ID, "domain", n.cfg.SIP.Domain, "listeners", len(n.bound))
 	return nil

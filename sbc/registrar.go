@@ -55,4 +55,9 @@ func nonceSecret(dataDir string) ([]byte, error) {
 }
 
 // authObserver is told about every digest outcome (the guard counts failures for brute-force bans).
-func (n *Node) authObserver() registrar.AuthObserver { return nil }
+func (n *Node) authObserver() registrar.AuthObserver {
+	if n.guard == nil {
+		return nil
+	}
+	return n.guard
+}

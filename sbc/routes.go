@@ -13,14 +13,15 @@ var notAllowed = map[sip.RequestMethod]bool{
 }
 
 func (n *Node) routes() {
-	n.srv.OnOptions(n.handleOptions)
-	n.srv.OnRegister(func(req *sip.Request, tx sip.ServerTransaction) { n.reg.HandleRegister(req, tx) })
-	n.srv.OnNoRoute(n.handleNoRoute)
+	// Every request outside a dialog passes the guard first (guarded).
+	n.srv.OnOptions(n.guarded(n.handleOptions))
+	n.srv.OnRegister(n.guarded(func(req *sip.Request, tx sip.ServerTransaction) { n.reg.HandleRegister(req, tx) }))
+	n.srv.OnNoRoute(n.guarded(n.handleNoRoute))
 	// Calls: new INVITEs and everything inside a dialog go to the B2BUA; requests for dialogs
 	// it does not have get 481, an ACK is never answered.
-	n.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) { n.calls.HandleInvite(req, tx) })
+	n.srv.OnInvite(n.guarded(func(req *sip.Request, tx sip.ServerTransaction) { n.calls.HandleInvite(req, tx) }))
 	for _, m := range []sip.RequestMethod{sip.BYE, sip.CANCEL, sip.UPDATE, sip.INFO, sip.PRACK, sip.ACK} {
-		n.srv.OnRequest(m, func(req *sip.Request, tx sip.ServerTransaction) { n.calls.HandleInDialog(req, tx) })
+		n.srv.OnRequest(m, n.guarded(func(req *sip.Request, tx sip.ServerTransaction) { n.calls.HandleInDialog(req, tx) }))
 	}
 }
 

@@ -27,7 +27,8 @@ type testUA struct {
 	cli    *sipgo.Client
 	cancel context.CancelFunc
 
-	tag string // To tag for new dialogs; empty: random
+	tag     string        // To tag for new dialogs; empty: random
+	timeout time.Duration // how long invite waits for a final answer (default 15s)
 
 	mu       sync.Mutex
 	received []string
@@ -191,7 +192,11 @@ func (u *testUA) invite(n *Node, target sip.Uri, fromUser, fromHost string, sdp 
 		req.SetBody([]byte(sdp))
 	}
 	c := &testCall{u: u, invite: req, cseq: 1}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	wait := u.timeout
+	if wait == 0 {
+		wait = 15 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	res, tx := c.send(ctx, req)
 	if res != nil && res.StatusCode == 407 && auth != nil {

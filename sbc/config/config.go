@@ -224,7 +224,13 @@ type Guard struct {
 	Feeds []Feed `yaml:"feeds"`
 	// Events is the size of the recent-events buffer. Default: 10000.
 	Events int `yaml:"events"`
+	// IPDialing lets callers reach a room as sip:ROOM@<node IP> (video systems often dial by
+	// IP). INVITEs to the bare IP or to users that are not rooms stay ghost calls. Default: true.
+	IPDialing *bool `yaml:"ip_dialing"`
 }
+
+// IPDialingOn reports whether rooms may be dialled at the node's IP address.
+func (g Guard) IPDialingOn() bool { return g.IPDialing == nil || *g.IPDialing }
 
 // Feed is one threat list.
 type Feed struct {

@@ -1,0 +1,225 @@
+package sbc
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/sbc/b2bua"
+	"github.com/portcullis-sbc/portcullis/sbc/guard"
+)
+
+// startGuard builds the caller filter from the config and the cluster's lists and bans.
+func (n *Node) startGuard() error {
+	g := n.cfg.Guard
+	gc := guard.Config{
+		Domain: n.cfg.SIP.Domain, NodeAddrs: n.nodeAddrs(), NodeID: n.cfg.Node.ID, AllowIPDialing: g.IPDialingOn(),
+		Allow: g.Allow, Deny: g.Deny, ScannerUserAgents: g.ScannerUserAgents,
+		BanTime: g.BanTime.D(), BanMax: g.BanMax.D(), RequestRate: g.RequestRate, RequestBurst: g.RequestBurst,
+		AuthFailures: g.AuthFailures, AuthWindow: g.AuthWindow.D(), UnknownUsers: g.UnknownUsers, UnknownWindow: g.UnknownWindow.D(),
+		Stealth: g.StealthOn(), Events: g.Events, Logger: n.log.With("component", "guard"),
+		OnFeedsChanged: n.kickBlocklist,
+	}
+	if n.cfg.SIP.Advertise != "" && !isIPLiteral(n.cfg.SIP.Advertise) {
+		gc.Aliases = append(gc.Aliases, n.cfg.SIP.Advertise)
+	}
+	for _, f := range g.Feeds {
+		gc.Feeds = append(gc.Feeds, guard.Feed{URL: f.URL, Interval: f.Interval.D()})
+	}
+	gd, err := guard.New(gc, n.store)
+	if err != nil {
+		return fmt.Errorf("guard: %w", err)
+	}
+	n.guard = gd
+	n.decider = callDecider{gd}
+	n.watchFlows()
+	return nil
+}
+
+func isIPLiteral(h string) bool {
+	_, err := netip.ParseAddr(strings.Trim(h, "[]"))
+	return err == nil
+}
+
+// nodeAddrs are the node's own addresses: an INVITE to one of them instead of to a room is a
+// ghost call.
+func (n *Node) nodeAddrs() []netip.Addr {
+	var out []netip.Addr
+	add := func(a netip.Addr) {
+		a = a.Unmap()
+		for _, b := range out {
+			if a == b {
+				return
+			}
+		}
+		out = append(out, a)
+	}
+	if a, err := netip.ParseAddr(n.cfg.SIP.Advertise); err == nil {
+		add(a)
+	}
+	for _, l := range n.cfg.SIP.Listen {
+		if !l.Addr.Addr().IsUnspecified() {
+			add(l.Addr.Addr())
+			continue
+		}
+		addrs, _ := net.InterfaceAddrs()
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				add(p.Addr())
+			}
+		}
+	}
+	return out
+}
+
+// flowSet is the set of signalling sources of registered rooms, swapped whole on every change.
+type flowSet = map[netip.AddrPort]struct{}
+
+// watchFlows keeps the set of registered flows (their requests skip the scan checks) equal to the
+// bindings in the store.
+func (n *Node) watchFlows() {
+	rebuild := func() {
+		m := flowSet{}
+		for _, b := range n.store.State().AllBindings(time.Now()) {
+			if ap, err := netip.ParseAddrPort(b.Source); err == nil {
+				m[ap] = struct{}{}
+			}
+		}
+		n.flows.Store(&m)
+	}
+	rebuild()
+	n.store.State().Observe(func(c state.Command) {
+		switch c.Type {
+		case state.CmdPutBinding, state.CmdDeleteBinding, state.CmdDeleteRoomBindings, state.CmdDeleteNodeBindings, state.CmdExpire, 0:
+			rebuild()
+		}
+	})
+}
+
+func (n *Node) registeredFlow(src netip.AddrPort) bool {
+	m := n.flows.Load()
+	if m == nil {
+		return false
+	}
+	_, ok := (*m)[src]
+	return ok
+}
+
+// guardRequest describes a request for the guard.
+func (n *Node) guardRequest(req *sip.Request) *guard.Request {
+	src, _ := netip.ParseAddrPort(req.Source())
+	r := &guard.Request{Source: src, Transport: req.Transport(), Method: string(req.Method),
+		RURIUser: req.Recipient.User, RURIHost: req.Recipient.Host, MaxForwards: -1, Registered: n.registeredFlow(src)}
+	if f := req.From(); f != nil {
+		r.FromName, r.FromUser, r.FromHost = f.DisplayName, f.Address.User, f.Address.Host
+	}
+	if t := req.To(); t != nil {
+		r.ToUser, r.ToHost = t.Address.User, t.Address.Host
+	}
+	if h := req.GetHeader("User-Agent"); h != nil {
+		r.UserAgent = h.Value()
+	}
+	if c := req.CallID(); c != nil {
+		r.CallID = string(*c)
+	}
+	if mf := req.MaxForwards(); mf != nil {
+		r.MaxForwards = int(*mf)
+	}
+	return r
+}
+
+// guarded puts the guard in front of a handler for requests outside a dialog: refused requests
+// get the rule's answer, or none at all (stealth).
+func (n *Node) guarded(h func(*sip.Request, sip.ServerTransaction)) func(*sip.Request, sip.ServerTransaction) {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		if to := req.To(); n.guard != nil && (to == nil || !to.Params.Has("tag")) && !req.IsAck() && !req.IsCancel() {
+			v := n.guard.Check(n.guardRequest(req))
+			switch v.Action {
+			case guard.Drop:
+				return
+			case guard.Reject:
+				n.respond(tx, sip.NewResponseFromRequest(req, v.Code, reasonFor(v.Code), nil))
+				return
+			}
+		}
+		h(req, tx)
+	}
+}
+
+func reasonFor(code int) string {
+	switch code {
+	case 400:
+		return "Bad Request"
+	case 403:
+		return "Forbidden"
+	case 404:
+		return "Not Found"
+	case 429:
+		return "Too Many Requests"
+	case 480:
+		return "Temporarily Unavailable"
+	case 483:
+		return "Too Many Hops"
+	case 486:
+		return "Busy Here"
+	case 503:
+		return "Service Unavailable"
+	case 603:
+		return "Decline"
+	}
+	return "Refused"
+}
+
+// callDecider adapts the guard to the B2BUA's caller-identity seam (per-room policy).
+type callDecider struct{ g *guard.Guard }
+
+func (d callDecider) DecideCall(req *sip.Request, room state.Room, roomInCall bool, caller string) b2bua.Decision {
+	r := guardRequestOf(req)
+	if caller != "" {
+		r.Registered = true // an authenticated room calling another room
+	}
+	v, p := d.g.CheckCall(r, room, roomInCall)
+	out := b2bua.Decision{Code: v.Code, Rule: v.Rule, Reason: v.Reason, StripAutoAnswer: p.StripAutoAnswer}
+	switch v.Action {
+	case guard.Reject:
+		out.Action = b2bua.Reject
+	case guard.Drop:
+		out.Action = b2bua.Drop
+	}
+	return out
+}
+
+// guardRequestOf is guardRequest without a node (registered flows are not known here; the
+// per-room policy does not depend on it except for auto-answer stripping).
+func guardRequestOf(req *sip.Request) *guard.Request {
+	src, _ := netip.ParseAddrPort(req.Source())
+	r := &guard.Request{Source: src, Transport: req.Transport(), Method: string(req.Method),
+		RURIUser: req.Recipient.User, RURIHost: req.Recipient.Host, MaxForwards: -1}
+	if f := req.From(); f != nil {
+		r.FromName, r.FromUser, r.FromHost = f.DisplayName, f.Address.User, f.Address.Host
+	}
+	if t := req.To(); t != nil {
+		r.ToUser, r.ToHost = t.Address.User, t.Address.Host
+	}
+	if h := req.GetHeader("User-Agent"); h != nil {
+		r.UserAgent = h.Value()
+	}
+	return r
+}
+
+// runGuard runs the guard's feeds and housekeeping until ctx ends.
+func (n *Node) runGuard(ctx context.Context) {
+	if n.guard == nil {
+		return
+	}
+	n.goBackground(func() { _ = n.guard.Run(ctx) })
+}
+
+// Guard is the node's caller filter (events, counts) for the admin API.
+func (n *Node) Guard() *guard.Guard { return n.guard }
