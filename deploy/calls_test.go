@@ -3,6 +3,7 @@ package deploy
 import (
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +14,9 @@ import (
 // answered with 200: the node must find the registration (replicated from the node that holds
 // the room's flow) and bridge the call to it. It then ACKs and hangs up.
 //
+// mediaLo-mediaHi is the node's media.ports: both sides must see the relay's ports in the SDP.
 // It needs calls bridged by the B2BUA; TestDocker runs it when PORTCULLIS_DEPLOY_CALLS is set.
-func placeCall(t *testing.T, caller, roomUA *sipUA, via *net.UDPAddr, room, domain string) {
+func placeCall(t *testing.T, caller, roomUA *sipUA, via *net.UDPAddr, room, domain string, mediaLo, mediaHi int) {
 	t.Helper()
 	roomUA.mu.Lock()
 	roomUA.answer = func(*sipMsg) (int, string) { return 200, "OK" }
@@ -42,8 +44,16 @@ func placeCall(t *testing.T, caller, roomUA *sipUA, via *net.UDPAddr, room, doma
 	if invites == 0 {
 		t.Fatalf("call answered 200 but the room never received an INVITE")
 	}
-	if !strings.Contains(string(res.body), "m=audio") {
-		t.Errorf("200 OK without an SDP answer: %q", res.body)
+	// Media is anchored: the answer the caller gets points at the node's relay ports, the offer
+	// the room gets too, never at the other side's own port.
+	if p := audioPort(res.body); p < mediaLo || p > mediaHi {
+		t.Errorf("answer to the caller: audio port %d, want the relay's %d-%d\n%s", p, mediaLo, mediaHi, res.body)
+	}
+	roomUA.mu.Lock()
+	offer := roomUA.lastInvite
+	roomUA.mu.Unlock()
+	if p := audioPort(offer); p < mediaLo || p > mediaHi {
+		t.Errorf("offer to the room: audio port %d, want the relay's %d-%d\n%s", p, mediaLo, mediaHi, offer)
 	}
 	t.Logf("call to %s through %s answered 200 after %s", target, via, time.Since(start).Round(time.Millisecond))
 
@@ -70,4 +80,15 @@ func placeCall(t *testing.T, caller, roomUA *sipUA, via *net.UDPAddr, room, doma
 	if err != nil || bye.status != 200 {
 		t.Fatalf("BYE: %v %v", bye, err)
 	}
+}
+
+// audioPort is the port of the first m=audio line of an SDP body (0 if none).
+func audioPort(sdp []byte) int {
+	for _, l := range strings.Split(string(sdp), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[0] == "m=audio" {
+			p, _ := strconv.Atoi(f[1])
+			return p
+		}
+	}
+	return 0
 }

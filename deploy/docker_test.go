@@ -223,7 +223,7 @@ func testCluster(d *docker, image string) {
 	if os.Getenv("PORTCULLIS_DEPLOY_CALLS") == "" {
 		t.Log("call through node2 NOT placed: set PORTCULLIS_DEPLOY_CALLS=1 once calls are bridged (B2BUA)")
 	} else {
-		placeCall(t, newSipUA(t, "caller", gateway), room, addr("node2"), testRoom, testDomain)
+		placeCall(t, newSipUA(t, "caller", gateway), room, addr("node2"), testRoom, testDomain, 20000, 20199)
 	}
 
 	// Kill the leader (SIGKILL: no drain, no leadership transfer): the rest keep serving.

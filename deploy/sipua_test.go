@@ -126,9 +126,10 @@ type sipUA struct {
 	mu      sync.Mutex
 	waiting map[string]chan *sipMsg // client transactions by Via branch
 	// answer decides the response to an INVITE (the room side); nil answers 486.
-	answer  func(req *sipMsg) (int, string)
-	invites int // INVITEs received
-	closed  bool
+	answer     func(req *sipMsg) (int, string)
+	invites    int    // INVITEs received
+	lastInvite []byte // the body of the last one
+	closed     bool
 }
 
 // newSipUA binds a UDP socket on all addresses; host is the address the node sees us at.
@@ -204,6 +205,7 @@ func (ua *sipUA) serve(req *sipMsg) {
 	case "INVITE":
 		ua.mu.Lock()
 		ua.invites++
+		ua.lastInvite = req.body
 		answer := ua.answer
 		ua.mu.Unlock()
 		code, reason := 486, "Busy Here"
