@@ -6,7 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
+
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/sbc/b2bua"
+	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
 )
 
 // TestThreeNodeRegistrationsShared starts three signalling nodes that form one cluster through
@@ -71,4 +75,56 @@ func TestThreeNodeRegistrationsShared(t *testing.T) {
 		}
 	}
 	t.Logf("ban enforced on all 3 nodes %v after it was proposed", time.Since(start))
+}
+
+// TestClusterCallAcrossNodes: a room registers through edge1; a SIPp caller calls it through
+// edge2, which hands the call to edge1 over the internal trunk; the call connects. Then edge1
+// dies, the room re-registers through edge2 (as room systems do with several SRV targets) and
+// calls reach it again.
+func TestClusterCallAcrossNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three-node cluster test skipped in -short mode")
+	}
+	testpeer.Require(t, "sipp")
+	cfg1 := callConfig(t)
+	cfg1.Node.ID = "edge1"
+	n1 := startNode(t, cfg1)
+	token, err := n1.cluster.JoinToken(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := []*Node{n1}
+	for _, id := range []string{"edge2", "edge3"} {
+		cfg := callConfig(t)
+		cfg.Node.ID = id
+		cfg.Cluster.Join = []string{n1.cluster.Addr()}
+		cfg.Cluster.JoinToken = token
+		nodes = append(nodes, startNode(t, cfg))
+	}
+	n2 := nodes[1]
+	room := newTestUA(t, "room")
+	room.register(n1, "boardroom", "s3cret-board")
+	waitFor(t, func() bool {
+		bs := n2.Store().State().Bindings("boardroom", time.Now())
+		return len(bs) == 1 && bs[0].Node == "edge1" && bs[0].Local != ""
+	})
+	sippCall(t, n2, "boardroom", "uac.xml", 1)
+	if inv := room.waitRequest(sip.INVITE, 2*time.Second); inv.GetHeader(b2bua.TrunkHeader) != nil {
+		t.Fatal("the trunk header reached the room")
+	}
+	rec := records(t, n2, 1)[0]
+	if rec.Status != 200 || rec.Node != "edge2" {
+		t.Fatalf("record %+v", rec)
+	}
+	if got := len(n1.Store().State().Records(state.RecordQuery{})); got != 1 {
+		t.Fatalf("%d records for one call (the handing node keeps it)", got)
+	}
+
+	// edge1 dies; the room re-registers through edge2 and is reachable again
+	start := time.Now()
+	n1.Close()
+	room.register(n2, "boardroom", "s3cret-board")
+	t.Logf("re-registered through edge2 %v after edge1 died", time.Since(start).Round(time.Millisecond))
+	sippCall(t, n2, "boardroom", "uac.xml", 1)
+	waitFor(t, func() bool { return len(n2.Store().State().Records(state.RecordQuery{})) == 2 })
 }

@@ -138,7 +138,7 @@ func (n *Node) guardRequest(req *sip.Request) *guard.Request {
 // get the rule's answer, or none at all (stealth).
 func (n *Node) guarded(h func(*sip.Request, sip.ServerTransaction)) func(*sip.Request, sip.ServerTransaction) {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
-		if to := req.To(); n.guard != nil && (to == nil || !to.Params.Has("tag")) && !req.IsAck() && !req.IsCancel() {
+		if to := req.To(); n.guard != nil && (to == nil || !to.Params.Has("tag")) && !req.IsAck() && !req.IsCancel() && !n.fromTrunk(req) {
 			v := n.guard.Check(n.guardRequest(req))
 			switch v.Action {
 			case guard.Drop:
@@ -150,6 +150,17 @@ func (n *Node) guarded(h func(*sip.Request, sip.ServerTransaction)) func(*sip.Re
 		}
 		h(req, tx)
 	}
+}
+
+// fromTrunk reports whether a request is a call handed over by another node of the cluster
+// (signed with the cluster's trunk key): the node that received it has filtered it already.
+func (n *Node) fromTrunk(req *sip.Request) bool {
+	h := req.GetHeader(b2bua.TrunkHeader)
+	if h == nil || req.CallID() == nil {
+		return false
+	}
+	_, ok := b2bua.VerifyTrunk(n.store.State().TrunkKey(), h.Value(), string(*req.CallID()), req.Recipient.User, time.Now())
+	return ok
 }
 
 func reasonFor(code int) string {

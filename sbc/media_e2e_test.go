@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ type endpoint struct {
 	socks []*net.UDPConn
 	got   [][]atomic.Int64 // per m-line, packets received per SSRC slot (0: expected, 1: other)
 	ssrc  []uint32         // the SSRC expected from the far side, per m-line
+	mu    sync.Mutex
 	peers []netip.AddrPort // where to send (relay ports from the SDP received), per m-line
 	seq   []uint16
 }
@@ -86,14 +88,24 @@ func (e *endpoint) learn(t *testing.T, body []byte) {
 	if len(s.Media) != len(e.socks) {
 		t.Fatalf("SDP has %d m-lines, want %d:\n%s", len(s.Media), len(e.socks), body)
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	for i, m := range s.Media {
 		e.peers[i] = m.RTPAddr()
 	}
 }
 
+// relayAddrs returns the relay addresses the endpoint sends to.
+func (e *endpoint) relayAddrs() []netip.AddrPort {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]netip.AddrPort{}, e.peers...)
+}
+
 // send sends n RTP packets on every stream with the given SSRC base.
 func (e *endpoint) send(t *testing.T, n int, ssrc uint32) {
 	t.Helper()
+	peers := e.relayAddrs()
 	for k := 0; k < n; k++ {
 		for i, c := range e.socks {
 			e.seq[i]++
@@ -104,7 +116,7 @@ func (e *endpoint) send(t *testing.T, n int, ssrc uint32) {
 			p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: e.seq[i], Timestamp: uint32(k) * 160, SSRC: ssrc + uint32(i)},
 				Payload: make([]byte, 160)}
 			raw, _ := p.Marshal()
-			if _, err := c.WriteToUDPAddrPort(raw, e.peers[i]); err != nil {
+			if _, err := c.WriteToUDPAddrPort(raw, peers[i]); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -144,8 +156,8 @@ func TestMediaThroughRelay(t *testing.T) {
 	}
 	call.ack(call.final)
 	callerMedia.learn(t, call.final.Body())
-	for i := range callerMedia.peers {
-		if callerMedia.peers[i].Port() == uint16(roomMedia.socks[i].LocalAddr().(*net.UDPAddr).Port) {
+	for i, p := range callerMedia.relayAddrs() {
+		if p.Port() == uint16(roomMedia.socks[i].LocalAddr().(*net.UDPAddr).Port) {
 			t.Fatal("the caller was given the room's own media port: media is not anchored")
 		}
 	}
@@ -174,7 +186,7 @@ func TestMediaThroughRelay(t *testing.T) {
 			}
 			p.SequenceNumber++
 			raw, _ := p.Marshal()
-			for _, a := range append(append([]netip.AddrPort{}, callerMedia.peers...), roomMedia.peers...) {
+			for _, a := range append(callerMedia.relayAddrs(), roomMedia.relayAddrs()...) {
 				_, _ = attacker.WriteToUDPAddrPort(raw, a)
 				sent++
 			}

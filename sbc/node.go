@@ -108,6 +108,10 @@ func (n *Node) Start(ctx context.Context) error {
 		n.Close()
 		return err
 	}
+	if err := n.ensureTrunkKey(ctx); err != nil {
+		n.Close()
+		return err
+	}
 	if err := n.startMedia(); err != nil {
 		n.Close()
 		return err

@@ -1,11 +1,15 @@
 package sbc
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 
+	"github.com/portcullis-sbc/portcullis/cluster/state"
 	"github.com/portcullis-sbc/portcullis/sbc/digest"
 	"github.com/portcullis-sbc/portcullis/sbc/registrar"
 )
@@ -22,13 +26,38 @@ func (n *Node) startRegistrar() error {
 	}
 	r := n.cfg.Registrar
 	n.reg, err = registrar.New(registrar.Config{
-		Domain: n.cfg.SIP.Domain, NodeID: n.cfg.Node.ID,
+		Domain: n.cfg.SIP.Domain, NodeID: n.cfg.Node.ID, Trunk: n.trunkAddr(),
 		MinExpires: r.MinExpires.D(), MaxExpires: r.MaxExpires.D(), DefaultExpires: r.DefaultExpires.D(),
 		KeepaliveInterval: r.KeepaliveInterval.D(), KeepaliveFailures: r.KeepaliveFailures,
 		Grace: r.Grace.D(), MaxContacts: r.MaxContacts, Logger: n.log.With("component", "registrar"),
 	}, n.store, n.auth, n.client, n.authObserver())
 	if err != nil {
 		return fmt.Errorf("registrar: %w", err)
+	}
+	return nil
+}
+
+// trunkAddr is where the other nodes of a cluster hand this node calls for rooms registered
+// here: its first UDP listener, at the advertised host.
+func (n *Node) trunkAddr() string {
+	b, ok := n.firstBound("udp")
+	if !ok {
+		return ""
+	}
+	return net.JoinHostPort(n.advertiseHost(b), strconv.Itoa(int(b.Addr.Port())))
+}
+
+// ensureTrunkKey gives the cluster the key that signs calls handed between nodes, once.
+func (n *Node) ensureTrunkKey(ctx context.Context) error {
+	if len(n.store.State().TrunkKey()) > 0 {
+		return nil
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	if err := n.store.Propose(ctx, state.SetTrunkKey(key)); err != nil {
+		return fmt.Errorf("trunk key: %w", err)
 	}
 	return nil
 }

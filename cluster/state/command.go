@@ -32,6 +32,7 @@ const (
 	CmdDeleteToken        CmdType = 13
 	CmdDeleteNodeBindings CmdType = 14
 	CmdAudit              CmdType = Ignorable | 15
+	CmdSetTrunkKey        CmdType = 16
 )
 
 var cmdNames = map[CmdType]string{
@@ -40,6 +41,7 @@ var cmdNames = map[CmdType]string{
 	CmdExpire: "expire", CmdPutBan: "put-ban", CmdLiftBan: "lift-ban", CmdSetLists: "set-lists",
 	CmdPutCall: "put-call", CmdEndCall: "end-call", CmdPutToken: "put-token",
 	CmdDeleteToken: "delete-token", CmdDeleteNodeBindings: "delete-node-bindings", CmdAudit: "audit",
+	CmdSetTrunkKey: "set-trunk-key",
 }
 
 func (t CmdType) String() string {
@@ -165,3 +167,11 @@ func DeleteToken(id string) Command { return newCommand(CmdDeleteToken, idKey{id
 
 // Audit appends an audit entry (Seq is assigned by Apply).
 func Audit(e AuditEntry) Command { return newCommand(CmdAudit, e) }
+
+// SetTrunkKey sets the key that signs calls handed from one node to another over the internal
+// SIP trunk. It is written once, by the first node, and only if none is set yet.
+func SetTrunkKey(key []byte) Command { return newCommand(CmdSetTrunkKey, trunkKey{key}) }
+
+type trunkKey struct {
+	Key []byte `json:"key"`
+}

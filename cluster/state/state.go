@@ -36,6 +36,7 @@ type State struct {
 	tokens    map[string]Token
 	audit     []AuditEntry
 	auditSeq  uint64
+	trunkKey  []byte // signs calls handed between nodes
 	applied   uint64 // commands applied, for diagnostics
 
 	obsMu     sync.RWMutex
@@ -163,6 +164,14 @@ func (s *State) apply(c Command) error {
 			return err
 		}
 		delete(s.bindings, k.Room)
+	case CmdSetTrunkKey:
+		k, err := decode[trunkKey](c)
+		if err != nil {
+			return err
+		}
+		if len(s.trunkKey) == 0 && len(k.Key) >= 16 {
+			s.trunkKey = k.Key
+		}
 	case CmdDeleteNodeBindings:
 		k, err := decode[nodeKey](c)
 		if err != nil {
@@ -518,6 +527,7 @@ type snapshot struct {
 	Tokens    []Token      `json:"tokens"`
 	Audit     []AuditEntry `json:"audit"`
 	AuditSeq  uint64       `json:"audit_seq"`
+	TrunkKey  []byte       `json:"trunk_key,omitempty"`
 }
 
 // Frozen is a consistent copy of the state taken under the read lock, cheap to take; WriteTo does
@@ -529,7 +539,7 @@ type Frozen struct{ snap snapshot }
 func (s *State) Freeze() *Frozen {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	f := &Frozen{snap: snapshot{Version: 1, Lists: s.lists, RecordSeq: s.recordSeq, AuditSeq: s.auditSeq,
+	f := &Frozen{snap: snapshot{Version: 1, Lists: s.lists, RecordSeq: s.recordSeq, AuditSeq: s.auditSeq, TrunkKey: s.trunkKey,
 		Records: s.records[:len(s.records):len(s.records)], Audit: s.audit[:len(s.audit):len(s.audit)]}}
 	for _, r := range s.rooms {
 		f.snap.Rooms = append(f.snap.Rooms, r)
@@ -611,9 +621,17 @@ func (s *State) Restore(r io.Reader) error {
 	s.mu.Lock()
 	s.rooms, s.bindings, s.bans, s.calls, s.tokens = n.rooms, n.bindings, n.bans, n.calls, n.tokens
 	s.lists, s.records, s.recordSeq, s.audit, s.auditSeq = sn.Lists, sn.Records, sn.RecordSeq, sn.Audit, sn.AuditSeq
+	s.trunkKey = sn.TrunkKey
 	s.mu.Unlock()
 	s.notify(Command{})
 	return nil
+}
+
+// TrunkKey returns the key that signs calls handed between nodes (nil until one is set).
+func (s *State) TrunkKey() []byte {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.trunkKey
 }
 
 // Hash returns a digest of the canonical snapshot: two nodes with the same hash hold the same state.

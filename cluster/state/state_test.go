@@ -135,3 +135,28 @@ func TestSnapshotRoundTripAndDue(t *testing.T) {
 		t.Fatal("the binding is due")
 	}
 }
+
+func TestTrunkKeySetOnceAndSnapshotted(t *testing.T) {
+	s := New()
+	first := []byte("0123456789abcdef0123456789abcdef")
+	if err := s.Apply(SetTrunkKey(first)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(SetTrunkKey([]byte("another-key-from-a-racing-node!!"))); err != nil {
+		t.Fatal(err)
+	}
+	if string(s.TrunkKey()) != string(first) {
+		t.Fatalf("trunk key replaced: %q", s.TrunkKey())
+	}
+	var buf bytes.Buffer
+	if _, err := s.Freeze().WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	r := New()
+	if err := r.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if string(r.TrunkKey()) != string(first) || r.Hash() != s.Hash() {
+		t.Fatal("trunk key lost in the snapshot")
+	}
+}

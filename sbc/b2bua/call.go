@@ -38,6 +38,7 @@ type call struct {
 	offerless bool // the caller's INVITE carried no SDP: the offer comes in the 2xx
 	aTimer    bool // the caller supports session timers
 	bOffer    []byte
+	fromTrunk bool // handed over by another node, which keeps the call's records
 
 	mu        sync.Mutex
 	st        state.CallState
@@ -78,6 +79,16 @@ func (e *Engine) newCall(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	st := e.deps.Store.State()
 	ruri := req.Recipient
+	if h := req.GetHeader(TrunkHeader); h != nil {
+		// another node of the cluster hands over a call for a room registered here: it has
+		// already filtered the caller
+		if _, ok := VerifyTrunk(st.TrunkKey(), h.Value(), string(*req.CallID()), ruri.User, time.Now()); ok {
+			e.inbound(req, tx, ruri.User, "", true)
+			return
+		}
+		respond(tx, sip.NewResponseFromRequest(req, 403, "Forbidden", nil))
+		return
+	}
 	if _, isRoom := st.Room(from.Address.User); isRoom && from.Address.User != "" && e.cfg.Local(from.Address.Host) {
 		// A room dials: it must prove who it is; then the call goes to another room or out.
 		caller, ok := e.authenticate(req, tx)
@@ -85,7 +96,7 @@ func (e *Engine) newCall(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 		if e.cfg.Local(ruri.Host) {
-			e.inbound(req, tx, ruri.User, caller)
+			e.inbound(req, tx, ruri.User, caller, false)
 			return
 		}
 		e.outbound(req, tx, caller)
@@ -96,7 +107,7 @@ func (e *Engine) newCall(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, sip.NewResponseFromRequest(req, 403, "Relaying Denied", nil))
 		return
 	}
-	e.inbound(req, tx, ruri.User, "")
+	e.inbound(req, tx, ruri.User, "", false)
 }
 
 // authenticate challenges a room that dials (407) and verifies its answer.
@@ -141,17 +152,20 @@ type target struct {
 	dest      string // ip:port
 	transport string
 	peer      netip.AddrPort
+	trunk     bool // another node, which holds the room's flow
 }
 
-// inbound sends a call to every binding of a room.
-func (e *Engine) inbound(req *sip.Request, tx sip.ServerTransaction, roomName, caller string) {
+// inbound sends a call to every binding of a room: directly over the flows this node holds, and
+// over the internal trunk to the other nodes that hold the rest. A call handed over by another
+// node (fromTrunk) goes to this node's flows only and is not filtered again.
+func (e *Engine) inbound(req *sip.Request, tx sip.ServerTransaction, roomName, caller string, fromTrunk bool) {
 	room, ok := e.deps.Store.State().Room(roomName)
 	if !ok || roomName == "" {
 		respond(tx, sip.NewResponseFromRequest(req, 404, "Not Found", nil))
 		return
 	}
 	dec := Decision{Action: Allow}
-	if e.deps.Decider != nil {
+	if e.deps.Decider != nil && !fromTrunk {
 		dec = e.deps.Decider.DecideCall(req, room, e.roomBusy(roomName), caller)
 	}
 	switch dec.Action {
@@ -167,7 +181,17 @@ func (e *Engine) inbound(req *sip.Request, tx sip.ServerTransaction, roomName, c
 		return
 	}
 	var targets []target
+	viaNode := map[string]bool{}
 	for _, b := range e.cfg.Bindings(roomName) {
+		if b.Node != "" && b.Node != e.cfg.NodeID {
+			if fromTrunk || b.Local == "" || viaNode[b.Node] {
+				continue
+			}
+			viaNode[b.Node] = true
+			targets = append(targets, target{uri: sip.Uri{Scheme: "sip", User: roomName, Host: e.cfg.Domain},
+				dest: b.Local, transport: "UDP", trunk: true})
+			continue
+		}
 		var u sip.Uri
 		if err := sip.ParseUri(b.Contact, &u); err != nil {
 			continue
@@ -184,6 +208,7 @@ func (e *Engine) inbound(req *sip.Request, tx sip.ServerTransaction, roomName, c
 		return
 	}
 	c.strip = dec.StripAutoAnswer
+	c.fromTrunk = fromTrunk
 	// Leg B shows the callee the caller's identity, never the caller's equipment.
 	from := req.From()
 	c.b.local = sip.Uri{Scheme: "sip", User: from.Address.User, Host: from.Address.Host}
@@ -548,6 +573,9 @@ func (c *call) startBranch(ctx context.Context, t target, events chan<- branchEv
 	if e.cfg.UserAgent != "" && !e.cfg.PassUserAgent {
 		req.AppendHeader(sip.NewHeader("User-Agent", e.cfg.UserAgent))
 	}
+	if t.trunk {
+		req.AppendHeader(sip.NewHeader(TrunkHeader, SignTrunk(e.deps.Store.State().TrunkKey(), e.cfg.NodeID, c.b.callID, c.b.remote.User, time.Now())))
+	}
 	copyHeaders(c.ainv, req, c.strip, e.cfg.PassUserAgent)
 	if len(c.bOffer) > 0 {
 		if req.GetHeader("Content-Type") == nil {
@@ -814,7 +842,9 @@ func (c *call) answer(b *branch, res *sip.Response) bool {
 	c.answered = time.Now().UTC()
 	c.status = 200
 	c.mu.Unlock()
-	e.deps.Store.Enqueue(state.PutCall(c.snapshot()))
+	if !c.fromTrunk {
+		e.deps.Store.Enqueue(state.PutCall(c.snapshot()))
+	}
 	ackCh := c.expectAck(c.a, c.ainv.CSeq().SeqNo)
 	respond(c.atx, out)
 	go c.awaitAck(c.a, out, func() { respond(c.atx, out) }, ackCh, func(ack *sip.Request) {
@@ -955,7 +985,9 @@ func (c *call) finish(status int, reason string) {
 	if !answered.IsZero() {
 		rec.Duration = now.Sub(answered)
 	}
-	c.e.deps.Store.Enqueue(state.EndCall(rec))
+	if !c.fromTrunk { // the node that handed the call over records it
+		c.e.deps.Store.Enqueue(state.EndCall(rec))
+	}
 	c.e.unregister(c)
 	c.e.log.Debug("call ended", "call", c.id, "room", c.room, "status", st, "reason", reason)
 }

@@ -19,8 +19,11 @@ import (
 
 // Config configures a Registrar; zero fields take the documented defaults.
 type Config struct {
-	Domain            string
-	NodeID            string
+	Domain string
+	NodeID string
+	// Trunk is the ip:port where other cluster nodes reach this node to hand it calls for its
+	// bindings (recorded as Binding.Local).
+	Trunk             string
 	MinExpires        time.Duration // default 60s
 	MaxExpires        time.Duration // default 3600s
 	DefaultExpires    time.Duration // default 600s
@@ -225,10 +228,11 @@ func (r *Registrar) register(req *sip.Request, tx sip.ServerTransaction, room st
 			return
 		}
 		exp = min(exp, r.cfg.MaxExpires)
-		// Local stays empty: sipgo v1.7.2 does not record the listener address on an incoming
-		// request (req.Destination() would be the Request-URI host).
+		// Local is this node's trunk address: other nodes of a cluster hand calls for the room
+		// to it there (sipgo does not record the listener an incoming request arrived on).
 		puts = append(puts, state.Binding{Room: room, Contact: uri, Source: req.Source(), Transport: strings.ToUpper(req.Transport()),
-			Node: r.cfg.NodeID, CallID: callID, CSeq: cseq, UserAgent: userAgent(req),
+			Local: r.cfg.Trunk,
+			Node:  r.cfg.NodeID, CallID: callID, CSeq: cseq, UserAgent: userAgent(req),
 			Expires: now.Add(exp), Updated: now})
 	}
 	n := len(current)
