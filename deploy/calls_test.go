@@ -15,7 +15,7 @@ import (
 // the room's flow) and bridge the call to it. It then ACKs and hangs up.
 //
 // mediaLo-mediaHi is the node's media.ports: both sides must see the relay's ports in the SDP.
-// It needs calls bridged by the B2BUA; TestDocker runs it when PORTCULLIS_DEPLOY_CALLS is set.
+// TestDocker runs it through node2 for a room registered on node1 (the internal trunk).
 func placeCall(t *testing.T, caller, roomUA *sipUA, via *net.UDPAddr, room, domain string, mediaLo, mediaHi int) {
 	t.Helper()
 	roomUA.mu.Lock()

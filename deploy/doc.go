@@ -9,8 +9,8 @@
 //     no config as non-root, then a 3-node cluster on a private Docker network (node1 bootstraps,
 //     node2 and node3 join with a join token): registration and replication over SIP, the leader
 //     killed, a node partitioned and healed; then the compose file's cluster. The SIP side is a
-//     small UDP user agent of its own (sipua_test.go). PORTCULLIS_DEPLOY_CALLS=1 also places a
-//     call through a second node (calls_test.go); PORTCULLIS_DEPLOY_KEEP=1 leaves the containers
+//     small UDP user agent of its own (sipua_test.go), which also places a call through a second
+//     node to the room registered on the first (calls_test.go); PORTCULLIS_DEPLOY_KEEP=1 leaves the containers
 //     and images behind for inspection.
 //
 // Tests that need a program (systemd-analyze, docker, docker-compose) skip loudly without it and

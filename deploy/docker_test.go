@@ -220,11 +220,7 @@ func testCluster(d *docker, image string) {
 	t.Log("room authenticated by node2 (credentials replicated); both bindings listed by node3")
 
 	// A call through a second node: node2 places it to the room registered on node1.
-	if os.Getenv("PORTCULLIS_DEPLOY_CALLS") == "" {
-		t.Log("call through node2 NOT placed: set PORTCULLIS_DEPLOY_CALLS=1 once calls are bridged (B2BUA)")
-	} else {
-		placeCall(t, newSipUA(t, "caller", gateway), room, addr("node2"), testRoom, testDomain, 20000, 20199)
-	}
+	placeCall(t, newSipUA(t, "caller", gateway), room, addr("node2"), testRoom, testDomain, 20000, 20199)
 
 	// Kill the leader (SIGKILL: no drain, no leadership transfer): the rest keep serving.
 	leader := waitLeader(t, nodes)

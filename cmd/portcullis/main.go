@@ -28,6 +28,7 @@ const usage = `usage: portcullis <command> [flags]
 commands:
   serve [--config FILE]   run a node (no config: built-in defaults, single node, data in ./data)
   check --config FILE     validate a config file and exit
+  health [--config FILE]  exit 0 if the node on this host answers SIP (HEALTHCHECK, probes)
   cluster init|join-token manage cluster certificates and join tokens (see --help)
   version                 print the version
 `
@@ -47,6 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stderr)
 	case "check":
 		return check(args[1:], stdout, stderr)
+	case "health":
+		return health(args[1:], stdout, stderr)
 	case "cluster":
 		return cluster.RunCLI(args[1:], stdout, stderr)
 	case "version", "--version", "-v":

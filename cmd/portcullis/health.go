@@ -1,15 +1,3 @@
-// Proposed cmd/portcullis/health.go (deploy/ may not touch cmd/). Wire it in run():
-//
-//	case "health":
-//		return health(args[1:], stdout, stderr)
-//
-// and add to usage:
-//
-//	health [--config FILE]  exit 0 if the node on this host answers SIP (for HEALTHCHECK and probes)
-//
-// It is what the Dockerfile HEALTHCHECK, the compose healthchecks and the Kubernetes probes run.
-// Until it exists they report unhealthy (the containers keep running; nothing depends on it).
-
 package main
 
 import (
