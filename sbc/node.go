@@ -19,6 +19,7 @@ import (
 	"github.com/portcullis-sbc/portcullis/cluster/state"
 	"github.com/portcullis-sbc/portcullis/media"
 	"github.com/portcullis-sbc/portcullis/media/turn"
+	"github.com/portcullis-sbc/portcullis/sbc/admin"
 	"github.com/portcullis-sbc/portcullis/sbc/b2bua"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
 	"github.com/portcullis-sbc/portcullis/sbc/digest"
@@ -54,13 +55,15 @@ type Node struct {
 	wg        sync.WaitGroup
 	cancel    context.CancelFunc // stops background loops
 
-	auth  *digest.Authenticator
-	clock func() time.Time // digest nonce clock; nil: time.Now (tests move it)
-	reg   *registrar.Registrar
-	calls *b2bua.Engine
-	guard *guard.Guard
-	flows atomic.Pointer[flowSet] // sources of registered rooms
-	kick  chan struct{}           // rebuild the edge blocklist
+	auth    *digest.Authenticator
+	clock   func() time.Time // digest nonce clock; nil: time.Now (tests move it)
+	reg     *registrar.Registrar
+	calls   *b2bua.Engine
+	admin   *admin.Server
+	metrics *admin.Metrics
+	guard   *guard.Guard
+	flows   atomic.Pointer[flowSet] // sources of registered rooms
+	kick    chan struct{}           // rebuild the edge blocklist
 	// decider is the caller filter asked before every inbound call (nil: allow).
 	decider b2bua.Decider
 
@@ -70,7 +73,7 @@ type Node struct {
 
 // New builds a node from a validated configuration. Nothing is bound until Start.
 func New(cfg config.Config, log *slog.Logger) (*Node, error) {
-	n := &Node{cfg: cfg, log: log, kick: make(chan struct{}, 1)}
+	n := &Node{cfg: cfg, log: log, kick: make(chan struct{}, 1), metrics: admin.NewMetrics()}
 	// sipgo logs whole raw packets on parse errors: give it a rate-limited, trimming logger.
 	sipLog := slog.New(logging.RateLimited(log.Handler(), 5, 10*time.Second)).With("component", "sip")
 	var err error
@@ -145,11 +148,16 @@ func (n *Node) Start(ctx context.Context) error {
 		n.Close()
 		return err
 	}
+	if err := n.startAdmin(); err != nil {
+		n.Close()
+		return err
+	}
 	bg, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	n.goBackground(func() { _ = n.reg.Run(bg) })
 	n.startBlocklist(bg)
 	n.runGuard(bg)
+	n.serveAdmin(bg)
 	n.serveSIP()
 	n.log.Info("node started", "node", n.cfg.Node.ID, "domain", n.cfg.SIP.Domain, "listeners", len(n.bound))
 	return nil
@@ -282,6 +290,9 @@ func (n *Node) Banner() string {
 	}
 	if n.turn != nil {
 		fmt.Fprintf(&b, "  TURN     udp://%-22s relays from the media ports\n", n.turn.Addr())
+	}
+	if n.admin != nil {
+		fmt.Fprintf(&b, "  admin    http://%-21s API /api/v1, /metrics, dashboard /\n", n.admin.Addr())
 	}
 	fmt.Fprintf(&b, "  data     %s\n", n.cfg.Node.DataDir)
 	fmt.Fprintf(&b, "  rooms    %d configured\n", len(n.cfg.Rooms))

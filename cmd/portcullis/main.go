@@ -29,6 +29,9 @@ commands:
   serve [--config FILE]   run a node (no config: built-in defaults, single node, data in ./data)
   check --config FILE     validate a config file and exit
   health [--config FILE]  exit 0 if the node on this host answers SIP (HEALTHCHECK, probes)
+  ctl <area> <action>     drive a running node through its admin API (see ctl --help)
+  token create --scope read|admin --name NAME
+                          create an admin API token on this node (through its local socket)
   cluster init|join-token manage cluster certificates and join tokens (see --help)
   version                 print the version
 `
@@ -50,6 +53,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return check(args[1:], stdout, stderr)
 	case "health":
 		return health(args[1:], stdout, stderr)
+	case "ctl":
+		return runCtl(args[1:], stdout, stderr)
+	case "token":
+		return runToken(args[1:], stdout, stderr)
 	case "cluster":
 		return cluster.RunCLI(args[1:], stdout, stderr)
 	case "version", "--version", "-v":

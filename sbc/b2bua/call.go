@@ -203,12 +203,11 @@ func (e *Engine) inbound(req *sip.Request, tx sip.ServerTransaction, roomName, c
 		respond(tx, sip.NewResponseFromRequest(req, 480, "Temporarily Unavailable", nil))
 		return
 	}
-	c := e.prepare(req, tx, state.Inbound, roomName, caller)
+	c := e.prepare(req, tx, state.Inbound, roomName, caller, fromTrunk)
 	if c == nil {
 		return
 	}
 	c.strip = dec.StripAutoAnswer
-	c.fromTrunk = fromTrunk
 	// Leg B shows the callee the caller's identity, never the caller's equipment.
 	from := req.From()
 	c.b.local = sip.Uri{Scheme: "sip", User: from.Address.User, Host: from.Address.Host}
@@ -226,7 +225,7 @@ func (e *Engine) outbound(req *sip.Request, tx sip.ServerTransaction, caller str
 		respond(tx, sip.NewResponseFromRequest(req, 403, "Outbound Calls Disabled", nil))
 		return
 	}
-	c := e.prepare(req, tx, state.Outbound, caller, caller)
+	c := e.prepare(req, tx, state.Outbound, caller, caller, false)
 	if c == nil {
 		return
 	}
@@ -240,7 +239,7 @@ func (e *Engine) outbound(req *sip.Request, tx sip.ServerTransaction, caller str
 
 // prepare creates the call and its leg A, answers 100 and offers the caller's SDP to the media
 // relay. It answers the INVITE itself and returns nil when the call cannot be made.
-func (e *Engine) prepare(req *sip.Request, tx sip.ServerTransaction, dir state.Direction, room, caller string) *call {
+func (e *Engine) prepare(req *sip.Request, tx sip.ServerTransaction, dir state.Direction, room, caller string, fromTrunk bool) *call {
 	if e.cfg.RequireSDP && !hasSDP(req) {
 		respond(tx, sip.NewResponseFromRequest(req, 488, "Not Acceptable Here", nil))
 		return nil
@@ -257,7 +256,7 @@ func (e *Engine) prepare(req *sip.Request, tx sip.ServerTransaction, dir state.D
 	src := sourceAddr(req)
 	c := &call{
 		e: e, id: newID(8), dir: dir, room: room, source: src, started: time.Now().UTC(),
-		transport: req.Transport(), ainv: req, atx: tx, st: state.CallRinging, aTimer: aTimer,
+		transport: req.Transport(), ainv: req, atx: tx, st: state.CallRinging, aTimer: aTimer, fromTrunk: fromTrunk,
 		from: from.Address.Addr(), to: to.Address.Addr(), offerless: !hasSDP(req),
 		acks: map[ackKey]chan *sip.Request{}, pracks: map[uint32]chan struct{}{}, cancelCh: make(chan struct{}),
 	}
@@ -987,6 +986,9 @@ func (c *call) finish(status int, reason string) {
 	}
 	if !c.fromTrunk { // the node that handed the call over records it
 		c.e.deps.Store.Enqueue(state.EndCall(rec))
+		if c.e.cfg.CallEnded != nil {
+			c.e.cfg.CallEnded(rec)
+		}
 	}
 	c.e.unregister(c)
 	c.e.log.Debug("call ended", "call", c.id, "room", c.room, "status", st, "reason", reason)

@@ -39,6 +39,10 @@ type Config struct {
 	UserAgent      string        // sent as User-Agent/Server when set
 	PassUserAgent  bool          // relay the peers' User-Agent/Server
 	Logger         *slog.Logger
+	// CallStarted and CallEnded, when set, are told about every call this node bridges (for
+	// metrics); they must not block.
+	CallStarted func(dir state.Direction)
+	CallEnded   func(rec state.CallRecord)
 }
 
 // Action is what the caller filter decided for a call.
@@ -197,6 +201,9 @@ func (e *Engine) register(c *call) bool {
 		e.byRoom[c.room]++
 	}
 	e.wg.Add(1)
+	if e.cfg.CallStarted != nil && !c.fromTrunk {
+		e.cfg.CallStarted(c.dir)
+	}
 	return true
 }
 
