@@ -1,0 +1,374 @@
+package sbc
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/sbc/guard"
+	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
+)
+
+// End-to-end tests of the caller filter (issue 5) with real attack tools and real peers.
+//
+// Attackers send from 127.0.0.x addresses other than 127.0.0.1: the node listens on 127.0.0.1,
+// and the guard never bans one of the node's own addresses (nor a registered room's), so a scan
+// from there would be refused but never banned.
+
+// svShim runs a SIPVicious tool in its own Python with two fixes: the source address (-b)
+// reaches the scanner object (svwar and svcrack 0.3.3 parse -b but never pass it on, so they
+// would send from 127.0.0.1, one of the node's own addresses, which the guard never bans), and an
+// optional User-Agent replaces friendly-scanner (no option for it exists). Arguments: the tool's
+// path, its name, then its own arguments.
+const svShim = `import functools, importlib, os, sys
+path, tool = sys.argv[1], sys.argv[2]
+sys.path.insert(0, os.path.dirname(os.path.realpath(path)))
+mod = importlib.import_module('sipvicious.' + tool)
+cls = getattr(mod, {'svmap': 'DrinkOrSip', 'svwar': 'TakeASip', 'svcrack': 'ASipOfRedWine'}[tool])
+init, bind, ua = cls.__init__, os.environ.get('SV_BIND', ''), os.environ.get('SV_USERAGENT')
+def patched(self, *a, **k):
+    if bind:
+        k['bindingip'] = bind
+    init(self, *a, **k)
+cls.__init__ = patched
+if ua is not None:
+    mod.makeRequest = functools.partial(mod.makeRequest, useragent=ua)
+sys.argv = [tool] + sys.argv[3:]
+sys.exit(mod.main())
+`
+
+// svRun is one run of a SIPVicious tool against the node from src.
+type svRun struct {
+	tool, src string
+	userAgent string // "" keeps the tool's own
+	args      []string
+	timeout   time.Duration
+}
+
+// run runs the tool (through svShim, with the interpreter of its #! line) in a scratch HOME (it
+// keeps sessions there) and returns what it printed.
+func (r svRun) run(t *testing.T, n *Node) string {
+	t.Helper()
+	bin := testpeer.Require(t, r.tool)
+	real, err := filepath.EvalSymlinks(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := os.ReadFile(real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(head), "\n")
+	python := strings.Fields(strings.TrimPrefix(line, "#!"))
+	if !strings.HasPrefix(line, "#!") || len(python) == 0 {
+		t.Fatalf("%s: no interpreter line", real)
+	}
+	dir := t.TempDir()
+	shim := filepath.Join(dir, "svshim.py")
+	if err := os.WriteFile(shim, []byte(svShim), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ap := netip.MustParseAddrPort(n.addr(t, "udp"))
+	args := append(python[1:], shim, real, r.tool, "-p", strconv.Itoa(int(ap.Port())), "-b", r.src, "-x", r.src,
+		"-P", strconv.Itoa(freeUDPPortOn(t, r.src)))
+	args = append(append(args, r.args...), ap.Addr().String())
+	timeout := r.timeout
+	if timeout == 0 {
+		timeout = 25 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, python[0], args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "HOME="+dir, "SV_BIND="+r.src)
+	if r.userAgent != "" {
+		cmd.Env = append(cmd.Env, "SV_USERAGENT="+r.userAgent)
+	}
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("%s %s: still running after %s\n%s", r.tool, strings.Join(r.args, " "), timeout, out)
+	}
+	t.Logf("%s %s from %s (%s, exit %v):\n%s", r.tool, strings.Join(r.args, " "), r.src, time.Since(start).Round(time.Millisecond), err, out)
+	return string(out)
+}
+
+// freeUDPPortOn returns a UDP port on ip that was free a moment ago.
+func freeUDPPortOn(t *testing.T, ip string) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// events returns the guard's events from src (any rule when rule is "").
+func events(n *Node, src, rule string) []guard.Event {
+	f := guard.EventFilter{Rule: rule}
+	if src != "" {
+		a := netip.MustParseAddr(src)
+		f.Source = netip.PrefixFrom(a, a.BitLen())
+	}
+	return n.Guard().Recent(f, 0)
+}
+
+// banOf returns the ban in force on src, if any.
+func banOf(n *Node, src string) (state.Ban, bool) {
+	a := netip.MustParseAddr(src)
+	for _, b := range n.Store().State().Bans(time.Now()) {
+		if b.Prefix.Contains(a) {
+			return b, true
+		}
+	}
+	return state.Ban{}, false
+}
+
+func ruleSummary(evs []guard.Event) string {
+	m := map[string]int{}
+	for _, e := range evs {
+		m[e.Rule+"/"+e.Action.String()]++
+	}
+	return fmt.Sprint(m)
+}
+
+// TestSIPViciousSvmap: svmap finds no SIP device on the node; its probes are scanner events and
+// the scanning address is banned.
+func TestSIPViciousSvmap(t *testing.T) {
+	testpeer.Require(t, "svmap")
+	n := startNode(t, callConfig(t))
+	room := newTestUA(t, "room")
+	room.register(n, "boardroom", "s3cret-board")
+	for _, tc := range []struct{ src, method string }{{"127.0.0.11", "OPTIONS"}, {"127.0.0.12", "INVITE"}, {"127.0.0.13", "REGISTER"}} {
+		t.Run(tc.method, func(t *testing.T) {
+			out := svRun{tool: "svmap", src: tc.src, args: []string{"-m", tc.method}}.run(t, n)
+			if strings.Contains(out, "SIP Device") || strings.Contains(out, "portcullis") || !strings.Contains(out, "found nothing") {
+				t.Fatalf("svmap found something:\n%s", out)
+			}
+			if tc.method == "REGISTER" {
+				// svmap's REGISTER has a Contact of "None": the SIP parser discards it before
+				// the guard sees it (no answer, no event).
+				t.Logf("events: %s", ruleSummary(events(n, tc.src, "")))
+				return
+			}
+			evs := events(n, tc.src, guard.RuleScanner)
+			if len(evs) == 0 {
+				t.Fatalf("no scanner-user-agent event; events: %s", ruleSummary(events(n, tc.src, "")))
+			}
+			if e := evs[0]; e.Action != guard.Drop || e.Method != tc.method || !strings.Contains(e.UserAgent, "friendly-scanner") {
+				t.Fatalf("event %+v", e)
+			}
+			waitFor(t, func() bool { _, ok := banOf(n, tc.src); return ok })
+			if b, _ := banOf(n, tc.src); b.Rule != guard.RuleScanner {
+				t.Fatalf("ban %+v", b)
+			}
+		})
+	}
+	if len(room.seen()) != 0 && strings.Contains(room.seen(), "friendly-scanner") {
+		t.Fatalf("the room saw the scan:\n%s", room.seen())
+	}
+}
+
+// svDictionary writes a dictionary file (one entry per line) and returns its path.
+func svDictionary(t *testing.T, entries []string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "dict.txt")
+	if err := os.WriteFile(p, []byte(strings.Join(entries, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestSIPViciousSvwar: svwar enumerates extensions (the real rooms first, then 100-200) with
+// each method, with its own User-Agent and in compact mode (no User-Agent at all, aimed at our
+// domain): it finds no extension, the rooms never ring, and the guard says why.
+func TestSIPViciousSvwar(t *testing.T) {
+	testpeer.Require(t, "svwar")
+	n := startNode(t, callConfig(t))
+	board := newTestUA(t, "board")
+	board.register(n, "boardroom", "s3cret-board")
+	r2 := newTestUA(t, "room2")
+	r2.register(n, "room2", "room2-pass")
+	words := []string{"boardroom", "room2"}
+	for i := 100; i <= 200; i++ {
+		words = append(words, strconv.Itoa(i))
+	}
+	dict := svDictionary(t, words)
+	tests := []struct {
+		name, src, method string
+		compact           bool
+		wantRule          string // an event of this rule from the source ("": none required)
+		wantBan           string // the ban rule ("": no ban)
+	}{
+		{"REGISTER", "127.0.0.21", "REGISTER", false, guard.RuleScanner, guard.RuleScanner},
+		{"INVITE", "127.0.0.22", "INVITE", false, guard.RuleScanner, guard.RuleScanner},
+		{"OPTIONS", "127.0.0.23", "OPTIONS", false, guard.RuleScanner, guard.RuleScanner},
+		// compact: no User-Agent. REGISTER: every user is challenged alike, svwar gives up.
+		{"REGISTER compact", "127.0.0.24", "REGISTER", true, "", ""},
+		// INVITE: its probe for a random number is a ghost call, dropped: svwar sees no server.
+		{"INVITE compact", "127.0.0.25", "INVITE", true, guard.RuleGhostCall, ""},
+		// OPTIONS: every user gets the same 200 until the source is banned for enumeration.
+		{"OPTIONS compact", "127.0.0.26", "OPTIONS", true, guard.RuleEnumeration, guard.RuleEnumeration},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			args := []string{"-m", tc.method, "-d", dict, "--maximumtime", "2"}
+			if tc.compact {
+				args = append(args, "-c", "--domain", n.cfg.SIP.Domain)
+			}
+			out := svRun{tool: "svwar", src: tc.src, args: args}.run(t, n)
+			if !strings.Contains(out, "found nothing") || strings.Contains(out, "Extension") ||
+				strings.Contains(out, "exists") || strings.Contains(out, "boardroom") || strings.Contains(out, "room2") {
+				t.Fatalf("svwar found something:\n%s", out)
+			}
+			evs := events(n, tc.src, "")
+			t.Logf("events from %s: %s", tc.src, ruleSummary(evs))
+			if tc.wantRule != "" && len(events(n, tc.src, tc.wantRule)) == 0 {
+				t.Fatalf("no %s event from %s: %s", tc.wantRule, tc.src, ruleSummary(evs))
+			}
+			b, banned := banOf(n, tc.src)
+			switch {
+			case tc.wantBan == "" && banned:
+				t.Fatalf("unexpected ban %+v", b)
+			case tc.wantBan != "" && (!banned || b.Rule != tc.wantBan):
+				t.Fatalf("ban %+v (banned %v), want rule %s", b, banned, tc.wantBan)
+			}
+		})
+	}
+	t.Cleanup(func() {
+		for _, u := range []*testUA{board, r2} {
+			if strings.Contains(u.seen(), "INVITE sip:") {
+				t.Errorf("%s rang during the scan:\n%s", u.name, u.seen())
+			}
+		}
+	})
+}
+
+// TestSIPViciousSvcrack: svcrack guesses boardroom's password from a dictionary whose last
+// word is the real one. With its own User-Agent it is refused at once (scanner); in compact mode
+// (no User-Agent) and with an ordinary phone's User-Agent it gets its challenges and is banned
+// for brute force after AuthFailures wrong answers, long before the last word. It never prints
+// the password, and the room stays registered and reachable.
+func TestSIPViciousSvcrack(t *testing.T) {
+	testpeer.Require(t, "svcrack")
+	const password = "s3cret-board"
+	cfg := callConfig(t)
+	n := startNode(t, cfg)
+	room := newTestUA(t, "room")
+	room.register(n, "boardroom", password)
+	var words []string
+	for i := range 60 {
+		words = append(words, fmt.Sprintf("guess%02d", i))
+	}
+	dict := svDictionary(t, append(words, password))
+	tests := []struct {
+		name, src, ua string
+		compact       bool
+		wantBan       string
+	}{
+		{"friendly-scanner", "127.0.0.31", "", false, guard.RuleScanner},
+		{"compact without User-Agent", "127.0.0.32", "", true, guard.RuleBruteForce},
+		{"spoofed User-Agent", "127.0.0.33", "Polycom/6.4.0 RealPresence-Group-500", false, guard.RuleBruteForce},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			args := []string{"-u", "boardroom", "-d", dict, "--maximumtime", "2"}
+			if tc.compact {
+				args = append(args, "-c")
+			}
+			out := svRun{tool: "svcrack", src: tc.src, userAgent: tc.ua, args: args}.run(t, n)
+			if strings.Contains(out, password) || strings.Contains(out, "The password for") || strings.Contains(out, "Password") {
+				t.Fatalf("svcrack learned something:\n%s", out)
+			}
+			evs := events(n, tc.src, "")
+			t.Logf("events from %s: %s", tc.src, ruleSummary(evs))
+			b, ok := banOf(n, tc.src)
+			if !ok || b.Rule != tc.wantBan {
+				t.Fatalf("ban %+v (banned %v), want rule %s", b, ok, tc.wantBan)
+			}
+			if len(events(n, tc.src, tc.wantBan)) == 0 {
+				t.Fatalf("no %s event", tc.wantBan)
+			}
+			t.Logf("ban: %s", b.Reason)
+		})
+	}
+	t.Cleanup(func() {
+		if len(n.reg.Bindings("boardroom")) == 0 {
+			t.Error("the room lost its registration")
+		}
+	})
+}
+
+// ghostCall sends one INVITE for ruri from src with SIPp (testdata/ghost/ghost_invite.xml); the
+// returned process fails when the node answers anything.
+func ghostCall(t *testing.T, n *Node, src, ruri, ua string) *sipp {
+	t.Helper()
+	return startSIPp(t, n.addr(t, "udp"), "-sf", "../ghost/ghost_invite.xml", "-i", src, "-p", strconv.Itoa(freeUDPPortOn(t, src)),
+		"-m", "1", "-key", "ruri", ruri, "-key", "ua", ua, "-timeout", "10s", "-timeout_error")
+}
+
+// TestGhostCallsSIPp: INVITEs to the node's bare IP, to numbers, to users that are no room and
+// from a scanner never reach the registered room (a SIPp UAS), get no answer at all, and each
+// leaves an event of the expected rule; then a real caller still reaches the room.
+func TestGhostCallsSIPp(t *testing.T) {
+	testpeer.Require(t, "sipp")
+	n := startNode(t, callConfig(t))
+	uas := sippRoom(t, n, "boardroom", "s3cret-board", "uas.xml", 1)
+	addr, domain := n.addr(t, "udp"), n.cfg.SIP.Domain
+	ghosts := []struct {
+		name, src, ruri, ua, rule string
+	}{
+		{"bare IP", "127.0.0.41", "sip:" + addr, "Caller-Sim", guard.RuleGhostCall},
+		{"number at our IP", "127.0.0.42", "sip:100@" + addr, "Caller-Sim", guard.RuleGhostCall},
+		{"number at our domain", "127.0.0.43", "sip:100@" + domain, "Caller-Sim", guard.RuleGhostCall},
+		{"unknown user at our domain", "127.0.0.44", "sip:sales@" + domain, "Caller-Sim", guard.RuleUnknownUser},
+		{"unknown user at our IP", "127.0.0.45", "sip:sales@" + addr, "Caller-Sim", guard.RuleGhostCall},
+		{"scanner calling the room", "127.0.0.46", "sip:boardroom@" + domain, "friendly-scanner", guard.RuleScanner},
+		{"scanner calling the room by IP", "127.0.0.47", "sip:boardroom@" + addr, "sipvicious", guard.RuleScanner},
+	}
+	procs := make([]*sipp, len(ghosts))
+	for i, g := range ghosts {
+		procs[i] = ghostCall(t, n, g.src, g.ruri, g.ua)
+	}
+	for i, g := range ghosts {
+		if err := <-procs[i].done; err != nil {
+			t.Errorf("%s: the node answered (or SIPp failed): %v", g.name, err)
+			continue
+		}
+		evs := events(n, g.src, "")
+		if len(evs) != 1 || evs[0].Rule != g.rule || evs[0].Action != guard.Drop || evs[0].Method != "INVITE" {
+			t.Errorf("%s: events %+v, want one %s drop", g.name, evs, g.rule)
+			continue
+		}
+		t.Logf("%s (%s): %s, %s", g.name, g.ruri, evs[0].Rule, evs[0].Reason)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	// The scenario does notice an answer: room2 exists but is not registered (480).
+	if err := <-ghostCall(t, n, "127.0.0.48", "sip:room2@"+domain, "Caller-Sim").done; err == nil || !strings.Contains(err.Error(), "480") {
+		t.Fatalf("a call answered 480 went unnoticed by the ghost scenario: %v", err)
+	}
+	// The room's UAS is still waiting for its first call: a real caller reaches it.
+	sippCall(t, n, "boardroom", "uac.xml", 1)
+	uas.wait(t)
+	if r := records(t, n, 1); len(r) != 1 || r[0].Status != 200 {
+		t.Fatalf("records %+v", r)
+	}
+	msgs := uas.messages()
+	if got := strings.Count(msgs, "\nINVITE sip:"); got != 1 || strings.Contains(msgs, "ghost") || strings.Contains(msgs, "Ghost") {
+		t.Fatalf("the room saw %d INVITEs (want only the real caller's):\n%s", got, msgs)
+	}
+}
