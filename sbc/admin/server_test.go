@@ -18,12 +18,15 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/portcullis-sbc/portcullis/cluster"
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/media"
+	"github.com/portcullis-sbc/portcullis/media/turn"
 )
 
 func TestClusterSingleNode(t *testing.T) {
@@ -458,4 +461,48 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 		t.Fatal(err)
 	}
 	return certFile, keyFile
+}
+
+// TestGrafanaDashboardMetrics checks that every portcullis_* series the Grafana dashboard in
+// deploy/ queries is one /metrics serves.
+func TestGrafanaDashboardMetrics(t *testing.T) {
+	dash, err := os.ReadFile("../../deploy/grafana/portcullis.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(_ *Config, d *Deps) {
+		d.Raft = func() cluster.Stats { return cluster.Stats{State: cluster.StateFollower} }
+		d.Media = func() media.Stats { return media.Stats{Packets: 10} }
+		d.TURN = func() turn.Stats { return turn.Stats{Live: 1} }
+	})
+	e.propose(state.PutBinding(state.Binding{Room: "a", Contact: "sip:a@x", Node: "edge1", Expires: e.now.Add(time.Hour)}))
+	m := e.srv.Metrics()
+	m.CallAttempt("inbound")
+	m.CallOutcome("inbound", "answered")
+	m.RegisterResult("ok")
+	_ = m.InstrumentStore(e.store).Propose(context.Background(), state.SetLists(state.Lists{}))
+	e.events.push(fakeEvent("flood"))
+	e.do("GET", "/api/v1/rooms", "", nil) // one auth failure and one request
+	body := string(e.do("GET", "/metrics", "", nil).body)
+	served := map[string]bool{}
+	for _, line := range strings.Split(body, "\n") {
+		if name, _, ok := strings.Cut(line, " "); ok && !strings.HasPrefix(line, "#") {
+			name, _, _ = strings.Cut(name, "{")
+			served[name] = true
+		}
+	}
+	used := regexp.MustCompile(`portcullis_[a-z_]+`).FindAllString(string(dash), -1)
+	if len(used) < 20 {
+		t.Fatalf("the dashboard uses only %d series", len(used))
+	}
+	for _, name := range used {
+		if !served[name] {
+			t.Errorf("dashboard queries %s, which /metrics does not serve", name)
+		}
+	}
+	for _, p := range []string{"go_goroutines", "process_cpu_seconds_total", "process_resident_memory_bytes"} {
+		if !served[p] {
+			t.Errorf("runtime series %s missing", p)
+		}
+	}
 }
