@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/portcullis-sbc/portcullis/cluster/state"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
 	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
@@ -170,5 +172,28 @@ func TestSIPpForking(t *testing.T) {
 	ringer.wait(t)
 	if r := records(t, n, 1)[0]; r.Status != 200 {
 		t.Fatalf("record %+v", r)
+	}
+}
+
+// TestSIPpOutbound: a room dials out (SIPp, answering the 407) to sip:meeting@far.test, which
+// the node resolves by NAPTR/SRV to a SIPp far end; the call connects and the room hangs up.
+func TestSIPpOutbound(t *testing.T) {
+	testpeer.Require(t, "sipp")
+	farPort := testpeer.FreeUDPPort(t)
+	cfg := callConfig(t)
+	cfg.Calls.DNS = dnsServer(t, []*dns.SRV{{Priority: 10, Weight: 10, Port: uint16(farPort), Target: "far1.far.test."}})
+	n := startNode(t, cfg)
+	far := startSIPp(t, "-sf", "uas.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(farPort), "-m", "1", "-timeout", "30s", "-timeout_error")
+	time.Sleep(200 * time.Millisecond)
+	sippCall(t, n, "meeting", "uac_out.xml", 1, "-au", "boardroom", "-ap", "s3cret-board",
+		"-auth_uri", "meeting@far.test", // SIPp digests sip:remote_ip:port unless told
+		"-key", "room", "boardroom", "-key", "domain", cfg.SIP.Domain, "-key", "target", "far.test")
+	far.wait(t)
+	r := records(t, n, 1)[0]
+	if r.Direction != state.Outbound || r.Status != 200 || r.EndReason != "caller hung up" || r.Room != "boardroom" {
+		t.Fatalf("record %+v", r)
+	}
+	if strings.Contains(far.messages(), "s3cret") || strings.Contains(far.messages(), "Proxy-Authorization") {
+		t.Fatal("the room's credentials reached the far end")
 	}
 }
