@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
+
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/sbc/config"
 	"github.com/portcullis-sbc/portcullis/sbc/guard"
 	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
 )
@@ -371,4 +374,240 @@ func TestGhostCallsSIPp(t *testing.T) {
 	if got := strings.Count(msgs, "\nINVITE sip:"); got != 1 || strings.Contains(msgs, "ghost") || strings.Contains(msgs, "Ghost") {
 		t.Fatalf("the room saw %d INVITEs (want only the real caller's):\n%s", got, msgs)
 	}
+}
+
+// receivedInvites returns the dialog-creating INVITEs a test UA received, as text.
+func receivedInvites(u *testUA) []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []string
+	for _, m := range u.received {
+		if strings.HasPrefix(m, "INVITE ") {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// headerLines returns the header lines of a message's text as name, value pairs.
+func headerLines(msg string) [][2]string {
+	head, _, _ := strings.Cut(msg, "\r\n\r\n")
+	var out [][2]string
+	for _, l := range strings.Split(head, "\r\n")[1:] {
+		if name, value, ok := strings.Cut(l, ":"); ok {
+			out = append(out, [2]string{strings.TrimSpace(name), strings.TrimSpace(value)})
+		}
+	}
+	return out
+}
+
+// roomEvents returns the guard's events for a room and rule.
+func roomEvents(n *Node, room, rule string) []guard.Event {
+	return n.Guard().Recent(guard.EventFilter{Room: room, Rule: rule}, 0)
+}
+
+// TestGuardRoomPolicies drives each room inbound policy end to end through the B2BUA: outside
+// callers (test UAs) call rooms (registered test UAs) and the test checks what the caller got,
+// what the room saw and the event the guard recorded.
+func TestGuardRoomPolicies(t *testing.T) {
+	cfg := callConfig(t)
+	code603, code0 := 603, 0
+	cfg.Rooms = append(cfg.Rooms,
+		config.Room{Name: "lobby", Password: "lobby-pass", Inbound: "open", AutoAnswer: "allow", DropIn: "allow"},
+		config.Room{Name: "vip", Password: "vip-pass", Inbound: "allowlist",
+			Allow: []string{"ceo@partner.example", "*@trusted.example", "192.0.2.0/24"}},
+		config.Room{Name: "lan", Password: "lan-pass", Inbound: "allowlist", Allow: []string{"127.0.0.0/8"}},
+		config.Room{Name: "quiet", Password: "quiet-pass", Inbound: "dnd", DNDCode: &code603},
+		config.Room{Name: "silent", Password: "silent-pass", Inbound: "dnd", DNDCode: &code0},
+		config.Room{Name: "huddle", Password: "huddle-pass", Inbound: "open", AutoAnswer: "block", DropIn: "allow"},
+		config.Room{Name: "meeting", Password: "meeting-pass", Inbound: "open", DropIn: "deny", Allow: []string{"boss@partner.example"}},
+	)
+	n := startNode(t, cfg)
+	rooms := map[string]*testUA{}
+	for _, r := range cfg.Rooms[2:] {
+		u := newTestUA(t, r.Name)
+		u.register(n, r.Name, r.Password)
+		rooms[r.Name] = u
+	}
+	caller := newTestUA(t, "caller")
+	// call places a call from user@host to room and returns it (final nil: no answer).
+	call := func(room, user, host string, hdrs ...sip.Header) *testCall {
+		t.Helper()
+		return caller.invite(n, roomURI(n, room), user, host, testSDP, nil, hdrs...)
+	}
+	connected := func(t *testing.T, c *testCall, what string) {
+		t.Helper()
+		if c.final == nil || c.final.StatusCode != 200 {
+			t.Fatalf("%s: got %v, want 200", what, c.final)
+		}
+		c.ack(c.final)
+	}
+	hangup := func(t *testing.T, c *testCall) {
+		t.Helper()
+		if res := c.do(sip.BYE, ""); res.StatusCode != 200 {
+			t.Fatalf("BYE: %d", res.StatusCode)
+		}
+	}
+	refused := func(t *testing.T, c *testCall, code int, room, rule string) {
+		t.Helper()
+		if c.final == nil || c.final.StatusCode != code {
+			t.Fatalf("got %v, want %d", c.final, code)
+		}
+		evs := roomEvents(n, room, rule)
+		if len(evs) == 0 || evs[0].Action != guard.Reject || evs[0].Code != code {
+			t.Fatalf("events for %s/%s: %+v", room, rule, evs)
+		}
+		t.Logf("%s refused %s with %d: %s", room, evs[0].From, code, evs[0].Reason)
+	}
+
+	t.Run("open", func(t *testing.T) {
+		c := call("lobby", "visitor", "outside.example")
+		connected(t, c, "stranger to an open room")
+		inv := receivedInvites(rooms["lobby"])
+		if len(inv) != 1 || !strings.Contains(inv[0], "visitor@outside.example") {
+			t.Fatalf("lobby got %d INVITEs: %v", len(inv), inv)
+		}
+		hangup(t, c)
+	})
+
+	t.Run("allowlist", func(t *testing.T) {
+		for _, from := range [][2]string{{"ceo", "partner.example"}, {"anyone", "trusted.example"}} {
+			c := call("vip", from[0], from[1])
+			connected(t, c, from[0]+"@"+from[1]+" (listed)")
+			hangup(t, c)
+		}
+		refused(t, call("vip", "visitor", "outside.example"), 403, "vip", guard.RuleRoomAllowlist)
+		refused(t, call("vip", "ceo", "partner.example.evil"), 403, "vip", guard.RuleRoomAllowlist)
+		if inv := receivedInvites(rooms["vip"]); len(inv) != 2 {
+			t.Fatalf("vip got %d INVITEs, want the 2 listed callers'", len(inv))
+		}
+		// a source CIDR lets any caller URI from there in
+		c := call("lan", "visitor", "outside.example")
+		connected(t, c, "caller from a listed CIDR")
+		hangup(t, c)
+	})
+
+	t.Run("dnd with a code", func(t *testing.T) {
+		refused(t, call("quiet", "visitor", "outside.example"), 603, "quiet", guard.RuleRoomDND)
+		refused(t, call("quiet", "ceo", "partner.example"), 603, "quiet", guard.RuleRoomDND)
+		if inv := receivedInvites(rooms["quiet"]); len(inv) != 0 {
+			t.Fatalf("a dnd room got %d INVITEs", len(inv))
+		}
+	})
+
+	t.Run("dnd silent", func(t *testing.T) {
+		caller.timeout = 2 * time.Second
+		defer func() { caller.timeout = 0 }()
+		before := len(caller.seen())
+		c := call("silent", "visitor", "outside.example")
+		if c.final != nil {
+			t.Fatalf("got %v, want no answer", c.final)
+		}
+		if got := caller.seen()[before:]; strings.Contains(got, "SIP/2.0 ") {
+			t.Fatalf("the caller got an answer:\n%s", got)
+		}
+		// one event per copy of the INVITE: the caller's UDP retransmissions are dropped too
+		evs := roomEvents(n, "silent", guard.RuleRoomDND)
+		if len(evs) == 0 {
+			t.Fatal("no room-dnd event")
+		}
+		for _, e := range evs {
+			if e.Action != guard.Drop || e.Code != 0 || e.Room != "silent" {
+				t.Fatalf("event %+v", e)
+			}
+		}
+		t.Logf("%d room-dnd drop events for one call (its retransmissions): %s", len(evs), evs[0].Reason)
+		if inv := receivedInvites(rooms["silent"]); len(inv) != 0 {
+			t.Fatalf("a dnd room got %d INVITEs", len(inv))
+		}
+	})
+
+	// Auto-answer requests as phones and room systems send them, and two harmless headers of
+	// the same names that must survive.
+	autoHdrs := []sip.Header{
+		sip.NewHeader("Call-Info", "<sip:video.test>;answer-after=0"),
+		sip.NewHeader("Alert-Info", "<http://www.notused.com>;info=alert-autoanswer;delay=0"),
+		sip.NewHeader("Alert-Info", "Auto Answer"),
+		sip.NewHeader("Alert-Info", "<http://127.0.0.1/Bellcore-dr4>;info=Ring Answer"),
+		sip.NewHeader("Alert-Info", "info=intercom"),
+		sip.NewHeader("Answer-Mode", "Auto"),
+		sip.NewHeader("P-Auto-Answer", "normal"),
+	}
+	harmless := []sip.Header{
+		sip.NewHeader("Call-Info", "<http://www.example.com/alice/photo.jpg>;purpose=icon"),
+		sip.NewHeader("Alert-Info", "<http://www.example.com/sounds/moo.wav>"),
+	}
+	autoAnswerIn := func(inv string) []string {
+		var out []string
+		for _, h := range headerLines(inv) {
+			if guard.IsAutoAnswer(h[0], h[1]) {
+				out = append(out, h[0]+": "+h[1])
+			}
+		}
+		return out
+	}
+	t.Run("auto_answer block", func(t *testing.T) {
+		c := call("huddle", "visitor", "outside.example", append(append([]sip.Header{}, autoHdrs...), harmless...)...)
+		connected(t, c, "call with auto-answer headers")
+		hangup(t, c)
+		inv := receivedInvites(rooms["huddle"])
+		if len(inv) != 1 {
+			t.Fatalf("huddle got %d INVITEs", len(inv))
+		}
+		if aa := autoAnswerIn(inv[0]); len(aa) > 0 {
+			t.Fatalf("the room got auto-answer requests: %q\n%s", aa, inv[0])
+		}
+		for _, h := range harmless {
+			if !strings.Contains(inv[0], h.Value()) {
+				t.Errorf("harmless %s: %s was stripped too", h.Name(), h.Value())
+			}
+		}
+	})
+	t.Run("auto_answer allow", func(t *testing.T) {
+		c := call("lobby", "visitor", "outside.example", append(append([]sip.Header{}, autoHdrs...), harmless...)...)
+		connected(t, c, "call with auto-answer headers")
+		hangup(t, c)
+		inv := receivedInvites(rooms["lobby"])
+		last := inv[len(inv)-1]
+		// Call-Info and Alert-Info are relayed; Answer-Mode and P-Auto-Answer are never relayed
+		// (they are not on the B2BUA's pass list), whatever the room's policy.
+		for _, h := range append(autoHdrs[:5:5], harmless...) {
+			if !strings.Contains(last, h.Value()) {
+				t.Errorf("auto_answer allow: %s: %s did not reach the room", h.Name(), h.Value())
+			}
+		}
+		t.Logf("auto-answer requests the room got: %q", autoAnswerIn(last))
+	})
+	t.Run("auto_answer block intercom Call-Info", func(t *testing.T) {
+		// The guard's own definition (guard.IsAutoAnswer) also counts Call-Info intercom and
+		// auto-answer parameters: what the policy promises to strip.
+		hdrs := []sip.Header{sip.NewHeader("Call-Info", "<sip:video.test>;intercom=true"),
+			sip.NewHeader("Call-Info", "<sip:video.test>;auto-answer")}
+		c := call("huddle", "visitor", "outside.example", hdrs...)
+		connected(t, c, "call with intercom Call-Info")
+		hangup(t, c)
+		inv := receivedInvites(rooms["huddle"])
+		if aa := autoAnswerIn(inv[len(inv)-1]); len(aa) > 0 {
+			t.Fatalf("the room got auto-answer requests that guard.IsAutoAnswer flags: %q", aa)
+		}
+	})
+
+	t.Run("drop_in deny", func(t *testing.T) {
+		first := call("meeting", "visitor", "outside.example")
+		connected(t, first, "first caller")
+		waitFor(t, func() bool { return n.calls.Active() == 1 })
+		refused(t, call("meeting", "stranger", "elsewhere.example"), 486, "meeting", guard.RuleRoomDropIn)
+		boss := call("meeting", "boss", "partner.example")
+		connected(t, boss, "allow-listed caller while the room is in a call")
+		if inv := receivedInvites(rooms["meeting"]); len(inv) != 2 || strings.Contains(strings.Join(inv, ""), "stranger") {
+			t.Fatalf("meeting got %d INVITEs (want visitor's and boss's)", len(inv))
+		}
+		hangup(t, boss)
+		hangup(t, first)
+		waitFor(t, func() bool { return n.calls.Active() == 0 })
+		// the meeting is over: strangers may call again
+		again := call("meeting", "stranger", "elsewhere.example")
+		connected(t, again, "stranger after the meeting")
+		hangup(t, again)
+	})
 }
