@@ -194,7 +194,7 @@ func (s *Server) hostAllowed(host string) bool {
 		return true
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
-		if a.Unmap().IsLoopback() || a.Unmap() == s.listenIP {
+		if a.Unmap().IsLoopback() || s.listenIP.IsValid() && !s.listenIP.IsUnspecified() && a.Unmap() == s.listenIP {
 			return true
 		}
 	}

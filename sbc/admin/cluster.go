@@ -71,8 +71,8 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request, _ Principal) 
 func (s *Server) listMembers(w http.ResponseWriter, r *http.Request, _ Principal) error {
 	if s.deps.Cluster == nil {
 		// A node without a cluster is its own, healthy, leader.
-		writeJSON(w, http.StatusOK, listOf([]cluster.Member{{ID: s.cfg.NodeID, Address: s.URL(),
-			Suffrage: "voter", State: cluster.StateLeader, Healthy: true}}))
+		writeJSON(w, http.StatusOK, listOf([]cluster.Member{{ID: s.cfg.NodeID, Suffrage: "voter",
+			State: cluster.StateLeader, Healthy: true}}))
 		return nil
 	}
 	writeJSON(w, http.StatusOK, listOf(s.deps.Cluster.Members()))

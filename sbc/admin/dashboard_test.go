@@ -65,7 +65,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	defer cancelA()
 	ctx, cancel := chromedp.NewContext(actx)
 	defer cancel()
-	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+	ctx, cancelT := context.WithTimeout(ctx, 45*time.Second)
 	defer cancelT()
 
 	// Any script error or CSP violation fails the test.
@@ -119,7 +119,8 @@ func TestDashboardInBrowser(t *testing.T) {
 		chromedp.WaitVisible(css(`body[data-loaded="true"]`)),
 		chromedp.WaitVisible(css(`#chart rect[data-rule="ghost-call"]`)),
 	); err != nil {
-		t.Fatal(err)
+		mu.Lock()
+		t.Fatalf("%v; browser problems: %v", err, problems)
 	}
 	regs := text("#registrations tbody")
 	for _, want := range []string{"boardroom", "registered", "192.0.2.10", "Poly G7500", "lobby", "not registered"} {

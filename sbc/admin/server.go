@@ -338,14 +338,15 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readyz: the node serves and, in a cluster, is a member that knows a leader.
+// readyz: the node serves and, in a cluster, is a member that knows a leader. It says only
+// that much without a token; /api/v1/health has the details.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	h := s.health(r.Context())
 	if h.Status != "ok" {
-		writeJSON(w, http.StatusServiceUnavailable, h)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": h.Status})
 		return
 	}
-	writeJSON(w, http.StatusOK, h)
+	writeJSON(w, http.StatusOK, map[string]string{"status": h.Status})
 }
 
 // settle waits until this node applied everything acknowledged so far, so that the response

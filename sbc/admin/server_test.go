@@ -127,6 +127,11 @@ func TestHealth(t *testing.T) {
 	fc.mu.Unlock()
 	r := e.do("GET", "/readyz", "", nil)
 	wantStatus(t, r, http.StatusServiceUnavailable)
+	if string(r.body) != `{"status":"unavailable"}`+"\n" {
+		t.Fatalf("readyz says more than its status without a token: %s", r.body)
+	}
+	r = e.do("GET", "/api/v1/health", e.read, nil)
+	wantStatus(t, r, http.StatusServiceUnavailable)
 	r.json(t, &h)
 	if h.Status != "unavailable" || h.Checks["cluster"] == "ok" {
 		t.Fatalf("health %+v", h)

@@ -39,6 +39,13 @@
     return res.json();
   }
 
+  // health answers 503 with the report when the node is unavailable.
+  async function fetchHealth() {
+    const res = await fetch("/api/v1/health", { headers: { "Authorization": "Bearer " + token }, cache: "no-store" });
+    if (res.status === 401 || res.status === 429) throw new AuthError("token refused");
+    return res.json();
+  }
+
   // ---- formatting -------------------------------------------------------------------------
   function ago(t) {
     if (!t) return "";
@@ -328,7 +335,7 @@
   async function refresh() {
     try {
       const [health, rooms, regs, calls, sum, bans, members, leader, events] = await Promise.all([
-        fetch("/readyz", { cache: "no-store" }).then((r) => r.json()),
+        fetchHealth(),
         api("/rooms"), api("/registrations"), api("/calls"), api("/events/summary?hours=24"),
         api("/guard/bans"), api("/cluster/members"), api("/cluster/leader").catch(() => ({})), api("/events?limit=" + FEED_ROWS),
       ]);
