@@ -13,9 +13,11 @@
 //     no default token: the first one comes from the unix socket (file mode 0600 in the data dir,
 //     peer uid checked on Linux) or from Config.Token (admin.token / PORTCULLIS_ADMIN_TOKEN),
 //     which is accepted in memory and never written to the cluster state.
-//   - Failed authentications are limited per source address (IPv6: per /64): after
-//     Config.AuthFailureBurst failures, requests from that source get 429 until the bucket
-//     refills at one failure per Config.AuthFailureEvery. Failures are logged without the secret.
+//   - Wrong tokens are limited per source address (IPv6: per /64): after
+//     Config.AuthFailureBurst of them, every request from that source gets 429 until the bucket
+//     refills at one failure per Config.AuthFailureEvery; each source's failures are logged at
+//     most once per AuthFailureEvery, never with the secret. A missing token is a plain 401 (it
+//     guesses nothing); read tokens attempting a write get 403 and a log line.
 //   - On a loopback listener (the default) the Host header must name a loopback address,
 //     "localhost" or one of Config.AllowedHosts, and an Origin header must name one of those too:
 //     a web page whose DNS name was rebound to 127.0.0.1 cannot reach the API.

@@ -53,6 +53,7 @@ type APIError struct {
 	Field string `json:"field,omitempty"`
 }
 
+// Error renders the error for logs and Go callers.
 func (e *APIError) Error() string {
 	if e.Field != "" {
 		return fmt.Sprintf("%s: %s: %s", e.Code, e.Field, e.Message)
