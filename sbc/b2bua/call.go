@@ -89,8 +89,18 @@ func (e *Engine) newCall(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, sip.NewResponseFromRequest(req, 403, "Forbidden", nil))
 		return
 	}
-	if _, isRoom := st.Room(from.Address.User); isRoom && from.Address.User != "" && e.cfg.Local(from.Address.Host) {
-		// A room dials: it must prove who it is; then the call goes to another room or out.
+	fromLocal := e.cfg.Local(from.Address.Host)
+	if fromLocal && e.cfg.Local(ruri.Host) && strings.EqualFold(from.Address.User, ruri.User) {
+		// A "room" calling itself is an extension scanner's probe (svwar): no answer, whether
+		// or not the name exists, and nothing rings.
+		e.log.Debug("self-call probe dropped", "user", ruri.User, "source", req.Source())
+		return
+	}
+	_, isRoom := st.Room(from.Address.User)
+	if fromLocal && (isRoom || !isIP(from.Address.Host)) {
+		// Someone claims to be one of our rooms: it must prove it. In our domain every name gets
+		// the same 407, whether or not that room exists, so the answer tells a scanner nothing;
+		// then the call goes to another room or out.
 		caller, ok := e.authenticate(req, tx)
 		if !ok {
 			return

@@ -308,8 +308,14 @@ func (g *Guard) checkTarget(r *Request, src netip.Addr, now time.Time) Verdict {
 		}
 		return Verdict{}
 	}
-	// INVITE. A caller claiming our domain is a room dialling out from a flow we do not know
-	// (a new connection): the B2BUA challenges it, and failures count as brute force.
+	// INVITE. A "room" calling itself is an extension scanner's probe (svwar puts the tried
+	// extension in From, To and the Request-URI): nothing rings, existing or not, and the tried
+	// name counts towards enumeration.
+	if r.FromUser != "" && strings.EqualFold(r.FromUser, r.RURIUser) && g.ours(r.FromHost) && g.ours(r.RURIHost) {
+		return g.unknown(r, src, r.RURIUser, r.RURIHost, ridGhostCall, "INVITE from "+r.RURIUser+" to itself (extension scanner probe)", now)
+	}
+	// A caller claiming our domain is a room dialling out from a flow we do not know (a new
+	// connection): the B2BUA challenges it, and failures count as brute force.
 	if g.isOurHost(r.FromHost) {
 		return Verdict{}
 	}
@@ -405,6 +411,14 @@ func writeFold(h *maphash.Hash, s string) {
 func (g *Guard) isRoom(user string) bool {
 	_, ok := (*g.roomNames.Load())[user]
 	return ok
+}
+
+// ours reports whether a URI host is our domain, an alias or one of our addresses.
+func (g *Guard) ours(h string) bool {
+	if ip, ok := hostIP(h); ok {
+		return g.isNodeAddr(ip)
+	}
+	return g.isOurHost(h)
 }
 
 // isOurHost reports whether a URI host is our domain or an alias (not an IP).
