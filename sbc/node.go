@@ -107,6 +107,7 @@ func (n *Node) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	n.store = n.metrics.InstrumentStore(n.store) // write latency in /metrics
 	if err := n.applyConfigRooms(ctx); err != nil {
 		n.Close()
 		return err

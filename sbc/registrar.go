@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -85,8 +86,22 @@ func nonceSecret(dataDir string) ([]byte, error) {
 
 // authObserver is told about every digest outcome (the guard counts failures for brute-force bans).
 func (n *Node) authObserver() registrar.AuthObserver {
-	if n.guard == nil {
-		return nil
+	return registerMetrics{n}
+}
+
+// registerMetrics counts REGISTER outcomes and passes them on to the guard.
+type registerMetrics struct{ n *Node }
+
+func (r registerMetrics) AuthFailed(src netip.AddrPort, user, transport string) {
+	r.n.metrics.RegisterResult("bad_credentials")
+	if r.n.guard != nil {
+		r.n.guard.AuthFailed(src, user, transport)
 	}
-	return n.guard
+}
+
+func (r registerMetrics) AuthSucceeded(src netip.AddrPort, user string) {
+	r.n.metrics.RegisterResult("ok")
+	if r.n.guard != nil {
+		r.n.guard.AuthSucceeded(src, user)
+	}
 }
