@@ -364,3 +364,26 @@ func TestCallLimits(t *testing.T) {
 	}
 	_ = fmt.Sprint
 }
+
+// TestRedirectIsAFailure: a far end answering 302 does not send the caller elsewhere (the
+// redirect is not followed unless calls.follow_3xx) and its Contact never reaches the caller.
+func TestRedirectIsAFailure(t *testing.T) {
+	far := newTestUA(t, "far")
+	far.handleInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		res := sip.NewResponseFromRequest(req, 302, "Moved Temporarily", nil)
+		res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "secret-target", Host: "10.1.2.3"}})
+		_ = tx.Respond(res)
+	})
+	cfg := callConfig(t)
+	cfg.Calls.DNS = dnsServer(t, []*dns.SRV{{Priority: 10, Weight: 10, Port: uint16(far.port), Target: "far1.far.test."}})
+	n := startNode(t, cfg)
+	room := newTestUA(t, "room")
+	c := room.invite(n, sip.Uri{Scheme: "sip", User: "meeting", Host: "far.test"}, "boardroom", cfg.SIP.Domain, testSDP,
+		&sipgo.DigestAuth{Username: "boardroom", Password: "s3cret-board"})
+	if c.final == nil || c.final.StatusCode != 480 {
+		t.Fatalf("got %v, want 480", c.final)
+	}
+	if strings.Contains(room.seen(), "secret-target") || strings.Contains(room.seen(), "10.1.2.3") {
+		t.Fatal("the redirect target reached the caller")
+	}
+}

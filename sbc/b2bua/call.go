@@ -511,6 +511,12 @@ func (c *call) setup(targets []target, outboundURI *sip.Uri) {
 	if best == 0 {
 		best = 480
 	}
+	if best >= 300 && best < 400 {
+		// a redirect is not followed (calls.follow_3xx) and its Contact stays on leg B: the
+		// caller learns the call failed, not where the callee pointed
+		c.failA(480, "callee redirected (not followed)")
+		return
+	}
 	c.failA(best, failReason(best, bestRes))
 }
 
