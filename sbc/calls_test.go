@@ -387,3 +387,48 @@ func TestRedirectIsAFailure(t *testing.T) {
 		t.Fatal("the redirect target reached the caller")
 	}
 }
+
+// TestSessionTimerEndsVanishedCall: with a short session interval, the node refreshes both legs;
+// when the room vanishes (no answer to the refresh) the call is torn down on the caller's side
+// too, with that reason in the record.
+func TestSessionTimerEndsVanishedCall(t *testing.T) {
+	cfg := callConfig(t)
+	cfg.Calls.MinSE = config.Duration(time.Second) // below the RFC 4028 floor, for the test only
+	cfg.Calls.SessionExpires = config.Duration(2 * time.Second)
+	n := startNode(t, cfg)
+	room := newTestUA(t, "room")
+	room.register(n, "boardroom", "s3cret-board")
+	caller := newTestUA(t, "caller")
+	c := caller.invite(n, roomURI(n, "boardroom"), "visitor", "outside.example", testSDP, nil,
+		sip.NewHeader("Supported", "timer"))
+	if c.final == nil || c.final.StatusCode != 200 {
+		t.Fatalf("call: %v", c.final)
+	}
+	c.ack(c.final)
+	if se := headerOfRes(c.final, "Session-Expires"); !strings.HasPrefix(se, "2;refresher=uas") {
+		t.Fatalf("Session-Expires to the caller: %q", se)
+	}
+	// the first refresh reaches the room (UPDATE or re-INVITE) and is answered
+	waitFor(t, func() bool { return strings.Contains(room.seen(), "Session-Expires: 2") && strings.Count(room.seen(), "CSeq: ") >= 3 })
+	room.close() // the room vanishes
+	caller.waitRequest(sip.BYE, 10*time.Second)
+	var rec state.CallRecord
+	waitFor(t, func() bool {
+		recs := n.Store().State().Records(state.RecordQuery{})
+		if len(recs) == 0 {
+			return false
+		}
+		rec = recs[0]
+		return true
+	})
+	if !strings.Contains(rec.EndReason, "session timer") {
+		t.Fatalf("record %+v", rec)
+	}
+}
+
+func headerOfRes(m *sip.Response, name string) string {
+	if h := m.GetHeader(name); h != nil {
+		return h.Value()
+	}
+	return ""
+}

@@ -292,9 +292,14 @@ func (c *call) relayPlain(d *dialog, req *sip.Request, tx sip.ServerTransaction)
 	respond(tx, reply)
 }
 
-// transact sends a request and waits for its final response.
+// transact sends a request and waits for its final response (at most 32 s, RFC 3261 Timer F).
 func (c *call) transact(req *sip.Request) (*sip.Response, sip.ClientTransaction, error) {
-	ctx, done := context.WithTimeout(context.Background(), 32*time.Second)
+	return c.transactWithin(req, 32*time.Second)
+}
+
+// transactWithin is transact with a shorter wait.
+func (c *call) transactWithin(req *sip.Request, wait time.Duration) (*sip.Response, sip.ClientTransaction, error) {
+	ctx, done := context.WithTimeout(context.Background(), wait)
 	defer done()
 	tx, err := c.e.deps.Client.TransactionRequest(ctx, req)
 	if err != nil {

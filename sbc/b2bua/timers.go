@@ -97,7 +97,8 @@ func (c *call) refresh(d *dialog) bool {
 			req.SetBody(b)
 		}
 	}
-	res, tx, err := c.transact(req)
+	// the refresh must be answered well before the session would expire on the other side
+	res, tx, err := c.transactWithin(req, min(32*time.Second, c.e.cfg.SessionExpires/2))
 	if tx != nil {
 		defer tx.Terminate()
 	}
