@@ -409,7 +409,9 @@ func TestSessionTimerEndsVanishedCall(t *testing.T) {
 		t.Fatalf("Session-Expires to the caller: %q", se)
 	}
 	// the first refresh reaches the room (UPDATE or re-INVITE) and is answered
-	waitFor(t, func() bool { return strings.Contains(room.seen(), "Session-Expires: 2") && strings.Count(room.seen(), "CSeq: ") >= 3 })
+	waitFor(t, func() bool {
+		return strings.Contains(room.seen(), "Session-Expires: 2") && strings.Count(room.seen(), "CSeq: ") >= 3
+	})
 	room.close() // the room vanishes
 	caller.waitRequest(sip.BYE, 10*time.Second)
 	var rec state.CallRecord
