@@ -1,6 +1,7 @@
 package sbc
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -8,8 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -610,4 +615,455 @@ func TestGuardRoomPolicies(t *testing.T) {
 		connected(t, again, "stranger after the meeting")
 		hangup(t, again)
 	})
+}
+
+// floodSource is one socket of the flood generator and the requests it sends, built once. Each
+// copy sent gets a new Via branch (a counter written over the branch's last 8 hex digits, in
+// place): copies with the same branch would be retransmissions, which the transaction layer
+// absorbs before the guard sees them.
+type floodSource struct {
+	conn *net.UDPConn
+	msgs [][]byte
+	at   []int // where each message's branch counter goes
+	n    uint32
+}
+
+func newFloodSource(conn *net.UDPConn, msgs [][]byte) *floodSource {
+	s := &floodSource{conn: conn, msgs: msgs}
+	for _, m := range msgs {
+		s.at = append(s.at, bytes.Index(m, []byte(";rport"))-8)
+	}
+	return s
+}
+
+// send sends the next request.
+func (s *floodSource) send() error {
+	k := s.n % uint32(len(s.msgs))
+	m, i := s.msgs[k], s.at[k]
+	const hexd = "0123456789abcdef"
+	for k, v := 0, s.n; k < 8; k, v = k+1, v>>4 {
+		m[i+7-k] = hexd[v&15]
+	}
+	s.n++
+	_, err := s.conn.Write(m)
+	return err
+}
+
+// floodMessages builds the requests one flood socket sends: OPTIONS to the domain only (the
+// rate limit and the flood ban have to catch those), or a mix of OPTIONS, REGISTER and INVITE
+// for junk users (enumeration and the ghost rules catch those first).
+func floodMessages(local, node, domain string, optionsOnly bool, k int) [][]byte {
+	var out [][]byte
+	for i := range k {
+		method, user := "OPTIONS", ""
+		if !optionsOnly {
+			method = [...]string{"OPTIONS", "REGISTER", "INVITE"}[i%3]
+			user = fmt.Sprintf("%d", 1000+i*7)
+			if i%2 == 1 {
+				user = "junk" + randHex()[:6]
+			}
+		}
+		ruri, to := "sip:"+domain, "<sip:"+domain+">"
+		if user != "" {
+			ruri, to = "sip:"+user+"@"+domain, "<sip:"+user+"@"+domain+">"
+		}
+		if method == "REGISTER" {
+			ruri = "sip:" + domain
+		}
+		body := ""
+		if method == "INVITE" {
+			body = "v=0\r\no=- 1 1 IN IP4 " + strings.Split(local, ":")[0] + "\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+		}
+		msg := method + " " + ruri + " SIP/2.0\r\n" +
+			"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-fl" + randHex() + ";rport\r\n" +
+			"Max-Forwards: 70\r\nFrom: <sip:flood@" + strings.Split(local, ":")[0] + ">;tag=" + randHex() + "\r\nTo: " + to + "\r\n" +
+			"Call-ID: " + randHex() + "@flood\r\nCSeq: 1 " + method + "\r\nContact: <sip:flood@" + local + ">\r\n" +
+			"User-Agent: Generic-Phone/1.0\r\n"
+		if body != "" {
+			msg += "Content-Type: application/sdp\r\n"
+		}
+		msg += "Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+		out = append(out, []byte(msg))
+	}
+	return out
+}
+
+// floodCall is one legitimate call: INVITE, 200 (the setup time), ACK, BYE. It reports instead
+// of failing the test: it runs on its own goroutine.
+func floodCall(caller *testUA, addr, domain string) (time.Duration, error) {
+	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "boardroom", Host: domain})
+	req.SetDestination(addr)
+	from := &sip.FromHeader{DisplayName: "Partner", Address: sip.Uri{Scheme: "sip", User: "partner", Host: "partner.example"}}
+	from.Params.Add("tag", sip.GenerateTagN(10))
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "boardroom", Host: domain}})
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
+	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "caller", Host: "127.0.0.1", Port: caller.port}})
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	req.SetBody([]byte(testSDP))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	tx, err := caller.cli.TransactionRequest(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Terminate()
+	var res *sip.Response
+	for res == nil {
+		select {
+		case r := <-tx.Responses():
+			if r.StatusCode >= 200 {
+				res = r
+			}
+		case <-tx.Done():
+			return 0, fmt.Errorf("INVITE: %v", tx.Err())
+		case <-ctx.Done():
+			return 0, fmt.Errorf("INVITE (Call-ID %s): no final answer within 5s", req.CallID().Value())
+		}
+	}
+	setup := time.Since(start)
+	if res.StatusCode != 200 {
+		return setup, fmt.Errorf("INVITE: %d %s", res.StatusCode, res.Reason)
+	}
+	target := res.Contact().Address
+	ack := sip.NewRequest(sip.ACK, target)
+	ack.SetDestination(addr)
+	bye := sip.NewRequest(sip.BYE, target)
+	bye.SetDestination(addr)
+	for i, r := range []*sip.Request{ack, bye} {
+		r.AppendHeader(sip.HeaderClone(req.From()))
+		r.AppendHeader(sip.HeaderClone(res.To()))
+		r.AppendHeader(sip.HeaderClone(req.CallID()))
+		r.AppendHeader(&sip.CSeqHeader{SeqNo: uint32(1 + i), MethodName: r.Method})
+	}
+	if err := caller.cli.WriteRequest(ack); err != nil {
+		return setup, fmt.Errorf("ACK: %w", err)
+	}
+	br, err := caller.cli.Do(ctx, bye)
+	if err != nil || br.StatusCode != 200 {
+		return setup, fmt.Errorf("BYE: %v %v", err, br)
+	}
+	return setup, nil
+}
+
+// retransmit2xx makes a test UA answer new INVITEs as RFC 3261 13.3.1.4 asks of a UAS: its 200
+// is sent again at T1, 2·T1, … (at most T2 apart) until the ACK arrives. sipgo leaves that to the
+// application and testUA does not do it; real room systems do, and under a flood a 200 lost in
+// the node's full receive buffer would otherwise leave the call ringing.
+func retransmit2xx(u *testUA) {
+	var mu sync.Mutex
+	acks := map[string]chan struct{}{}
+	u.srv.OnRequest(sip.ACK, func(req *sip.Request, tx sip.ServerTransaction) {
+		u.log(req.String())
+		mu.Lock()
+		if ch, ok := acks[req.CallID().Value()]; ok {
+			close(ch)
+			delete(acks, req.CallID().Value())
+		}
+		mu.Unlock()
+	})
+	u.handleInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		if req.To().Params.Has("tag") {
+			u.answer(req, tx, testSDP)
+			return
+		}
+		acked := make(chan struct{})
+		mu.Lock()
+		acks[req.CallID().Value()] = acked
+		mu.Unlock()
+		tag := sip.GenerateTagN(10)
+		contact := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: u.name, Host: "127.0.0.1", Port: u.port}}
+		ring := sip.NewResponseFromRequest(req, 180, "Ringing", nil)
+		ring.To().Params.Add("tag", tag)
+		ring.AppendHeader(contact)
+		_ = tx.Respond(ring)
+		ok := sip.NewResponseFromRequest(req, 200, "OK", []byte(testSDP))
+		ok.To().Params.Add("tag", tag)
+		ok.AppendHeader(sip.HeaderClone(contact))
+		ok.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		_ = tx.Respond(ok)
+		for wait, total := 500*time.Millisecond, time.Duration(0); total < 32*time.Second; wait = min(2*wait, 4*time.Second) {
+			select {
+			case <-acked:
+				return
+			case <-time.After(wait):
+				total += wait
+				_ = tx.Respond(ok)
+			}
+		}
+		mu.Lock()
+		delete(acks, req.CallID().Value())
+		mu.Unlock()
+	})
+}
+
+// udpDrops returns the receive-buffer drops of the UDP socket bound to port on 127.0.0.1, as
+// the kernel counts them (/proc/net/udp), or -1.
+func udpDrops(port uint16) int {
+	b, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return -1
+	}
+	want := fmt.Sprintf("0100007F:%04X", port)
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 13 && f[1] == want {
+			d, _ := strconv.Atoi(f[len(f)-1])
+			return d
+		}
+	}
+	return -1
+}
+
+// raceEnabled reports whether the test binary was built with -race.
+func raceEnabled() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
+}
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted))*p+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// floodRaceRate is the flood rate under -race, where the node's code runs several times slower
+// (and so does the generator, which shares the test binary's two cores with it).
+var floodRaceRate = 10000
+
+// TestGuardFlood floods the node from 249 addresses of 127.0.0.0/8 (4 ports each) with OPTIONS,
+// REGISTER and INVITE for junk users at 25,000 requests/s for five seconds (10,000/s under -race),
+// while the room re-registers twice and a caller from 127.0.0.1 places 120 calls to it, 20 per
+// second. The caller is not allow-listed: it gets the per-source rate limit like anyone. The room
+// keeps its registration, at least 99% of the calls complete, their setup p99 stays under
+// 200 ms, and the flood's sources are banned (OPTIONS-only ones for flood, the others for
+// enumeration) and then dropped before parsing. The figures are logged.
+func TestGuardFlood(t *testing.T) {
+	if testing.Short() {
+		t.Skip("flood test skipped in -short mode")
+	}
+	rate := 25000 // requests/s the generator aims at
+	if raceEnabled() {
+		rate = 10000
+	}
+	const (
+		duration = 5 * time.Second
+		perIP    = 4 // ports per source address
+		calls    = 120
+		interval = 48 * time.Millisecond // 20.8 calls/s: inside the default 20/s + burst 40
+		senders  = 4
+	)
+	cfg := callConfig(t)
+	// calls overlap when one is slow: the room takes them all (a multisite MCU room)
+	cfg.Rooms[0].DropIn = "allow"
+	n := startNode(t, cfg)
+	addr, domain := n.addr(t, "udp"), cfg.SIP.Domain
+	nodeAP := netip.MustParseAddrPort(addr)
+	room := newTestUA(t, "room")
+	retransmit2xx(room)
+	room.register(n, "boardroom", "s3cret-board")
+	caller := newTestUA(t, "caller")
+	if _, err := floodCall(caller, addr, domain); err != nil { // warm up
+		t.Fatal(err)
+	}
+
+	var srcs []*floodSource
+	for x := 2; x <= 250; x++ {
+		ip := netip.AddrFrom4([4]byte{127, 0, 0, byte(x)})
+		for range perIP {
+			c, err := net.DialUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)), net.UDPAddrFromAddrPort(nodeAP))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			fs := newFloodSource(c, floodMessages(c.LocalAddr().String(), addr, domain, x%3 == 0, 12))
+			fs.n = uint32(len(srcs)) // sockets of one address start at different requests
+			srcs = append(srcs, fs)
+		}
+	}
+	dropsBefore, edgeBefore := udpDrops(nodeAP.Port()), n.edgeStats.DroppedSource.Load()
+
+	// the flood
+	var sent, sendErrs atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for g := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []*floodSource
+			for i := g; i < len(srcs); i += senders {
+				mine = append(mine, srcs[i])
+			}
+			per := float64(rate) / senders
+			done := 0
+			for {
+				el := time.Since(start)
+				if el >= duration {
+					break
+				}
+				for want := int(el.Seconds() * per); done < want; done++ {
+					if err := mine[done%len(mine)].send(); err != nil {
+						sendErrs.Add(1)
+					}
+				}
+				time.Sleep(200 * time.Microsecond)
+			}
+			sent.Add(int64(done))
+		}()
+	}
+
+	// a timeline: how fast bans reach the store and the edge
+	var timeline []string
+	var twg sync.WaitGroup
+	twg.Add(1)
+	go func() {
+		defer twg.Done()
+		for at := 500 * time.Millisecond; at <= duration; at += 500 * time.Millisecond {
+			time.Sleep(time.Until(start.Add(at)))
+			timeline = append(timeline, fmt.Sprintf("%s: %d bans, %d dropped at the edge, %d kernel drops", at,
+				len(n.Store().State().Bans(time.Now())), n.edgeStats.DroppedSource.Load()-edgeBefore, udpDrops(nodeAP.Port())-dropsBefore))
+		}
+	}()
+
+	// the legitimate caller
+	type result struct {
+		at, setup time.Duration // start since the flood began, setup time
+		err       error
+	}
+	results := make([]result, calls)
+	var cwg sync.WaitGroup
+	cwg.Add(1)
+	go func() {
+		defer cwg.Done()
+		time.Sleep(200 * time.Millisecond)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for i := range calls {
+			cwg.Add(1)
+			go func() {
+				defer cwg.Done()
+				at := time.Since(start)
+				d, err := floodCall(caller, addr, domain)
+				results[i] = result{at, d, err}
+			}()
+			<-tick.C
+		}
+	}()
+
+	// the room re-registers twice during the flood
+	var regTimes []time.Duration
+	for _, at := range []time.Duration{1500 * time.Millisecond, 3500 * time.Millisecond} {
+		time.Sleep(time.Until(start.Add(at)))
+		r0 := time.Now()
+		room.register(n, "boardroom", "s3cret-board")
+		regTimes = append(regTimes, time.Since(r0))
+	}
+	wg.Wait()
+	floodTime := time.Since(start)
+	cwg.Wait()
+	twg.Wait()
+
+	var ok []time.Duration
+	var errs, slow []string
+	for _, r := range results {
+		if r.err != nil {
+			errs = append(errs, fmt.Sprintf("at %s: %v", r.at.Round(time.Millisecond), r.err))
+			continue
+		}
+		ok = append(ok, r.setup)
+		if r.setup > 50*time.Millisecond {
+			slow = append(slow, fmt.Sprintf("%s at %s", r.setup.Round(time.Millisecond), r.at.Round(time.Millisecond)))
+		}
+	}
+	slices.Sort(ok)
+	bans := n.Store().State().Bans(time.Now())
+	byRule := map[string]int{}
+	for _, b := range bans {
+		byRule[b.Rule]++
+	}
+	counts := n.Guard().Counts()
+	nonzero := map[string]uint64{}
+	for k, v := range counts {
+		if v > 0 {
+			nonzero[k] = v
+		}
+	}
+	t.Logf("flood: %d requests in %s = %.0f requests/s from %d sockets on %d addresses (%d send errors)",
+		sent.Load(), floodTime.Round(time.Millisecond), float64(sent.Load())/floodTime.Seconds(), len(srcs), len(srcs)/perIP, sendErrs.Load())
+	t.Logf("bans: %d %v; guard refusals by rule: %v", len(bans), byRule, nonzero)
+	t.Logf("dropped before parsing (banned sources): %d; kernel receive-buffer drops on the SIP socket: %d",
+		n.edgeStats.DroppedSource.Load()-edgeBefore, udpDrops(nodeAP.Port())-dropsBefore)
+	t.Logf("timeline:\n\t%s", strings.Join(timeline, "\n\t"))
+	t.Logf("calls: %d/%d completed (%.1f%%); setup p50 %s p99 %s max %s; re-registrations took %v",
+		len(ok), calls, 100*float64(len(ok))/calls, percentile(ok, 0.5), percentile(ok, 0.99), percentile(ok, 1), regTimes)
+	if len(errs) > 0 {
+		t.Logf("failed calls: %q", errs)
+	}
+	// what the B2BUA recorded of the calls (the warm-up call included)
+	var recs []state.CallRecord
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if recs = n.Store().State().Records(state.RecordQuery{Limit: 1000}); len(recs) > calls && n.calls.Active() == 0 {
+			break
+		}
+	}
+	outcomes := map[string]int{}
+	for _, r := range recs {
+		outcomes[fmt.Sprintf("%d %s", r.Status, r.EndReason)]++
+	}
+	t.Logf("call records: %d %v; active calls: %d", len(recs), outcomes, n.calls.Active())
+	for _, c := range n.calls.Calls() {
+		t.Logf("still active: %+v (started %s after the flood began)", c, c.Started.Sub(start).Round(time.Millisecond))
+	}
+	if len(slow) > 0 {
+		t.Logf("calls slower than 50ms (setup, started after the flood began): %v", slow)
+	}
+
+	// Under -race the node's code runs several times slower and shares two cores with the
+	// generator: until the bans reach the edge it parses more than it can, the kernel drops
+	// datagrams (legitimate ones too), calls wait for retransmissions, and a backlog processed
+	// late can even spend the caller's rate-limit tokens. There the flood is lighter and only
+	// what must hold under any load is checked: the room keeps its registration and the calls
+	// complete. The rate, latency and no-refusal requirements are those of a normal build.
+	race := raceEnabled()
+	check := func(ok bool, format string, args ...any) {
+		t.Helper()
+		switch {
+		case ok:
+		case race:
+			t.Logf("not checked under -race: "+format, args...)
+		default:
+			t.Errorf(format, args...)
+		}
+	}
+	got := float64(sent.Load()) / floodTime.Seconds()
+	check(got >= 20000, "the generator reached only %.0f requests/s, want >= 20000", got)
+	if got < 0.8*float64(rate) {
+		t.Errorf("the generator reached only %.0f requests/s of %d", got, rate)
+	}
+	if len(n.reg.Bindings("boardroom")) == 0 {
+		t.Error("the room lost its registration")
+	}
+	if len(ok)*100 < calls*99 {
+		t.Errorf("%d of %d calls completed, want >= 99%%", len(ok), calls)
+	}
+	p99 := percentile(ok, 0.99)
+	check(p99 < 200*time.Millisecond, "call setup p99 %s, want < 200ms", p99)
+	evs := events(n, "127.0.0.1", "")
+	check(len(evs) == 0, "the legitimate caller or the room was refused %d times: %s", len(evs), ruleSummary(evs))
+	check(byRule[guard.RuleFlood] > 0 && byRule[guard.RuleEnumeration] > 0, "bans by rule %v, want flood and enumeration bans", byRule)
+	if len(bans) == 0 {
+		t.Error("the flood banned nobody")
+	}
 }
