@@ -64,8 +64,11 @@ func (l *latch) check(src netip.AddrPort, valid bool, signalled netip.AddrPort, 
 	}
 	if cur != nil && *cur == src {
 		l.lastSeen.Store(now)
-		if l.rank.Load() < 0 { // relearning: the current peer keeps its rank
-			l.rank.Store(rankOf(src, signalled, preferred))
+		// The rank is re-read on every packet: signalling may arrive after the first packets
+		// (an answer's SDP after the callee started sending), and then the latched source
+		// becomes the signalled one. Relearning (-1) also ends here.
+		if r := rankOf(src, signalled, preferred); r != l.rank.Load() {
+			l.rank.Store(r)
 		}
 		return verdictAccept
 	}

@@ -246,3 +246,28 @@ func TestStreamRawForwardsBFCP(t *testing.T) {
 	r.b.send(local(r.pb), bfcp)
 	r.a.mustRecv()
 }
+
+// TestStreamSignallingAfterFirstPackets: the callee starts sending before its answer's SDP
+// reaches the relay (no signalled address yet); once the answer names that very source, the
+// latched source is the signalled one and its packets keep flowing (no drop in the window).
+func TestStreamSignallingAfterFirstPackets(t *testing.T) {
+	r := &rig{pool: newTestPool(t, 50*time.Millisecond)}
+	r.pa, r.pb = acquire(t, r.pool), acquire(t, r.pool)
+	r.a, r.b = newEndpoint(t), newEndpoint(t)
+	r.s = NewStream(r.pa, r.pb, StreamConfig{LatchWindow: time.Minute})
+	t.Cleanup(r.s.Close)
+	r.s.SetPeer(SideA, Peer{RTP: r.a.addr(), PayloadTypes: []uint8{0}, DefaultClock: 8000})
+	r.a.send(local(r.pa), rtpPacket(0, 1, 0, 1, "hello-b")) // so that A is latched and reachable
+	r.b.send(local(r.pb), rtpPacket(0, 1, 0, 2, "early"))   // B's peer is not signalled yet
+	r.a.mustRecv()
+	r.s.SetPeer(SideB, Peer{RTP: r.b.addr(), PayloadTypes: []uint8{0}, DefaultClock: 8000})
+	for i := 2; i < 6; i++ {
+		r.b.send(local(r.pb), rtpPacket(0, uint16(i), uint32(160*i), 2, "after-answer"))
+		if got := r.a.mustRecv(); !bytes.HasSuffix(got, []byte("after-answer")) {
+			t.Fatalf("A got %q", got)
+		}
+	}
+	if st := r.s.Stats(); st.BToA.Dropped != 0 {
+		t.Fatalf("dropped %d packets of the signalled source", st.BToA.Dropped)
+	}
+}
