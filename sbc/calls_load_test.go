@@ -19,6 +19,16 @@ import (
 // placeCall makes one call from u to the room through the node: INVITE, ACK, then (after hold)
 // BYE. It returns the dialog's BYE function when hold < 0 (the caller hangs up later).
 func placeCall(ctx context.Context, u *testUA, n *Node, room string, hold time.Duration) (func() error, error) {
+	bye, err := placeCallSDP(ctx, u, n, room, testSDP)
+	if err != nil || hold < 0 {
+		return bye, err
+	}
+	time.Sleep(hold)
+	return nil, bye()
+}
+
+// placeCallSDP places a call with the given offer ("" for none) and returns its hang-up.
+func placeCallSDP(ctx context.Context, u *testUA, n *Node, room, sdp string) (func() error, error) {
 	req := sip.NewRequest(sip.INVITE, roomURI(n, room))
 	req.SetDestination(n.addr(u.t, "udp"))
 	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "load", Host: "outside.example"}}
@@ -27,8 +37,10 @@ func placeCall(ctx context.Context, u *testUA, n *Node, room string, hold time.D
 	req.AppendHeader(&sip.ToHeader{Address: roomURI(n, room)})
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
 	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "load", Host: "127.0.0.1", Port: u.port}})
-	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	req.SetBody([]byte(testSDP))
+	if sdp != "" {
+		req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		req.SetBody([]byte(sdp))
+	}
 	tx, err := u.cli.TransactionRequest(ctx, req)
 	if err != nil {
 		return nil, err
@@ -65,11 +77,7 @@ func placeCall(ctx context.Context, u *testUA, n *Node, room string, hold time.D
 		}
 		return nil
 	}
-	if hold < 0 {
-		return bye, nil
-	}
-	time.Sleep(hold)
-	return nil, bye()
+	return bye, nil
 }
 
 func loadConfig(t *testing.T) config.Config {
@@ -141,22 +149,34 @@ func TestNoLeakAfter10kCalls(t *testing.T) {
 	t.Logf("goroutines back to %d (baseline %d)", runtime.NumGoroutine(), base)
 }
 
-// TestMemoryPerCall holds 5,000 concurrent calls (each with an audio stream relayed on both
-// legs) and reports the memory each costs. Set PORTCULLIS_LOAD=1 to run it.
+// TestMemoryPerCall reports what an active call costs: 5,000 concurrent calls without media
+// (signalling, both dialogs, call table, timers), then as many calls as the open-file limit
+// allows with an audio stream relayed on both legs (four UDP sockets and their read loops per
+// call). Set PORTCULLIS_LOAD=1 to run it.
 func TestMemoryPerCall(t *testing.T) {
 	if os.Getenv("PORTCULLIS_LOAD") == "" {
 		t.Skip("load measurement: set PORTCULLIS_LOAD=1")
 	}
-	const calls = 5000
-	lim := syscall.Rlimit{Cur: 200000, Max: 200000}
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Skipf("cannot raise the open-file limit for %d calls: %v", calls, err)
-	}
+	var lim syscall.Rlimit
+	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	lim.Cur = lim.Max
+	_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	t.Run("signalling", func(t *testing.T) { measureCalls(t, 5000, false) })
+	withMedia := min(5000, int(lim.Cur-2000)/4)
+	t.Run("with media", func(t *testing.T) { measureCalls(t, withMedia, true) })
+}
+
+func measureCalls(t *testing.T, calls int, withMedia bool) {
 	cfg := loadConfig(t)
 	cfg.Media.Ports = config.PortRange{Min: 20000, Max: 59999}
 	cfg.Media.Timeout = config.Duration(time.Hour)
 	n := startNode(t, cfg)
 	room := newTestUA(t, "room")
+	sdp := testSDP
+	if !withMedia {
+		sdp = ""
+		room.handleInvite(func(req *sip.Request, tx sip.ServerTransaction) { room.answer(req, tx, "") })
+	}
 	room.register(n, "boardroom", "s3cret-board")
 	caller := newTestUA(t, "caller")
 	runtime.GC()
@@ -173,7 +193,7 @@ func TestMemoryPerCall(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			bye, err := placeCall(context.Background(), caller, n, "boardroom", -1)
+			bye, err := placeCallSDP(context.Background(), caller, n, "boardroom", sdp)
 			if err == nil {
 				mu.Lock()
 				byes = append(byes, bye)
@@ -182,13 +202,13 @@ func TestMemoryPerCall(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	time.Sleep(35 * time.Second) // let the setup transactions end: only the calls remain
+	time.Sleep(35 * time.Second) // the setup transactions end (Timer M/L): only the calls remain
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	active := n.calls.Active()
-	per := float64(after.HeapInuse+after.StackInuse-before.HeapInuse-before.StackInuse) / float64(active)
-	t.Logf("%d concurrent calls: %.1f KiB of Go heap+stacks per call (heap %d MiB, stacks %d MiB), %.1f goroutines per call",
-		active, per/1024, after.HeapInuse>>20, after.StackInuse>>20, float64(runtime.NumGoroutine()-g0)/float64(active))
+	per := float64(int64(after.HeapInuse+after.StackInuse)-int64(before.HeapInuse+before.StackInuse)) / float64(active)
+	t.Logf("%d concurrent calls (media %v): %.1f KiB of Go heap+stacks per call (heap %d MiB, stacks %d MiB), %.1f goroutines per call",
+		active, withMedia, per/1024, after.HeapInuse>>20, after.StackInuse>>20, float64(runtime.NumGoroutine()-g0)/float64(active))
 	for _, bye := range byes {
 		_ = bye()
 	}
