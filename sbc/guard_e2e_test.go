@@ -1082,8 +1082,12 @@ func TestGuardFlood(t *testing.T) {
 	if len(ok)*100 < calls*99 {
 		t.Errorf("%d of %d calls completed, want >= 99%%", len(ok), calls)
 	}
+	// A call slower than 200ms waited for a retransmission of a datagram that the kernel dropped
+	// from the node's full receive buffer: with the default SO_RCVBUF (about 200 KB, some 20ms
+	// of this flood) a short stall of the node's UDP reader is enough.
 	p99 := percentile(ok, 0.99)
-	check(p99 < 200*time.Millisecond, "call setup p99 %s, want < 200ms", p99)
+	check(p99 < 200*time.Millisecond, "call setup p99 %s, want < 200ms (kernel receive-buffer drops on the node's SIP socket: %d)",
+		p99, udpDrops(nodeAP.Port())-dropsBefore)
 	evs := events(n, "127.0.0.1", "")
 	check(len(evs) == 0, "the legitimate caller or the room was refused %d times: %s", len(evs), ruleSummary(evs))
 	check(byRule[guard.RuleFlood] > 0 && byRule[guard.RuleEnumeration] > 0, "bans by rule %v, want flood and enumeration bans", byRule)
