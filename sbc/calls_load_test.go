@@ -216,3 +216,58 @@ func measureCalls(t *testing.T, calls int, withMedia bool) {
 		t.Fatalf("only %d of %d calls up", active, calls)
 	}
 }
+
+// TestClusterCallRate compares the call rate of a single node with that of a node in a 3-node
+// cluster (call records replicated to the other two) on the same load. Set PORTCULLIS_LOAD=1.
+func TestClusterCallRate(t *testing.T) {
+	if os.Getenv("PORTCULLIS_LOAD") == "" {
+		t.Skip("load measurement: set PORTCULLIS_LOAD=1")
+	}
+	const calls = 4000
+	rate := func(n *Node) float64 {
+		room := newTestUA(t, "room")
+		room.register(n, "boardroom", "s3cret-board")
+		caller := newTestUA(t, "caller")
+		start := time.Now()
+		var wg sync.WaitGroup
+		var failed atomic.Int64
+		sem := make(chan struct{}, 32)
+		for i := 0; i < calls; i++ {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				if _, err := placeCall(ctx, caller, n, "boardroom", 0); err != nil {
+					failed.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		r := float64(calls) / time.Since(start).Seconds()
+		if failed.Load() > 0 {
+			t.Errorf("%d calls failed", failed.Load())
+		}
+		return r
+	}
+	single := rate(startNode(t, loadConfig(t)))
+
+	cfg1 := loadConfig(t)
+	cfg1.Node.ID = "edge1"
+	n1 := startNode(t, cfg1)
+	token, err := n1.cluster.JoinToken(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"edge2", "edge3"} {
+		cfg := loadConfig(t)
+		cfg.Node.ID = id
+		cfg.Cluster.Join = []string{n1.cluster.Addr()}
+		cfg.Cluster.JoinToken = token
+		startNode(t, cfg)
+	}
+	clustered := rate(n1)
+	t.Logf("calls/s: single node %.0f, node of a 3-node cluster %.0f (%.0f%%)", single, clustered, 100*clustered/single)
+}
