@@ -12,6 +12,9 @@ import (
 	"github.com/portcullis-sbc/portcullis/sbc/edge"
 )
 
+// sipReadBuffer is the receive buffer asked for on SIP UDP sockets.
+const sipReadBuffer = 8 << 20
+
 // Bound is a listener after binding: its real address (the port is known even when 0 was asked).
 type Bound struct {
 	Transport string         // udp, tcp or tls
@@ -38,6 +41,9 @@ func (n *Node) bindSIP(ctx context.Context) error {
 				return fmt.Errorf("sip listen %s: %w", l, err)
 			}
 			n.closers = append(n.closers, pc)
+			// A large receive buffer rides out scheduling stalls under a flood without dropping
+			// legitimate datagrams (the kernel caps it at net.core.rmem_max).
+			_ = pc.SetReadBuffer(sipReadBuffer)
 			n.bound = append(n.bound, Bound{"udp", boundAddr(pc.LocalAddr())})
 			conn := edge.NewPacketConn(pc, n.admit, lim, &n.edgeStats)
 			n.serves = append(n.serves, func() error { return n.srv.ServeUDP(conn) })

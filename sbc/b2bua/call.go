@@ -391,6 +391,7 @@ func (c *call) setup(targets []target, outboundURI *sip.Uri) {
 	var bestRes *sip.Response
 	var winner *branch
 	timedOut := false
+	var graceC <-chan time.Time
 	cancelC := c.cancelCh
 	cancelAll := func() {
 		for _, b := range branches {
@@ -487,6 +488,18 @@ func (c *call) setup(targets []target, outboundURI *sip.Uri) {
 				cancelAll()
 				pendingTargets = nil
 				timedOut = true
+				// the caller gets its answer soon even if a callee never answers the CANCEL
+				graceC = time.After(2 * time.Second)
+			}
+		case <-graceC:
+			for _, b := range branches {
+				if !b.final && b != winner {
+					b.final = true
+					live--
+					if b.tx != nil {
+						b.tx.Terminate()
+					}
+				}
 			}
 		case <-failoverC:
 			// the current target said nothing at all: give up on it

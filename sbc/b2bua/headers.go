@@ -14,19 +14,24 @@ import (
 var passHeaders = []string{
 	"Content-Type", "Content-Disposition", "Content-Language", "Accept", "Accept-Language",
 	"Subject", "Info-Package", "Recv-Info", "Call-Info", "Alert-Info", "Reason", "Event",
+	"Answer-Mode", "Priv-Answer-Mode", "P-Auto-Answer", // removed when the room blocks auto-answer
 }
 
 // autoAnswer reports whether a header asks the callee to answer by itself (intercom, paging,
-// SIP auto-answer): Call-Info with answer-after, Alert-Info with auto-answer or intercom
-// semantics, Answer-Mode / Priv-Answer-Mode (RFC 5373), P-Auto-Answer.
+// SIP auto-answer): Call-Info with answer-after, auto-answer or intercom; Alert-Info with
+// auto-answer or intercom semantics; Answer-Mode / Priv-Answer-Mode other than Manual
+// (RFC 5373); P-Auto-Answer. (The same rules as guard.IsAutoAnswer.)
 func autoAnswer(name, value string) bool {
 	v := strings.ToLower(value)
 	switch strings.ToLower(name) {
 	case "call-info":
-		return strings.Contains(v, "answer-after")
+		return strings.Contains(v, "answer-after") || strings.Contains(v, "auto-answer") ||
+			strings.Contains(v, "autoanswer") || strings.Contains(v, "intercom")
 	case "alert-info":
 		return strings.Contains(v, "auto") || strings.Contains(v, "intercom") || strings.Contains(v, "answer")
-	case "answer-mode", "priv-answer-mode", "p-auto-answer":
+	case "answer-mode", "priv-answer-mode":
+		return !strings.HasPrefix(strings.TrimSpace(v), "manual")
+	case "p-auto-answer":
 		return true
 	}
 	return false
