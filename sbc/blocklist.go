@@ -19,6 +19,16 @@ func (n *Node) startBlocklist(ctx context.Context) {
 		for _, b := range n.store.State().Bans(now) {
 			bans[b.Prefix] = b.Until
 		}
+		// this node's own new bans, until the cluster has applied them
+		n.localBanMu.Lock()
+		for p, until := range n.localBans {
+			if _, replicated := bans[p]; replicated || !until.After(now) {
+				delete(n.localBans, p)
+				continue
+			}
+			bans[p] = until
+		}
+		n.localBanMu.Unlock()
 		all := append(append([]netip.Prefix{}, deny...), listPrefixes(n.store.State().Lists().Deny)...)
 		if n.guard != nil {
 			all = append(all, n.guard.FeedPrefixes()...)
@@ -49,6 +59,18 @@ func (n *Node) startBlocklist(ctx context.Context) {
 			}
 		}
 	})
+}
+
+// banLocally enforces a ban this node's guard just made at the edge at once, before the cluster
+// has applied it (the next rebuild after the apply takes it from the state).
+func (n *Node) banLocally(p netip.Prefix, until time.Time) {
+	n.localBanMu.Lock()
+	if n.localBans == nil {
+		n.localBans = map[netip.Prefix]time.Time{}
+	}
+	n.localBans[p] = until
+	n.localBanMu.Unlock()
+	n.kickBlocklist()
 }
 
 // kickBlocklist asks for a rebuild of the blocklist (bans, lists or feeds changed).

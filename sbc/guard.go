@@ -24,7 +24,7 @@ func (n *Node) startGuard() error {
 		BanTime: g.BanTime.D(), BanMax: g.BanMax.D(), RequestRate: g.RequestRate, RequestBurst: g.RequestBurst,
 		AuthFailures: g.AuthFailures, AuthWindow: g.AuthWindow.D(), UnknownUsers: g.UnknownUsers, UnknownWindow: g.UnknownWindow.D(),
 		Stealth: g.StealthOn(), Events: g.Events, Logger: n.log.With("component", "guard"),
-		OnFeedsChanged: n.kickBlocklist,
+		OnFeedsChanged: n.kickBlocklist, OnBan: n.banLocally,
 	}
 	if n.cfg.SIP.Advertise != "" && !isIPLiteral(n.cfg.SIP.Advertise) {
 		gc.Aliases = append(gc.Aliases, n.cfg.SIP.Advertise)

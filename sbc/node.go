@@ -64,6 +64,9 @@ type Node struct {
 	guard   *guard.Guard
 	flows   atomic.Pointer[flowSet] // sources of registered rooms
 	kick    chan struct{}           // rebuild the edge blocklist
+
+	localBanMu sync.Mutex
+	localBans  map[netip.Prefix]time.Time // this node's bans not yet applied by the cluster
 	// decider is the caller filter asked before every inbound call (nil: allow).
 	decider b2bua.Decider
 

@@ -148,6 +148,9 @@ func (g *Guard) ban(src netip.Addr, rule ruleID, why string, now time.Time) (unt
 	g.strikes[p] = strike{n: strikes, until: until}
 	g.banMu.Unlock()
 	g.markBanned(src, until)
+	if g.cfg.OnBan != nil {
+		g.cfg.OnBan(p, until)
+	}
 	g.store.Enqueue(state.PutBan(state.Ban{
 		Prefix: p, Rule: rule.String(), Reason: why, Strikes: strikes,
 		Created: now, Until: until, Node: g.cfg.NodeID,

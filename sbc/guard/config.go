@@ -65,6 +65,9 @@ type Config struct {
 	// OnFeedsChanged is called (from Run's goroutines) after the union of feeds changed, e.g. to
 	// push FeedPrefixes into the edge's pre-parse blocklist. Optional.
 	OnFeedsChanged func()
+	// OnBan is called when this node bans a source, before the cluster has applied the ban, so
+	// the edge can drop it before parsing at once. It must not block. Optional.
+	OnBan func(p netip.Prefix, until time.Time)
 
 	// Events is the size of the ring of recent refusals. Default: 10000.
 	Events int
