@@ -38,7 +38,7 @@ func startBaresip(t *testing.T, n *Node, room, pass string, autoAnswer bool) *ba
 		"module\tstdio.so\nmodule\tg711.so\nmodule\taufile.so\n"+
 		"module_app\taccount.so\nmodule_app\tmenu.so\n"+
 		"audio_source\taufile,%s\naudio_player\taufile,%s\naudio_alert\taufile,%s\n"+
-		"rtp_timeout\t0\n", testpeer.FreeUDPPort(t), tone, filepath.Join(dir, "play.wav"), filepath.Join(dir, "alert.wav"))
+		"rtp_timeout\t0\n", testpeer.FreePort(t), tone, filepath.Join(dir, "play.wav"), filepath.Join(dir, "alert.wav"))
 	if err := os.WriteFile(filepath.Join(dir, "config"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -139,7 +139,7 @@ func TestBaresipRegisters(t *testing.T) {
 	addr := n.addr(t, "udp")
 	os.WriteFile(filepath.Join(dir, "config"), []byte(fmt.Sprintf("sip_listen\t127.0.0.1:%d\n"+
 		"module_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule_app\taccount.so\nmodule_app\tmenu.so\n"+
-		"audio_player\tnil\naudio_source\tnil\n", testpeer.FreeUDPPort(t))), 0o600)
+		"audio_player\tnil\naudio_source\tnil\n", testpeer.FreePort(t))), 0o600)
 	os.WriteFile(filepath.Join(dir, "accounts"), []byte(fmt.Sprintf(
 		"<sip:boardroom@video.test>;auth_pass=s3cret-board;outbound=\"sip:%s;transport=udp\";regint=300\n", addr)), 0o600)
 	cmd := exec.Command(bin, "-f", dir)
