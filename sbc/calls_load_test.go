@@ -80,6 +80,30 @@ func placeCallSDP(ctx context.Context, u *testUA, n *Node, room, sdp string) (fu
 	return bye, nil
 }
 
+// runCalls places calls through the node, 32 at a time, and returns how many failed.
+func runCalls(t *testing.T, caller *testUA, n *Node, calls int) int {
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for i := 0; i < calls; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if _, err := placeCall(ctx, caller, n, "boardroom", 0); err != nil {
+				if failed.Add(1) < 5 {
+					t.Logf("call: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return int(failed.Load())
+}
+
 func loadConfig(t *testing.T) config.Config {
 	cfg := callConfig(t)
 	cfg.Media.Drain = config.Duration(100 * time.Millisecond)
@@ -109,30 +133,12 @@ func TestNoLeakAfter10kCalls(t *testing.T) {
 	time.Sleep(time.Second)
 	base := runtime.NumGoroutine()
 	start := time.Now()
-	var failed atomic.Int64
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 32)
-	for i := 0; i < calls; i++ {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			if _, err := placeCall(ctx, caller, n, "boardroom", 0); err != nil {
-				if failed.Add(1) < 5 {
-					t.Logf("call: %v", err)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	failed := runCalls(t, caller, n, calls)
 	elapsed := time.Since(start)
-	if f := failed.Load(); f > int64(calls)/1000 {
-		t.Fatalf("%d of %d calls failed", f, calls)
+	if failed > calls/1000 {
+		t.Fatalf("%d of %d calls failed", failed, calls)
 	}
-	t.Logf("%d calls in %s (%.0f calls/s), %d failed", calls, elapsed.Round(time.Millisecond), float64(calls)/elapsed.Seconds(), failed.Load())
+	t.Logf("%d calls in %s (%.0f calls/s), %d failed", calls, elapsed.Round(time.Millisecond), float64(calls)/elapsed.Seconds(), failed)
 	waitFor(t, func() bool { return n.calls.Active() == 0 })
 	// transactions linger for their RFC 3261 timers (up to 32 s on UDP); ports drain 100 ms
 	deadline := time.Now().Add(45 * time.Second)
@@ -229,45 +235,16 @@ func TestClusterCallRate(t *testing.T) {
 		room.register(n, "boardroom", "s3cret-board")
 		caller := newTestUA(t, "caller")
 		start := time.Now()
-		var wg sync.WaitGroup
-		var failed atomic.Int64
-		sem := make(chan struct{}, 32)
-		for i := 0; i < calls; i++ {
-			sem <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				defer cancel()
-				if _, err := placeCall(ctx, caller, n, "boardroom", 0); err != nil {
-					failed.Add(1)
-				}
-			}()
-		}
-		wg.Wait()
+		failed := runCalls(t, caller, n, calls)
 		r := float64(calls) / time.Since(start).Seconds()
-		if failed.Load() > 0 {
-			t.Errorf("%d calls failed", failed.Load())
+		if failed > 0 {
+			t.Errorf("%d calls failed", failed)
 		}
 		return r
 	}
 	single := rate(startNode(t, loadConfig(t)))
 
-	cfg1 := loadConfig(t)
-	cfg1.Node.ID = "edge1"
-	n1 := startNode(t, cfg1)
-	token, err := n1.cluster.JoinToken(time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"edge2", "edge3"} {
-		cfg := loadConfig(t)
-		cfg.Node.ID = id
-		cfg.Cluster.Join = []string{n1.cluster.Addr()}
-		cfg.Cluster.JoinToken = token
-		startNode(t, cfg)
-	}
+	n1 := startCluster(t, loadConfig)[0]
 	clustered := rate(n1)
 	t.Logf("calls/s: single node %.0f, node of a 3-node cluster %.0f (%.0f%%)", single, clustered, 100*clustered/single)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
 	"github.com/portcullis-sbc/portcullis/sbc/b2bua"
+	"github.com/portcullis-sbc/portcullis/sbc/config"
 	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
 )
 
@@ -20,21 +21,8 @@ func TestThreeNodeRegistrationsShared(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three-node cluster test skipped in -short mode")
 	}
-	cfg1 := testConfig(t)
-	cfg1.Node.ID = "edge1"
-	n1 := startNode(t, cfg1)
-	token, err := n1.cluster.JoinToken(time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes := []*Node{n1}
-	for _, id := range []string{"edge2", "edge3"} {
-		cfg := testConfig(t)
-		cfg.Node.ID = id
-		cfg.Cluster.Join = []string{n1.cluster.Addr()}
-		cfg.Cluster.JoinToken = token
-		nodes = append(nodes, startNode(t, cfg))
-	}
+	nodes := startCluster(t, testConfig)
+	n1 := nodes[0]
 	if got := len(n1.cluster.Members()); got != 3 {
 		t.Fatalf("members: %d", got)
 	}
@@ -86,22 +74,8 @@ func TestClusterCallAcrossNodes(t *testing.T) {
 		t.Skip("three-node cluster test skipped in -short mode")
 	}
 	testpeer.Require(t, "sipp")
-	cfg1 := callConfig(t)
-	cfg1.Node.ID = "edge1"
-	n1 := startNode(t, cfg1)
-	token, err := n1.cluster.JoinToken(time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes := []*Node{n1}
-	for _, id := range []string{"edge2", "edge3"} {
-		cfg := callConfig(t)
-		cfg.Node.ID = id
-		cfg.Cluster.Join = []string{n1.cluster.Addr()}
-		cfg.Cluster.JoinToken = token
-		nodes = append(nodes, startNode(t, cfg))
-	}
-	n2 := nodes[1]
+	nodes := startCluster(t, callConfig)
+	n1, n2 := nodes[0], nodes[1]
 	room := newTestUA(t, "room")
 	room.register(n1, "boardroom", "s3cret-board")
 	waitFor(t, func() bool {
@@ -127,4 +101,26 @@ func TestClusterCallAcrossNodes(t *testing.T) {
 	t.Logf("re-registered through edge2 %v after edge1 died", time.Since(start).Round(time.Millisecond))
 	sippCall(t, n2, "boardroom", "uac.xml", 1)
 	waitFor(t, func() bool { return len(n2.Store().State().Records(state.RecordQuery{})) == 2 })
+}
+
+// startCluster starts three nodes (edge1..edge3) from conf: edge1 bootstraps, the others join it
+// with a join token.
+func startCluster(t *testing.T, conf func(*testing.T) config.Config) []*Node {
+	t.Helper()
+	cfg1 := conf(t)
+	cfg1.Node.ID = "edge1"
+	n1 := startNode(t, cfg1)
+	token, err := n1.cluster.JoinToken(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := []*Node{n1}
+	for _, id := range []string{"edge2", "edge3"} {
+		cfg := conf(t)
+		cfg.Node.ID = id
+		cfg.Cluster.Join = []string{n1.cluster.Addr()}
+		cfg.Cluster.JoinToken = token
+		nodes = append(nodes, startNode(t, cfg))
+	}
+	return nodes
 }

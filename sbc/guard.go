@@ -113,24 +113,8 @@ func (n *Node) registeredFlow(src netip.AddrPort) bool {
 
 // guardRequest describes a request for the guard.
 func (n *Node) guardRequest(req *sip.Request) *guard.Request {
-	src, _ := netip.ParseAddrPort(req.Source())
-	r := &guard.Request{Source: src, Transport: req.Transport(), Method: string(req.Method),
-		RURIUser: req.Recipient.User, RURIHost: req.Recipient.Host, MaxForwards: -1, Registered: n.registeredFlow(src)}
-	if f := req.From(); f != nil {
-		r.FromName, r.FromUser, r.FromHost = f.DisplayName, f.Address.User, f.Address.Host
-	}
-	if t := req.To(); t != nil {
-		r.ToUser, r.ToHost = t.Address.User, t.Address.Host
-	}
-	if h := req.GetHeader("User-Agent"); h != nil {
-		r.UserAgent = h.Value()
-	}
-	if c := req.CallID(); c != nil {
-		r.CallID = string(*c)
-	}
-	if mf := req.MaxForwards(); mf != nil {
-		r.MaxForwards = int(*mf)
-	}
+	r := guardRequestOf(req)
+	r.Registered = n.registeredFlow(r.Source)
 	return r
 }
 
@@ -206,8 +190,8 @@ func (d callDecider) DecideCall(req *sip.Request, room state.Room, roomInCall bo
 	return out
 }
 
-// guardRequestOf is guardRequest without a node (registered flows are not known here; the
-// per-room policy does not depend on it except for auto-answer stripping).
+// guardRequestOf describes a request for the guard, without knowing whether its source is a
+// registered flow (guardRequest adds that).
 func guardRequestOf(req *sip.Request) *guard.Request {
 	src, _ := netip.ParseAddrPort(req.Source())
 	r := &guard.Request{Source: src, Transport: req.Transport(), Method: string(req.Method),
@@ -220,6 +204,12 @@ func guardRequestOf(req *sip.Request) *guard.Request {
 	}
 	if h := req.GetHeader("User-Agent"); h != nil {
 		r.UserAgent = h.Value()
+	}
+	if c := req.CallID(); c != nil {
+		r.CallID = string(*c)
+	}
+	if mf := req.MaxForwards(); mf != nil {
+		r.MaxForwards = int(*mf)
 	}
 	return r
 }
