@@ -70,7 +70,7 @@ func (n *Node) health() error {
 	return nil
 }
 
-// callMetrics feeds the call counters of the metrics.
+// callStarted and callEnded feed the call counters of the metrics.
 func (n *Node) callStarted(dir state.Direction) {
 	if n.metrics != nil {
 		n.metrics.CallAttempt(string(dir))

@@ -91,12 +91,7 @@ func sipRequestUA(t *testing.T, addr, method, ua string) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	local := c.LocalAddr().String()
-	msg := method + " sip:100@" + addr + " SIP/2.0\r\n" +
-		"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-" + randHex() + ";rport\r\n" +
-		"Max-Forwards: 70\r\nFrom: <sip:100@" + local + ">;tag=1\r\nTo: <sip:100@" + addr + ">\r\n" +
-		"Call-ID: " + randHex() + "@test\r\nCSeq: 1 " + method + "\r\nUser-Agent: " + ua + "\r\nContent-Length: 0\r\n\r\n"
-	if _, err := c.Write([]byte(msg)); err != nil {
+	if _, err := c.Write([]byte(rawRequest(method, "100", "100", ua, addr, c.LocalAddr().String()))); err != nil {
 		t.Fatal(err)
 	}
 }

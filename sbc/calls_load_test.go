@@ -80,27 +80,34 @@ func placeCallSDP(ctx context.Context, u *testUA, n *Node, room, sdp string) (fu
 	return bye, nil
 }
 
-// runCalls places calls through the node, 32 at a time, and returns how many failed.
-func runCalls(t *testing.T, caller *testUA, n *Node, calls int) int {
-	var failed atomic.Int64
+// inParallel runs f n times, 32 at a time, and returns when all are done.
+func inParallel(n int, f func()) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32)
-	for i := 0; i < calls; i++ {
+	for i := 0; i < n; i++ {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			if _, err := placeCall(ctx, caller, n, "boardroom", 0); err != nil {
-				if failed.Add(1) < 5 {
-					t.Logf("call: %v", err)
-				}
-			}
+			f()
 		}()
 	}
 	wg.Wait()
+}
+
+// runCalls places calls through the node, 32 at a time, and returns how many failed.
+func runCalls(t *testing.T, caller *testUA, n *Node, calls int) int {
+	var failed atomic.Int64
+	inParallel(calls, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if _, err := placeCall(ctx, caller, n, "boardroom", 0); err != nil {
+			if failed.Add(1) < 5 {
+				t.Logf("call: %v", err)
+			}
+		}
+	})
 	return int(failed.Load())
 }
 
@@ -191,23 +198,14 @@ func measureCalls(t *testing.T, calls int, withMedia bool) {
 	g0 := runtime.NumGoroutine()
 	byes := make([]func() error, 0, calls)
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 32)
-	for i := 0; i < calls; i++ {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			bye, err := placeCallSDP(context.Background(), caller, n, "boardroom", sdp)
-			if err == nil {
-				mu.Lock()
-				byes = append(byes, bye)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	inParallel(calls, func() {
+		bye, err := placeCallSDP(context.Background(), caller, n, "boardroom", sdp)
+		if err == nil {
+			mu.Lock()
+			byes = append(byes, bye)
+			mu.Unlock()
+		}
+	})
 	time.Sleep(35 * time.Second) // the setup transactions end (Timer M/L): only the calls remain
 	runtime.GC()
 	runtime.ReadMemStats(&after)

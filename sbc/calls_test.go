@@ -92,9 +92,6 @@ func TestTopologyHiding(t *testing.T) {
 
 	callerSaw, roomSaw := caller.seen(), room.seen()
 	for _, s := range append(dialogSecrets(roomInvite, roomRes, room.port), "z9hG4bKroomsecretbranch", "10.9.8.7", "inside.example") {
-		if s == string(*roomInvite.CallID()) || strings.HasPrefix(s, "z9hG4bK") && s != "z9hG4bKroomsecretbranch" {
-			// the room's Call-ID and the Via branch of our INVITE to it are leg B's: check them too
-		}
 		if strings.Contains(callerSaw, s) {
 			t.Errorf("caller saw %q of the room's side", s)
 		}
@@ -200,8 +197,8 @@ func TestOutboundCall(t *testing.T) {
 		if c.final != nil && c.final.StatusCode != 403 {
 			t.Fatalf("got %v, want 403 or no answer", c.final)
 		}
-		if len(far2.seen()) > 0 {
-			t.Fatal("the far end was reached")
+		if len(far1.seen())+len(far2.seen()) > 0 {
+			t.Fatal("a far end was reached")
 		}
 	})
 	t.Run("authenticated call fails over to the second target", func(t *testing.T) {
@@ -322,7 +319,7 @@ func TestInDialogRelay(t *testing.T) {
 	room.waitRequest(sip.BYE, 2*time.Second)
 }
 
-func headerOf(m *sip.Request, name string) string {
+func headerOf(m interface{ GetHeader(string) sip.Header }, name string) string {
 	if h := m.GetHeader(name); h != nil {
 		return h.Value()
 	}
@@ -405,7 +402,7 @@ func TestSessionTimerEndsVanishedCall(t *testing.T) {
 		t.Fatalf("call: %v", c.final)
 	}
 	c.ack(c.final)
-	if se := headerOfRes(c.final, "Session-Expires"); !strings.HasPrefix(se, "2;refresher=uas") {
+	if se := headerOf(c.final, "Session-Expires"); !strings.HasPrefix(se, "2;refresher=uas") {
 		t.Fatalf("Session-Expires to the caller: %q", se)
 	}
 	// the first refresh reaches the room (UPDATE or re-INVITE) and is answered
@@ -428,9 +425,3 @@ func TestSessionTimerEndsVanishedCall(t *testing.T) {
 	}
 }
 
-func headerOfRes(m *sip.Response, name string) string {
-	if h := m.GetHeader(name); h != nil {
-		return h.Value()
-	}
-	return ""
-}

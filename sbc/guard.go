@@ -128,7 +128,7 @@ func (n *Node) guarded(h func(*sip.Request, sip.ServerTransaction)) func(*sip.Re
 			case guard.Drop:
 				return
 			case guard.Reject:
-				n.respond(tx, sip.NewResponseFromRequest(req, v.Code, reasonFor(v.Code), nil))
+				n.respond(tx, sip.NewResponseFromRequest(req, v.Code, b2bua.ReasonPhrase(v.Code), nil))
 				return
 			}
 		}
@@ -145,30 +145,6 @@ func (n *Node) fromTrunk(req *sip.Request) bool {
 	}
 	_, ok := b2bua.VerifyTrunk(n.store.State().TrunkKey(), h.Value(), string(*req.CallID()), req.Recipient.User, time.Now())
 	return ok
-}
-
-func reasonFor(code int) string {
-	switch code {
-	case 400:
-		return "Bad Request"
-	case 403:
-		return "Forbidden"
-	case 404:
-		return "Not Found"
-	case 429:
-		return "Too Many Requests"
-	case 480:
-		return "Temporarily Unavailable"
-	case 483:
-		return "Too Many Hops"
-	case 486:
-		return "Busy Here"
-	case 503:
-		return "Service Unavailable"
-	case 603:
-		return "Decline"
-	}
-	return "Refused"
 }
 
 // callDecider adapts the guard to the B2BUA's caller-identity seam (per-room policy).

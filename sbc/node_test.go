@@ -80,11 +80,7 @@ func sipRequest(t *testing.T, addr, method string) string {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	local := c.LocalAddr().String()
-	msg := method + " sip:boardroom@" + addr + " SIP/2.0\r\n" +
-		"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-" + randHex() + ";rport\r\n" +
-		"Max-Forwards: 70\r\nFrom: <sip:probe@" + local + ">;tag=1\r\nTo: <sip:" + addr + ">\r\n" +
-		"Call-ID: " + randHex() + "@test\r\nCSeq: 1 " + method + "\r\nUser-Agent: portcullis-test\r\nContent-Length: 0\r\n\r\n"
+	msg := rawRequest(method, "boardroom", "probe", "portcullis-test", addr, c.LocalAddr().String())
 	if _, err := c.Write([]byte(msg)); err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +92,14 @@ func sipRequest(t *testing.T, addr, method string) string {
 	}
 	line, _, _ := strings.Cut(string(buf[:nr]), "\r\n")
 	return line
+}
+
+// rawRequest is an out-of-dialog request from local to user@addr, as a scanner or probe writes it.
+func rawRequest(method, user, fromUser, ua, addr, local string) string {
+	return method + " sip:" + user + "@" + addr + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-" + randHex() + ";rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:" + fromUser + "@" + local + ">;tag=1\r\nTo: <sip:" + user + "@" + addr + ">\r\n" +
+		"Call-ID: " + randHex() + "@test\r\nCSeq: 1 " + method + "\r\nUser-Agent: " + ua + "\r\nContent-Length: 0\r\n\r\n"
 }
 
 func randHex() string {

@@ -90,12 +90,6 @@ func (e *Engine) newCall(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	fromLocal := e.cfg.Local(from.Address.Host)
-	if fromLocal && e.cfg.Local(ruri.Host) && strings.EqualFold(from.Address.User, ruri.User) {
-		// A "room" calling itself is an extension scanner's probe (svwar): no answer, whether
-		// or not the name exists, and nothing rings.
-		e.log.Debug("self-call probe dropped", "user", ruri.User, "source", req.Source())
-		return
-	}
 	_, isRoom := st.Room(from.Address.User)
 	if fromLocal && (isRoom || !isIP(from.Address.Host)) {
 		// Someone claims to be one of our rooms: it must prove it. In our domain every name gets
@@ -182,12 +176,11 @@ func (e *Engine) inbound(req *sip.Request, tx sip.ServerTransaction, roomName, c
 	case Drop:
 		return // nothing was created; the transaction times out on its own
 	case Reject:
-		code, reason := dec.Code, dec.Reason
+		code := dec.Code
 		if code < 300 || code > 699 {
 			code = 403
 		}
-		respond(tx, sip.NewResponseFromRequest(req, code, reasonPhrase(code), nil))
-		_ = reason
+		respond(tx, sip.NewResponseFromRequest(req, code, ReasonPhrase(code), nil))
 		return
 	}
 	var targets []target
@@ -303,7 +296,7 @@ func (e *Engine) prepare(req *sip.Request, tx sip.ServerTransaction, dir state.D
 				e.noteMedia(err)
 			}
 			c.finish(code, "caller SDP refused: "+err.Error())
-			respond(tx, sip.NewResponseFromRequest(req, code, reasonPhrase(code), nil))
+			respond(tx, sip.NewResponseFromRequest(req, code, ReasonPhrase(code), nil))
 			return nil
 		}
 		c.bOffer = body
@@ -798,7 +791,7 @@ func (c *call) responseA(code int, reason string, body []byte) *sip.Response {
 
 // failA ends a call that was never answered with a final status to the caller.
 func (c *call) failA(code int, reason string) {
-	res := c.responseA(code, reasonPhrase(code), nil)
+	res := c.responseA(code, ReasonPhrase(code), nil)
 	if code == 503 {
 		res.AppendHeader(sip.NewHeader("Retry-After", "30"))
 	}
@@ -1054,16 +1047,23 @@ func (c *call) hangup(reason string, status int) {
 	c.finish(200, reason)
 }
 
-func reasonPhrase(code int) string {
+// ReasonPhrase is the reason phrase the node sends with a status code.
+func ReasonPhrase(code int) string {
 	switch code {
+	case 400:
+		return "Bad Request"
 	case 403:
 		return "Forbidden"
 	case 404:
 		return "Not Found"
 	case 408:
 		return "Request Timeout"
+	case 429:
+		return "Too Many Requests"
 	case 480:
 		return "Temporarily Unavailable"
+	case 483:
+		return "Too Many Hops"
 	case 486:
 		return "Busy Here"
 	case 487:

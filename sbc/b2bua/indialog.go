@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-
-	"github.com/portcullis-sbc/portcullis/media"
 )
 
 // other returns the leg opposite d.
@@ -29,7 +27,7 @@ func (c *call) inDialog(d *dialog, req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	c.mu.Lock()
-	answered, ended := c.st != "" && c.answered.IsZero() == false, c.ended
+	answered, ended := !c.answered.IsZero(), c.ended
 	c.mu.Unlock()
 	if ended {
 		respond(tx, sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
@@ -319,6 +317,3 @@ func (c *call) transactWithin(req *sip.Request, wait time.Duration) (*sip.Respon
 		}
 	}
 }
-
-// legMedia is the media side of a leg, for the session refresh.
-var _ = media.LegA
