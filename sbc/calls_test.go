@@ -424,4 +424,3 @@ func TestSessionTimerEndsVanishedCall(t *testing.T) {
 		t.Fatalf("record %+v", rec)
 	}
 }
-
