@@ -141,7 +141,8 @@ func splitFields(s string) []string {
 // the other leg by us; the peer's ACK on leg d is absorbed (or carries the answer to an
 // offerless re-INVITE, which is then sent in our ACK).
 // done is called once the offer/answer exchange is over (the 2xx for an INVITE with an offer,
-// the ACK for an offerless one, or the failure).
+// the ACK for an offerless one, or the failure), before the final answer is sent, so the peer's
+// next offer, sent as soon as it has the answer, does not meet a 491.
 func (c *call) relayOffer(d *dialog, req *sip.Request, tx sip.ServerTransaction, done func()) {
 	finished := false
 	finish := func() {
@@ -164,6 +165,7 @@ func (c *call) relayOffer(d *dialog, req *sip.Request, tx sip.ServerTransaction,
 		if c.media != nil {
 			var err error
 			if body, err = c.media.Offer(d.side, req.Body(), d.peer); err != nil {
+				finish()
 				respond(tx, sip.NewResponseFromRequest(req, 488, "Not Acceptable Here", nil))
 				return
 			}
@@ -184,6 +186,7 @@ func (c *call) relayOffer(d *dialog, req *sip.Request, tx sip.ServerTransaction,
 	res, otx, err := c.transact(out)
 	if err != nil || res == nil {
 		r := sip.NewResponseFromRequest(req, 408, "Request Timeout", nil)
+		finish()
 		respond(tx, r)
 		if err != nil {
 			e.log.Debug("re-offer not answered", "call", c.id, "error", err)
@@ -223,6 +226,7 @@ func (c *call) relayOffer(d *dialog, req *sip.Request, tx sip.ServerTransaction,
 		reply.AppendHeader(sip.NewHeader("Allow", allowMethods))
 	}
 	if req.Method != sip.INVITE || !res.IsSuccess() {
+		finish() // before the answer goes out: the peer may start the next exchange at once
 		respond(tx, reply)
 		if res.StatusCode == 481 || res.StatusCode == 408 {
 			c.hangup(legName(o.side)+" lost the dialog", 0)
@@ -242,13 +246,14 @@ func (c *call) relayOffer(d *dialog, req *sip.Request, tx sip.ServerTransaction,
 		ackOther(nil)
 	}
 	ch := c.expectAck(d, req.CSeq().SeqNo)
-	respond(tx, reply)
 	if !offerless {
 		finish()
+		respond(tx, reply)
 		go c.awaitAck(d, reply, func() { respond(tx, reply) }, ch, func(*sip.Request) {})
 		return
 	}
 	finished = true // the exchange ends with the ACK that carries the answer
+	respond(tx, reply)
 	go c.awaitAck(d, reply, func() { respond(tx, reply) }, ch, func(ack *sip.Request) {
 		defer done()
 		var ab []byte
