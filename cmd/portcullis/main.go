@@ -100,7 +100,7 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	log := logging.New(stderr, cfg.Log.Level, cfg.Log.Format)
 	startPprof(log)
-	tuneGC()
+	tuneRuntime(log)
 	node, err := sbc.New(cfg, log)
 	if err != nil {
 		log.Error("cannot build node", "error", err)

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"runtime/debug"
 )
 
 // startPprof serves Go's profiler on PORTCULLIS_PPROF (for example 127.0.0.1:6060) when that
@@ -32,13 +31,4 @@ func startPprof(log *slog.Logger) {
 		}
 	}()
 	log.Info("profiler listening", "addr", addr)
-}
-
-// tuneGC trades memory for CPU: signalling allocates many short-lived objects per call, and the
-// default GOGC=100 spends a quarter of the CPU in the collector at high call rates. GOGC=200
-// halves that. The GOGC and GOMEMLIMIT environment variables still win.
-func tuneGC() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(200)
-	}
 }

@@ -7,12 +7,12 @@ import (
 	"golang.org/x/net/ipv4"
 )
 
-// The two benchmarks below are the experiment behind "no batching": they
-// queue 16 datagrams on a socket and read them with 16 ReadFromUDPAddrPort
-// calls or with one ipv4.ReadBatch (recvmmsg). ReadBatch saves syscalls
-// but allocates a net.UDPAddr and net.IP per datagram (x/net parses every
-// source address), which the 0-allocation hot path cannot accept; see the
-// package documentation for the figures.
+// The two benchmarks below are the experiment behind not using x/net's
+// ReadBatch: they queue 16 datagrams on a socket and read them with 16
+// ReadFromUDPAddrPort calls or with one ipv4.ReadBatch (recvmmsg). ReadBatch
+// saves syscalls but allocates a net.UDPAddr and net.IP per datagram (x/net
+// parses every source address), which the 0-allocation hot path cannot
+// accept; the Linux reader calls recvmmsg itself (read_linux.go).
 const batch = 16
 
 func queued(b *testing.B) (*endpoint, *endpoint, []byte) {

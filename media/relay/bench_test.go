@@ -53,3 +53,35 @@ func TestForwardDoesNotAllocate(t *testing.T) {
 		t.Fatalf("forward allocates %.1f times per packet", allocs)
 	}
 }
+
+// BenchmarkRelaySockets measures the whole relay through real loopback
+// sockets: an endpoint sends RTP to the relay port facing A, the reader
+// goroutine receives it (recvmmsg on Linux) and forwards it to the endpoint
+// on B, which reads it. Allocations are counted process-wide, so the
+// reader goroutine's are included.
+func BenchmarkRelaySockets(b *testing.B) {
+	p := newTestPool(b, 10*time.Millisecond)
+	pa, pb := acquire(b, p), acquire(b, p)
+	ea, eb := newEndpoint(b), newEndpoint(b)
+	s := NewStream(pa, pb, StreamConfig{})
+	b.Cleanup(s.Close)
+	s.SetPeer(SideA, Peer{RTP: ea.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
+	s.SetPeer(SideB, Peer{RTP: eb.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
+	pkt := rtpPacket(96, 0, 0, 1234, string(make([]byte, 1000)))
+	to := local(pa)
+	buf := make([]byte, readBuffer)
+	ea.send(to, pkt)
+	eb.mustRecv()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(pkt)))
+	b.ResetTimer()
+	for i := 1; b.Loop(); i++ {
+		pkt[2], pkt[3] = byte(i>>8), byte(i)
+		if _, err := ea.conn.WriteToUDPAddrPort(pkt, to); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := eb.conn.ReadFromUDPAddrPort(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -93,7 +93,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 	_, procOK := socketDrops(base, cfg.Max)
 	p.log.Info("relay port pool ready",
 		"bind", cfg.Bind, "ports", fmt.Sprintf("%d-%d", base, base+2*n-1), "pairs", n, "drain", cfg.Drain,
-		"fast_path", "one reader goroutine per socket, ReadFromUDPAddrPort/WriteToUDPAddrPort, no batching, 0 allocs/packet",
+		"fast_path", fastPath,
 		"socket_drop_accounting", map[bool]string{true: "/proc/net/udp", false: "unavailable"}[procOK])
 	return p, nil
 }

@@ -256,8 +256,9 @@ func (s *Stream) Close() {
 	}
 }
 
-func (s *Stream) readLoop(k *sock) {
-	defer s.wg.Done()
+// readLoopPortable is the reader where recvmmsg is not used: one
+// ReadFromUDPAddrPort per datagram.
+func (s *Stream) readLoopPortable(k *sock) {
 	buf := make([]byte, readBuffer)
 	for {
 		n, src, err := k.conn.ReadFromUDPAddrPort(buf)
@@ -270,7 +271,7 @@ func (s *Stream) readLoop(k *sock) {
 			}
 			continue
 		}
-		s.forward(k, buf[:n], src, mono())
+		s.forward(k, buf[:n], netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), mono())
 	}
 }
 

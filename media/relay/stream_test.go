@@ -3,6 +3,8 @@ package relay
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -269,5 +271,33 @@ func TestStreamSignallingAfterFirstPackets(t *testing.T) {
 	}
 	if st := r.s.Stats(); st.BToA.Dropped != 0 {
 		t.Fatalf("dropped %d packets of the signalled source", st.BToA.Dropped)
+	}
+}
+
+// A pool bound to the wildcard address gets dual-stack IPv6 sockets, which
+// see IPv4 sources as ::ffff:a.b.c.d. Those must still match the IPv4
+// address signalled in SDP: the source is the signalled one, latched at once
+// and relayed from the first packet (not held back as an unknown source for
+// the learning window).
+func TestStreamWildcardBindMatchesSignalledIPv4(t *testing.T) {
+	checkGoroutines(t)
+	base := 20000 + 2*rand.IntN(15000)
+	p, err := NewPool(PoolConfig{Bind: netip.IPv4Unspecified(), Min: base, Max: base + 3, Drain: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	pa, pb := acquire(t, p), acquire(t, p)
+	a, b := newEndpoint(t), newEndpoint(t)
+	s := NewStream(pa, pb, StreamConfig{LatchWindow: time.Minute})
+	t.Cleanup(s.Close)
+	s.SetPeer(SideA, Peer{RTP: a.addr(), DefaultClock: 8000})
+	s.SetPeer(SideB, Peer{RTP: b.addr(), DefaultClock: 8000})
+	a.send(local(pa), rtpPacket(0, 1, 160, 1, "first"))
+	if got := b.mustRecv(); !bytes.HasSuffix(got, []byte("first")) {
+		t.Fatalf("B got %q", got)
+	}
+	if la, _ := s.Latched(SideA); la != a.addr() {
+		t.Fatalf("latched %v, want %v", la, a.addr())
 	}
 }

@@ -1,0 +1,12 @@
+//go:build !linux || !(amd64 || arm64)
+
+package relay
+
+// readLoop is the socket's only reader.
+func (s *Stream) readLoop(k *sock) {
+	defer s.wg.Done()
+	s.readLoopPortable(k)
+}
+
+// fastPath describes the packet path for the pool's startup log.
+const fastPath = "one reader goroutine per socket, ReadFromUDPAddrPort/WriteToUDPAddrPort; 0 allocs/packet"
