@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -26,15 +27,21 @@ type mmsghdr struct {
 	_   [4]byte
 }
 
-// batchReader holds the receive state of one socket's reader goroutine:
-// buffers, iovecs, source-address storage and the mmsghdr array pointing at
-// them, all set up once.
+// batchReader is the receive state a reader borrows while it runs: buffers,
+// iovecs, source-address storage and the mmsghdr array pointing at them, all
+// set up once.
 type batchReader struct {
 	msgs  [recvBatch]mmsghdr
 	iov   [recvBatch]unix.Iovec
 	names [recvBatch]unix.RawSockaddrInet6 // large enough for sockaddr_in too
 	bufs  [recvBatch][readBuffer]byte
 }
+
+// readers lends receive state to readers while they run: a parked reader
+// holds no buffer, so an idle socket (most RTCP sockets, streams on hold)
+// costs no buffer memory, and only about one batchReader per running thread
+// is in use at a time.
+var readers = sync.Pool{New: func() any { return newBatchReader() }}
 
 func newBatchReader() *batchReader {
 	r := new(batchReader)
@@ -101,8 +108,8 @@ func (s *Stream) readLoop(k *sock) {
 		s.readLoopPortable(k)
 		return
 	}
-	r := newBatchReader()
 	drain := func(fd uintptr) bool {
+		r := readers.Get().(*batchReader)
 		for !s.closed.Load() {
 			n, errno := r.recv(fd)
 			if errno == unix.EINTR {
@@ -111,6 +118,7 @@ func (s *Stream) readLoop(k *sock) {
 			if errno != 0 {
 				// EAGAIN: drained. Anything else is an error queued on the socket (none is
 				// expected on an unconnected UDP socket) that the call consumed: wait too.
+				readers.Put(r)
 				return false
 			}
 			now := mono()
@@ -120,9 +128,11 @@ func (s *Stream) readLoop(k *sock) {
 				}
 			}
 			if n < recvBatch {
+				readers.Put(r)
 				return false
 			}
 		}
+		readers.Put(r)
 		return true
 	}
 	for !s.closed.Load() {
