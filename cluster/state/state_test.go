@@ -160,3 +160,47 @@ func TestTrunkKeySetOnceAndSnapshotted(t *testing.T) {
 		t.Fatal("trunk key lost in the snapshot")
 	}
 }
+
+func TestRoomInCallIndex(t *testing.T) {
+	s := New()
+	apply := func(cs ...Command) {
+		t.Helper()
+		for _, c := range cs {
+			if err := s.Apply(c); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	check := func(room, except string, want bool) {
+		t.Helper()
+		if got := s.RoomInCall(room, except); got != want {
+			t.Fatalf("RoomInCall(%q, except %q) = %v, want %v", room, except, got, want)
+		}
+	}
+	apply(PutCall(Call{ID: "1", Room: "r", Node: "n1", State: CallRinging}))
+	check("r", "", true)
+	check("r", "n1", false) // only our own node's call
+	check("r", "n2", true)
+	check("other", "", false)
+	// A call re-put with another state or node moves in the index, it is not counted twice.
+	apply(PutCall(Call{ID: "1", Room: "r", Node: "n2", State: CallAnswered}))
+	check("r", "n1", true)
+	check("r", "n2", false)
+	apply(PutCall(Call{ID: "2", Room: "r", Node: "n2"}), EndCall(CallRecord{Call: Call{ID: "1"}}))
+	check("r", "n1", true)
+	apply(EndCall(CallRecord{Call: Call{ID: "2"}}), EndCall(CallRecord{Call: Call{ID: "never-put"}}))
+	check("r", "", false)
+	// The index is rebuilt from a snapshot.
+	apply(PutCall(Call{ID: "3", Room: "r", Node: "n3"}))
+	var buf bytes.Buffer
+	if _, err := s.Freeze().WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	r := New()
+	if err := r.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if !r.RoomInCall("r", "n1") || r.RoomInCall("r", "n3") {
+		t.Fatal("index not restored from the snapshot")
+	}
+}

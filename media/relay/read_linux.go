@@ -137,9 +137,12 @@ func (s *Stream) readLoop(k *sock) {
 	}
 	for !s.closed.Load() {
 		if err := rc.Read(drain); err != nil {
-			if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
-				return
+			// Closed or past the deadline Close sets: the stream is ending. Read has no
+			// other failure on a pollable socket; should one appear, stopping beats spinning.
+			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) && !s.closed.Load() {
+				s.log.Error("relay reader stopped", "port", s.legs[k.side].pair.Port(), "rtcp", k.isRTCP, "error", err)
 			}
+			return
 		}
 	}
 }

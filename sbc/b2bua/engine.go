@@ -232,15 +232,7 @@ func (e *Engine) roomBusy(room string) bool {
 	e.mu.Lock()
 	n := e.byRoom[room]
 	e.mu.Unlock()
-	if n > 0 {
-		return true
-	}
-	for _, c := range e.deps.Store.State().Calls() {
-		if c.Room == room && c.Node != e.cfg.NodeID && c.State != state.CallEnded {
-			return true
-		}
-	}
-	return false
+	return n > 0 || e.deps.Store.State().RoomInCall(room, e.cfg.NodeID)
 }
 
 // Calls returns the active calls of this node, ringing and answered.
