@@ -32,7 +32,7 @@ type State struct {
 	lists     Lists
 	calls     map[string]Call
 	roomCalls map[string]map[string]int // room -> node -> active calls in calls
-	records   []CallRecord // ordered by Seq
+	records   []CallRecord              // ordered by Seq
 	recordSeq uint64
 	tokens    map[string]Token
 	audit     []AuditEntry
