@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/portcullis-sbc/portcullis/cluster/state"
 	"github.com/portcullis-sbc/portcullis/media"
 	"github.com/portcullis-sbc/portcullis/media/turn"
@@ -17,7 +19,8 @@ func (n *Node) startAdmin() error {
 	if n.cfg.Admin.Listen == "" {
 		return nil
 	}
-	deps := admin.Deps{Store: n.store, Domain: n.cfg.SIP.Domain, Calls: n.calls, Health: n.health, Metrics: n.metrics}
+	deps := admin.Deps{Store: n.store, Domain: n.cfg.SIP.Domain, Calls: n.calls, Health: n.health, Metrics: n.metrics,
+		Collectors: []prometheus.Collector{n.edgeStats.Collector()}}
 	if n.cluster != nil {
 		deps.Cluster = n.cluster
 	}

@@ -40,7 +40,7 @@ func metric(body, prefix string) string {
 
 // TestAdminOnRunningNode: the node serves its admin API; without a token it answers 401;
 // /metrics scraped during SIPp calls shows the call counters moving; the call appears in the
-// records and the refusal of a scanner in the events.
+// records, the refusal of a scanner and a datagram that is not SIP in the events and metrics.
 func TestAdminOnRunningNode(t *testing.T) {
 	testpeer.Require(t, "sipp")
 	cfg := callConfig(t)
@@ -80,6 +80,20 @@ func TestAdminOnRunningNode(t *testing.T) {
 	waitFor(t, func() bool {
 		_, ev := adminGet(t, n, cfg.Admin.Token, "/api/v1/events")
 		return strings.Contains(ev, "scanner-user-agent")
+	})
+	// a datagram that is not SIP is counted by the edge and shows up in the events
+	c, err := net.Dial("udp", n.addr(t, "udp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		_, m := adminGet(t, n, cfg.Admin.Token, "/metrics")
+		_, ev := adminGet(t, n, cfg.Admin.Token, "/api/v1/events?rule=malformed")
+		return metric(m, `portcullis_edge_refused_total{reason="not_sip"}`) == "1" && strings.Contains(ev, "is not SIP")
 	})
 }
 

@@ -111,6 +111,15 @@ func (n *Node) registeredFlow(src netip.AddrPort) bool {
 	return ok
 }
 
+// notSIP tells the guard about a datagram the edge dropped as not SIP (events, flood bans).
+// The guard starts after the sockets are bound but before they are served.
+func (n *Node) notSIP(src netip.AddrPort, head []byte) {
+	if n.guard == nil {
+		return
+	}
+	n.guard.NotSIP(&guard.Request{Source: src, Transport: "UDP", Registered: n.registeredFlow(src)}, head)
+}
+
 // guardRequest describes a request for the guard.
 func (n *Node) guardRequest(req *sip.Request) *guard.Request {
 	r := guardRequestOf(req)

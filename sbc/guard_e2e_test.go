@@ -1095,3 +1095,63 @@ func TestGuardFlood(t *testing.T) {
 		t.Error("the flood banned nobody")
 	}
 }
+
+// TestNotSIPProbes: datagrams that are not SIP (an HTTP probe, SSDP, DNS, a TLS hello) are
+// dropped before the SIP parser, each leaves a "malformed" event with its first bytes, and a
+// stream of them bans the source like a flood of requests; STUN and CRLF keepalives pass
+// quietly (the guard's unit test covers registered and allow-listed sources).
+func TestNotSIPProbes(t *testing.T) {
+	n := startNode(t, callConfig(t))
+	room := newTestUA(t, "room")
+	room.register(n, "boardroom", "s3cret-board")
+	node := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(n.addr(t, "udp")))
+	const prober = "127.0.0.31"
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(prober)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	send := func(d string) {
+		t.Helper()
+		if _, err := c.WriteToUDP([]byte(d), node); err != nil {
+			t.Fatal(err)
+		}
+	}
+	probes := []string{
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nST: ssdp:all\r\n\r\n",
+		"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03com\x00\x00\x01\x00\x01",
+		"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03",
+	}
+	for _, p := range probes {
+		send(p)
+	}
+	send("\x00\x01\x00\x00\x21\x12\xa4\x42abcdefghijkl") // STUN binding request
+	send("\r\n\r\n")
+	waitFor(t, func() bool { return len(events(n, prober, guard.RuleMalformed)) == len(probes) })
+	evs := events(n, prober, guard.RuleMalformed)
+	if e := evs[len(evs)-1]; e.Action != guard.Drop || e.Transport != "UDP" || !strings.Contains(e.Reason, `"GET / HTTP/1.1\r\n`) {
+		t.Fatalf("oldest event %+v", e)
+	}
+	if got := ruleSummary(events(n, prober, "")); got != "map[malformed/drop:4]" {
+		t.Fatalf("events %s: STUN or the keepalive was counted", got)
+	}
+	if s := &n.edgeStats; s.DroppedNotSIP.Load() < 4 || s.DroppedSTUN.Load() != 1 {
+		t.Fatalf("edge counters: not SIP %d, STUN %d", s.DroppedNotSIP.Load(), s.DroppedSTUN.Load())
+	}
+	// Keep probing: the rate limit runs out and the source is banned; the edge then drops it unseen.
+	for i := 0; i < 200; i++ {
+		send(probes[0])
+		if _, ok := banOf(n, prober); ok {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	waitFor(t, func() bool { _, ok := banOf(n, prober); return ok })
+	if b, _ := banOf(n, prober); b.Rule != guard.RuleFlood {
+		t.Fatalf("ban %+v", b)
+	}
+	if inv := receivedInvites(room); len(inv) != 0 {
+		t.Fatalf("the room got %d INVITEs", len(inv))
+	}
+}

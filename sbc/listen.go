@@ -46,6 +46,7 @@ func (n *Node) bindSIP(ctx context.Context) error {
 			_ = pc.SetReadBuffer(sipReadBuffer)
 			n.bound = append(n.bound, Bound{"udp", boundAddr(pc.LocalAddr())})
 			conn := edge.NewPacketConn(pc, n.admit, lim, &n.edgeStats)
+			conn.OnNotSIP(n.notSIP)
 			n.serves = append(n.serves, func() error { return n.srv.ServeUDP(conn) })
 		case "tcp", "tls":
 			ln, err := net.Listen(network("tcp", l.Addr), l.Addr.String())

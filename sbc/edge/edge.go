@@ -26,11 +26,17 @@ type Limits struct {
 type Stats struct {
 	DroppedSource   atomic.Uint64 // datagrams/connections refused by Admit
 	DroppedOversize atomic.Uint64 // datagrams over the size limit
+	DroppedNotSIP   atomic.Uint64 // datagrams that are not SIP (Classify), dropped before parsing
+	DroppedSTUN     atomic.Uint64 // STUN datagrams on a SIP port, dropped before parsing
 	RefusedConns    atomic.Uint64 // connections over the per-source cap
 	ClosedSlow      atomic.Uint64 // connections closed for a message that took too long
 	ClosedIdle      atomic.Uint64 // connections closed idle
 	ClosedTooLarge  atomic.Uint64 // connections closed for an oversized or badly framed message
 }
+
+// NotSIP is told about a datagram that is not SIP, with its first bytes (at most 32; the slice
+// is only valid during the call). It runs on the socket's read loop: it must be quick.
+type NotSIP func(src netip.AddrPort, head []byte)
 
 // PacketConn filters datagrams before sipgo reads them.
 type PacketConn struct {
@@ -38,15 +44,20 @@ type PacketConn struct {
 	admit  Admit
 	limits Limits
 	stats  *Stats
+	notSIP NotSIP
 }
+
+// OnNotSIP sets the function told about datagrams that are not SIP. Call it before the first
+// read.
+func (c *PacketConn) OnNotSIP(f NotSIP) { c.notSIP = f }
 
 // NewPacketConn wraps a UDP socket.
 func NewPacketConn(c *net.UDPConn, admit Admit, limits Limits, stats *Stats) *PacketConn {
 	return &PacketConn{UDPConn: c, admit: admit, limits: limits, stats: stats}
 }
 
-// ReadFrom returns the next datagram that is admitted and within the size limit. Refused
-// datagrams are read into b and discarded without allocating.
+// ReadFrom returns the next datagram that is admitted, within the size limit and SIP (or a
+// keepalive). Refused datagrams are read into b and discarded without allocating.
 func (c *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
 		n, ap, err := c.UDPConn.ReadFromUDPAddrPort(b)
@@ -60,6 +71,17 @@ func (c *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		}
 		if n > c.limits.MaxMessageSize {
 			c.stats.DroppedOversize.Add(1)
+			continue
+		}
+		switch Classify(b[:n]) {
+		case DatagramSTUN:
+			c.stats.DroppedSTUN.Add(1)
+			continue
+		case DatagramNotSIP:
+			c.stats.DroppedNotSIP.Add(1)
+			if c.notSIP != nil {
+				c.notSIP(netip.AddrPortFrom(src, ap.Port()), b[:min(n, 32)])
+			}
 			continue
 		}
 		return n, net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, ap.Port())), nil

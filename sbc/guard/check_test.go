@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -340,5 +341,54 @@ func TestConcurrentUse(t *testing.T) {
 	cancel()
 	if err := <-runDone; err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestNotSIP(t *testing.T) {
+	g, st, _ := newTestGuard(t, func(c *Config) {
+		c.RequestRate, c.RequestBurst, c.FloodRefusals, c.FloodWindow = 2, 4, 3, 10*time.Second
+		c.Allow = []string{"203.0.113.0/24"}
+	})
+	probe := []byte("GET / HTTP/1.1\r\n")
+	garbage := func(src string) *Request {
+		return &Request{Source: netip.MustParseAddrPort(src), Transport: "UDP"}
+	}
+	// A registered flow or an allow-listed source: dropped, nothing recorded, nothing counted.
+	for _, r := range []*Request{with(garbage("198.51.100.9:5060"), func(r *Request) { r.Registered = true }), garbage("203.0.113.5:5060")} {
+		for range 10 {
+			if v := g.NotSIP(r, probe); v.Action != Drop || v.Rule != "" {
+				t.Fatalf("%v: %+v", r.Source, v)
+			}
+		}
+	}
+	if evs := g.Recent(EventFilter{}, 10); len(evs) != 0 {
+		t.Fatalf("events for trusted sources: %+v", evs)
+	}
+	// Anyone else: a malformed event with the first bytes, and the source's rate is spent.
+	a := garbage("198.51.100.7:40000")
+	v := g.NotSIP(a, probe)
+	if v.Action != Drop || v.Rule != RuleMalformed {
+		t.Fatalf("first probe: %+v", v)
+	}
+	evs := g.Recent(EventFilter{}, 10)
+	if len(evs) != 1 || evs[0].Rule != RuleMalformed || evs[0].Action != Drop || !strings.Contains(evs[0].Reason, `"GET / HTTP/1.1\r\n"`) {
+		t.Fatalf("events: %+v", evs)
+	}
+	for range 3 {
+		g.NotSIP(a, probe)
+	}
+	var last Verdict
+	for range 3 {
+		last = g.NotSIP(a, probe)
+	}
+	if last.Rule != RuleFlood || last.Action != Drop {
+		t.Fatalf("a flood of probes: %+v, want a flood ban (dropped)", last)
+	}
+	if _, ok := st.State().Ban(netip.MustParsePrefix("198.51.100.7/32")); !ok {
+		t.Fatal("no ban for a flood of probes")
+	}
+	// Real SIP from it is refused now too.
+	if v := g.Check(invite("198.51.100.7:5060")); v.Rule != RuleBanned {
+		t.Fatalf("banned source's INVITE: %+v", v)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -214,7 +215,6 @@ func (g *Guard) Check(r *Request) Verdict {
 		return Verdict{}
 	}
 	nowT := g.cfg.Now()
-	now := nowT.UnixNano()
 	src := r.Source.Addr().Unmap().WithZone("")
 	if !src.IsValid() {
 		return g.refuse(r, "", ridMalformed, Reject, 400, "no source address", nowT)
@@ -229,10 +229,33 @@ func (g *Guard) Check(r *Request) Verdict {
 	if g.feeds.Load().Contains(src) {
 		return g.refuseScan(r, ridThreatFeed, 403, "source "+src.String()+" is listed by a threat feed", nowT)
 	}
-	if g.storeBanned(src, now) {
-		return g.refuseScan(r, ridBanned, 403, "source "+banPrefix(src).String()+" is banned", nowT)
+	if v, refused := g.sourceCheck(r, src, l, nowT, false); refused {
+		return v
 	}
 
+	if r.MaxForwards == 0 && r.Method != "OPTIONS" {
+		return g.refuse(r, "", ridMaxForwards, Reject, 483, "Max-Forwards is 0 (a loop, or a scanner)", nowT)
+	}
+	if r.MaxForwards > 255 || r.MaxForwards < -1 {
+		return g.refuse(r, "", ridMaxForwards, Reject, 400, fmt.Sprintf("Max-Forwards %d is out of range", r.MaxForwards), nowT)
+	}
+	if why := insane(r); why != "" {
+		return g.refuse(r, "", ridMalformed, Reject, 400, why, nowT)
+	}
+	if l.deny.MatchCaller(r.FromUser, r.FromHost) && !l.allow.MatchCaller(r.FromUser, r.FromHost) {
+		return g.refuseScan(r, ridDenyList, 403, "caller "+uri(r.FromUser, r.FromHost)+" is on the deny list", nowT)
+	}
+	return g.checkTarget(r, src, nowT)
+}
+
+// sourceCheck applies what the guard knows of the source itself: cluster and local bans,
+// scanner signatures (ban), and the per-source rate limit (ban when it goes on). silent makes
+// every refusal a drop (nothing can be answered to a datagram that is not SIP).
+func (g *Guard) sourceCheck(r *Request, src netip.Addr, l *lists, nowT time.Time, silent bool) (Verdict, bool) {
+	now := nowT.UnixNano()
+	if g.storeBanned(src, now) {
+		return g.refuseSource(r, silent, ridBanned, "source "+banPrefix(src).String()+" is banned", nowT), true
+	}
 	k := sourceKey(src)
 	sh := g.table.shard(k)
 	sh.mu.Lock()
@@ -241,8 +264,8 @@ func (g *Guard) Check(r *Request) Verdict {
 	if s.banUntil > now && s.banEpoch == g.liftEpoch.Load() {
 		until := s.banUntil
 		sh.mu.Unlock()
-		return g.refuseScan(r, ridBanned, 403, fmt.Sprintf("source %s is banned until %s", banPrefix(src),
-			time.Unix(0, until).UTC().Format(time.RFC3339)), nowT)
+		return g.refuseSource(r, silent, ridBanned, fmt.Sprintf("source %s is banned until %s", banPrefix(src),
+			time.Unix(0, until).UTC().Format(time.RFC3339)), nowT), true
 	}
 	if pat, ok := l.scanner.match(r.UserAgent); ok || r.FromName != "" {
 		field := "User-Agent"
@@ -253,7 +276,7 @@ func (g *Guard) Check(r *Request) Verdict {
 		if ok {
 			sh.mu.Unlock()
 			why := fmt.Sprintf("%s contains scanner signature %q", field, pat)
-			return g.refuseScan(r, ridScanner, 403, g.banFor(src, ridScanner, why, nowT), nowT)
+			return g.refuseSource(r, silent, ridScanner, g.banFor(src, ridScanner, why, nowT), nowT), true
 		}
 	}
 	if !s.take(now, g.rate, g.burst) {
@@ -270,25 +293,42 @@ func (g *Guard) Check(r *Request) Verdict {
 		sh.mu.Unlock()
 		if flood {
 			why := fmt.Sprintf("%d requests over the rate limit within %s", g.cfg.FloodRefusals, g.cfg.FloodWindow)
-			return g.refuseScan(r, ridFlood, 403, g.banFor(src, ridFlood, why, nowT), nowT)
+			return g.refuseSource(r, silent, ridFlood, g.banFor(src, ridFlood, why, nowT), nowT), true
 		}
-		return g.refuseScan(r, ridRateLimit, 403, fmt.Sprintf("more than %g requests/s (burst %d)", g.rate, g.cfg.RequestBurst), nowT)
+		return g.refuseSource(r, silent, ridRateLimit, fmt.Sprintf("more than %g requests/s (burst %d)", g.rate, g.cfg.RequestBurst), nowT), true
 	}
 	sh.mu.Unlock()
+	return Verdict{}, false
+}
 
-	if r.MaxForwards == 0 && r.Method != "OPTIONS" {
-		return g.refuse(r, "", ridMaxForwards, Reject, 483, "Max-Forwards is 0 (a loop, or a scanner)", nowT)
+// refuseSource refuses for a rule about the source: 403, or a drop when silent or stealthy.
+func (g *Guard) refuseSource(r *Request, silent bool, rule ruleID, reason string, now time.Time) Verdict {
+	if silent {
+		return g.refuse(r, "", rule, Drop, 0, reason, now)
 	}
-	if r.MaxForwards > 255 || r.MaxForwards < -1 {
-		return g.refuse(r, "", ridMaxForwards, Reject, 400, fmt.Sprintf("Max-Forwards %d is out of range", r.MaxForwards), nowT)
+	return g.refuseScan(r, rule, 403, reason, now)
+}
+
+// NotSIP records a datagram the edge dropped before parsing because it is not SIP (a port
+// scanner's probe, another protocol, garbage) and returns the verdict on its source. From a
+// registered flow or an allow-listed source it is only dropped. From anyone else it counts
+// against the source's request rate like a request (a flood of them bans the source, and the
+// edge then drops its packets before looking at them) and leaves an event of rule "malformed"
+// with the datagram's first bytes, so that admins see what hits the SIP port.
+func (g *Guard) NotSIP(r *Request, head []byte) Verdict {
+	src := r.Source.Addr().Unmap().WithZone("")
+	if r.Registered || !src.IsValid() {
+		return Verdict{Action: Drop}
 	}
-	if why := insane(r); why != "" {
-		return g.refuse(r, "", ridMalformed, Reject, 400, why, nowT)
+	nowT := g.cfg.Now()
+	l := g.lists.Load()
+	if l.allow.MatchSource(src) {
+		return Verdict{Action: Drop}
 	}
-	if l.deny.MatchCaller(r.FromUser, r.FromHost) && !l.allow.MatchCaller(r.FromUser, r.FromHost) {
-		return g.refuseScan(r, ridDenyList, 403, "caller "+uri(r.FromUser, r.FromHost)+" is on the deny list", nowT)
+	if v, refused := g.sourceCheck(r, src, l, nowT, true); refused {
+		return v
 	}
-	return g.checkTarget(r, src, nowT)
+	return g.refuse(r, "", ridMalformed, Drop, 0, "datagram is not SIP; it starts "+strconv.Quote(string(head)), nowT)
 }
 
 // checkTarget checks what the request is for: ghost calls, relay attempts, unknown users.
