@@ -1,6 +1,8 @@
 package b2bua
 
 import (
+	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -19,8 +21,13 @@ func sessionExpires(m message) (time.Duration, bool) {
 		return 0, false
 	}
 	num, _, _ := strings.Cut(v, ";")
-	n, err := strconv.Atoi(strings.TrimSpace(num))
-	if err != nil || n <= 0 {
+	// delta-seconds are 32-bit (RFC 3261 section 25.1); a larger value means "as long as
+	// possible", not an overflowing (negative) duration.
+	n, err := strconv.ParseUint(strings.TrimSpace(num), 10, 32)
+	if errors.Is(err, strconv.ErrRange) {
+		n, err = math.MaxUint32, nil
+	}
+	if err != nil || n == 0 {
 		return 0, false
 	}
 	return time.Duration(n) * time.Second, true
