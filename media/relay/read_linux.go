@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -82,11 +84,33 @@ func (r *batchReader) datagram(i int) ([]byte, netip.AddrPort, bool) {
 		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
 		src = netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), ntohs(sa4.Port))
 	case unix.AF_INET6:
-		src = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), ntohs(sa.Port))
+		a := netip.AddrFrom16(sa.Addr).Unmap()
+		if sa.Scope_id != 0 && a.Is6() && a.IsLinkLocalUnicast() {
+			a = a.WithZone(zoneName(sa.Scope_id)) // replies need the interface
+		}
+		src = netip.AddrPortFrom(a, ntohs(sa.Port))
 	default:
 		return nil, src, false
 	}
 	return r.bufs[i][:n], src, true
+}
+
+// zoneNames caches the zone strings of small interface indexes, so that a
+// link-local peer's packets do not allocate one each.
+var zoneNames [256]atomic.Pointer[string]
+
+// zoneName is the zone of a link-local source: the interface index in
+// decimal, which the net package resolves like an interface name.
+func zoneName(index uint32) string {
+	if index >= uint32(len(zoneNames)) {
+		return strconv.FormatUint(uint64(index), 10)
+	}
+	if z := zoneNames[index].Load(); z != nil {
+		return *z
+	}
+	z := strconv.FormatUint(uint64(index), 10)
+	zoneNames[index].Store(&z)
+	return z
 }
 
 func ntohs(p uint16) uint16 {
