@@ -38,7 +38,6 @@ func (n *Node) startGuard() error {
 	}
 	n.guard = gd
 	n.decider = callDecider{gd}
-	n.watchFlows()
 	return nil
 }
 
@@ -78,37 +77,10 @@ func (n *Node) nodeAddrs() []netip.Addr {
 	return out
 }
 
-// flowSet is the set of signalling sources of registered rooms, swapped whole on every change.
-type flowSet = map[netip.AddrPort]struct{}
-
-// watchFlows keeps the set of registered flows (their requests skip the scan checks) equal to the
-// bindings in the store.
-func (n *Node) watchFlows() {
-	rebuild := func() {
-		m := flowSet{}
-		for _, b := range n.store.State().AllBindings(time.Now()) {
-			if ap, err := netip.ParseAddrPort(b.Source); err == nil {
-				m[ap] = struct{}{}
-			}
-		}
-		n.flows.Store(&m)
-	}
-	rebuild()
-	n.store.State().Observe(func(c state.Command) {
-		switch c.Type {
-		case state.CmdPutBinding, state.CmdDeleteBinding, state.CmdDeleteRoomBindings, state.CmdDeleteNodeBindings, state.CmdExpire, 0:
-			rebuild()
-		}
-	})
-}
-
+// registeredFlow reports whether src is the signalling flow of a registered room (its requests
+// skip the scan checks). The replicated state keeps that index with the bindings.
 func (n *Node) registeredFlow(src netip.AddrPort) bool {
-	m := n.flows.Load()
-	if m == nil {
-		return false
-	}
-	_, ok := (*m)[src]
-	return ok
+	return n.store.State().RegisteredFlow(src)
 }
 
 // notSIP tells the guard about a datagram the edge dropped as not SIP (events, flood bans).

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -62,8 +61,7 @@ type Node struct {
 	admin   *admin.Server
 	metrics *admin.Metrics
 	guard   *guard.Guard
-	flows   atomic.Pointer[flowSet] // sources of registered rooms
-	kick    chan struct{}           // rebuild the edge blocklist
+	kick    chan struct{} // rebuild the edge blocklist
 
 	localBanMu sync.Mutex
 	localBans  map[netip.Prefix]time.Time // this node's bans not yet applied by the cluster

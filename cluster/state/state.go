@@ -40,6 +40,12 @@ type State struct {
 	trunkKey  []byte // signs calls handed between nodes
 	applied   uint64 // commands applied, for diagnostics
 
+	// flows counts the bindings registered from each source address. It has its own lock:
+	// every SIP request reads it (RegisteredFlow), and applying an unrelated command must not
+	// hold those readers up. Writers hold mu as well.
+	flowMu sync.RWMutex
+	flows  map[netip.AddrPort]int
+
 	obsMu     sync.RWMutex
 	observers []Observer
 }
@@ -58,6 +64,7 @@ func (s *State) reset() {
 	s.lists = Lists{}
 	s.calls = map[string]Call{}
 	s.roomCalls = map[string]map[string]int{}
+	s.flows = map[netip.AddrPort]int{}
 	s.records = nil
 	s.recordSeq = 0
 	s.tokens = map[string]Token{}
@@ -137,35 +144,25 @@ func (s *State) apply(c Command) error {
 			return fmt.Errorf("room %q: %w", k.Room, ErrNotFound)
 		}
 		delete(s.rooms, k.Room)
-		delete(s.bindings, k.Room)
+		s.dropBindings(k.Room, nil)
 	case CmdPutBinding:
 		b, err := decode[Binding](c)
 		if err != nil {
 			return err
 		}
-		m := s.bindings[b.Room]
-		if m == nil {
-			m = map[string]Binding{}
-			s.bindings[b.Room] = m
-		}
-		m[b.Contact] = b
+		s.putBinding(b)
 	case CmdDeleteBinding:
 		k, err := decode[bindingKey](c)
 		if err != nil {
 			return err
 		}
-		if m := s.bindings[k.Room]; m != nil {
-			delete(m, k.Contact)
-			if len(m) == 0 {
-				delete(s.bindings, k.Room)
-			}
-		}
+		s.dropBindings(k.Room, func(b Binding) bool { return b.Contact == k.Contact })
 	case CmdDeleteRoomBindings:
 		k, err := decode[roomKey](c)
 		if err != nil {
 			return err
 		}
-		delete(s.bindings, k.Room)
+		s.dropBindings(k.Room, nil)
 	case CmdSetTrunkKey:
 		k, err := decode[trunkKey](c)
 		if err != nil {
@@ -179,15 +176,8 @@ func (s *State) apply(c Command) error {
 		if err != nil {
 			return err
 		}
-		for room, m := range s.bindings {
-			for contact, b := range m {
-				if b.Node == k.Node {
-					delete(m, contact)
-				}
-			}
-			if len(m) == 0 {
-				delete(s.bindings, room)
-			}
+		for room := range s.bindings {
+			s.dropBindings(room, func(b Binding) bool { return b.Node == k.Node })
 		}
 	case CmdExpire:
 		a, err := decode[expireArgs](c)
@@ -280,15 +270,8 @@ func trim[T any](s []T, keep int) []T {
 }
 
 func (s *State) expire(a expireArgs) {
-	for room, m := range s.bindings {
-		for contact, b := range m {
-			if !b.Expires.After(a.Now) {
-				delete(m, contact)
-			}
-		}
-		if len(m) == 0 {
-			delete(s.bindings, room)
-		}
+	for room := range s.bindings {
+		s.dropBindings(room, func(b Binding) bool { return !b.Expires.After(a.Now) })
 	}
 	for p, b := range s.bans {
 		if !b.Until.After(a.Now) {
@@ -429,6 +412,67 @@ func (s *State) RoomInCall(room, except string) bool {
 		}
 	}
 	return false
+}
+
+// RegisteredFlow reports whether a room's binding was registered from src (its signalling
+// flow: requests from it skip the caller filter's scan checks). It reads an index kept with
+// the bindings, under its own lock: the cost does not grow with the number of rooms, and a
+// registration elsewhere in the cluster does not rebuild anything.
+func (s *State) RegisteredFlow(src netip.AddrPort) bool {
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	s.flowMu.RLock()
+	n := s.flows[src]
+	s.flowMu.RUnlock()
+	return n > 0
+}
+
+// putBinding adds or replaces a binding and keeps flows in step. Callers hold mu (or own s).
+func (s *State) putBinding(b Binding) {
+	m := s.bindings[b.Room]
+	if m == nil {
+		m = map[string]Binding{}
+		s.bindings[b.Room] = m
+	}
+	old, had := m[b.Contact]
+	m[b.Contact] = b
+	s.flowMu.Lock()
+	if had {
+		s.indexFlow(old.Source, -1)
+	}
+	s.indexFlow(b.Source, 1)
+	s.flowMu.Unlock()
+}
+
+// dropBindings removes the bindings of room for which drop reports true (nil: all of them)
+// and keeps flows in step. Callers hold mu.
+func (s *State) dropBindings(room string, drop func(Binding) bool) {
+	m := s.bindings[room]
+	if m == nil {
+		return
+	}
+	s.flowMu.Lock()
+	for contact, b := range m {
+		if drop == nil || drop(b) {
+			delete(m, contact)
+			s.indexFlow(b.Source, -1)
+		}
+	}
+	s.flowMu.Unlock()
+	if len(m) == 0 {
+		delete(s.bindings, room)
+	}
+}
+
+// indexFlow counts one binding more or less for a source. Callers hold flowMu.
+func (s *State) indexFlow(source string, delta int) {
+	ap, err := netip.ParseAddrPort(source)
+	if err != nil {
+		return
+	}
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	if s.flows[ap] += delta; s.flows[ap] <= 0 {
+		delete(s.flows, ap)
+	}
 }
 
 // putCall adds or replaces a call and keeps roomCalls in step. Callers hold mu (or own s).
@@ -655,12 +699,7 @@ func (s *State) Restore(r io.Reader) error {
 		n.rooms[r.Name] = r
 	}
 	for _, b := range sn.Bindings {
-		m := n.bindings[b.Room]
-		if m == nil {
-			m = map[string]Binding{}
-			n.bindings[b.Room] = m
-		}
-		m[b.Contact] = b
+		n.putBinding(b)
 	}
 	for _, b := range sn.Bans {
 		n.bans[b.Prefix] = b
@@ -675,6 +714,9 @@ func (s *State) Restore(r io.Reader) error {
 	s.rooms, s.bindings, s.bans, s.calls, s.roomCalls, s.tokens = n.rooms, n.bindings, n.bans, n.calls, n.roomCalls, n.tokens
 	s.lists, s.records, s.recordSeq, s.audit, s.auditSeq = sn.Lists, sn.Records, sn.RecordSeq, sn.Audit, sn.AuditSeq
 	s.trunkKey = sn.TrunkKey
+	s.flowMu.Lock()
+	s.flows = n.flows
+	s.flowMu.Unlock()
 	s.mu.Unlock()
 	s.notify(Command{})
 	return nil

@@ -204,3 +204,70 @@ func TestRoomInCallIndex(t *testing.T) {
 		t.Fatal("index not restored from the snapshot")
 	}
 }
+
+// TestRegisteredFlowIndex: the index of registered flows follows every way a binding comes and
+// goes (put, re-put from another source, delete, the room's, the node's, expiry, deleting the
+// room, a snapshot), counts a source shared by two bindings until both are gone, and matches
+// IPv4-mapped sources.
+func TestRegisteredFlowIndex(t *testing.T) {
+	s := New()
+	now := time.Now()
+	apply := func(cs ...Command) {
+		t.Helper()
+		for _, c := range cs {
+			if err := s.Apply(c); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	check := func(src string, want bool) {
+		t.Helper()
+		if got := s.RegisteredFlow(netip.MustParseAddrPort(src)); got != want {
+			t.Fatalf("RegisteredFlow(%s) = %v, want %v", src, got, want)
+		}
+	}
+	bind := func(room, contact, src, node string, ttl time.Duration) Command {
+		return PutBinding(Binding{Room: room, Contact: contact, Source: src, Node: node, Expires: now.Add(ttl)})
+	}
+	apply(PutRoom(Room{Name: "a"}), PutRoom(Room{Name: "b"}),
+		bind("a", "sip:a@x", "192.0.2.1:5060", "n1", time.Hour),
+		bind("b", "sip:b@x", "192.0.2.1:5060", "n1", time.Hour)) // two rooms behind one NAT flow
+	check("192.0.2.1:5060", true)
+	check("[::ffff:192.0.2.1]:5060", true)
+	check("192.0.2.1:5061", false)
+	apply(DeleteBinding("a", "sip:a@x"))
+	check("192.0.2.1:5060", true) // b still
+	apply(bind("b", "sip:b@x", "192.0.2.9:7000", "n1", time.Hour)) // NAT rebinding: the old flow goes
+	check("192.0.2.1:5060", false)
+	check("192.0.2.9:7000", true)
+	apply(DeleteRoomBindings("b"))
+	check("192.0.2.9:7000", false)
+
+	apply(bind("a", "sip:a@x", "198.51.100.1:5060", "n1", time.Hour),
+		bind("a", "sip:a2@x", "198.51.100.2:5060", "n2", time.Hour),
+		bind("b", "sip:b@x", "198.51.100.3:5060", "n1", time.Second),
+		bind("b", "sip:b2@x", "not an address", "n1", time.Hour))
+	apply(DeleteNodeBindings("n2"))
+	check("198.51.100.1:5060", true)
+	check("198.51.100.2:5060", false)
+	apply(Expire(now.Add(time.Minute), 0, 0))
+	check("198.51.100.3:5060", false)
+	check("198.51.100.1:5060", true)
+
+	var buf bytes.Buffer
+	if _, err := s.Freeze().WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	r := New()
+	if err := r.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if !r.RegisteredFlow(netip.MustParseAddrPort("198.51.100.1:5060")) || r.RegisteredFlow(netip.MustParseAddrPort("198.51.100.3:5060")) {
+		t.Fatal("index not restored from the snapshot")
+	}
+	apply(DeleteRoom("a"))
+	check("198.51.100.1:5060", false)
+	if len(s.flows) != 0 {
+		t.Fatalf("index holds %v after every binding went", s.flows)
+	}
+}
