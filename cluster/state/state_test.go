@@ -236,7 +236,7 @@ func TestRegisteredFlowIndex(t *testing.T) {
 	check("[::ffff:192.0.2.1]:5060", true)
 	check("192.0.2.1:5061", false)
 	apply(DeleteBinding("a", "sip:a@x"))
-	check("192.0.2.1:5060", true) // b still
+	check("192.0.2.1:5060", true)                                  // b still
 	apply(bind("b", "sip:b@x", "192.0.2.9:7000", "n1", time.Hour)) // NAT rebinding: the old flow goes
 	check("192.0.2.1:5060", false)
 	check("192.0.2.9:7000", true)
