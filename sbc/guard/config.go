@@ -41,7 +41,17 @@ type Config struct {
 	// (IPv4 address or IPv6 /64). Defaults: 20 and 40.
 	RequestRate  float64
 	RequestBurst int
-	// FloodRefusals rate-limited requests within FloodWindow ban the source (rule flood).
+	// DatagramRate (per second) and DatagramBurst meter every UDP datagram of an untrusted
+	// source before it is parsed (Datagram): requests, responses and retransmissions alike.
+	// Defaults: 400 and 800; a negative rate turns the meter off.
+	DatagramRate  float64
+	DatagramBurst int
+	// Trusted reports sources that the datagram meter never drops besides allow-listed ones
+	// (the node passes registered rooms' flows and other cluster nodes). It runs only for a
+	// source over its limit. Optional.
+	Trusted func(src netip.AddrPort) bool
+	// FloodRefusals rate-limited requests (or datagrams over the meter) within FloodWindow ban
+	// the source (rule flood).
 	// Defaults: 2×RequestBurst in 10s; negative disables flood bans.
 	FloodRefusals int
 	FloodWindow   time.Duration
@@ -112,6 +122,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.RequestBurst <= 0 {
 		c.RequestBurst = 40
+	}
+	if c.DatagramRate == 0 {
+		c.DatagramRate = 400
+	}
+	if c.DatagramBurst <= 0 {
+		c.DatagramBurst = 2 * max(int(c.DatagramRate), 1)
 	}
 	if c.FloodRefusals == 0 {
 		c.FloodRefusals = 2 * c.RequestBurst

@@ -279,17 +279,9 @@ func (g *Guard) sourceCheck(r *Request, src netip.Addr, l *lists, nowT time.Time
 			return g.refuseSource(r, silent, ridScanner, g.banFor(src, ridScanner, why, nowT), nowT), true
 		}
 	}
-	if !s.take(now, g.rate, g.burst) {
-		flood := false
-		if g.cfg.FloodRefusals > 0 {
-			if now-s.floodStart > int64(g.cfg.FloodWindow) {
-				s.floodStart, s.floods = now, 0
-			}
-			s.floods++
-			if s.floods >= g.cfg.FloodRefusals {
-				flood, s.floods = true, 0
-			}
-		}
+	if !s.requests.take(now, g.rate, g.burst) {
+		// A source in the shared overflow entry (table full) is not banned for what others spent.
+		flood := s != sh.overflow && s.flooded(now, g.cfg.FloodRefusals, g.cfg.FloodWindow)
 		sh.mu.Unlock()
 		if flood {
 			why := fmt.Sprintf("%d requests over the rate limit within %s", g.cfg.FloodRefusals, g.cfg.FloodWindow)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"sync"
+	"time"
 )
 
 // shards of the per-source table; a power of two.
@@ -34,14 +35,15 @@ func banPrefix(a netip.Addr) netip.Prefix {
 // source is what the guard remembers about one source. Guarded by its shard's mutex.
 // Times are Unix nanoseconds.
 type source struct {
-	tokens   float64
-	refill   int64 // when tokens were last topped up
-	seen     int64 // last activity, for pruning
-	banUntil int64 // a ban this node made, enforced before the cluster has it
+	requests bucket // out-of-dialog requests (Check)
+	packets  bucket // UDP datagrams before parsing (Datagram)
+	seen     int64  // last activity, for pruning
+	banUntil int64  // a ban this node made, enforced before the cluster has it
 	banEpoch uint64
 
 	floodStart int64 // rate-limit refusals in the window starting here
 	floods     int
+	meterEvent int64 // when the datagram meter last left an event for this source
 
 	auth    []int64 // times of recent digest failures, oldest first
 	unknown []unknownUser
@@ -89,24 +91,47 @@ func (s *shard) get(k netip.Addr, now int64, burst float64, perShard int) *sourc
 	if len(s.m) >= perShard {
 		return s.overflow
 	}
-	src := &source{tokens: burst, refill: now}
+	src := &source{requests: bucket{tokens: burst, refill: now}}
 	s.m[k] = src
 	return src
 }
 
-// take spends a token if the bucket has one.
-func (s *source) take(now int64, rate, burst float64) bool {
-	if dt := now - s.refill; dt > 0 {
-		s.tokens += float64(dt) * rate / 1e9
-		if s.tokens > burst {
-			s.tokens = burst
-		}
-		s.refill = now
-	} else if s.refill == 0 {
-		s.tokens, s.refill = burst, now
+// flooded counts one refusal for going over a rate limit and reports whether it is the
+// refusals-th within window (the source floods: ban it). The shard must be locked.
+func (s *source) flooded(now int64, refusals int, window time.Duration) bool {
+	if refusals <= 0 {
+		return false
 	}
-	if s.tokens >= 1 {
-		s.tokens--
+	if now-s.floodStart > int64(window) {
+		s.floodStart, s.floods = now, 0
+	}
+	s.floods++
+	if s.floods >= refusals {
+		s.floods = 0
+		return true
+	}
+	return false
+}
+
+// bucket is a token bucket; the zero value is full at its first take.
+type bucket struct {
+	tokens float64
+	refill int64 // when tokens were last topped up (Unix ns); 0: never used
+}
+
+// take spends a token if the bucket has one.
+func (b *bucket) take(now int64, rate, burst float64) bool {
+	if dt := now - b.refill; b.refill == 0 {
+		b.tokens, b.refill = burst, now
+	} else if dt > 0 {
+		b.tokens += float64(dt) * rate / 1e9
+		if b.tokens > burst {
+			b.tokens = burst
+		}
+		b.refill = now
+	}
+	if b.tokens >= 1 {
+		b.tokens--
 		return true
 	}
 	return false

@@ -1,0 +1,61 @@
+package guard
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Datagram meters one UDP datagram from src before it is parsed, and reports whether it may
+// go on. Every untrusted source (an IPv4 address, an IPv6 /64) may send DatagramRate
+// datagrams per second with bursts of DatagramBurst, requests, responses and retransmissions
+// alike. Check only ever sees new out-of-dialog requests: without this meter a source could
+// make the node parse without limit, and have its transaction layer answer every copy of a
+// retransmitted request (a reflector toward a spoofed address). Over the limit, allow-listed
+// sources, the node's own addresses and those Config.Trusted names (registered flows, cluster
+// nodes) still pass; for anyone else the datagram is dropped, the first drop in a second
+// leaves a rate-limit event, and FloodRefusals drops within FloodWindow ban the source.
+// A metered datagram does not allocate; a source's first one allocates its table entry.
+func (g *Guard) Datagram(src netip.AddrPort) bool {
+	if g.cfg.DatagramRate <= 0 {
+		return true
+	}
+	nowT := g.cfg.Now()
+	now := nowT.UnixNano()
+	a := src.Addr().Unmap().WithZone("")
+	k := sourceKey(a)
+	sh := g.table.shard(k)
+	sh.mu.Lock()
+	s := sh.get(k, now, g.burst, g.table.perShard)
+	s.seen = now
+	if s.packets.take(now, g.cfg.DatagramRate, float64(g.cfg.DatagramBurst)) {
+		sh.mu.Unlock()
+		return true
+	}
+	sh.mu.Unlock()
+	if g.trusted(a, src) {
+		return true
+	}
+	sh.mu.Lock()
+	flood := s != sh.overflow && s.flooded(now, g.cfg.FloodRefusals, g.cfg.FloodWindow)
+	event := flood || now-s.meterEvent >= int64(time.Second)
+	if event {
+		s.meterEvent = now
+	}
+	sh.mu.Unlock()
+	r := &Request{Source: src, Transport: "UDP"}
+	switch {
+	case flood:
+		why := fmt.Sprintf("%d datagrams or requests over the rate limit within %s", g.cfg.FloodRefusals, g.cfg.FloodWindow)
+		g.refuse(r, "", ridFlood, Drop, 0, g.banFor(a, ridFlood, why, nowT), nowT)
+	case event:
+		g.refuse(r, "", ridRateLimit, Drop, 0, fmt.Sprintf("more than %g datagrams/s (burst %d) before parsing; "+
+			"further drops this second leave no event", g.cfg.DatagramRate, g.cfg.DatagramBurst), nowT)
+	}
+	return false
+}
+
+// trusted reports whether the datagram meter lets a source over its limit pass.
+func (g *Guard) trusted(a netip.Addr, src netip.AddrPort) bool {
+	return g.lists.Load().allow.MatchSource(a) || g.isNodeAddr(a) || (g.cfg.Trusted != nil && g.cfg.Trusted(src))
+}

@@ -1,0 +1,111 @@
+package guard
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDatagramMeter: an untrusted source gets DatagramBurst datagrams at once and
+// DatagramRate per second after that; drops leave one rate-limit event per second, and
+// FloodRefusals drops within FloodWindow ban the source. Trusted sources (Config.Trusted),
+// allow-listed ones and the node's own addresses are never dropped; -1 turns the meter off.
+func TestDatagramMeter(t *testing.T) {
+	trustedSrc := netip.MustParseAddrPort("198.51.100.50:5060")
+	g, st, clk := newTestGuard(t, func(c *Config) {
+		c.DatagramRate, c.DatagramBurst = 10, 20
+		c.FloodRefusals, c.FloodWindow = 50, 10*time.Second
+		c.Allow = []string{"203.0.113.0/24"}
+		c.Trusted = func(src netip.AddrPort) bool { return src == trustedSrc }
+	})
+	src := netip.MustParseAddrPort("198.51.100.7:40000")
+	passed := 0
+	for range 30 {
+		if g.Datagram(src) {
+			passed++
+		}
+	}
+	if passed != 20 {
+		t.Fatalf("%d of 30 datagrams passed at once, want the burst of 20", passed)
+	}
+	evs := g.Recent(EventFilter{}, 10)
+	if len(evs) != 1 || evs[0].Rule != RuleRateLimit || evs[0].Action != Drop || !strings.Contains(evs[0].Reason, "datagrams/s") {
+		t.Fatalf("events after 10 drops in a second: %+v, want one rate-limit event", evs)
+	}
+	// Half a second refills 5; another port of the same address shares the bucket.
+	clk.Add(500 * time.Millisecond)
+	passed = 0
+	for range 10 {
+		if g.Datagram(netip.MustParseAddrPort("198.51.100.7:40002")) {
+			passed++
+		}
+	}
+	if passed != 5 {
+		t.Fatalf("%d datagrams passed after 500ms, want 5", passed)
+	}
+	clk.Add(600 * time.Millisecond) // 6 tokens; drops a second after the first event leave another
+	for range 10 {
+		g.Datagram(src)
+	}
+	if n := len(g.Recent(EventFilter{Rule: RuleRateLimit}, 10)); n != 2 {
+		t.Fatalf("%d rate-limit events, want 2 (one per second)", n)
+	}
+	// Trusted sources pass whatever they send.
+	for _, a := range []string{trustedSrc.String(), "203.0.113.9:5060", nodeIP.String() + ":5060"} {
+		for i := range 100 {
+			if !g.Datagram(netip.MustParseAddrPort(a)) {
+				t.Fatalf("%s: datagram %d dropped", a, i)
+			}
+		}
+	}
+	// Keeping on past the limit is a flood: banned.
+	for range 60 {
+		g.Datagram(src)
+	}
+	if b, ok := st.State().Ban(netip.MustParsePrefix("198.51.100.7/32")); !ok || b.Rule != RuleFlood {
+		t.Fatalf("no flood ban after 60 more drops: %+v %v", b, ok)
+	}
+	if v := g.Check(invite("198.51.100.7:5060")); v.Rule != RuleBanned {
+		t.Fatalf("banned source's INVITE: %+v", v)
+	}
+
+	off, _, _ := newTestGuard(t, func(c *Config) { c.DatagramRate = -1 })
+	for i := range 5000 {
+		if !off.Datagram(src) {
+			t.Fatalf("meter off: datagram %d dropped", i)
+		}
+	}
+}
+
+// BenchmarkDatagram: a datagram from a known source within its rate.
+func BenchmarkDatagram(b *testing.B) {
+	g, _, _ := newTestGuard(b, func(c *Config) { c.DatagramRate = 1e12 })
+	src := netip.MustParseAddrPort("198.51.100.7:40000")
+	g.Datagram(src)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !g.Datagram(src) {
+			b.Fatal("dropped")
+		}
+	}
+}
+
+// TestDatagramMeterTableFull: when the per-source table is full, new sources share an overflow
+// bucket per shard; their drops are not turned into a ban of whichever source came last.
+func TestDatagramMeterTableFull(t *testing.T) {
+	g, st, _ := newTestGuard(t, func(c *Config) {
+		c.DatagramRate, c.DatagramBurst, c.FloodRefusals = 10, 10, 5
+		c.MaxSources = shardCount // one source per shard
+	})
+	for i := range 4 * shardCount {
+		g.Datagram(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 5060))
+	}
+	late := netip.MustParseAddrPort("198.51.100.99:5060")
+	for range 200 {
+		g.Datagram(late)
+	}
+	if bans := st.State().Bans(time.Time{}); len(bans) != 0 {
+		t.Fatalf("bans from a shared overflow bucket: %+v", bans)
+	}
+}
