@@ -25,6 +25,7 @@ type Limits struct {
 // Stats counts what the edge refused. All fields are updated atomically.
 type Stats struct {
 	DroppedSource   atomic.Uint64 // datagrams/connections refused by Admit
+	DroppedRate     atomic.Uint64 // datagrams over their source's rate (Meter)
 	DroppedOversize atomic.Uint64 // datagrams over the size limit
 	DroppedNotSIP   atomic.Uint64 // datagrams that are not SIP (Classify), dropped before parsing
 	DroppedSTUN     atomic.Uint64 // STUN datagrams on a SIP port, dropped before parsing
@@ -38,6 +39,11 @@ type Stats struct {
 // is only valid during the call). It runs on the socket's read loop: it must be quick.
 type NotSIP func(src netip.AddrPort, head []byte)
 
+// Meter decides, for every admitted datagram before anything else looks at it, whether its
+// source is within its rate. It runs on the socket's read loop: it must be quick and should not
+// allocate for a known source.
+type Meter func(src netip.AddrPort) bool
+
 // PacketConn filters datagrams before sipgo reads them.
 type PacketConn struct {
 	*net.UDPConn
@@ -45,11 +51,15 @@ type PacketConn struct {
 	limits Limits
 	stats  *Stats
 	notSIP NotSIP
+	meter  Meter
 }
 
 // OnNotSIP sets the function told about datagrams that are not SIP. Call it before the first
 // read.
 func (c *PacketConn) OnNotSIP(f NotSIP) { c.notSIP = f }
+
+// SetMeter sets the per-source datagram rate check. Call it before the first read.
+func (c *PacketConn) SetMeter(m Meter) { c.meter = m }
 
 // NewPacketConn wraps a UDP socket.
 func NewPacketConn(c *net.UDPConn, admit Admit, limits Limits, stats *Stats) *PacketConn {
@@ -67,6 +77,10 @@ func (c *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		src := ap.Addr().Unmap()
 		if c.admit != nil && !c.admit(src) {
 			c.stats.DroppedSource.Add(1)
+			continue
+		}
+		if c.meter != nil && !c.meter(netip.AddrPortFrom(src, ap.Port())) {
+			c.stats.DroppedRate.Add(1)
 			continue
 		}
 		if n > c.limits.MaxMessageSize {

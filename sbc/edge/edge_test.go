@@ -199,3 +199,48 @@ func TestPacketConnDropsRefusedWithoutAllocating(t *testing.T) {
 		t.Fatalf("%.1f allocations per refused datagram", allocs)
 	}
 }
+
+// TestPacketConnMeter: a datagram the meter refuses is dropped before anything else looks at
+// it (an oversized one too: it spends its source's rate) and counted; the meter sees the
+// unmapped source address and port.
+func TestPacketConnMeter(t *testing.T) {
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	st := &Stats{}
+	c := NewPacketConn(pc, nil, Limits{MaxMessageSize: 1000}, st)
+	allowed := 3
+	var seen []netip.AddrPort
+	c.SetMeter(func(src netip.AddrPort) bool {
+		seen = append(seen, src)
+		allowed--
+		return allowed >= 0
+	})
+	tx, err := net.DialUDP("udp", nil, pc.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	msg := []byte("OPTIONS sip:x@127.0.0.1 SIP/2.0\r\n\r\n")
+	for range 5 {
+		tx.Write(msg)
+	}
+	tx.Write(make([]byte, 1500))
+	buf := make([]byte, 2048)
+	got := 0
+	for {
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, _, err := c.ReadFrom(buf); err != nil {
+			break
+		}
+		got++
+	}
+	if got != 3 || st.DroppedRate.Load() != 3 || st.DroppedOversize.Load() != 0 {
+		t.Fatalf("read %d, dropped for rate %d, oversize %d; want 3, 3, 0", got, st.DroppedRate.Load(), st.DroppedOversize.Load())
+	}
+	if len(seen) != 6 || seen[0] != netip.MustParseAddrPort(tx.LocalAddr().String()) {
+		t.Fatalf("meter saw %v, want 6 datagrams from %s", seen, tx.LocalAddr())
+	}
+}

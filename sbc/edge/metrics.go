@@ -5,7 +5,7 @@ import "github.com/prometheus/client_golang/prometheus"
 var (
 	dRefused = prometheus.NewDesc("portcullis_edge_refused_total",
 		"Datagrams and connections the edge refused before any SIP parsing, by reason: source (banned or "+
-			"denied source, datagram or connection), oversize (datagram), not_sip (datagram), stun (datagram), "+
+			"denied source, datagram or connection), rate (datagram over its source's rate), oversize (datagram), not_sip (datagram), stun (datagram), "+
 			"conn_cap (connection over the per-source cap).",
 		[]string{"reason"}, nil)
 	dConnsClosed = prometheus.NewDesc("portcullis_edge_connections_closed_total",
@@ -30,6 +30,7 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	s := c.s
 	count(dRefused, s.DroppedSource.Load(), "source")
+	count(dRefused, s.DroppedRate.Load(), "rate")
 	count(dRefused, s.DroppedOversize.Load(), "oversize")
 	count(dRefused, s.DroppedNotSIP.Load(), "not_sip")
 	count(dRefused, s.DroppedSTUN.Load(), "stun")
