@@ -23,6 +23,7 @@ func (n *Node) startGuard() error {
 		Allow: g.Allow, Deny: g.Deny, ScannerUserAgents: g.ScannerUserAgents,
 		BanTime: g.BanTime.D(), BanMax: g.BanMax.D(), RequestRate: g.RequestRate, RequestBurst: g.RequestBurst,
 		AuthFailures: g.AuthFailures, AuthWindow: g.AuthWindow.D(), UnknownUsers: g.UnknownUsers, UnknownWindow: g.UnknownWindow.D(),
+		DatagramRate: g.DatagramRate, DatagramBurst: g.DatagramBurst, Trusted: n.trustedSource,
 		Stealth: g.StealthOn(), Events: g.Events, Logger: n.log.With("component", "guard"),
 		OnFeedsChanged: n.kickBlocklist, OnBan: n.banLocally,
 	}
@@ -83,6 +84,18 @@ func (n *Node) registeredFlow(src netip.AddrPort) bool {
 	return n.store.State().RegisteredFlow(src)
 }
 
+// trustedSource reports the sources the datagram meter never drops besides allow-listed ones:
+// registered rooms' flows and the other nodes of the cluster.
+func (n *Node) trustedSource(src netip.AddrPort) bool {
+	return n.registeredFlow(src) || n.peers.has(src.Addr())
+}
+
+// meterDatagram applies the guard's per-source datagram rate before a datagram is parsed.
+// The guard starts after the sockets are bound but before they are served.
+func (n *Node) meterDatagram(src netip.AddrPort) bool {
+	return n.guard == nil || n.guard.Datagram(src)
+}
+
 // notSIP tells the guard about a datagram the edge dropped as not SIP (events, flood bans).
 // The guard starts after the sockets are bound but before they are served.
 func (n *Node) notSIP(src netip.AddrPort, head []byte) {
@@ -124,7 +137,13 @@ func (n *Node) fromTrunk(req *sip.Request) bool {
 	if h == nil || req.CallID() == nil {
 		return false
 	}
-	_, ok := b2bua.VerifyTrunk(n.store.State().TrunkKey(), h.Value(), string(*req.CallID()), req.Recipient.User, time.Now())
+	now := time.Now()
+	_, ok := b2bua.VerifyTrunk(n.store.State().TrunkKey(), h.Value(), string(*req.CallID()), req.Recipient.User, now)
+	if ok {
+		if src, err := netip.ParseAddrPort(req.Source()); err == nil {
+			n.peers.sawSigned(src.Addr(), now)
+		}
+	}
 	return ok
 }
 

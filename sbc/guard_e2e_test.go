@@ -1158,3 +1158,66 @@ func TestNotSIPProbes(t *testing.T) {
 		t.Fatalf("the room got %d INVITEs", len(inv))
 	}
 }
+
+// TestDatagramMeterBoundsReflection: a source that sends the same OPTIONS 4,000 times (a
+// spoofed victim's address would get every answer: the transaction layer answers each copy
+// of a retransmission without the guard seeing it) gets at most the meter's burst answered,
+// is banned for flooding, and the drops show in the edge's counters. A registered room's flow
+// and the other nodes of a cluster are exempt.
+func TestDatagramMeterBoundsReflection(t *testing.T) {
+	cfg := callConfig(t)
+	n := startNode(t, cfg)
+	room := newTestUA(t, "room")
+	room.register(n, "boardroom", "s3cret-board")
+	node := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(n.addr(t, "udp")))
+	const src = "127.0.0.41"
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(src)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadBuffer(8 << 20)
+	msg := []byte(rawRequest("OPTIONS", "boardroom", "probe", "test", n.addr(t, "udp"), c.LocalAddr().String()))
+	const copies = 4000
+	for i := range copies {
+		if _, err := c.WriteToUDP(msg, node); err != nil {
+			t.Fatal(err)
+		}
+		if i%200 == 199 {
+			time.Sleep(time.Millisecond) // let the node's reader keep up: kernel drops are not the point
+		}
+	}
+	answers := 0
+	buf := make([]byte, 4096)
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		if _, _, err := c.ReadFromUDP(buf); err != nil {
+			break
+		}
+		answers++
+	}
+	burst := cfg.Guard.DatagramBurst
+	t.Logf("%d copies sent, %d answered; edge: %d dropped for rate, %d for the ban", copies, answers,
+		n.edgeStats.DroppedRate.Load(), n.edgeStats.DroppedSource.Load())
+	if answers == 0 || answers > burst+burst/2 {
+		t.Fatalf("%d of %d copies answered, want 1..%d (the meter's burst plus what refills while they arrive)", answers, copies, burst+burst/2)
+	}
+	if n.edgeStats.DroppedRate.Load() == 0 {
+		t.Fatal("no datagram counted as dropped for rate")
+	}
+	waitFor(t, func() bool { _, ok := banOf(n, src); return ok })
+	if b, _ := banOf(n, src); b.Rule != guard.RuleFlood {
+		t.Fatalf("ban %+v, want a flood ban", b)
+	}
+
+	bs := n.reg.Bindings("boardroom")
+	if len(bs) == 0 {
+		t.Fatal("room not registered")
+	}
+	if flow := netip.MustParseAddrPort(bs[0].Source); !n.trustedSource(flow) {
+		t.Fatalf("the room's flow %s is not exempt from the meter", flow)
+	}
+	if n.trustedSource(netip.MustParseAddrPort(src + ":5060")) {
+		t.Fatal("an outsider is exempt from the meter")
+	}
+}

@@ -47,6 +47,7 @@ func (n *Node) bindSIP(ctx context.Context) error {
 			n.bound = append(n.bound, Bound{"udp", boundAddr(pc.LocalAddr())})
 			conn := edge.NewPacketConn(pc, n.admit, lim, &n.edgeStats)
 			conn.OnNotSIP(n.notSIP)
+			conn.SetMeter(n.meterDatagram)
 			n.serves = append(n.serves, func() error { return n.srv.ServeUDP(conn) })
 		case "tcp", "tls":
 			ln, err := net.Listen(network("tcp", l.Addr), l.Addr.String())

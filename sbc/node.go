@@ -47,6 +47,7 @@ type Node struct {
 	client *sipgo.Client
 
 	edgeStats edge.Stats
+	peers     trunkPeers // other nodes' SIP addresses (exempt from the datagram meter)
 	blocklist edge.Blocklist
 	bound     []Bound
 	serves    []func() error
@@ -159,6 +160,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.goBackground(func() { _ = n.reg.Run(bg) })
 	n.startBlocklist(bg)
 	n.runGuard(bg)
+	n.runTrunkPeers(bg)
 	n.serveAdmin(bg)
 	n.serveSIP()
 	n.log.Info("node started", "node", n.cfg.Node.ID, "domain", n.cfg.SIP.Domain, "listeners", len(n.bound))

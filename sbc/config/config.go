@@ -211,6 +211,13 @@ type Guard struct {
 	RequestRate float64 `yaml:"request_rate"`
 	// RequestBurst is the burst allowed above RequestRate. Default: 40.
 	RequestBurst int `yaml:"request_burst"`
+	// DatagramRate is UDP datagrams per second allowed per untrusted source (IPv6: per /64)
+	// before any parsing: requests, responses and retransmissions alike. Registered rooms'
+	// flows, allow-listed sources and other cluster nodes are exempt. -1 turns it off.
+	// Default: 400.
+	DatagramRate float64 `yaml:"datagram_rate"`
+	// DatagramBurst is the burst allowed above DatagramRate. Default: 800.
+	DatagramBurst int `yaml:"datagram_burst"`
 	// AuthFailures failed digest logins within AuthWindow ban a source. Default: 10 in 1m.
 	AuthFailures int      `yaml:"auth_failures"`
 	AuthWindow   Duration `yaml:"auth_window"`
@@ -298,6 +305,7 @@ func Default() Config {
 		Cluster: Cluster{Bind: "127.0.0.1:7000"},
 		Guard: Guard{
 			BanTime: Duration(3600e9), BanMax: Duration(168 * 3600e9), RequestRate: 20, RequestBurst: 40,
+			DatagramRate: 400, DatagramBurst: 800,
 			AuthFailures: 10, AuthWindow: Duration(60e9), UnknownUsers: 5, UnknownWindow: Duration(60e9),
 			Events: 10000,
 		},

@@ -232,6 +232,9 @@ func (c *Config) validateGuard(v *validator) {
 	if g.RequestRate <= 0 || g.RequestBurst < 1 {
 		v.fail("guard.request_rate", "request_rate and request_burst must be positive")
 	}
+	if (g.DatagramRate <= 0 && g.DatagramRate != -1) || (g.DatagramRate > 0 && g.DatagramBurst < 1) {
+		v.fail("guard.datagram_rate", "datagram_rate and datagram_burst must be positive (datagram_rate -1 turns the meter off)")
+	}
 	if g.AuthFailures < 1 || g.AuthWindow <= 0 {
 		v.fail("guard.auth_failures", "auth_failures and auth_window must be positive")
 	}

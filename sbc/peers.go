@@ -1,0 +1,133 @@
+package sbc
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Trunk traffic between the nodes of a cluster grows with the calls they hand each other, so
+// the datagram meter must never drop it. The nodes' SIP addresses are learnt two ways: the
+// trunk address of every binding another node holds (where this node sends those rooms'
+// calls, and so where their responses come from), resolved every peerRefresh; and the source
+// of every request that carried a valid trunk signature, remembered for peerMemory.
+const (
+	peerRefresh = 10 * time.Second
+	peerMemory  = time.Hour
+)
+
+// trunkPeers is the set of other nodes' SIP addresses. has is lock-free.
+type trunkPeers struct {
+	set atomic.Pointer[map[netip.Addr]struct{}]
+
+	mu     sync.Mutex
+	known  map[netip.Addr]struct{}  // resolved trunk addresses of other nodes' bindings
+	signed map[netip.Addr]time.Time // sources of signed trunk requests, last seen
+}
+
+func (p *trunkPeers) has(a netip.Addr) bool {
+	m := p.set.Load()
+	if m == nil {
+		return false
+	}
+	_, ok := (*m)[a.Unmap().WithZone("")]
+	return ok
+}
+
+// sawSigned remembers the source of a validly signed trunk request.
+func (p *trunkPeers) sawSigned(a netip.Addr, now time.Time) {
+	a = a.Unmap().WithZone("")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if last, ok := p.signed[a]; ok && now.Sub(last) < time.Minute {
+		return
+	}
+	if p.signed == nil {
+		p.signed = map[netip.Addr]time.Time{}
+	}
+	_, had := p.signed[a]
+	p.signed[a] = now
+	if !had {
+		p.publish()
+	}
+}
+
+// setKnown replaces the resolved trunk addresses and forgets signed sources not seen for
+// peerMemory.
+func (p *trunkPeers) setKnown(known map[netip.Addr]struct{}, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.known = known
+	for a, last := range p.signed {
+		if now.Sub(last) > peerMemory {
+			delete(p.signed, a)
+		}
+	}
+	p.publish()
+}
+
+// publish swaps in the union of known and signed. Callers hold mu.
+func (p *trunkPeers) publish() {
+	m := make(map[netip.Addr]struct{}, len(p.known)+len(p.signed))
+	for a := range p.known {
+		m[a] = struct{}{}
+	}
+	for a := range p.signed {
+		m[a] = struct{}{}
+	}
+	p.set.Store(&m)
+}
+
+// refreshTrunkPeers resolves the trunk addresses of the bindings other nodes hold.
+func (n *Node) refreshTrunkPeers(ctx context.Context) {
+	hosts := map[string]struct{}{}
+	for _, b := range n.store.State().AllBindings(time.Now()) {
+		if b.Node == n.cfg.Node.ID || b.Local == "" {
+			continue
+		}
+		if h, _, err := net.SplitHostPort(b.Local); err == nil {
+			hosts[h] = struct{}{}
+		}
+	}
+	known := map[netip.Addr]struct{}{}
+	for h := range hosts {
+		if a, err := netip.ParseAddr(h); err == nil {
+			known[a.Unmap().WithZone("")] = struct{}{}
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		addrs, err := net.DefaultResolver.LookupNetIP(lctx, "ip", h)
+		cancel()
+		if err != nil {
+			n.log.Debug("trunk peer not resolved", "host", h, "error", err)
+			continue
+		}
+		for _, a := range addrs {
+			known[a.Unmap().WithZone("")] = struct{}{}
+		}
+	}
+	n.peers.setKnown(known, time.Now())
+}
+
+// runTrunkPeers keeps the set of trunk peers current until ctx ends. A single node has none
+// and does nothing.
+func (n *Node) runTrunkPeers(ctx context.Context) {
+	if n.cluster == nil {
+		return
+	}
+	n.goBackground(func() {
+		t := time.NewTicker(peerRefresh)
+		defer t.Stop()
+		for {
+			n.refreshTrunkPeers(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
+}
