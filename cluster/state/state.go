@@ -40,11 +40,13 @@ type State struct {
 	trunkKey  []byte // signs calls handed between nodes
 	applied   uint64 // commands applied, for diagnostics
 
-	// flows counts the bindings registered from each source address. It has its own lock:
-	// every SIP request reads it (RegisteredFlow), and applying an unrelated command must not
-	// hold those readers up. Writers hold mu as well.
-	flowMu sync.RWMutex
-	flows  map[netip.AddrPort]int
+	// flows counts the bindings registered from each source address and port, flowUnits from
+	// each IPv4 address or IPv6 /64 (see RegisteredBehind). They have their own lock: every SIP
+	// request reads them, and applying an unrelated command must not hold those readers up.
+	// Writers hold mu as well.
+	flowMu    sync.RWMutex
+	flows     map[netip.AddrPort]int
+	flowUnits map[netip.Addr]int
 
 	obsMu     sync.RWMutex
 	observers []Observer
@@ -65,6 +67,7 @@ func (s *State) reset() {
 	s.calls = map[string]Call{}
 	s.roomCalls = map[string]map[string]int{}
 	s.flows = map[netip.AddrPort]int{}
+	s.flowUnits = map[netip.Addr]int{}
 	s.records = nil
 	s.recordSeq = 0
 	s.tokens = map[string]Token{}
@@ -426,6 +429,29 @@ func (s *State) RegisteredFlow(src netip.AddrPort) bool {
 	return n > 0
 }
 
+// RegisteredBehind returns how many bindings were registered from a's IPv4 address, or from
+// a's IPv6 /64 (one site or subscriber: the unit of the caller filter's limits and bans). It
+// tells a customer's NAT address, whose rooms come back all at once after an outage, from a
+// stranger.
+func (s *State) RegisteredBehind(a netip.Addr) int {
+	u := flowUnit(a)
+	s.flowMu.RLock()
+	n := s.flowUnits[u]
+	s.flowMu.RUnlock()
+	return n
+}
+
+// flowUnit is a's IPv4 address, or its IPv6 /64.
+func flowUnit(a netip.Addr) netip.Addr {
+	a = a.Unmap().WithZone("")
+	if a.Is6() {
+		b := a.As16()
+		clear(b[8:])
+		return netip.AddrFrom16(b)
+	}
+	return a
+}
+
 // putBinding adds or replaces a binding and keeps flows in step. Callers hold mu (or own s).
 func (s *State) putBinding(b Binding) {
 	m := s.bindings[b.Room]
@@ -472,6 +498,10 @@ func (s *State) indexFlow(source string, delta int) {
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	if s.flows[ap] += delta; s.flows[ap] <= 0 {
 		delete(s.flows, ap)
+	}
+	u := flowUnit(ap.Addr())
+	if s.flowUnits[u] += delta; s.flowUnits[u] <= 0 {
+		delete(s.flowUnits, u)
 	}
 }
 
@@ -715,7 +745,7 @@ func (s *State) Restore(r io.Reader) error {
 	s.lists, s.records, s.recordSeq, s.audit, s.auditSeq = sn.Lists, sn.Records, sn.RecordSeq, sn.Audit, sn.AuditSeq
 	s.trunkKey = sn.TrunkKey
 	s.flowMu.Lock()
-	s.flows = n.flows
+	s.flows, s.flowUnits = n.flows, n.flowUnits
 	s.flowMu.Unlock()
 	s.mu.Unlock()
 	s.notify(Command{})

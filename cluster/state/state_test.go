@@ -235,6 +235,9 @@ func TestRegisteredFlowIndex(t *testing.T) {
 	check("192.0.2.1:5060", true)
 	check("[::ffff:192.0.2.1]:5060", true)
 	check("192.0.2.1:5061", false)
+	if n := s.RegisteredBehind(netip.MustParseAddr("192.0.2.1")); n != 2 {
+		t.Fatalf("RegisteredBehind = %d, want 2", n)
+	}
 	apply(DeleteBinding("a", "sip:a@x"))
 	check("192.0.2.1:5060", true)                                  // b still
 	apply(bind("b", "sip:b@x", "192.0.2.9:7000", "n1", time.Hour)) // NAT rebinding: the old flow goes
@@ -267,7 +270,15 @@ func TestRegisteredFlowIndex(t *testing.T) {
 	}
 	apply(DeleteRoom("a"))
 	check("198.51.100.1:5060", false)
-	if len(s.flows) != 0 {
-		t.Fatalf("index holds %v after every binding went", s.flows)
+	if len(s.flows) != 0 || len(s.flowUnits) != 0 {
+		t.Fatalf("index holds %v %v after every binding went", s.flows, s.flowUnits)
+	}
+	// IPv6: the unit is the /64.
+	apply(bind("a", "sip:a@x", "[2001:db8:1:2::10]:5060", "n1", time.Hour), bind("a", "sip:a2@x", "[2001:db8:1:2::11]:5062", "n1", time.Hour))
+	if n := s.RegisteredBehind(netip.MustParseAddr("2001:db8:1:2:ffff::1")); n != 2 {
+		t.Fatalf("RegisteredBehind(/64) = %d, want 2", n)
+	}
+	if n := s.RegisteredBehind(netip.MustParseAddr("2001:db8:1:3::10")); n != 0 {
+		t.Fatalf("RegisteredBehind(another /64) = %d, want 0", n)
 	}
 }
