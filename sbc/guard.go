@@ -84,10 +84,10 @@ func (n *Node) registeredFlow(src netip.AddrPort) bool {
 	return n.store.State().RegisteredFlow(src)
 }
 
-// trustedSource reports the sources the datagram meter never drops besides allow-listed ones:
-// registered rooms' flows and the other nodes of the cluster.
+// trustedSource reports the sources the datagram meter never drops besides allow-listed ones,
+// ours and those rooms registered from (the guard knows those): the other nodes of the cluster.
 func (n *Node) trustedSource(src netip.AddrPort) bool {
-	return n.registeredFlow(src) || n.peers.has(src.Addr())
+	return n.peers.has(src.Addr())
 }
 
 // meterDatagram applies the guard's per-source datagram rate before a datagram is parsed.

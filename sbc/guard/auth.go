@@ -23,7 +23,7 @@ func (g *Guard) AuthFailed(src netip.AddrPort, user, transport string) {
 	k := sourceKey(a)
 	sh := g.table.shard(k)
 	sh.mu.Lock()
-	s := sh.get(k, now.UnixNano(), g.burst, g.table.perShard)
+	s := sh.get(k, g.table.perShard)
 	s.seen = now.UnixNano()
 	cut := now.UnixNano() - int64(g.cfg.AuthWindow)
 	i := 0

@@ -123,7 +123,7 @@ func (g *Guard) banFor(src netip.Addr, rule ruleID, why string, now time.Time) s
 // protected says why the prefix may not be banned.
 func (g *Guard) ban(src netip.Addr, rule ruleID, why string, now time.Time) (until time.Time, strikes int, ok bool, protected string) {
 	p := banPrefix(src)
-	if why := g.protected(p, now); why != "" {
+	if why := g.protected(p); why != "" {
 		g.log.Warn("guard: not banning a protected source", "prefix", p, "rule", rule.String(), "reason", why)
 		return time.Time{}, 0, false, why
 	}
@@ -165,7 +165,7 @@ func (g *Guard) markBanned(src netip.Addr, until time.Time) {
 	k := sourceKey(src)
 	sh := g.table.shard(k)
 	sh.mu.Lock()
-	s := sh.get(k, 0, g.burst, g.table.perShard)
+	s := sh.get(k, g.table.perShard)
 	if u := until.UnixNano(); u > s.banUntil || s.banEpoch != g.liftEpoch.Load() {
 		s.banUntil = u
 	}
@@ -173,10 +173,10 @@ func (g *Guard) markBanned(src netip.Addr, until time.Time) {
 	sh.mu.Unlock()
 }
 
-// protected says why prefix p must not be banned ("" when it may): it holds an allow-listed
-// source, one of our node addresses, or the flow of a registered room. A spoofed UDP packet
-// must not lock a room or a partner out.
-func (g *Guard) protected(p netip.Prefix, now time.Time) string {
+// protected says why ban prefix p (a /32 or /64, see banPrefix) must not be banned ("" when it
+// may): it holds an allow-listed source, one of our node addresses, or the flow of a
+// registered room. A spoofed UDP packet must not lock a room or a partner out.
+func (g *Guard) protected(p netip.Prefix) string {
 	if g.lists.Load().allow.overlaps(p) {
 		return "it holds an allow-listed source"
 	}
@@ -185,10 +185,8 @@ func (g *Guard) protected(p netip.Prefix, now time.Time) string {
 			return "it holds one of our node addresses"
 		}
 	}
-	for _, b := range g.store.State().AllBindings(now) {
-		if ap, err := netip.ParseAddrPort(b.Source); err == nil && p.Contains(ap.Addr().Unmap()) {
-			return "it holds the registered flow of room " + b.Room
-		}
+	if n := g.store.State().RegisteredBehind(p.Addr()); n > 0 {
+		return fmt.Sprintf("rooms registered from it (%d bindings)", n)
 	}
 	return ""
 }

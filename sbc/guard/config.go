@@ -38,7 +38,8 @@ type Config struct {
 	// BanMax. Defaults: 1h and 168h.
 	BanTime, BanMax time.Duration
 	// RequestRate (per second) and RequestBurst are the token bucket of every untrusted source
-	// (IPv4 address or IPv6 /64). Defaults: 20 and 40.
+	// (IPv4 address or IPv6 /64), multiplied by 1 + the number of rooms registered from it (a
+	// site's rooms re-register together after an outage). Defaults: 20 and 40.
 	RequestRate  float64
 	RequestBurst int
 	// DatagramRate (per second) and DatagramBurst meter every UDP datagram of an untrusted
@@ -46,9 +47,9 @@ type Config struct {
 	// Defaults: 400 and 800; a negative rate turns the meter off.
 	DatagramRate  float64
 	DatagramBurst int
-	// Trusted reports sources that the datagram meter never drops besides allow-listed ones
-	// (the node passes registered rooms' flows and other cluster nodes). It runs only for a
-	// source over its limit. Optional.
+	// Trusted reports sources that the datagram meter never drops besides allow-listed ones,
+	// our own and those rooms registered from (the node passes the other cluster nodes). It
+	// runs only for a source over its limit. Optional.
 	Trusted func(src netip.AddrPort) bool
 	// FloodRefusals rate-limited requests (or datagrams over the meter) within FloodWindow ban
 	// the source (rule flood).

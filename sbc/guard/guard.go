@@ -248,6 +248,9 @@ func (g *Guard) Check(r *Request) Verdict {
 	return g.checkTarget(r, src, nowT)
 }
 
+// maxSiteRooms caps how many rooms registered from one address or /64 raise its request budget.
+const maxSiteRooms = 10_000
+
 // sourceCheck applies what the guard knows of the source itself: cluster and local bans,
 // scanner signatures (ban), and the per-source rate limit (ban when it goes on). silent makes
 // every refusal a drop (nothing can be answered to a datagram that is not SIP).
@@ -256,10 +259,17 @@ func (g *Guard) sourceCheck(r *Request, src netip.Addr, l *lists, nowT time.Time
 	if g.storeBanned(src, now) {
 		return g.refuseSource(r, silent, ridBanned, "source "+banPrefix(src).String()+" is banned", nowT), true
 	}
+	// A site's budget grows with the rooms registered from it: after an outage its rooms all
+	// come back at once from new ports, and that must not look like a flood (nor ban it).
+	rate, burst := g.rate, g.burst
+	if n := g.store.State().RegisteredBehind(src); n > 0 {
+		m := float64(1 + min(n, maxSiteRooms))
+		rate, burst = rate*m, burst*m
+	}
 	k := sourceKey(src)
 	sh := g.table.shard(k)
 	sh.mu.Lock()
-	s := sh.get(k, now, g.burst, g.table.perShard)
+	s := sh.get(k, g.table.perShard)
 	s.seen = now
 	if s.banUntil > now && s.banEpoch == g.liftEpoch.Load() {
 		until := s.banUntil
@@ -279,7 +289,7 @@ func (g *Guard) sourceCheck(r *Request, src netip.Addr, l *lists, nowT time.Time
 			return g.refuseSource(r, silent, ridScanner, g.banFor(src, ridScanner, why, nowT), nowT), true
 		}
 	}
-	if !s.requests.take(now, g.rate, g.burst) {
+	if !s.requests.take(now, rate, burst) {
 		// A source in the shared overflow entry (table full) is not banned for what others spent.
 		flood := s != sh.overflow && s.flooded(now, g.cfg.FloodRefusals, g.cfg.FloodWindow)
 		sh.mu.Unlock()
@@ -287,7 +297,7 @@ func (g *Guard) sourceCheck(r *Request, src netip.Addr, l *lists, nowT time.Time
 			why := fmt.Sprintf("%d requests over the rate limit within %s", g.cfg.FloodRefusals, g.cfg.FloodWindow)
 			return g.refuseSource(r, silent, ridFlood, g.banFor(src, ridFlood, why, nowT), nowT), true
 		}
-		return g.refuseSource(r, silent, ridRateLimit, fmt.Sprintf("more than %g requests/s (burst %d)", g.rate, g.cfg.RequestBurst), nowT), true
+		return g.refuseSource(r, silent, ridRateLimit, fmt.Sprintf("more than %g requests/s (burst %g)", rate, burst), nowT), true
 	}
 	sh.mu.Unlock()
 	return Verdict{}, false
@@ -408,7 +418,7 @@ func (g *Guard) countUnknown(src netip.Addr, user, host string, now int64) bool 
 	sh := g.table.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	s := sh.get(k, now, g.burst, g.table.perShard)
+	s := sh.get(k, g.table.perShard)
 	s.seen = now
 	cut := now - int64(g.cfg.UnknownWindow)
 	kept := s.unknown[:0]

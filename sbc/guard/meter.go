@@ -12,8 +12,8 @@ import (
 // alike. Check only ever sees new out-of-dialog requests: without this meter a source could
 // make the node parse without limit, and have its transaction layer answer every copy of a
 // retransmitted request (a reflector toward a spoofed address). Over the limit, allow-listed
-// sources, the node's own addresses and those Config.Trusted names (registered flows, cluster
-// nodes) still pass; for anyone else the datagram is dropped, the first drop in a second
+// sources, the node's own addresses, addresses that rooms registered from and those
+// Config.Trusted names (the other cluster nodes) still pass; for anyone else the datagram is dropped, the first drop in a second
 // leaves a rate-limit event, and FloodRefusals drops within FloodWindow ban the source.
 // A metered datagram does not allocate; a source's first one allocates its table entry.
 func (g *Guard) Datagram(src netip.AddrPort) bool {
@@ -26,7 +26,7 @@ func (g *Guard) Datagram(src netip.AddrPort) bool {
 	k := sourceKey(a)
 	sh := g.table.shard(k)
 	sh.mu.Lock()
-	s := sh.get(k, now, g.burst, g.table.perShard)
+	s := sh.get(k, g.table.perShard)
 	s.seen = now
 	if s.packets.take(now, g.cfg.DatagramRate, float64(g.cfg.DatagramBurst)) {
 		sh.mu.Unlock()
@@ -55,7 +55,9 @@ func (g *Guard) Datagram(src netip.AddrPort) bool {
 	return false
 }
 
-// trusted reports whether the datagram meter lets a source over its limit pass.
+// trusted reports whether the datagram meter lets a source over its limit pass: allow-listed,
+// ours, an address (or IPv6 /64) that rooms registered from, or trusted by Config.Trusted.
 func (g *Guard) trusted(a netip.Addr, src netip.AddrPort) bool {
-	return g.lists.Load().allow.MatchSource(a) || g.isNodeAddr(a) || (g.cfg.Trusted != nil && g.cfg.Trusted(src))
+	return g.lists.Load().allow.MatchSource(a) || g.isNodeAddr(a) || g.store.State().RegisteredBehind(a) > 0 ||
+		(g.cfg.Trusted != nil && g.cfg.Trusted(src))
 }

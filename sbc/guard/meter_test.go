@@ -1,10 +1,14 @@
 package guard
 
 import (
+	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-sbc/portcullis/cluster/state"
 )
 
 // TestDatagramMeter: an untrusted source gets DatagramBurst datagrams at once and
@@ -107,5 +111,57 @@ func TestDatagramMeterTableFull(t *testing.T) {
 	}
 	if bans := st.State().Bans(time.Time{}); len(bans) != 0 {
 		t.Fatalf("bans from a shared overflow bucket: %+v", bans)
+	}
+}
+
+// TestSiteComesBack: 300 rooms are registered from one customer NAT address. After an outage
+// they all re-register at once from new ports (REGISTER, then REGISTER with credentials, and
+// their keepalives): the site's request budget grows with its rooms, so nothing is refused,
+// the datagram meter lets it through, and it is never banned. A stranger sending the same is
+// rate-limited after the usual burst and banned.
+func TestSiteComesBack(t *testing.T) {
+	g, st, _ := newTestGuard(t, func(c *Config) { c.DatagramRate, c.DatagramBurst = 100, 200 })
+	const rooms = 300
+	site := netip.MustParseAddr("198.51.100.20")
+	exp := time.Date(2030, 1, 2, 4, 0, 0, 0, time.UTC)
+	for i := range rooms {
+		b := state.Binding{Room: fmt.Sprintf("r%d", i), Contact: fmt.Sprintf("sip:r%d@x", i),
+			Source: netip.AddrPortFrom(site, uint16(20000+i)).String(), Node: "node-1", Expires: exp}
+		if err := st.Propose(context.Background(), state.PutRoom(state.Room{Name: b.Room, Inbound: state.InboundOpen})); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Propose(context.Background(), state.PutBinding(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	register := func(src netip.AddrPort, room int) *Request {
+		u := fmt.Sprintf("r%d", room)
+		return &Request{Source: src, Transport: "UDP", Method: "REGISTER", RURIHost: testDomain,
+			FromUser: u, FromHost: testDomain, ToUser: u, ToHost: testDomain, CallID: u, MaxForwards: 70}
+	}
+	comeBack := func(a netip.Addr) (refused int) {
+		for i := range rooms {
+			src := netip.AddrPortFrom(a, uint16(40000+i)) // the NAT hands out new ports
+			for range 2 {
+				if !g.Datagram(src) || g.Check(register(src, i)).Action != Allow {
+					refused++
+				}
+				g.Datagram(src) // the 401 or 200's keepalive traffic
+			}
+		}
+		return refused
+	}
+	if n := comeBack(site); n != 0 {
+		t.Fatalf("the site's rooms were refused %d times: %+v", n, g.Recent(EventFilter{}, 5))
+	}
+	if _, banned := st.State().Ban(netip.PrefixFrom(site, 32)); banned {
+		t.Fatal("the site was banned")
+	}
+	stranger := netip.MustParseAddr("203.0.113.77")
+	if n := comeBack(stranger); n < rooms {
+		t.Fatalf("a stranger sending the same was refused only %d times", n)
+	}
+	if _, banned := st.State().Ban(netip.PrefixFrom(stranger, 32)); !banned {
+		t.Fatal("the stranger was not banned")
 	}
 }

@@ -83,15 +83,15 @@ func (t *sourceTable) shard(k netip.Addr) *shard {
 	return &t.shards[(h>>58)&(shardCount-1)]
 }
 
-// get returns the state of k, creating it (full bucket) if new. The shard must be locked.
-func (s *shard) get(k netip.Addr, now int64, burst float64, perShard int) *source {
+// get returns the state of k, creating it if new. The shard must be locked.
+func (s *shard) get(k netip.Addr, perShard int) *source {
 	if src, ok := s.m[k]; ok {
 		return src
 	}
 	if len(s.m) >= perShard {
 		return s.overflow
 	}
-	src := &source{requests: bucket{tokens: burst, refill: now}}
+	src := &source{} // buckets fill at their first take, with the burst that applies then
 	s.m[k] = src
 	return src
 }
