@@ -207,13 +207,14 @@ type Guard struct {
 	BanTime Duration `yaml:"ban_time"`
 	// BanMax caps a ban's length. Default: 7 days (168h).
 	BanMax Duration `yaml:"ban_max"`
-	// RequestRate is requests per second allowed per untrusted source (IPv6: per /64). Default: 20.
+	// RequestRate is requests per second allowed per untrusted source (IPv6: per /64), times
+	// 1 + the number of rooms registered from it. Default: 20.
 	RequestRate float64 `yaml:"request_rate"`
 	// RequestBurst is the burst allowed above RequestRate. Default: 40.
 	RequestBurst int `yaml:"request_burst"`
 	// DatagramRate is UDP datagrams per second allowed per untrusted source (IPv6: per /64)
-	// before any parsing: requests, responses and retransmissions alike. Registered rooms'
-	// flows, allow-listed sources and other cluster nodes are exempt. -1 turns it off.
+	// before any parsing: requests, responses and retransmissions alike. Addresses that rooms
+	// registered from, allow-listed sources and other cluster nodes are exempt. -1 turns it off.
 	// Default: 400.
 	DatagramRate float64 `yaml:"datagram_rate"`
 	// DatagramBurst is the burst allowed above DatagramRate. Default: 800.
