@@ -185,8 +185,8 @@ func (g *Guard) protected(p netip.Prefix) string {
 			return "it holds one of our node addresses"
 		}
 	}
-	if n := g.store.State().RegisteredBehind(p.Addr()); n > 0 {
-		return fmt.Sprintf("rooms registered from it (%d bindings)", n)
+	if n := g.siteRooms(p.Addr()); n > 0 {
+		return fmt.Sprintf("it is a site that rooms registered from (%d at most, within %s)", n, siteMemory)
 	}
 	return ""
 }

@@ -38,8 +38,9 @@ type Config struct {
 	// BanMax. Defaults: 1h and 168h.
 	BanTime, BanMax time.Duration
 	// RequestRate (per second) and RequestBurst are the token bucket of every untrusted source
-	// (IPv4 address or IPv6 /64), multiplied by 1 + the number of rooms registered from it (a
-	// site's rooms re-register together after an outage). Defaults: 20 and 40.
+	// (IPv4 address or IPv6 /64), multiplied by 1 + the number of rooms registered from it (the
+	// most at once within siteMemory: a site's rooms re-register together after an outage).
+	// Defaults: 20 and 40.
 	RequestRate  float64
 	RequestBurst int
 	// DatagramRate (per second) and DatagramBurst meter every UDP datagram of an untrusted

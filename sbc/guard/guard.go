@@ -43,6 +43,7 @@ type Guard struct {
 	events *eventLog
 	logs   logLimiter
 	rooms  roomCache
+	sites  sites
 	seed   maphash.Seed
 
 	roomNames   atomic.Pointer[map[string]struct{}] // a lock-free copy of the room names
@@ -126,6 +127,7 @@ func New(cfg Config, store state.Store) (*Guard, error) {
 	g.feeds.Store(&netipx.IPSet{})
 	g.rebuildLists()
 	g.rebuildRooms()
+	g.rememberSites()
 	g.refreshBans(cfg.Now().UnixNano())
 	ref := &observerRef{}
 	ref.g.Store(g)
@@ -158,9 +160,12 @@ func (g *Guard) observe(c state.Command) {
 		g.bansDirty.Store(true)
 	case state.CmdPutRoom, state.CmdDeleteRoom:
 		g.rebuildRooms()
+	case state.CmdPutBinding:
+		g.bindingPut(c)
 	case 0: // a snapshot was restored
 		g.rebuildLists()
 		g.rebuildRooms()
+		g.rememberSites()
 		g.bansDirty.Store(true)
 	}
 }
@@ -262,7 +267,7 @@ func (g *Guard) sourceCheck(r *Request, src netip.Addr, l *lists, nowT time.Time
 	// A site's budget grows with the rooms registered from it: after an outage its rooms all
 	// come back at once from new ports, and that must not look like a flood (nor ban it).
 	rate, burst := g.rate, g.burst
-	if n := g.store.State().RegisteredBehind(src); n > 0 {
+	if n := g.siteRooms(src); n > 0 {
 		m := float64(1 + min(n, maxSiteRooms))
 		rate, burst = rate*m, burst*m
 	}

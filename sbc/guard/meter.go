@@ -58,6 +58,6 @@ func (g *Guard) Datagram(src netip.AddrPort) bool {
 // trusted reports whether the datagram meter lets a source over its limit pass: allow-listed,
 // ours, an address (or IPv6 /64) that rooms registered from, or trusted by Config.Trusted.
 func (g *Guard) trusted(a netip.Addr, src netip.AddrPort) bool {
-	return g.lists.Load().allow.MatchSource(a) || g.isNodeAddr(a) || g.store.State().RegisteredBehind(a) > 0 ||
+	return g.lists.Load().allow.MatchSource(a) || g.isNodeAddr(a) || g.siteRooms(a) > 0 ||
 		(g.cfg.Trusted != nil && g.cfg.Trusted(src))
 }

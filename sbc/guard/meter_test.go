@@ -114,13 +114,15 @@ func TestDatagramMeterTableFull(t *testing.T) {
 	}
 }
 
-// TestSiteComesBack: 300 rooms are registered from one customer NAT address. After an outage
-// they all re-register at once from new ports (REGISTER, then REGISTER with credentials, and
-// their keepalives): the site's request budget grows with its rooms, so nothing is refused,
-// the datagram meter lets it through, and it is never banned. A stranger sending the same is
-// rate-limited after the usual burst and banned.
+// TestSiteComesBack: 300 rooms are registered from one customer NAT address. An outage outlasts
+// the keepalives and the registrar drops every binding; then the rooms all re-register at once
+// from new ports (REGISTER, then REGISTER with credentials, and their keepalives). The guard
+// remembers the site: its request budget grows with its rooms, so nothing is refused, the
+// datagram meter lets it through, and it is never banned. A stranger sending the same is
+// rate-limited after the usual burst and banned. A day after the site's last registration it
+// is forgotten.
 func TestSiteComesBack(t *testing.T) {
-	g, st, _ := newTestGuard(t, func(c *Config) { c.DatagramRate, c.DatagramBurst = 100, 200 })
+	g, st, clk := newTestGuard(t, func(c *Config) { c.DatagramRate, c.DatagramBurst = 100, 200 })
 	const rooms = 300
 	site := netip.MustParseAddr("198.51.100.20")
 	exp := time.Date(2030, 1, 2, 4, 0, 0, 0, time.UTC)
@@ -151,6 +153,12 @@ func TestSiteComesBack(t *testing.T) {
 		}
 		return refused
 	}
+	if err := st.Propose(context.Background(), state.DeleteNodeBindings("node-1")); err != nil {
+		t.Fatal(err)
+	}
+	if n := st.State().RegisteredBehind(site); n != 0 {
+		t.Fatalf("%d bindings left", n)
+	}
 	if n := comeBack(site); n != 0 {
 		t.Fatalf("the site's rooms were refused %d times: %+v", n, g.Recent(EventFilter{}, 5))
 	}
@@ -163,5 +171,10 @@ func TestSiteComesBack(t *testing.T) {
 	}
 	if _, banned := st.State().Ban(netip.PrefixFrom(stranger, 32)); !banned {
 		t.Fatal("the stranger was not banned")
+	}
+	clk.Add(siteMemory + time.Minute)
+	g.prune(clk.Now())
+	if g.siteRooms(site) != 0 {
+		t.Fatal("the site is remembered a day after its last registration")
 	}
 }
