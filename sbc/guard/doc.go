@@ -40,12 +40,12 @@
 // BanTime doubled per earlier strike of the prefix, at most BanMax; strikes come from the
 // cluster's record and from this node's memory (which outlives the cluster's expiry of old
 // bans for a week). A prefix holding an allow-listed source, one of our node addresses or a
-// registered room's flow (or one within the last day: a site) is never banned: a spoofed UDP
+// registered room's flow (or one within 30 days: a site) is never banned: a spoofed UDP
 // packet must not lock a room out, nor a site's rooms coming back after an outage.
 //
 // # Sites and the datagram meter
 //
-// A site (an address or /64 that rooms registered from, remembered for a day) gets a request
+// A site (an address or /64 that rooms registered from, remembered for 30 days) gets a request
 // budget of RequestRate × (1 + its rooms). Datagram meters every UDP datagram before parsing:
 // DatagramRate per untrusted source; allow-listed sources, our own, sites and Config.Trusted
 // ones pass.

@@ -119,8 +119,8 @@ func TestDatagramMeterTableFull(t *testing.T) {
 // from new ports (REGISTER, then REGISTER with credentials, and their keepalives). The guard
 // remembers the site: its request budget grows with its rooms, so nothing is refused, the
 // datagram meter lets it through, and it is never banned. A stranger sending the same is
-// rate-limited after the usual burst and banned. A day after the site's last registration it
-// is forgotten.
+// rate-limited after the usual burst and banned. siteMemory after the site's last registration
+// it is forgotten.
 func TestSiteComesBack(t *testing.T) {
 	g, st, clk := newTestGuard(t, func(c *Config) { c.DatagramRate, c.DatagramBurst = 100, 200 })
 	const rooms = 300
@@ -175,6 +175,53 @@ func TestSiteComesBack(t *testing.T) {
 	clk.Add(siteMemory + time.Minute)
 	g.prune(clk.Now())
 	if g.siteRooms(site) != 0 {
-		t.Fatal("the site is remembered a day after its last registration")
+		t.Fatal("the site is remembered siteMemory after its last registration")
+	}
+}
+
+// TestNewSiteRegisters: 300 rooms of a site nobody has seen yet boot at the same moment. The
+// first requests spend a stranger's budget, but every room that registers makes the address a
+// site and adds to its budget, and a site is never banned: with UDP retransmissions every
+// 500 ms all rooms are registered within seconds.
+func TestNewSiteRegisters(t *testing.T) {
+	g, st, clk := newTestGuard(t, nil)
+	const rooms = 300
+	site := netip.MustParseAddr("198.51.100.30")
+	ctx := context.Background()
+	for i := range rooms {
+		if err := st.Propose(ctx, state.PutRoom(state.Room{Name: fmt.Sprintf("n%d", i), Inbound: state.InboundOpen})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	registered := make([]bool, rooms)
+	left, rounds := rooms, 0
+	for ; left > 0 && rounds < 40; rounds++ {
+		for i := range rooms {
+			if registered[i] {
+				continue
+			}
+			u := fmt.Sprintf("n%d", i)
+			src := netip.AddrPortFrom(site, uint16(30000+i))
+			req := &Request{Source: src, Transport: "UDP", Method: "REGISTER", RURIHost: testDomain,
+				FromUser: u, FromHost: testDomain, ToUser: u, ToHost: testDomain, CallID: u, MaxForwards: 70}
+			// REGISTER (401), then REGISTER with credentials (200): both must pass the guard
+			if g.Check(req).Action != Allow || g.Check(req).Action != Allow {
+				continue
+			}
+			b := state.Binding{Room: u, Contact: "sip:" + u + "@x", Source: src.String(), Node: "node-1", Expires: clk.Now().Add(time.Hour)}
+			if err := st.Propose(ctx, state.PutBinding(b)); err != nil {
+				t.Fatal(err)
+			}
+			registered[i] = true
+			left--
+		}
+		clk.Add(500 * time.Millisecond) // the others retransmit
+	}
+	t.Logf("%d rooms registered after %d rounds of 500 ms", rooms-left, rounds)
+	if left > 0 {
+		t.Fatalf("%d rooms still unregistered after %d rounds", left, rounds)
+	}
+	if _, banned := st.State().Ban(netip.PrefixFrom(site, 32)); banned {
+		t.Fatal("the new site was banned")
 	}
 }

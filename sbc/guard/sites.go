@@ -13,8 +13,9 @@ import (
 // from after its last registration. A site whose network was down long enough for the
 // registrar to drop its rooms' bindings (two missed keepalives, or expiry) comes back with
 // every room at once, from new NAT ports: it must be served as the site it is, not banned as
-// a flood (the avalanche that makes other SBCs ban their own customers).
-const siteMemory = 24 * time.Hour
+// a flood (the avalanche that makes other SBCs ban their own customers). A month covers a
+// building powered down over a long holiday.
+const siteMemory = 30 * 24 * time.Hour
 
 // site is what the guard remembers of one: the most rooms registered from it at once.
 type site struct {
