@@ -1222,3 +1222,54 @@ func TestDatagramMeterBoundsReflection(t *testing.T) {
 		}
 	}
 }
+
+// TestSIPpSiteAvalanche: the 300 rooms of one site (SIPp, one socket per room on one address,
+// as behind a NAT) register together at 300/s, digest and all; then an outage makes the
+// registrar drop every binding, and the rooms come back together at 1,000/s from new ports.
+// Both times every room registers and the site is not banned; the second time not one of its
+// requests is refused (the node remembers the site).
+func TestSIPpSiteAvalanche(t *testing.T) {
+	testpeer.Require(t, "sipp")
+	const rooms = 300
+	cfg := callConfig(t)
+	inf := "SEQUENTIAL\n"
+	for i := range rooms {
+		name, pass := fmt.Sprintf("site-room%d", i), fmt.Sprintf("pw-%d-secret", i)
+		cfg.Rooms = append(cfg.Rooms, config.Room{Name: name, Password: pass, Inbound: "open"})
+		inf += name + ";[authentication username=" + name + " password=" + pass + "]\n"
+	}
+	infFile := filepath.Join(t.TempDir(), "rooms.csv")
+	if err := os.WriteFile(infFile, []byte(inf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, cfg)
+	const site = "127.0.0.61"
+	registerAll := func(rate int) time.Duration {
+		t.Helper()
+		start := time.Now()
+		startSIPp(t, n.addr(t, "udp"), "-sf", "register_site.xml", "-inf", infFile, "-t", "un", "-max_socket", "1000",
+			"-i", site, "-r", strconv.Itoa(rate), "-m", strconv.Itoa(rooms), "-l", strconv.Itoa(rooms),
+			"-timeout", "45s", "-timeout_error").wait(t)
+		took := time.Since(start)
+		waitFor(t, func() bool { return n.Store().State().RegisteredBehind(netip.MustParseAddr(site)) == rooms })
+		if b, banned := banOf(n, site); banned {
+			t.Fatalf("the site was banned: %+v", b)
+		}
+		return took
+	}
+	first := registerAll(300)
+	refusedFirst := len(events(n, site, ""))
+	t.Logf("first boot: %d rooms registered in %s, %d requests refused on the way (%s)", rooms, first.Round(time.Millisecond), refusedFirst, ruleSummary(events(n, site, "")))
+
+	// the outage: the registrar drops the bindings (missed keepalives)
+	if err := n.Store().Propose(context.Background(), state.DeleteNodeBindings(n.cfg.Node.ID)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return n.Store().State().RegisteredBehind(netip.MustParseAddr(site)) == 0 })
+	again := registerAll(1000)
+	refused := len(events(n, site, "")) - refusedFirst
+	t.Logf("after the outage: %d rooms registered in %s, %d requests refused", rooms, again.Round(time.Millisecond), refused)
+	if refused != 0 {
+		t.Fatalf("the known site was refused %d times coming back: %s", refused, ruleSummary(events(n, site, "")))
+	}
+}
