@@ -124,6 +124,15 @@ func (g *Guard) banFor(src netip.Addr, rule ruleID, why string, now time.Time) s
 func (g *Guard) ban(src netip.Addr, rule ruleID, why string, now time.Time) (until time.Time, strikes int, ok bool, protected string) {
 	p := banPrefix(src)
 	if why := g.protected(p); why != "" {
+		if _, site := g.isSite(src); site && rule != ridFlood && !g.lists.Load().allow.overlaps(p) {
+			// A site is not banned (its rooms would be locked out) but, for what only an
+			// attacker does (brute force, enumeration, a scanner), loses its site budget:
+			// whoever is at it there gets a stranger's rate until the ban would have ended.
+			// Volume alone (flood) does not demote: that is what a site coming back looks like.
+			until := now.Add(g.cfg.BanTime)
+			g.sites.demote(src, until, now)
+			why += "; its request budget is a stranger's until " + until.UTC().Format(time.RFC3339)
+		}
 		g.log.Warn("guard: not banning a protected source", "prefix", p, "rule", rule.String(), "reason", why)
 		return time.Time{}, 0, false, why
 	}
@@ -185,7 +194,7 @@ func (g *Guard) protected(p netip.Prefix) string {
 			return "it holds one of our node addresses"
 		}
 	}
-	if n := g.siteRooms(p.Addr()); n > 0 {
+	if n, ok := g.isSite(p.Addr()); ok {
 		return fmt.Sprintf("it is a site that rooms registered from (%d at most, within %s)", n, siteMemory)
 	}
 	return ""

@@ -46,7 +46,8 @@
 // # Sites and the datagram meter
 //
 // A site (an address or /64 that rooms registered from, remembered for 30 days) gets a request
-// budget of RequestRate × (1 + its rooms). Datagram meters every UDP datagram before parsing:
+// budget of RequestRate × (1 + its rooms). It is never banned; a brute-force, enumeration or
+// scanner hit from it demotes it instead (a stranger's budget for BanTime). Datagram meters every UDP datagram before parsing:
 // DatagramRate per untrusted source; allow-listed sources, our own, sites and Config.Trusted
 // ones pass.
 //

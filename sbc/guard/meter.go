@@ -33,7 +33,7 @@ func (g *Guard) Datagram(src netip.AddrPort) bool {
 		return true
 	}
 	sh.mu.Unlock()
-	if g.trusted(a, src) {
+	if g.trusted(a, src, nowT) {
 		return true
 	}
 	sh.mu.Lock()
@@ -57,7 +57,7 @@ func (g *Guard) Datagram(src netip.AddrPort) bool {
 
 // trusted reports whether the datagram meter lets a source over its limit pass: allow-listed,
 // ours, an address (or IPv6 /64) that rooms registered from, or trusted by Config.Trusted.
-func (g *Guard) trusted(a netip.Addr, src netip.AddrPort) bool {
-	return g.lists.Load().allow.MatchSource(a) || g.isNodeAddr(a) || g.siteRooms(a) > 0 ||
+func (g *Guard) trusted(a netip.Addr, src netip.AddrPort, now time.Time) bool {
+	return g.lists.Load().allow.MatchSource(a) || g.isNodeAddr(a) || g.siteRooms(a, now) > 0 ||
 		(g.cfg.Trusted != nil && g.cfg.Trusted(src))
 }

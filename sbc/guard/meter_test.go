@@ -174,7 +174,7 @@ func TestSiteComesBack(t *testing.T) {
 	}
 	clk.Add(siteMemory + time.Minute)
 	g.prune(clk.Now())
-	if g.siteRooms(site) != 0 {
+	if g.siteRooms(site, clk.Now()) != 0 {
 		t.Fatal("the site is remembered siteMemory after its last registration")
 	}
 }
@@ -223,5 +223,59 @@ func TestNewSiteRegisters(t *testing.T) {
 	}
 	if _, banned := st.State().Ban(netip.PrefixFrom(site, 32)); banned {
 		t.Fatal("the new site was banned")
+	}
+}
+
+// TestSiteDemotedForBruteForce: a site is never banned (its rooms would be locked out), so a
+// brute-force attempt from it must cost it something else: the site budget. After
+// AuthFailures failed logins its newcomers get a stranger's rate, until BanTime passes.
+func TestSiteDemotedForBruteForce(t *testing.T) {
+	g, st, clk := newTestGuard(t, nil)
+	site := netip.MustParseAddr("198.51.100.40")
+	ctx := context.Background()
+	for i := range 50 {
+		name := fmt.Sprintf("d%d", i)
+		if err := st.Propose(ctx, state.PutRoom(state.Room{Name: name, Inbound: state.InboundOpen})); err != nil {
+			t.Fatal(err)
+		}
+		b := state.Binding{Room: name, Contact: "sip:" + name + "@x", Source: netip.AddrPortFrom(site, uint16(20000+i)).String(),
+			Node: "node-1", Expires: clk.Now().Add(time.Hour)}
+		if err := st.Propose(ctx, state.PutBinding(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	burstOf := func() int {
+		n := 0
+		for i := range 5000 {
+			src := netip.AddrPortFrom(site, uint16(40000+i%1000))
+			if g.Check(invite(src.String())).Action != Allow {
+				break
+			}
+			n++
+		}
+		return n
+	}
+	if n := burstOf(); n < 40*50 {
+		t.Fatalf("the site's burst is %d, want its rooms' share (>= %d)", n, 40*50)
+	}
+	clk.Add(time.Minute) // refill
+	attacker := netip.AddrPortFrom(site, 55555)
+	for range g.cfg.AuthFailures {
+		g.AuthFailed(attacker, "d1", "UDP")
+	}
+	if _, banned := st.State().Ban(netip.PrefixFrom(site, 32)); banned {
+		t.Fatal("a site was banned")
+	}
+	evs := g.Recent(EventFilter{Rule: RuleBruteForce}, 1)
+	if len(evs) != 1 || !strings.Contains(evs[0].Reason, "budget is a stranger's") {
+		t.Fatalf("brute-force event: %+v", evs)
+	}
+	clk.Add(time.Minute)
+	if n := burstOf(); n > 40 {
+		t.Fatalf("a demoted site still got a burst of %d", n)
+	}
+	clk.Add(g.cfg.BanTime)
+	if n := burstOf(); n < 40*50 {
+		t.Fatalf("the site's budget is not back after BanTime: burst %d", n)
 	}
 }

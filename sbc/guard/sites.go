@@ -17,10 +17,12 @@ import (
 // building powered down over a long holiday.
 const siteMemory = 30 * 24 * time.Hour
 
-// site is what the guard remembers of one: the most rooms registered from it at once.
+// site is what the guard remembers of one: the most rooms registered from it at once, and
+// until when it lost its site budget for misbehaving (demoted).
 type site struct {
-	rooms int
-	seen  time.Time
+	rooms   int
+	seen    time.Time
+	demoted time.Time
 }
 
 // sites remembers the addresses rooms registered from. Every node's guard builds it from the
@@ -30,13 +32,30 @@ type sites struct {
 	m  map[netip.Addr]site
 }
 
-// rooms returns the most rooms remembered behind a's unit (0: not a site).
-func (s *sites) rooms(a netip.Addr) int {
+// rooms returns the most rooms remembered behind a's unit (0: not a site), and whether the
+// site is demoted at now.
+func (s *sites) rooms(a netip.Addr, now time.Time) (int, bool) {
 	k := sourceKey(a)
 	s.mu.RLock()
-	n := s.m[k].rooms
+	st := s.m[k]
 	s.mu.RUnlock()
-	return n
+	return st.rooms, now.Before(st.demoted)
+}
+
+// demote takes a's site budget away until until.
+func (s *sites) demote(a netip.Addr, until, now time.Time) {
+	k := sourceKey(a)
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = map[netip.Addr]site{}
+	}
+	st := s.m[k]
+	if st.seen.IsZero() {
+		st.seen = now
+	}
+	st.demoted = until
+	s.m[k] = st
+	s.mu.Unlock()
 }
 
 // saw records that rooms rooms are registered behind a at now.
@@ -53,7 +72,7 @@ func (s *sites) saw(a netip.Addr, rooms int, now time.Time) {
 	if ok && now.Sub(old.seen) < siteMemory {
 		rooms = max(rooms, old.rooms)
 	}
-	s.m[k] = site{rooms: rooms, seen: now}
+	s.m[k] = site{rooms: rooms, seen: now, demoted: old.demoted}
 	s.mu.Unlock()
 }
 
@@ -61,7 +80,7 @@ func (s *sites) saw(a netip.Addr, rooms int, now time.Time) {
 func (s *sites) prune(now time.Time) {
 	s.mu.Lock()
 	for k, st := range s.m {
-		if now.Sub(st.seen) >= siteMemory {
+		if now.Sub(st.seen) >= siteMemory && !now.Before(st.demoted) {
 			delete(s.m, k)
 		}
 	}
@@ -95,7 +114,19 @@ func (g *Guard) rememberSites() {
 }
 
 // siteRooms is how many rooms a source's address (or /64) holds: registered now, or the most
-// remembered from the last siteMemory.
-func (g *Guard) siteRooms(a netip.Addr) int {
-	return max(g.store.State().RegisteredBehind(a), g.sites.rooms(a))
+// remembered from the last siteMemory; 0 while the site is demoted (it earns no budget).
+func (g *Guard) siteRooms(a netip.Addr, now time.Time) int {
+	n, demoted := g.sites.rooms(a, now)
+	if demoted {
+		return 0
+	}
+	return max(g.store.State().RegisteredBehind(a), n)
+}
+
+// isSite reports whether rooms registered from a's address (or /64), now or within
+// siteMemory, demoted or not: such a prefix is never banned.
+func (g *Guard) isSite(a netip.Addr) (rooms int, ok bool) {
+	n, _ := g.sites.rooms(a, time.Time{})
+	n = max(g.store.State().RegisteredBehind(a), n)
+	return n, n > 0
 }
