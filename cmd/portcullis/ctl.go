@@ -27,6 +27,7 @@ import (
 	"github.com/portcullis-sbc/portcullis/cluster/state"
 	"github.com/portcullis-sbc/portcullis/sbc/admin"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
+	"github.com/portcullis-sbc/portcullis/sbc/guard"
 )
 
 // ctlStdin is where --password-stdin reads (tests replace it).
@@ -48,6 +49,7 @@ areas and commands:
   records [--room NAME] [--reason R] [--since T] [--until T] [--limit N] [--cursor C] [--all]
   bans list | show PREFIX | lift PREFIX
   bans add PREFIX [--duration 1h] [--reason TEXT] [--force]
+  sites                 addresses rooms registered from: their rooms, budget, demotion
   lists show | set [--allow a,b] [--deny a,b] [--scanner-ua a,b]
   lists add|remove allow|deny|scanner-ua ENTRY...
   events [--rule R] [--room NAME] [--source CIDR] [--since T] [--limit N] [--follow [--count N]]
@@ -185,6 +187,7 @@ func (c *ctl) dispatch(area string, args []string) error {
 		"calls":         {"list": c.callsList, "": c.callsList, "show": c.callsShow, "hangup": c.callsHangup},
 		"records":       {"": c.records, "list": c.records},
 		"bans":          {"list": c.bansList, "": c.bansList, "show": c.bansShow, "add": c.bansAdd, "lift": c.bansLift},
+		"sites":         {"": c.sitesList, "list": c.sitesList},
 		"lists":         {"show": c.listsShow, "": c.listsShow, "set": c.listsSet, "add": c.listsEdit(true), "remove": c.listsEdit(false)},
 		"events":        {"": c.events, "list": c.events},
 		"cluster":       {"members": c.clusterMembers, "leader": c.clusterLeader, "join": c.clusterJoin, "remove": c.clusterRemove},
@@ -762,6 +765,23 @@ func (c *ctl) bansList(args []string) error {
 		row(w, "PREFIX", "RULE", "STRIKES", "UNTIL", "NODE", "REASON")
 		for _, b := range l.Items {
 			row(w, b.Prefix.String(), b.Rule, b.Strikes, b.Until, b.Node, b.Reason)
+		}
+	})
+}
+
+func (c *ctl) sitesList(args []string) error {
+	if _, err := c.parse(c.flags("sites"), args, 0, 0, "sites"); err != nil {
+		return err
+	}
+	var l struct{ Items []guard.Site }
+	raw, err := c.get("/guard/sites", &l)
+	if err != nil {
+		return err
+	}
+	return c.show(raw, func(w *tabwriter.Writer) {
+		row(w, "PREFIX", "ROOMS", "MOST ROOMS", "LAST REGISTRATION", "DEMOTED UNTIL")
+		for _, s := range l.Items {
+			row(w, s.Prefix.String(), s.Rooms, s.MostRooms, s.LastSeen, s.DemotedUntil)
 		}
 	})
 }

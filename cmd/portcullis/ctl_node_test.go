@@ -65,6 +65,7 @@ func TestCtlDrivesRunningNode(t *testing.T) {
 		t.Fatalf("register: %v\n%s", err, out)
 	}
 	wantOut(t, runOK(t, "registrations"), "boardroom", "127.0.0.1:"+port)
+	wantOut(t, runOK(t, "sites"), "PREFIX", "127.0.0.1/32")
 	uas := sippCmd("-sf", filepath.Join(scen, "uas.xml"), "-p", port, "-m", "1", "-aa")
 	if err := uas.Start(); err != nil {
 		t.Fatal(err)

@@ -153,6 +153,19 @@ func (s *Server) liftBan(w http.ResponseWriter, r *http.Request, p Principal) er
 	return nil
 }
 
+// siteLister is the optional Sites method of Events (*guard.Guard has it).
+type siteLister interface{ Sites() []guard.Site }
+
+// listSites lists the addresses rooms registered from (their budget, whether demoted).
+func (s *Server) listSites(w http.ResponseWriter, r *http.Request, _ Principal) error {
+	var out []guard.Site
+	if sl, ok := s.deps.Events.(siteLister); ok {
+		out = sl.Sites()
+	}
+	writeJSON(w, http.StatusOK, listOf(out))
+	return nil
+}
+
 func (s *Server) listRules(w http.ResponseWriter, r *http.Request, _ Principal) error {
 	writeJSON(w, http.StatusOK, listOf(guard.Rules()))
 	return nil

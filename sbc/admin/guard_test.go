@@ -238,3 +238,34 @@ type apiEvent struct {
 	Action string    `json:"action"`
 	Reason string    `json:"reason"`
 }
+
+// TestSites lists the guard's sites: the address rooms registered from, with its rooms now and
+// the most seen; an Events without sites lists none.
+func TestSites(t *testing.T) {
+	e := newEnv(t, func(_ *Config, d *Deps) {
+		g, err := guard.New(guard.Config{Domain: testDomain}, d.Store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Events = g
+	})
+	for i, src := range []string{"198.51.100.7:5060", "198.51.100.7:5062"} {
+		b := state.Binding{Room: "r" + itoa(i), Contact: "sip:r@x" + itoa(i), Source: src, Node: "edge1", Expires: time.Now().Add(time.Hour)}
+		if err := e.store.Propose(context.Background(), state.PutBinding(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var sites list[guard.Site]
+	e.do("GET", "/api/v1/guard/sites", e.read, nil).json(t, &sites)
+	if len(sites.Items) != 1 || sites.Items[0].Prefix.String() != "198.51.100.7/32" || sites.Items[0].Rooms != 2 ||
+		sites.Items[0].MostRooms != 2 || !sites.Items[0].DemotedUntil.IsZero() {
+		t.Fatalf("sites %+v", sites.Items)
+	}
+	wantStatus(t, e.do("GET", "/api/v1/guard/sites", "", nil), http.StatusUnauthorized)
+
+	plain := newEnv(t)
+	plain.do("GET", "/api/v1/guard/sites", plain.read, nil).json(t, &sites)
+	if len(sites.Items) != 0 {
+		t.Fatalf("sites from an event log without them: %+v", sites.Items)
+	}
+}

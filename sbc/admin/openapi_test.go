@@ -147,7 +147,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"Room": RoomView{}, "RoomInput": RoomInput{}, "CredentialsInput": CredentialsInput{}, "RoomCreated": RoomCreated{},
 		"Binding": state.Binding{}, "Leg": state.Leg{}, "Call": state.Call{}, "CallDetail": CallDetail{},
 		"CallRecord": state.CallRecord{}, "Lists": state.Lists{}, "Ban": state.Ban{}, "BanInput": BanInput{},
-		"Event": guard.Event{}, "EventSummary": EventSummary{}, "Member": cluster.Member{}, "JoinInput": JoinInput{},
+		"Event": guard.Event{}, "Site": guard.Site{}, "EventSummary": EventSummary{}, "Member": cluster.Member{}, "JoinInput": JoinInput{},
 		"Leader": LeaderView{}, "Health": Health{}, "Token": TokenView{}, "TokenInput": TokenInput{},
 		"TokenCreated": TokenCreated{}, "AuditEntry": state.AuditEntry{}, "Error": APIError{},
 	} {

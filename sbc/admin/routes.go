@@ -63,6 +63,7 @@ func (s *Server) apiRoutes() []route {
 		{"GET", "/api/v1/guard/bans/{prefix...}", R, nil, s.getBan},
 		{"DELETE", "/api/v1/guard/bans/{prefix...}", A, nil, s.liftBan},
 		{"GET", "/api/v1/guard/rules", R, nil, s.listRules},
+		{"GET", "/api/v1/guard/sites", R, nil, s.listSites},
 
 		{"GET", "/api/v1/events", R, []string{"rule", "room", "source", "since", "limit"}, s.listEvents},
 		{"GET", "/api/v1/events/stream", R, []string{"rule", "room", "source"}, s.streamEvents},

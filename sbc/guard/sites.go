@@ -1,8 +1,10 @@
 package guard
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -129,4 +131,43 @@ func (g *Guard) isSite(a netip.Addr) (rooms int, ok bool) {
 	n, _ := g.sites.rooms(a, time.Time{})
 	n = max(g.store.State().RegisteredBehind(a), n)
 	return n, n > 0
+}
+
+// Site is an address (or IPv6 /64) that rooms registered from, as the guard sees it.
+type Site struct {
+	Prefix netip.Prefix `json:"prefix"`
+	// Rooms is how many bindings are registered from it now; MostRooms the most at once
+	// within the memory window (what its request budget is scaled by).
+	Rooms     int       `json:"rooms"`
+	MostRooms int       `json:"most_rooms"`
+	LastSeen  time.Time `json:"last_seen"` // its last registration
+	// DemotedUntil: it brute-forced, enumerated or scanned and has a stranger's budget until then.
+	DemotedUntil time.Time `json:"demoted_until,omitzero"`
+}
+
+// Sites returns the sites the guard knows, sorted by prefix.
+func (g *Guard) Sites() []Site {
+	now := g.cfg.Now()
+	st := g.store.State()
+	g.sites.mu.RLock()
+	out := make([]Site, 0, len(g.sites.m))
+	for k, s := range g.sites.m {
+		if now.Sub(s.seen) >= siteMemory && !now.Before(s.demoted) {
+			continue // waiting for the prune
+		}
+		v := Site{Prefix: banPrefix(k), MostRooms: s.rooms, LastSeen: s.seen.UTC()}
+		if now.Before(s.demoted) {
+			v.DemotedUntil = s.demoted.UTC()
+		}
+		out = append(out, v)
+	}
+	g.sites.mu.RUnlock()
+	for i := range out {
+		out[i].Rooms = st.RegisteredBehind(out[i].Prefix.Addr())
+		out[i].MostRooms = max(out[i].MostRooms, out[i].Rooms)
+	}
+	slices.SortFunc(out, func(a, b Site) int {
+		return cmp.Or(a.Prefix.Addr().Compare(b.Prefix.Addr()), cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()))
+	})
+	return out
 }
