@@ -84,11 +84,8 @@ func (p *trunkPeers) publish() {
 // refreshTrunkPeers resolves the trunk addresses of the bindings other nodes hold.
 func (n *Node) refreshTrunkPeers(ctx context.Context) {
 	hosts := map[string]struct{}{}
-	for _, b := range n.store.State().AllBindings(time.Now()) {
-		if b.Node == n.cfg.Node.ID || b.Local == "" {
-			continue
-		}
-		if h, _, err := net.SplitHostPort(b.Local); err == nil {
+	for _, local := range n.store.State().TrunkAddrs(n.cfg.Node.ID) {
+		if h, _, err := net.SplitHostPort(local); err == nil {
 			hosts[h] = struct{}{}
 		}
 	}

@@ -47,6 +47,7 @@ type State struct {
 	flowMu    sync.RWMutex
 	flows     map[netip.AddrPort]int
 	flowUnits map[netip.Addr]int
+	trunks    map[nodeTrunk]int // bindings per node and trunk address (Binding.Local)
 
 	obsMu     sync.RWMutex
 	observers []Observer
@@ -68,6 +69,7 @@ func (s *State) reset() {
 	s.roomCalls = map[string]map[string]int{}
 	s.flows = map[netip.AddrPort]int{}
 	s.flowUnits = map[netip.Addr]int{}
+	s.trunks = map[nodeTrunk]int{}
 	s.records = nil
 	s.recordSeq = 0
 	s.tokens = map[string]Token{}
@@ -441,6 +443,25 @@ func (s *State) RegisteredBehind(a netip.Addr) int {
 	return n
 }
 
+// nodeTrunk is a node and the trunk address its bindings name.
+type nodeTrunk struct{ node, addr string }
+
+// TrunkAddrs returns the trunk addresses (Binding.Local) that bindings of nodes other than
+// except name, sorted: where this node hands calls for rooms registered elsewhere. It reads an
+// index: the cost grows with the nodes, not the bindings.
+func (s *State) TrunkAddrs(except string) []string {
+	s.flowMu.RLock()
+	var out []string
+	for k := range s.trunks {
+		if k.node != except && !slices.Contains(out, k.addr) {
+			out = append(out, k.addr)
+		}
+	}
+	s.flowMu.RUnlock()
+	slices.Sort(out)
+	return out
+}
+
 // flowUnit is a's IPv4 address, or its IPv6 /64.
 func flowUnit(a netip.Addr) netip.Addr {
 	a = a.Unmap().WithZone("")
@@ -463,9 +484,9 @@ func (s *State) putBinding(b Binding) {
 	m[b.Contact] = b
 	s.flowMu.Lock()
 	if had {
-		s.indexFlow(old.Source, -1)
+		s.indexFlow(old, -1)
 	}
-	s.indexFlow(b.Source, 1)
+	s.indexFlow(b, 1)
 	s.flowMu.Unlock()
 }
 
@@ -480,7 +501,7 @@ func (s *State) dropBindings(room string, drop func(Binding) bool) {
 	for contact, b := range m {
 		if drop == nil || drop(b) {
 			delete(m, contact)
-			s.indexFlow(b.Source, -1)
+			s.indexFlow(b, -1)
 		}
 	}
 	s.flowMu.Unlock()
@@ -489,9 +510,16 @@ func (s *State) dropBindings(room string, drop func(Binding) bool) {
 	}
 }
 
-// indexFlow counts one binding more or less for a source. Callers hold flowMu.
-func (s *State) indexFlow(source string, delta int) {
-	ap, err := netip.ParseAddrPort(source)
+// indexFlow counts one binding more or less for its source, and for its node's trunk address.
+// Callers hold flowMu.
+func (s *State) indexFlow(b Binding, delta int) {
+	if b.Local != "" {
+		k := nodeTrunk{b.Node, b.Local}
+		if s.trunks[k] += delta; s.trunks[k] <= 0 {
+			delete(s.trunks, k)
+		}
+	}
+	ap, err := netip.ParseAddrPort(b.Source)
 	if err != nil {
 		return
 	}
@@ -745,7 +773,7 @@ func (s *State) Restore(r io.Reader) error {
 	s.lists, s.records, s.recordSeq, s.audit, s.auditSeq = sn.Lists, sn.Records, sn.RecordSeq, sn.Audit, sn.AuditSeq
 	s.trunkKey = sn.TrunkKey
 	s.flowMu.Lock()
-	s.flows, s.flowUnits = n.flows, n.flowUnits
+	s.flows, s.flowUnits, s.trunks = n.flows, n.flowUnits, n.trunks
 	s.flowMu.Unlock()
 	s.mu.Unlock()
 	s.notify(Command{})

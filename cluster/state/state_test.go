@@ -250,7 +250,20 @@ func TestRegisteredFlowIndex(t *testing.T) {
 		bind("a", "sip:a2@x", "198.51.100.2:5060", "n2", time.Hour),
 		bind("b", "sip:b@x", "198.51.100.3:5060", "n1", time.Second),
 		bind("b", "sip:b2@x", "not an address", "n1", time.Hour))
+	if got := s.TrunkAddrs(""); len(got) != 0 {
+		t.Fatalf("trunk addresses %v from bindings without one", got)
+	}
+	apply(PutBinding(Binding{Room: "t", Contact: "sip:t@x", Source: "198.51.100.9:5060", Node: "n2", Local: "10.0.0.2:5060", Expires: now.Add(time.Hour)}))
+	if got := s.TrunkAddrs("n1"); len(got) != 1 || got[0] != "10.0.0.2:5060" {
+		t.Fatalf("trunk addresses %v", got)
+	}
+	if got := s.TrunkAddrs("n2"); len(got) != 0 {
+		t.Fatalf("trunk addresses except n2: %v", got)
+	}
 	apply(DeleteNodeBindings("n2"))
+	if got := s.TrunkAddrs(""); len(got) != 0 {
+		t.Fatalf("trunk addresses %v after the node's bindings went", got)
+	}
 	check("198.51.100.1:5060", true)
 	check("198.51.100.2:5060", false)
 	apply(Expire(now.Add(time.Minute), 0, 0))
@@ -270,8 +283,8 @@ func TestRegisteredFlowIndex(t *testing.T) {
 	}
 	apply(DeleteRoom("a"))
 	check("198.51.100.1:5060", false)
-	if len(s.flows) != 0 || len(s.flowUnits) != 0 {
-		t.Fatalf("index holds %v %v after every binding went", s.flows, s.flowUnits)
+	if len(s.flows) != 0 || len(s.flowUnits) != 0 || len(s.trunks) != 0 {
+		t.Fatalf("index holds %v %v %v after every binding went", s.flows, s.flowUnits, s.trunks)
 	}
 	// IPv6: the unit is the /64.
 	apply(bind("a", "sip:a@x", "[2001:db8:1:2::10]:5060", "n1", time.Hour), bind("a", "sip:a2@x", "[2001:db8:1:2::11]:5062", "n1", time.Hour))

@@ -12,9 +12,10 @@ import (
 // alike. Check only ever sees new out-of-dialog requests: without this meter a source could
 // make the node parse without limit, and have its transaction layer answer every copy of a
 // retransmitted request (a reflector toward a spoofed address). Over the limit, allow-listed
-// sources, the node's own addresses, addresses that rooms registered from and those
-// Config.Trusted names (the other cluster nodes) still pass; for anyone else the datagram is dropped, the first drop in a second
-// leaves a rate-limit event, and FloodRefusals drops within FloodWindow ban the source.
+// sources, the node's own addresses, sites (addresses rooms registered from, not demoted) and
+// those Config.Trusted names (the other cluster nodes) still pass; for anyone else the
+// datagram is dropped, the first drop in a second leaves a rate-limit event, and
+// FloodRefusals drops within FloodWindow ban the source.
 // A metered datagram does not allocate; a source's first one allocates its table entry.
 func (g *Guard) Datagram(src netip.AddrPort) bool {
 	if g.cfg.DatagramRate <= 0 {
