@@ -3,7 +3,9 @@ package sbc
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -1272,4 +1274,37 @@ func TestSIPpSiteAvalanche(t *testing.T) {
 	if refused != 0 {
 		t.Fatalf("the known site was refused %d times coming back: %s", refused, ruleSummary(events(n, site, "")))
 	}
+}
+
+// TestStreamMeterClosesFlood: a TCP peer that pours messages down one connection (in-dialog
+// junk that the guard's request checks never see) has its connection closed once it passes
+// its source's rate; the close is counted.
+func TestStreamMeterClosesFlood(t *testing.T) {
+	n := startNode(t, callConfig(t))
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.44")}}
+	c, err := d.Dial("tcp", n.addr(t, "tcp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	bye := "BYE sip:boardroom@" + n.addr(t, "tcp") + " SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.44:5060;branch=z9hG4bK-%d\r\n" +
+		"From: <sip:x@127.0.0.44>;tag=1\r\nTo: <sip:boardroom@video.test>;tag=2\r\nCall-ID: junk-%d\r\nCSeq: 2 BYE\r\n" +
+		"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+	var sent int
+	for sent = range 5000 {
+		if _, err := fmt.Fprintf(c, bye, sent, sent); err != nil {
+			break // closed by the node
+		}
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, c); err != nil && isTimeoutErr(err) {
+		t.Fatal("the connection over its rate is still open")
+	}
+	waitFor(t, func() bool { return n.edgeStats.ClosedRate.Load() == 1 })
+	t.Logf("connection closed after %d messages sent", sent)
+}
+
+func isTimeoutErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -69,6 +69,7 @@ func (n *Node) bindSIP(ctx context.Context) error {
 				tr = "TLS"
 			}
 			el := edge.NewListener(ln, tr, n.admit, lim, &n.edgeStats, n.flowClosed, n.log.With("component", "edge"))
+			el.SetMeter(func(src netip.AddrPort) bool { return n.guard == nil || n.guard.StreamMessage(src, tr) })
 			if tr == "TLS" {
 				n.serves = append(n.serves, func() error { return n.srv.ServeTLS(el) })
 			} else {

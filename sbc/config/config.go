@@ -212,8 +212,9 @@ type Guard struct {
 	RequestRate float64 `yaml:"request_rate"`
 	// RequestBurst is the burst allowed above RequestRate. Default: 40.
 	RequestBurst int `yaml:"request_burst"`
-	// DatagramRate is UDP datagrams per second allowed per untrusted source (IPv6: per /64)
-	// before any parsing: requests, responses and retransmissions alike. Addresses that rooms
+	// DatagramRate is UDP datagrams (and TCP/TLS messages) per second allowed per untrusted
+	// source (IPv6: per /64) before any parsing: requests, responses and retransmissions alike;
+	// a stream connection that goes over is closed. Addresses that rooms
 	// registered from, allow-listed sources and other cluster nodes are exempt. -1 turns it off.
 	// Default: 400.
 	DatagramRate float64 `yaml:"datagram_rate"`

@@ -3,8 +3,9 @@
 //
 //   - every datagram and every accepted connection is checked against an admission function
 //     (the guard's banned/denied sources) without allocating;
-//   - each datagram is metered against its source's rate ([Meter]: the guard's per-source
-//     datagram bucket) before anything parses it;
+//   - each datagram, and each complete message on a TCP/TLS connection, is metered against its
+//     source's rate ([Meter]: the guard's per-source bucket) before anything parses it; a
+//     connection over the rate is closed;
 //   - oversized datagrams are dropped; TCP/TLS connections are capped per source address;
 //   - datagrams that are not SIP ([Classify]: port-scanner probes, other protocols, garbage)
 //     are dropped before the parser and reported (the guard records them and counts them

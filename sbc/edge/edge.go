@@ -33,6 +33,7 @@ type Stats struct {
 	ClosedSlow      atomic.Uint64 // connections closed for a message that took too long
 	ClosedIdle      atomic.Uint64 // connections closed idle
 	ClosedTooLarge  atomic.Uint64 // connections closed for an oversized or badly framed message
+	ClosedRate      atomic.Uint64 // connections closed for messages over their source's rate (Meter)
 }
 
 // NotSIP is told about a datagram that is not SIP, with its first bytes (at most 32; the slice
@@ -114,6 +115,7 @@ type Listener struct {
 	stats     *Stats
 	onClose   FlowClosed
 	log       *slog.Logger
+	meter     Meter
 
 	mu    sync.Mutex
 	perIP map[netip.Addr]int
@@ -158,6 +160,10 @@ func (l *Listener) Accept() (net.Conn, error) {
 			framer: newFramer(l.limits.MaxMessageSize)}, nil
 	}
 }
+
+// SetMeter sets the per-source rate check applied to every complete message read from a
+// connection; a connection whose peer goes over its rate is closed. Call it before Accept.
+func (l *Listener) SetMeter(m Meter) { l.meter = m }
 
 func (l *Listener) release(c *Conn) {
 	l.mu.Lock()
@@ -215,12 +221,23 @@ func (c *Conn) Read(b []byte) (int, error) {
 		return n, err
 	}
 	c.started = true
+	before := c.framer.done
 	busy, ferr := c.framer.feed(b[:n])
 	if ferr != nil {
 		c.l.stats.ClosedTooLarge.Add(1)
 		c.l.log.Debug("closing stream connection", "remote", c.remote, "error", ferr)
 		c.Close()
 		return 0, ferr
+	}
+	if m := c.l.meter; m != nil {
+		for range c.framer.done - before {
+			if !m(c.remote) {
+				c.l.stats.ClosedRate.Add(1)
+				c.l.log.Debug("closing stream connection", "remote", c.remote, "error", ErrOverRate)
+				c.Close()
+				return 0, ErrOverRate
+			}
+		}
 	}
 	switch {
 	case busy && c.msgStart.IsZero():

@@ -244,3 +244,52 @@ func TestPacketConnMeter(t *testing.T) {
 		t.Fatalf("meter saw %v, want 6 datagrams from %s", seen, tx.LocalAddr())
 	}
 }
+
+// TestStreamMeter: every complete message read from a TCP connection is metered (keepalive
+// CRLFs and partial messages are not); the connection of a peer over its rate is closed and
+// counted.
+func TestStreamMeter(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &Stats{}
+	l := NewListener(raw, "TCP", nil, Limits{MaxMessageSize: 4096, ReadTimeout: 2 * time.Second, IdleTimeout: 2 * time.Second,
+		MaxConnsPerSource: 4}, st, nil, slog.New(slog.DiscardHandler))
+	defer l.Close()
+	var metered atomic.Int32
+	l.SetMeter(func(netip.AddrPort) bool { return metered.Add(1) <= 3 })
+	readErr := make(chan error, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			readErr <- err
+			return
+		}
+		_, err = io.Copy(io.Discard, c)
+		readErr <- err
+	}()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := "OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nContent-Length: 0\r\n\r\n"
+	c.Write([]byte("\r\n\r\n" + msg + msg + "\r\n\r\n" + msg[:10])) // keepalives, 2 messages, a partial one
+	time.Sleep(100 * time.Millisecond)
+	if got := metered.Load(); got != 2 {
+		t.Fatalf("%d messages metered, want 2", got)
+	}
+	c.Write([]byte(msg[10:] + msg + msg))
+	select {
+	case err := <-readErr:
+		if !errors.Is(err, ErrOverRate) {
+			t.Fatalf("server read ended with %v, want ErrOverRate", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the connection over its rate was not closed")
+	}
+	if st.ClosedRate.Load() != 1 {
+		t.Fatalf("closed for rate %d", st.ClosedRate.Load())
+	}
+}

@@ -15,6 +15,7 @@ type framer struct {
 	tail    []byte // the last up to 3 header bytes of the previous chunk, to find "\r\n\r\n" across reads
 	hdr     []byte // header bytes of the current message, kept to read Content-Length (bounded by max)
 	started bool   // the current message has non-CRLF bytes (leading CRLFs are keepalives)
+	done    int    // messages completed so far
 }
 
 func newFramer(max int) *framer { return &framer{max: max, body: -1} }
@@ -33,6 +34,7 @@ func (f *framer) feed(p []byte) (inMsg bool, err error) {
 			}
 			if f.body == 0 {
 				f.reset()
+				f.done++
 			}
 			continue
 		}
@@ -75,6 +77,7 @@ func (f *framer) feed(p []byte) (inMsg bool, err error) {
 		f.tail = f.tail[:0]
 		if cl == 0 {
 			f.reset()
+			f.done++
 			continue
 		}
 		if f.size+cl > f.max {

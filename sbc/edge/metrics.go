@@ -10,7 +10,7 @@ var (
 		[]string{"reason"}, nil)
 	dConnsClosed = prometheus.NewDesc("portcullis_edge_connections_closed_total",
 		"TCP/TLS connections the edge closed, by reason: slow (a message took too long), idle, "+
-			"too_large (oversized or badly framed message).",
+			"too_large (oversized or badly framed message), rate (messages over the source's rate).",
 		[]string{"reason"}, nil)
 )
 
@@ -38,4 +38,5 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	count(dConnsClosed, s.ClosedSlow.Load(), "slow")
 	count(dConnsClosed, s.ClosedIdle.Load(), "idle")
 	count(dConnsClosed, s.ClosedTooLarge.Load(), "too_large")
+	count(dConnsClosed, s.ClosedRate.Load(), "rate")
 }

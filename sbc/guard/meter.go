@@ -17,7 +17,16 @@ import (
 // datagram is dropped, the first drop in a second leaves a rate-limit event, and
 // FloodRefusals drops within FloodWindow ban the source.
 // A metered datagram does not allocate; a source's first one allocates its table entry.
-func (g *Guard) Datagram(src netip.AddrPort) bool {
+func (g *Guard) Datagram(src netip.AddrPort) bool { return g.meter(src, "UDP") }
+
+// StreamMessage meters one complete message read from a TCP or TLS connection (transport) with
+// the same bucket as Datagram: a stream peer cannot make the node parse more than a datagram
+// peer could. The edge closes a connection that goes over.
+func (g *Guard) StreamMessage(src netip.AddrPort, transport string) bool {
+	return g.meter(src, transport)
+}
+
+func (g *Guard) meter(src netip.AddrPort, transport string) bool {
 	if g.cfg.DatagramRate <= 0 {
 		return true
 	}
@@ -44,13 +53,13 @@ func (g *Guard) Datagram(src netip.AddrPort) bool {
 		s.meterEvent = now
 	}
 	sh.mu.Unlock()
-	r := &Request{Source: src, Transport: "UDP"}
+	r := &Request{Source: src, Transport: transport}
 	switch {
 	case flood:
 		why := fmt.Sprintf("%d datagrams or requests over the rate limit within %s", g.cfg.FloodRefusals, g.cfg.FloodWindow)
 		g.refuse(r, "", ridFlood, Drop, 0, g.banFor(a, ridFlood, why, nowT), nowT)
 	case event:
-		g.refuse(r, "", ridRateLimit, Drop, 0, fmt.Sprintf("more than %g datagrams/s (burst %d) before parsing; "+
+		g.refuse(r, "", ridRateLimit, Drop, 0, fmt.Sprintf("more than %g datagrams or messages/s (burst %d) before parsing; "+
 			"further drops this second leave no event", g.cfg.DatagramRate, g.cfg.DatagramBurst), nowT)
 	}
 	return false

@@ -34,7 +34,7 @@ func TestDatagramMeter(t *testing.T) {
 		t.Fatalf("%d of 30 datagrams passed at once, want the burst of 20", passed)
 	}
 	evs := g.Recent(EventFilter{}, 10)
-	if len(evs) != 1 || evs[0].Rule != RuleRateLimit || evs[0].Action != Drop || !strings.Contains(evs[0].Reason, "datagrams/s") {
+	if len(evs) != 1 || evs[0].Rule != RuleRateLimit || evs[0].Action != Drop || !strings.Contains(evs[0].Reason, "datagrams or messages/s") {
 		t.Fatalf("events after 10 drops in a second: %+v, want one rate-limit event", evs)
 	}
 	// Half a second refills 5; another port of the same address shares the bucket.
@@ -277,5 +277,25 @@ func TestSiteDemotedForBruteForce(t *testing.T) {
 	clk.Add(g.cfg.BanTime)
 	if n := burstOf(); n < 40*50 {
 		t.Fatalf("the site's budget is not back after BanTime: burst %d", n)
+	}
+}
+
+// TestStreamMessageMeter: messages on a TCP/TLS connection spend the same bucket as datagrams,
+// and the event names the transport.
+func TestStreamMessageMeter(t *testing.T) {
+	g, _, _ := newTestGuard(t, func(c *Config) { c.DatagramRate, c.DatagramBurst = 10, 5 })
+	src := netip.MustParseAddrPort("198.51.100.8:40000")
+	for range 3 {
+		g.Datagram(src)
+	}
+	passed := 0
+	for range 5 {
+		if g.StreamMessage(src, "TLS") {
+			passed++
+		}
+	}
+	evs := g.Recent(EventFilter{Rule: RuleRateLimit}, 5)
+	if passed != 2 || len(evs) != 1 || evs[0].Transport != "TLS" {
+		t.Fatalf("%d of 5 messages passed after 3 datagrams (burst 5); events %+v", passed, evs)
 	}
 }
