@@ -2,6 +2,7 @@ package logging
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"strings"
 	"testing"
@@ -10,12 +11,21 @@ import (
 
 func TestRateLimitedFloodAndSummary(t *testing.T) {
 	var buf bytes.Buffer
-	log := slog.New(RateLimited(slog.NewTextHandler(&buf, nil), 3, 50*time.Millisecond))
-	for range 1000 {
-		log.Error("failed to parse", "data", strings.Repeat("A\r\n", 1000))
+	h := RateLimited(slog.NewTextHandler(&buf, nil), 3, 50*time.Millisecond)
+	// The window follows the records' own times: a burst of 1,000 within a millisecond, then
+	// one 60 ms later (wall-clock sleeps made this test fail on a loaded CI machine).
+	t0 := time.Now()
+	logAt := func(at time.Time, data string) {
+		r := slog.NewRecord(at, slog.LevelError, "failed to parse", 0)
+		r.AddAttrs(slog.String("data", data))
+		if err := h.Handle(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
 	}
-	time.Sleep(60 * time.Millisecond) // the window is wall-clock time by design
-	log.Error("failed to parse", "data", "x")
+	for i := range 1000 {
+		logAt(t0.Add(time.Duration(i)*time.Microsecond), strings.Repeat("A\r\n", 1000))
+	}
+	logAt(t0.Add(60*time.Millisecond), "x")
 	out := buf.String()
 	if n := strings.Count(out, `msg="failed to parse"`); n != 4 {
 		t.Fatalf("%d records passed, want 4:\n%s", n, out)
