@@ -47,7 +47,8 @@ type State struct {
 	flowMu    sync.RWMutex
 	flows     map[netip.AddrPort]int
 	flowUnits map[netip.Addr]int
-	trunks    map[nodeTrunk]int // bindings per node and trunk address (Binding.Local)
+	trunks    map[nodeTrunk]int  // bindings per node and trunk address (Binding.Local)
+	callPeers map[netip.Addr]int // legs of active calls per peer address or /64 (CallsWith)
 
 	obsMu     sync.RWMutex
 	observers []Observer
@@ -70,6 +71,7 @@ func (s *State) reset() {
 	s.flows = map[netip.AddrPort]int{}
 	s.flowUnits = map[netip.Addr]int{}
 	s.trunks = map[nodeTrunk]int{}
+	s.callPeers = map[netip.Addr]int{}
 	s.records = nil
 	s.recordSeq = 0
 	s.tokens = map[string]Token{}
@@ -443,6 +445,17 @@ func (s *State) RegisteredBehind(a netip.Addr) int {
 	return n
 }
 
+// CallsWith returns how many legs of active calls have their signalling peer at a's IPv4
+// address or IPv6 /64: a far end that carries many calls (a conferencing service, a partner's
+// gateway) sends in proportion, and the caller filter's meter budgets it so.
+func (s *State) CallsWith(a netip.Addr) int {
+	u := flowUnit(a)
+	s.flowMu.RLock()
+	n := s.callPeers[u]
+	s.flowMu.RUnlock()
+	return n
+}
+
 // nodeTrunk is a node and the trunk address its bindings name.
 type nodeTrunk struct{ node, addr string }
 
@@ -551,7 +564,20 @@ func (s *State) dropCall(id string) {
 }
 
 func (s *State) indexCall(c Call, delta int) {
-	if c.Room == "" || c.State == CallEnded {
+	if c.State == CallEnded {
+		return
+	}
+	s.flowMu.Lock()
+	for _, peer := range []string{c.A.Peer, c.B.Peer} {
+		if ap, err := netip.ParseAddrPort(peer); err == nil {
+			u := flowUnit(ap.Addr())
+			if s.callPeers[u] += delta; s.callPeers[u] <= 0 {
+				delete(s.callPeers, u)
+			}
+		}
+	}
+	s.flowMu.Unlock()
+	if c.Room == "" {
 		return
 	}
 	byNode := s.roomCalls[c.Room]
@@ -773,7 +799,7 @@ func (s *State) Restore(r io.Reader) error {
 	s.lists, s.records, s.recordSeq, s.audit, s.auditSeq = sn.Lists, sn.Records, sn.RecordSeq, sn.Audit, sn.AuditSeq
 	s.trunkKey = sn.TrunkKey
 	s.flowMu.Lock()
-	s.flows, s.flowUnits, s.trunks = n.flows, n.flowUnits, n.trunks
+	s.flows, s.flowUnits, s.trunks, s.callPeers = n.flows, n.flowUnits, n.trunks, n.callPeers
 	s.flowMu.Unlock()
 	s.mu.Unlock()
 	s.notify(Command{})

@@ -177,8 +177,12 @@ func TestRoomInCallIndex(t *testing.T) {
 			t.Fatalf("RoomInCall(%q, except %q) = %v, want %v", room, except, got, want)
 		}
 	}
-	apply(PutCall(Call{ID: "1", Room: "r", Node: "n1", State: CallRinging}))
+	apply(PutCall(Call{ID: "1", Room: "r", Node: "n1", State: CallRinging,
+		A: Leg{Peer: "198.51.100.5:5060"}, B: Leg{Peer: "192.0.2.9:5062"}}))
 	check("r", "", true)
+	if s.CallsWith(netip.MustParseAddr("198.51.100.5")) != 1 || s.CallsWith(netip.MustParseAddr("192.0.2.9")) != 1 {
+		t.Fatal("call peers not indexed")
+	}
 	check("r", "n1", false) // only our own node's call
 	check("r", "n2", true)
 	check("other", "", false)
@@ -190,6 +194,9 @@ func TestRoomInCallIndex(t *testing.T) {
 	check("r", "n1", true)
 	apply(EndCall(CallRecord{Call: Call{ID: "2"}}), EndCall(CallRecord{Call: Call{ID: "never-put"}}))
 	check("r", "", false)
+	if len(s.callPeers) != 0 {
+		t.Fatalf("call peers %v after every call ended", s.callPeers)
+	}
 	// The index is rebuilt from a snapshot.
 	apply(PutCall(Call{ID: "3", Room: "r", Node: "n3"}))
 	var buf bytes.Buffer

@@ -123,6 +123,13 @@ func (g *Guard) banFor(src netip.Addr, rule ruleID, why string, now time.Time) s
 // protected says why the prefix may not be banned.
 func (g *Guard) ban(src netip.Addr, rule ruleID, why string, now time.Time) (until time.Time, strikes int, ok bool, protected string) {
 	p := banPrefix(src)
+	if n := g.store.State().CallsWith(src); n > 0 && rule == ridFlood {
+		// Volume from a far end with calls through us is met by its (scaled) rate limit: a
+		// ban would cut those calls. What only an attacker does still bans it.
+		why := fmt.Sprintf("it has %d active call legs through this cluster", n)
+		g.log.Warn("guard: not banning a source for flood", "prefix", p, "reason", why)
+		return time.Time{}, 0, false, why
+	}
 	if why := g.protected(p); why != "" {
 		if _, site := g.isSite(src); site && rule != ridFlood && !g.lists.Load().allow.overlaps(p) {
 			// A site is not banned (its rooms would be locked out) but, for what only an

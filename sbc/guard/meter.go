@@ -16,6 +16,7 @@ import (
 // those Config.Trusted names (the other cluster nodes) still pass; for anyone else the
 // datagram is dropped, the first drop in a second leaves a rate-limit event, and
 // FloodRefusals drops within FloodWindow ban the source.
+// The budget of a far end grows with the active call legs it has through the node (CallsWith).
 // A metered datagram does not allocate; a source's first one allocates its table entry.
 func (g *Guard) Datagram(src netip.AddrPort) bool { return g.meter(src, "UDP") }
 
@@ -33,12 +34,19 @@ func (g *Guard) meter(src netip.AddrPort, transport string) bool {
 	nowT := g.cfg.Now()
 	now := nowT.UnixNano()
 	a := src.Addr().Unmap().WithZone("")
+	// A far end with many calls through us (a conferencing service, a partner's gateway)
+	// sends in proportion: each active call leg with it adds a source's budget.
+	rate, burst := g.cfg.DatagramRate, float64(g.cfg.DatagramBurst)
+	if n := g.store.State().CallsWith(a); n > 0 {
+		m := float64(1 + min(n, maxPeerCalls))
+		rate, burst = rate*m, burst*m
+	}
 	k := sourceKey(a)
 	sh := g.table.shard(k)
 	sh.mu.Lock()
 	s := sh.get(k, g.table.perShard)
 	s.seen = now
-	if s.packets.take(now, g.cfg.DatagramRate, float64(g.cfg.DatagramBurst)) {
+	if s.packets.take(now, rate, burst) {
 		sh.mu.Unlock()
 		return true
 	}
@@ -59,11 +67,14 @@ func (g *Guard) meter(src netip.AddrPort, transport string) bool {
 		why := fmt.Sprintf("%d datagrams or requests over the rate limit within %s", g.cfg.FloodRefusals, g.cfg.FloodWindow)
 		g.refuse(r, "", ridFlood, Drop, 0, g.banFor(a, ridFlood, why, nowT), nowT)
 	case event:
-		g.refuse(r, "", ridRateLimit, Drop, 0, fmt.Sprintf("more than %g datagrams or messages/s (burst %d) before parsing; "+
-			"further drops this second leave no event", g.cfg.DatagramRate, g.cfg.DatagramBurst), nowT)
+		g.refuse(r, "", ridRateLimit, Drop, 0, fmt.Sprintf("more than %g datagrams or messages/s (burst %g) before parsing; "+
+			"further drops this second leave no event", rate, burst), nowT)
 	}
 	return false
 }
+
+// maxPeerCalls caps how many active call legs with one far end raise its datagram budget.
+const maxPeerCalls = 10_000
 
 // trusted reports whether the datagram meter lets a source over its limit pass: allow-listed,
 // ours, an address (or IPv6 /64) that rooms registered from, or trusted by Config.Trusted.

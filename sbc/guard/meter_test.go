@@ -299,3 +299,64 @@ func TestStreamMessageMeter(t *testing.T) {
 		t.Fatalf("%d of 5 messages passed after 3 datagrams (burst 5); events %+v", passed, evs)
 	}
 }
+
+// TestMeterScalesWithCalls: a far end with active calls through the node (a conferencing
+// service) gets a datagram budget per call leg; when the calls end it is a stranger again.
+func TestMeterScalesWithCalls(t *testing.T) {
+	g, st, clk := newTestGuard(t, func(c *Config) { c.DatagramRate, c.DatagramBurst = 10, 20 })
+	cloud := netip.MustParseAddr("203.0.113.200")
+	ctx := context.Background()
+	for i := range 50 {
+		c := state.Call{ID: fmt.Sprint("c", i), Room: "boardroom", Node: "node-1", State: state.CallAnswered,
+			A: state.Leg{Peer: "198.51.100.1:5060"}, B: state.Leg{Peer: netip.AddrPortFrom(cloud, 5060).String()}}
+		if err := st.Propose(ctx, state.PutCall(c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := netip.AddrPortFrom(cloud, 5060)
+	passed := 0
+	for range 2000 {
+		if g.Datagram(src) {
+			passed++
+		}
+	}
+	if passed != 20*51 {
+		t.Fatalf("%d of 2000 datagrams passed, want the burst of 51 sources (%d)", passed, 20*51)
+	}
+	for i := range 50 {
+		if err := st.Propose(ctx, state.EndCall(state.CallRecord{Call: state.Call{ID: fmt.Sprint("c", i)}})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Add(time.Hour)
+	passed = 0
+	for range 100 {
+		if g.Datagram(src) {
+			passed++
+		}
+	}
+	if passed != 20 {
+		t.Fatalf("%d of 100 datagrams passed after the calls ended, want a stranger's burst of 20", passed)
+	}
+}
+
+// TestCallPeerNotBannedForFlood: a far end with calls through the node that goes past even its
+// scaled budget is rate-limited, not banned (a ban would cut its calls).
+func TestCallPeerNotBannedForFlood(t *testing.T) {
+	g, st, _ := newTestGuard(t, func(c *Config) { c.DatagramRate, c.DatagramBurst, c.FloodRefusals = 10, 20, 5 })
+	peer := netip.MustParseAddr("203.0.113.201")
+	c := state.Call{ID: "c1", Room: "boardroom", Node: "node-1", State: state.CallAnswered,
+		A: state.Leg{Peer: netip.AddrPortFrom(peer, 5060).String()}, B: state.Leg{Peer: "198.51.100.1:5060"}}
+	if err := st.Propose(context.Background(), state.PutCall(c)); err != nil {
+		t.Fatal(err)
+	}
+	for range 500 {
+		g.Datagram(netip.AddrPortFrom(peer, 5060))
+	}
+	if _, banned := st.State().Ban(netip.PrefixFrom(peer, 32)); banned {
+		t.Fatal("a far end with an active call was banned for volume")
+	}
+	if evs := g.Recent(EventFilter{Rule: RuleFlood}, 1); len(evs) != 1 || !strings.Contains(evs[0].Reason, "active call legs") {
+		t.Fatalf("flood event %+v", evs)
+	}
+}
