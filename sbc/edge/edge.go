@@ -34,6 +34,9 @@ type Stats struct {
 	ClosedIdle      atomic.Uint64 // connections closed idle
 	ClosedTooLarge  atomic.Uint64 // connections closed for an oversized or badly framed message
 	ClosedRate      atomic.Uint64 // connections closed for messages over their source's rate (Meter)
+
+	mu    sync.Mutex
+	conns []*PacketConn // for the kernel's receive-queue drops (Collector)
 }
 
 // NotSIP is told about a datagram that is not SIP, with its first bytes (at most 32; the slice
@@ -64,7 +67,11 @@ func (c *PacketConn) SetMeter(m Meter) { c.meter = m }
 
 // NewPacketConn wraps a UDP socket.
 func NewPacketConn(c *net.UDPConn, admit Admit, limits Limits, stats *Stats) *PacketConn {
-	return &PacketConn{UDPConn: c, admit: admit, limits: limits, stats: stats}
+	pc := &PacketConn{UDPConn: c, admit: admit, limits: limits, stats: stats}
+	stats.mu.Lock()
+	stats.conns = append(stats.conns, pc)
+	stats.mu.Unlock()
+	return pc
 }
 
 // ReadFrom returns the next datagram that is admitted, within the size limit and SIP (or a

@@ -8,6 +8,10 @@ var (
 			"denied source, datagram or connection), rate (datagram over its source's rate), oversize (datagram), not_sip (datagram), stun (datagram), "+
 			"conn_cap (connection over the per-source cap).",
 		[]string{"reason"}, nil)
+	dSocketDrops = prometheus.NewDesc("portcullis_edge_socket_drops_total",
+		"Datagrams the kernel dropped from a SIP UDP socket's full receive queue (the node never saw "+
+			"them), by listening address.",
+		[]string{"listener"}, nil)
 	dConnsClosed = prometheus.NewDesc("portcullis_edge_connections_closed_total",
 		"TCP/TLS connections the edge closed, by reason: slow (a message took too long), idle, "+
 			"too_large (oversized or badly framed message), rate (messages over the source's rate).",
@@ -22,6 +26,7 @@ type statsCollector struct{ s *Stats }
 func (c statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- dRefused
 	ch <- dConnsClosed
+	ch <- dSocketDrops
 }
 
 func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
@@ -39,4 +44,10 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	count(dConnsClosed, s.ClosedIdle.Load(), "idle")
 	count(dConnsClosed, s.ClosedTooLarge.Load(), "too_large")
 	count(dConnsClosed, s.ClosedRate.Load(), "rate")
+	s.mu.Lock()
+	conns := s.conns
+	s.mu.Unlock()
+	for listener, d := range socketDrops(conns) {
+		count(dSocketDrops, d, listener)
+	}
 }

@@ -1,0 +1,57 @@
+//go:build linux
+
+package edge
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// TestKernelDrops: datagrams the kernel drops from a full receive queue show up in the
+// socket's drop count and in portcullis_edge_socket_drops_total.
+func TestKernelDrops(t *testing.T) {
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	_ = pc.SetReadBuffer(4096) // the kernel's minimum: a few datagrams
+	st := &Stats{}
+	c := NewPacketConn(pc, nil, Limits{MaxMessageSize: 65535}, st)
+	if d, ok := c.KernelDrops(); !ok || d != 0 {
+		t.Fatalf("fresh socket: drops %d, ok %v", d, ok)
+	}
+	tx, err := net.DialUDP("udp4", nil, pc.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	msg := make([]byte, 1000)
+	for range 200 {
+		tx.Write(msg)
+	}
+	time.Sleep(50 * time.Millisecond)
+	d, ok := c.KernelDrops()
+	if !ok || d == 0 {
+		t.Fatalf("after 200 datagrams into a 4 KiB queue: drops %d, ok %v", d, ok)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(st.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "portcullis_edge_socket_drops_total" {
+			m := mf.GetMetric()[0]
+			if m.GetCounter().GetValue() < float64(d) || m.GetLabel()[0].GetValue() != pc.LocalAddr().String() {
+				t.Fatalf("metric %v, drops %d", m, d)
+			}
+			return
+		}
+	}
+	t.Fatal("portcullis_edge_socket_drops_total not gathered")
+}
