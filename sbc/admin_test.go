@@ -95,6 +95,11 @@ func TestAdminOnRunningNode(t *testing.T) {
 		_, ev := adminGet(t, n, cfg.Admin.Token, "/api/v1/events?rule=malformed")
 		return metric(m, `portcullis_edge_refused_total{reason="not_sip"}`) == "1" && strings.Contains(ev, "is not SIP")
 	})
+	// the kernel's drops on the SIP socket are exported (none here)
+	_, m := adminGet(t, n, cfg.Admin.Token, "/metrics")
+	if got := metric(m, `portcullis_edge_socket_drops_total{listener="`+n.addr(t, "udp")+`"}`); got != "0" {
+		t.Fatalf("socket drops metric %q", got)
+	}
 }
 
 // sipRequestUA sends one request with the given User-Agent and does not wait for an answer.
