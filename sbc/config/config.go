@@ -214,10 +214,9 @@ type Guard struct {
 	RequestBurst int `yaml:"request_burst"`
 	// DatagramRate is UDP datagrams (and TCP/TLS messages) per second allowed per untrusted
 	// source (IPv6: per /64) before any parsing: requests, responses and retransmissions alike;
-	// a stream connection that goes over is closed. Addresses that rooms
-	// registered from, allow-listed sources and other cluster nodes are exempt; a far end gets it
-	// once per active call leg it has through the cluster. -1 turns it off.
-	// Default: 400.
+	// a stream connection that goes over is closed. Addresses that rooms registered from,
+	// allow-listed sources and other cluster nodes are exempt; a far end gets the rate once per
+	// active call leg it has through the cluster. -1 turns it off. Default: 400.
 	DatagramRate float64 `yaml:"datagram_rate"`
 	// DatagramBurst is the burst allowed above DatagramRate. Default: 800.
 	DatagramBurst int `yaml:"datagram_burst"`

@@ -43,9 +43,9 @@ type Stats struct {
 // is only valid during the call). It runs on the socket's read loop: it must be quick.
 type NotSIP func(src netip.AddrPort, head []byte)
 
-// Meter decides, for every admitted datagram before anything else looks at it, whether its
-// source is within its rate. It runs on the socket's read loop: it must be quick and should not
-// allocate for a known source.
+// Meter decides, for every admitted datagram (or complete stream message) before anything
+// parses it, whether its source is within its rate. It runs on the read loop: it must be quick
+// and should not allocate for a known source.
 type Meter func(src netip.AddrPort) bool
 
 // PacketConn filters datagrams before sipgo reads them.
@@ -74,8 +74,8 @@ func NewPacketConn(c *net.UDPConn, admit Admit, limits Limits, stats *Stats) *Pa
 	return pc
 }
 
-// ReadFrom returns the next datagram that is admitted, within the size limit and SIP (or a
-// keepalive). Refused datagrams are read into b and discarded without allocating.
+// ReadFrom returns the next datagram that is admitted, within its source's rate and the size
+// limit, and SIP (or a keepalive). Refused datagrams are read into b and discarded without allocating.
 func (c *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
 		n, ap, err := c.UDPConn.ReadFromUDPAddrPort(b)
