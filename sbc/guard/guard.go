@@ -266,11 +266,7 @@ func (g *Guard) sourceCheck(r *Request, src netip.Addr, l *lists, nowT time.Time
 	}
 	// A site's budget grows with the rooms registered from it: after an outage its rooms all
 	// come back at once from new ports, and that must not look like a flood (nor ban it).
-	rate, burst := g.rate, g.burst
-	if n := g.siteRooms(src, nowT); n > 0 {
-		m := float64(1 + min(n, maxSiteRooms))
-		rate, burst = rate*m, burst*m
-	}
+	rate, burst := scaled(g.rate, g.burst, g.siteRooms(src, nowT), maxSiteRooms)
 	k := sourceKey(src)
 	sh := g.table.shard(k)
 	sh.mu.Lock()

@@ -36,11 +36,7 @@ func (g *Guard) meter(src netip.AddrPort, transport string) bool {
 	a := src.Addr().Unmap().WithZone("")
 	// A far end with many calls through us (a conferencing service, a partner's gateway)
 	// sends in proportion: each active call leg with it adds a source's budget.
-	rate, burst := g.cfg.DatagramRate, float64(g.cfg.DatagramBurst)
-	if n := g.store.State().CallsWith(a); n > 0 {
-		m := float64(1 + min(n, maxPeerCalls))
-		rate, burst = rate*m, burst*m
-	}
+	rate, burst := scaled(g.cfg.DatagramRate, float64(g.cfg.DatagramBurst), g.store.State().CallsWith(a), maxPeerCalls)
 	k := sourceKey(a)
 	sh := g.table.shard(k)
 	sh.mu.Lock()

@@ -96,6 +96,16 @@ func (s *shard) get(k netip.Addr, perShard int) *source {
 	return src
 }
 
+// scaled multiplies a bucket's rate and burst by 1 + n (n at most limit): the budget of a
+// source that stands for n rooms or calls.
+func scaled(rate, burst float64, n, limit int) (float64, float64) {
+	if n <= 0 {
+		return rate, burst
+	}
+	m := float64(1 + min(n, limit))
+	return rate * m, burst * m
+}
+
 // flooded counts one refusal for going over a rate limit and reports whether it is the
 // refusals-th within window (the source floods: ban it). The shard must be locked.
 func (s *source) flooded(now int64, refusals int, window time.Duration) bool {
