@@ -27,6 +27,7 @@ import (
 	"github.com/portcullis-sbc/portcullis/cluster/state"
 	"github.com/portcullis-sbc/portcullis/media"
 	"github.com/portcullis-sbc/portcullis/media/turn"
+	"github.com/portcullis-sbc/portcullis/sbc/edge"
 )
 
 func TestClusterSingleNode(t *testing.T) {
@@ -475,10 +476,18 @@ func TestGrafanaDashboardMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sip, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sip.Close()
+	var edgeStats edge.Stats
+	edge.NewPacketConn(sip, nil, edge.Limits{MaxMessageSize: 65535}, &edgeStats)
 	e := newEnv(t, func(_ *Config, d *Deps) {
 		d.Raft = func() cluster.Stats { return cluster.Stats{State: cluster.StateFollower} }
 		d.Media = func() media.Stats { return media.Stats{Packets: 10} }
 		d.TURN = func() turn.Stats { return turn.Stats{Live: 1} }
+		d.Collectors = append(d.Collectors, edgeStats.Collector())
 	})
 	e.propose(state.PutBinding(state.Binding{Room: "a", Contact: "sip:a@x", Node: "edge1", Expires: e.now.Add(time.Hour)}))
 	m := e.srv.Metrics()
