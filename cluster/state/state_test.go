@@ -148,14 +148,7 @@ func TestTrunkKeySetOnceAndSnapshotted(t *testing.T) {
 	if string(s.TrunkKey()) != string(first) {
 		t.Fatalf("trunk key replaced: %q", s.TrunkKey())
 	}
-	var buf bytes.Buffer
-	if _, err := s.Freeze().WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	r := New()
-	if err := r.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
+	r := roundTrip(t, s)
 	if string(r.TrunkKey()) != string(first) || r.Hash() != s.Hash() {
 		t.Fatal("trunk key lost in the snapshot")
 	}
@@ -163,14 +156,7 @@ func TestTrunkKeySetOnceAndSnapshotted(t *testing.T) {
 
 func TestRoomInCallIndex(t *testing.T) {
 	s := New()
-	apply := func(cs ...Command) {
-		t.Helper()
-		for _, c := range cs {
-			if err := s.Apply(c); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	apply := func(cs ...Command) { t.Helper(); applyAll(t, s, cs...) }
 	check := func(room, except string, want bool) {
 		t.Helper()
 		if got := s.RoomInCall(room, except); got != want {
@@ -199,14 +185,7 @@ func TestRoomInCallIndex(t *testing.T) {
 	}
 	// The index is rebuilt from a snapshot.
 	apply(PutCall(Call{ID: "3", Room: "r", Node: "n3"}))
-	var buf bytes.Buffer
-	if _, err := s.Freeze().WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	r := New()
-	if err := r.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
+	r := roundTrip(t, s)
 	if !r.RoomInCall("r", "n1") || r.RoomInCall("r", "n3") {
 		t.Fatal("index not restored from the snapshot")
 	}
@@ -219,14 +198,7 @@ func TestRoomInCallIndex(t *testing.T) {
 func TestRegisteredFlowIndex(t *testing.T) {
 	s := New()
 	now := time.Now()
-	apply := func(cs ...Command) {
-		t.Helper()
-		for _, c := range cs {
-			if err := s.Apply(c); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	apply := func(cs ...Command) { t.Helper(); applyAll(t, s, cs...) }
 	check := func(src string, want bool) {
 		t.Helper()
 		if got := s.RegisteredFlow(netip.MustParseAddrPort(src)); got != want {
@@ -277,14 +249,7 @@ func TestRegisteredFlowIndex(t *testing.T) {
 	check("198.51.100.3:5060", false)
 	check("198.51.100.1:5060", true)
 
-	var buf bytes.Buffer
-	if _, err := s.Freeze().WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	r := New()
-	if err := r.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
+	r := roundTrip(t, s)
 	if !r.RegisteredFlow(netip.MustParseAddrPort("198.51.100.1:5060")) || r.RegisteredFlow(netip.MustParseAddrPort("198.51.100.3:5060")) {
 		t.Fatal("index not restored from the snapshot")
 	}
@@ -301,4 +266,28 @@ func TestRegisteredFlowIndex(t *testing.T) {
 	if n := s.RegisteredBehind(netip.MustParseAddr("2001:db8:1:3::10")); n != 0 {
 		t.Fatalf("RegisteredBehind(another /64) = %d, want 0", n)
 	}
+}
+
+// applyAll applies commands to s, failing the test on the first error.
+func applyAll(t *testing.T, s *State, cs ...Command) {
+	t.Helper()
+	for _, c := range cs {
+		if err := s.Apply(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// roundTrip writes s as a snapshot and restores it into a new state.
+func roundTrip(t *testing.T, s *State) *State {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := s.Freeze().WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	r := New()
+	if err := r.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
