@@ -42,13 +42,13 @@ func (p *trunkPeers) sawSigned(a netip.Addr, now time.Time) {
 	a = a.Unmap().WithZone("")
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if last, ok := p.signed[a]; ok && now.Sub(last) < time.Minute {
-		return
+	last, had := p.signed[a]
+	if had && now.Sub(last) < time.Minute {
+		return // refreshed at most once a minute: no lock churn per trunk call
 	}
 	if p.signed == nil {
 		p.signed = map[netip.Addr]time.Time{}
 	}
-	_, had := p.signed[a]
 	p.signed[a] = now
 	if !had {
 		p.publish()
@@ -109,8 +109,8 @@ func (n *Node) refreshTrunkPeers(ctx context.Context) {
 	n.peers.setKnown(known, time.Now())
 }
 
-// runTrunkPeers keeps the set of trunk peers current until ctx ends. A single node has none
-// and does nothing.
+// runTrunkPeers keeps the set of trunk peers current until ctx ends (a single node has none:
+// its refresh reads an empty index). Nodes whose store was injected (tests) have no cluster.
 func (n *Node) runTrunkPeers(ctx context.Context) {
 	if n.cluster == nil {
 		return

@@ -17,7 +17,8 @@ import (
 // datagram is dropped, the first drop in a second leaves a rate-limit event, and
 // FloodRefusals drops within FloodWindow ban the source.
 // The budget of a far end grows with the active call legs it has through the node (CallsWith).
-// A metered datagram does not allocate; a source's first one allocates its table entry.
+// A metered datagram does not allocate, nor does a dropped one that leaves no event; a source's
+// first one allocates its table entry.
 func (g *Guard) Datagram(src netip.AddrPort) bool { return g.meter(src, "UDP") }
 
 // StreamMessage meters one complete message read from a TCP or TLS connection (transport) with

@@ -360,3 +360,19 @@ func TestCallPeerNotBannedForFlood(t *testing.T) {
 		t.Fatalf("flood event %+v", evs)
 	}
 }
+
+// TestDroppedDatagramDoesNotAllocate: under a flood most datagrams are dropped by the meter
+// without an event (one per source per second); those drops allocate nothing.
+func TestDroppedDatagramDoesNotAllocate(t *testing.T) {
+	g, _, _ := newTestGuard(t, func(c *Config) { c.DatagramRate, c.DatagramBurst, c.FloodRefusals = 1, 1, -1 })
+	src := netip.MustParseAddrPort("198.51.100.9:40000")
+	g.Datagram(src) // the burst
+	g.Datagram(src) // the first drop leaves the event
+	if n := testing.AllocsPerRun(200, func() {
+		if g.Datagram(src) {
+			t.Fatal("passed")
+		}
+	}); n != 0 {
+		t.Fatalf("%.1f allocations per dropped datagram", n)
+	}
+}
