@@ -1213,7 +1213,7 @@ func TestDatagramMeterBoundsReflection(t *testing.T) {
 		t.Fatalf("ban %+v, want a flood ban", b)
 	}
 
-	// the room's address is exempt (the guard's own test covers a site of rooms behind NAT)
+	// the room's address is exempt (it is also one of the node's own here)
 	bs := n.reg.Bindings("boardroom")
 	if len(bs) == 0 {
 		t.Fatal("room not registered")
@@ -1223,6 +1223,27 @@ func TestDatagramMeterBoundsReflection(t *testing.T) {
 		if !n.guard.Datagram(flow) {
 			t.Fatalf("the room's flow %s: datagram %d dropped", flow, i)
 		}
+	}
+	// an address that is not ours passes too once a room registered from it, on any port
+	const siteIP = "127.0.0.42"
+	b := state.Binding{Room: "room2", Contact: "sip:room2@" + siteIP, Source: siteIP + ":5060", Transport: "UDP",
+		Node: n.cfg.Node.ID, Expires: time.Now().Add(time.Hour)}
+	if err := n.Store().Propose(context.Background(), state.PutBinding(b)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 * burst {
+		if !n.guard.Datagram(netip.AddrPortFrom(netip.MustParseAddr(siteIP), 40000)) {
+			t.Fatalf("the site %s: datagram %d dropped", siteIP, i)
+		}
+	}
+	passed := 0
+	for range 2 * burst {
+		if n.guard.Datagram(netip.MustParseAddrPort(src + ":5060")) {
+			passed++
+		}
+	}
+	if passed > burst+burst/2 {
+		t.Fatalf("the flooder %s passed the meter %d times of %d", src, passed, 2*burst)
 	}
 }
 
