@@ -97,14 +97,3 @@ func TestPoolBadConfig(t *testing.T) {
 		})
 	}
 }
-
-func TestParseProcUDPDrops(t *testing.T) {
-	const sample = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
-  1: 0100007F:4E20 00000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 12345 2 0000000000000000 7
-  2: 0100007F:4E21 00000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 12346 2 0000000000000000 5
-  3: 0100007F:1388 00000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 12347 2 0000000000000000 100
-`
-	if got := parseProcUDPDrops([]byte(sample), 20000, 20001); got != 12 {
-		t.Fatalf("drops = %d, want 12", got)
-	}
-}
