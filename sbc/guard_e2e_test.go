@@ -23,6 +23,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/media/udpstat"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
 	"github.com/portcullis-sbc/portcullis/sbc/guard"
 	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
@@ -824,19 +825,13 @@ func retransmit2xx(u *testUA) {
 	})
 }
 
-// udpDrops returns the receive-buffer drops of the UDP socket bound to port on 127.0.0.1, as
-// the kernel counts them (/proc/net/udp), or -1.
+// udpDrops returns the receive-buffer drops of the UDP socket bound to port, as the kernel
+// counts them, or -1.
 func udpDrops(port uint16) int {
-	b, err := os.ReadFile("/proc/net/udp")
-	if err != nil {
-		return -1
-	}
-	want := fmt.Sprintf("0100007F:%04X", port)
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) >= 13 && f[1] == want {
-			d, _ := strconv.Atoi(f[len(f)-1])
-			return d
+	socks, _ := udpstat.Read()
+	for _, s := range socks {
+		if s.Port == port {
+			return int(s.Drops)
 		}
 	}
 	return -1
