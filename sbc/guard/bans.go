@@ -123,15 +123,8 @@ func (g *Guard) banFor(src netip.Addr, rule ruleID, why string, now time.Time) s
 // protected says why the prefix may not be banned.
 func (g *Guard) ban(src netip.Addr, rule ruleID, why string, now time.Time) (until time.Time, strikes int, ok bool, protected string) {
 	p := banPrefix(src)
-	if n := g.store.State().CallsWith(src); n > 0 && rule == ridFlood {
-		// Volume from a far end with calls through us is met by its (scaled) rate limit: a
-		// ban would cut those calls. What only an attacker does still bans it.
-		why := fmt.Sprintf("it has %d active call legs through this cluster", n)
-		g.log.Warn("guard: not banning a source for flood", "prefix", p, "reason", why)
-		return time.Time{}, 0, false, why
-	}
-	if why := g.protected(p); why != "" {
-		if _, site := g.isSite(src); site && rule != ridFlood && !g.lists.Load().allow.overlaps(p) {
+	if why, site := g.protected(p, rule); why != "" {
+		if site {
 			// A site is not banned (its rooms would be locked out) but, for what only an
 			// attacker does (brute force, enumeration, a scanner), loses its site budget:
 			// whoever is at it there gets a stranger's rate until the ban would have ended.
@@ -189,22 +182,28 @@ func (g *Guard) markBanned(src netip.Addr, until time.Time) {
 	sh.mu.Unlock()
 }
 
-// protected says why ban prefix p (a /32 or /64, see banPrefix) must not be banned ("" when it
-// may): it holds an allow-listed source, one of our node addresses, or the flow of a
-// registered room. A spoofed UDP packet must not lock a room or a partner out.
-func (g *Guard) protected(p netip.Prefix) string {
+// protected says why ban prefix p (a /32 or /64, see banPrefix) must not be banned for rule
+// ("" when it may): it holds an allow-listed source or one of our node addresses, it is a site
+// (rooms registered from it; demote reports that it should lose its site budget instead,
+// unless the rule is flood: volume is what a site coming back looks like), or, for flood
+// only, it has active calls through the cluster (its scaled rate limit meets the volume; a ban
+// would cut the calls). A spoofed UDP packet must not lock a room or a partner out.
+func (g *Guard) protected(p netip.Prefix, rule ruleID) (why string, demote bool) {
 	if g.lists.Load().allow.overlaps(p) {
-		return "it holds an allow-listed source"
+		return "it holds an allow-listed source", false
 	}
 	for _, a := range g.cfg.NodeAddrs {
 		if p.Contains(a) {
-			return "it holds one of our node addresses"
+			return "it holds one of our node addresses", false
 		}
 	}
 	if n, ok := g.isSite(p.Addr()); ok {
-		return fmt.Sprintf("it is a site that rooms registered from (%d at most, within %s)", n, siteMemory)
+		return fmt.Sprintf("it is a site that rooms registered from (%d at most, within %s)", n, siteMemory), rule != ridFlood
 	}
-	return ""
+	if n := g.store.State().CallsWith(p.Addr()); n > 0 && rule == ridFlood {
+		return fmt.Sprintf("it has %d active call legs through this cluster", n), false
+	}
+	return "", false
 }
 
 // pruneStrikes forgets strikes of prefixes that behaved for forgetStrikes after their ban.
