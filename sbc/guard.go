@@ -23,7 +23,7 @@ func (n *Node) startGuard() error {
 		Allow: g.Allow, Deny: g.Deny, ScannerUserAgents: g.ScannerUserAgents,
 		BanTime: g.BanTime.D(), BanMax: g.BanMax.D(), RequestRate: g.RequestRate, RequestBurst: g.RequestBurst,
 		AuthFailures: g.AuthFailures, AuthWindow: g.AuthWindow.D(), UnknownUsers: g.UnknownUsers, UnknownWindow: g.UnknownWindow.D(),
-		DatagramRate: g.DatagramRate, DatagramBurst: g.DatagramBurst, Trusted: n.trustedSource,
+		DatagramRate: g.DatagramRate, DatagramBurst: g.DatagramBurst, Trusted: n.clusterPeer,
 		Stealth: g.StealthOn(), Events: g.Events, Logger: n.log.With("component", "guard"),
 		OnFeedsChanged: n.kickBlocklist, OnBan: n.banLocally,
 	}
@@ -84,9 +84,9 @@ func (n *Node) registeredFlow(src netip.AddrPort) bool {
 	return n.store.State().RegisteredFlow(src)
 }
 
-// trustedSource reports the sources the datagram meter never drops besides allow-listed ones,
-// ours and those rooms registered from (the guard knows those): the other nodes of the cluster.
-func (n *Node) trustedSource(src netip.AddrPort) bool {
+// clusterPeer reports whether src is another node of the cluster: the guard's meter never drops
+// it (the guard itself knows the other trusted sources: allow-listed, ours, sites).
+func (n *Node) clusterPeer(src netip.AddrPort) bool {
 	return n.peers.has(src.Addr())
 }
 

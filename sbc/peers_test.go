@@ -35,7 +35,7 @@ func TestTrunkPeers(t *testing.T) {
 	signer := netip.MustParseAddr("203.0.113.5")
 	now := time.Now()
 	n.peers.sawSigned(signer, now)
-	if !n.peers.has(signer) || !n.trustedSource(netip.AddrPortFrom(signer, 5060)) {
+	if !n.peers.has(signer) || !n.clusterPeer(netip.AddrPortFrom(signer, 5060)) {
 		t.Fatal("signed trunk source is not a peer")
 	}
 	n.peers.setKnown(nil, now.Add(30*time.Minute))
