@@ -1,21 +1,28 @@
 // Package relay is the media hot path: a pool of UDP RTP/RTCP port pairs and
 // the per-stream forwarding between two call legs.
 //
-// A [Pool] hands out even/odd port pairs from a range. A released pair keeps
-// its sockets bound and discards whatever arrives for the drain time before
-// the ports can be handed out again, so a new call never inherits the media
-// of an old one.
+// A [Pool] hands out even/odd port pairs from a range, picked at random (ChaCha8 seeded from
+// crypto/rand), so that the next call's ports cannot be predicted from the last one's. A
+// released pair keeps its sockets bound and discards whatever arrives for the drain time
+// before the ports can be handed out again, so a new call never inherits the media of an old
+// one.
 //
 // A [Stream] relays one SDP m-line between leg A and leg B with two pairs, one
 // facing each leg. Each socket has exactly one reader goroutine with one
 // reused buffer; the per-packet path (header check, source check, statistics,
-// write) takes no lock and allocates nothing. Each socket latches to the
-// source of the first valid packet inside a learning window, preferring the
-// address signalled in SDP and the address the endpoint registered from, and
-// then drops packets from any other source (RTP bleed protection) until
-// [Stream.Relatch] opens a new window. A latched source that has gone silent
-// may be replaced only by a source on the same IP (a NAT port rebinding) or by
-// the signalled/registered address.
+// write) takes no lock and allocates nothing. A socket latches only to a source
+// that signalling names: nothing before its leg's SDP is known ([Stream.SetPeer]),
+// then the signalled address, another port on the signalled IP, or the preferred
+// IP (where the endpoint registered or signalled from, for NAT). A stranger
+// spraying the relay ports is dropped however early it comes. Inside a learning
+// window a better-ranked source takes over; after it the latch is locked and
+// packets from any other source are dropped (RTP bleed protection), except that
+// the exactly signalled address always displaces another source, and a latched
+// source that has gone silent may be replaced by a source on its IP (a NAT port
+// rebinding) or the preferred IP. Every SetPeer after the first (the answer, a
+// re-INVITE) and [Stream.Relatch] open a new window. A [PeerFilter] (the deny
+// list shared with the TURN server) keeps media from being sent to, or latched
+// from, loopback, the node's own and internal addresses.
 //
 // On 64-bit Linux each reader stays inside one RawConn.Read and drains its
 // socket with recvmmsg for two datagrams: a call that returns fewer than it

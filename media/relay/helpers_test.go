@@ -43,7 +43,13 @@ type endpoint struct {
 
 func newEndpoint(t testing.TB) *endpoint {
 	t.Helper()
-	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback, 0)))
+	return newEndpointOn(t, loopback)
+}
+
+// newEndpointOn is an endpoint on another loopback address (another host, for the relay).
+func newEndpointOn(t testing.TB, ip netip.Addr) *endpoint {
+	t.Helper()
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
 	if err != nil {
 		t.Fatal(err)
 	}

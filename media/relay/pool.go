@@ -1,9 +1,11 @@
 package relay
 
 import (
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -48,8 +50,8 @@ type Pool struct {
 
 	mu        sync.Mutex
 	states    []pairState
-	pairs     []*Pair // in-use or draining pairs, nil when free
-	next      int
+	pairs     []*Pair    // in-use or draining pairs, nil when free
+	rng       *rand.Rand // picks pairs: ChaCha8 seeded from crypto/rand
 	closed    bool
 	exhausted bool // inside an exhaustion episode (logged once)
 	refused   uint64
@@ -89,7 +91,10 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		return nil, fmt.Errorf("%w: port range %d-%d holds no even/odd pair", ErrBadConfig, cfg.Min, cfg.Max)
 	}
 	n := (cfg.Max - base + 1) / 2
-	p := &Pool{cfg: cfg, log: cfg.Logger, base: base, states: make([]pairState, n), pairs: make([]*Pair, n)}
+	var seed [32]byte
+	_, _ = crand.Read(seed[:]) // never fails (crypto/rand panics rather than return an error)
+	p := &Pool{cfg: cfg, log: cfg.Logger, base: base, states: make([]pairState, n), pairs: make([]*Pair, n),
+		rng: rand.New(rand.NewChaCha8(seed))}
 	_, procOK := socketDrops(base, cfg.Max)
 	p.log.Info("relay port pool ready",
 		"bind", cfg.Bind, "ports", fmt.Sprintf("%d-%d", base, base+2*n-1), "pairs", n, "drain", cfg.Drain,
@@ -104,8 +109,13 @@ func (p *Pool) Range() (lo, hi int) { return p.base, p.base + 2*len(p.states) - 
 // Bind returns the address the pool's sockets bind to.
 func (p *Pool) Bind() netip.Addr { return p.cfg.Bind }
 
-// Acquire binds and returns the next free pair. It returns ErrPoolExhausted
-// when every pair is in use or draining (or cannot be bound).
+// randomProbes is how many random pairs Acquire tries before it scans.
+const randomProbes = 64
+
+// Acquire binds and returns a free pair chosen at random, so that the ports of the next call
+// cannot be predicted from the last one's (a stranger aiming at a ringing call's relay ports
+// has to spray the whole range). It returns ErrPoolExhausted when every pair is in use or
+// draining (or cannot be bound).
 func (p *Pool) Acquire() (*Pair, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -113,8 +123,19 @@ func (p *Pool) Acquire() (*Pair, error) {
 		return nil, ErrPoolClosed
 	}
 	n := len(p.states)
-	for i := 0; i < n; i++ {
-		idx := (p.next + i) % n
+	for range min(n, randomProbes) {
+		idx := p.rng.IntN(n)
+		if p.states[idx] != stateFree {
+			continue
+		}
+		if pr, err := p.bindLocked(idx); err == nil {
+			return pr, nil
+		}
+	}
+	// A crowded pool: every free pair in turn from a random start.
+	start := p.rng.IntN(n)
+	for i := range n {
+		idx := (start + i) % n
 		if p.states[idx] != stateFree {
 			continue
 		}
@@ -122,7 +143,6 @@ func (p *Pool) Acquire() (*Pair, error) {
 		if err != nil {
 			continue // port taken by someone else; try the next one
 		}
-		p.next = (idx + 1) % n // round robin: maximise time before reuse
 		return pr, nil
 	}
 	p.refused++

@@ -97,3 +97,22 @@ func TestPoolBadConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestPoolPortsUnpredictable (issue #14 item 1): the pairs of consecutive calls are not handed
+// out in sequence, so a stranger cannot aim at the next call's ports.
+func TestPoolPortsUnpredictable(t *testing.T) {
+	p := newTestPool(t, time.Second) // 20 pairs
+	prev := acquire(t, p).Port()
+	next := 0
+	for range 12 {
+		pr := acquire(t, p)
+		if pr.Port() == prev+2 {
+			next++
+		}
+		prev = pr.Port()
+	}
+	// In sequence every one is the previous +2; at random about one in the remaining pairs is.
+	if next > 5 {
+		t.Fatalf("%d of 12 acquisitions took the pair after the previous one", next)
+	}
+}

@@ -67,6 +67,7 @@ type peerConf struct {
 	rtp, rtcp         netip.AddrPort
 	sendRTP, sendRTCP netip.AddrPort // where to send before latching
 	preferred         netip.Addr
+	held              netip.Addr // the IP signalled before a hold with c=0.0.0.0
 	pts               ptSet
 	clock             [128]uint32
 	mux               bool
@@ -74,8 +75,15 @@ type peerConf struct {
 
 var emptyPeer = &peerConf{}
 
-func newPeerConf(p Peer) *peerConf {
-	c := &peerConf{rtp: p.RTP, rtcp: p.RTCP, preferred: p.Preferred, mux: p.RTCPMux}
+func newPeerConf(p Peer, old *peerConf, peers *PeerFilter) *peerConf {
+	c := &peerConf{rtp: p.RTP, rtcp: p.RTCP, preferred: p.Preferred.Unmap(), mux: p.RTCPMux}
+	if c.rtp.Addr().IsUnspecified() {
+		// Hold the old way (c=0.0.0.0): the endpoint may still send from where it was.
+		c.held = old.held
+		if a := old.rtp.Addr(); a.IsValid() && !a.IsUnspecified() {
+			c.held = a
+		}
+	}
 	if !c.rtcp.IsValid() && c.rtp.IsValid() && c.rtp.Port() != 0 {
 		c.rtcp = netip.AddrPortFrom(c.rtp.Addr(), c.rtp.Port()+1)
 	}
@@ -93,6 +101,14 @@ func newPeerConf(p Peer) *peerConf {
 		}
 	}
 	c.sendRTP, c.sendRTCP = sendAddr(c.rtp, c.preferred), sendAddr(c.rtcp, c.preferred)
+	// An SDP may name any address; media never goes to a denied one (the node itself, its
+	// loopback services, internal networks).
+	if !peers.Allowed(c.sendRTP.Addr()) {
+		c.sendRTP = netip.AddrPort{}
+	}
+	if !peers.Allowed(c.sendRTCP.Addr()) {
+		c.sendRTCP = netip.AddrPort{}
+	}
 	return c
 }
 
@@ -125,6 +141,8 @@ type StreamConfig struct {
 	// checks or statistics beyond packets and bytes (BFCP over UDP and other
 	// non-RTP UDP m-lines). The odd port only discards.
 	Raw bool
+	// Peers, when set, refuses denied addresses as destinations and latched sources.
+	Peers *PeerFilter
 	// Logger receives rate-limited drop notices.
 	Logger *slog.Logger
 }
@@ -132,6 +150,7 @@ type StreamConfig struct {
 // Stream relays one m-line between two legs. Create it with [NewStream].
 type Stream struct {
 	log           *slog.Logger
+	peers         *PeerFilter
 	window, alive int64
 	raw           bool
 	legs          [2]leg
@@ -143,6 +162,7 @@ type Stream struct {
 
 type leg struct {
 	pair      *Pair
+	setMu     sync.Mutex // serialises SetPeer (the packet path only loads peer)
 	peer      atomic.Pointer[peerConf]
 	rtp, rtcp sock
 	ctr       counters // traffic received from this leg
@@ -168,7 +188,7 @@ func NewStream(a, b *Pair, cfg StreamConfig) *Stream {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Stream{log: cfg.Logger, window: int64(cfg.LatchWindow), alive: int64(cfg.Alive), raw: cfg.Raw, started: mono()}
+	s := &Stream{log: cfg.Logger, peers: cfg.Peers, window: int64(cfg.LatchWindow), alive: int64(cfg.Alive), raw: cfg.Raw, started: mono()}
 	s.dropLog.every = 10 * time.Second
 	for i, p := range []*Pair{a, b} {
 		l := &s.legs[i]
@@ -189,12 +209,16 @@ func NewStream(a, b *Pair, cfg StreamConfig) *Stream {
 // LocalPort returns the RTP port of the pair facing side (RTCP is +1).
 func (s *Stream) LocalPort(side Side) int { return s.legs[side].pair.Port() }
 
-// SetPeer updates what signalling says about side. A changed signalled RTP
-// address opens a new learning window for that side.
+// SetPeer updates what signalling says about side. Until the first SetPeer of a side nothing
+// latches on its sockets; every later one (the answer, a re-INVITE) opens a new learning
+// window for that side.
 func (s *Stream) SetPeer(side Side, p Peer) {
 	l := &s.legs[side]
-	old := l.peer.Swap(newPeerConf(p))
-	if old != emptyPeer && old.rtp != p.RTP {
+	l.setMu.Lock()
+	defer l.setMu.Unlock()
+	old := l.peer.Load()
+	l.peer.Store(newPeerConf(p, old, s.peers))
+	if old != emptyPeer {
 		s.Relatch(side)
 	}
 }
@@ -300,7 +324,7 @@ func (s *Stream) forward(k *sock, b []byte, src netip.AddrPort, now int64) {
 		from.ctr.invalid.Add(1)
 		return
 	}
-	switch k.latch.check(src, valid, signalled, pc.preferred, s.window, s.alive, now) {
+	switch k.latch.check(src, valid, pc, signalled, s.peers, s.window, s.alive, now) {
 	case verdictDrop:
 		if valid {
 			from.ctr.dropped.Add(1)
@@ -316,13 +340,6 @@ func (s *Stream) forward(k *sock, b []byte, src netip.AddrPort, now int64) {
 			k.seq.reset(&from.ctr)
 		}
 	}
-	if !trusted(&k.latch, signalled, now) {
-		// A source unrelated to signalling is only a candidate until the window closes: its
-		// packets are not relayed yet (no injection before the real endpoint speaks).
-		from.ctr.dropped.Add(1)
-		return
-	}
-
 	tc := to.peer.Load()
 	var out *net.UDPConn
 	var dst netip.AddrPort
@@ -332,20 +349,20 @@ func (s *Stream) forward(k *sock, b []byte, src netip.AddrPort, now int64) {
 		from.ctr.bytes.Add(uint64(len(b)))
 		from.ctr.lastRTP.Store(now)
 		k.seq.update(&from.ctr, b, now, pc.clock[rtpPT(b)])
-		out, dst = to.rtp.conn, rtpDest(to, tc, now)
+		out, dst = to.rtp.conn, rtpDest(to, tc)
 	case KindRaw, KindDTLS:
 		from.ctr.packets.Add(1)
 		from.ctr.bytes.Add(uint64(len(b)))
 		if kind == KindRaw {
 			from.ctr.lastRTP.Store(now) // raw streams count as media activity
 		}
-		out, dst = to.rtp.conn, rtpDest(to, tc, now)
+		out, dst = to.rtp.conn, rtpDest(to, tc)
 	default:
 		from.ctr.rtcp.Add(1)
 		if tc.mux {
-			out, dst = to.rtp.conn, rtpDest(to, tc, now)
+			out, dst = to.rtp.conn, rtpDest(to, tc)
 		} else {
-			out, dst = to.rtcp.conn, rtcpDest(to, tc, now)
+			out, dst = to.rtcp.conn, rtcpDest(to, tc)
 		}
 	}
 	if !dst.IsValid() {
@@ -354,29 +371,21 @@ func (s *Stream) forward(k *sock, b []byte, src netip.AddrPort, now int64) {
 	_, _ = out.WriteToUDPAddrPort(b, dst)
 }
 
-// rtpDest is where media for leg l goes: its latched source, except that a source unrelated to
-// signalling (neither the signalled nor the registered IP) receives nothing while the learning
-// window is open and a signalled address exists. A stranger who sprays the relay port before
-// the endpoint's first packet (RTP bleed) learns nothing; an endpoint that really sends from an
-// unexpected address is followed once the window closes.
-func rtpDest(l *leg, c *peerConf, now int64) netip.AddrPort {
-	if a, ok := l.rtp.latch.peerAddr(); ok && trusted(&l.rtp.latch, c.sendRTP, now) {
+// rtpDest is where media for leg l goes: its latched source while signalling still names
+// that source's IP, else the signalled address (nowhere while the leg's SDP is unknown).
+func rtpDest(l *leg, c *peerConf) netip.AddrPort {
+	if a, ok := l.rtp.latch.peerAddr(); ok && c.eligible(a) {
 		return a
 	}
 	return c.sendRTP
 }
 
-func rtcpDest(l *leg, c *peerConf, now int64) netip.AddrPort {
-	if a, ok := l.rtcp.latch.peerAddr(); ok && trusted(&l.rtcp.latch, c.sendRTCP, now) {
+func rtcpDest(l *leg, c *peerConf) netip.AddrPort {
+	if a, ok := l.rtcp.latch.peerAddr(); ok && c.eligible(a) {
 		return a
 	}
-	if a, ok := l.rtp.latch.peerAddr(); ok && a.Port() < 65535 && trusted(&l.rtp.latch, c.sendRTCP, now) {
+	if a, ok := l.rtp.latch.peerAddr(); ok && a.Port() < 65535 && c.eligible(a) {
 		return netip.AddrPortFrom(a.Addr(), a.Port()+1)
 	}
 	return c.sendRTCP
-}
-
-// trusted reports whether media may be sent to the latched source of l.
-func trusted(l *latch, signalled netip.AddrPort, now int64) bool {
-	return l.rank.Load() != rankOther || !signalled.IsValid() || now >= l.windowEnd.Load()
 }

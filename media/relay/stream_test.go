@@ -250,8 +250,10 @@ func TestStreamRawForwardsBFCP(t *testing.T) {
 }
 
 // TestStreamSignallingAfterFirstPackets: the callee starts sending before its answer's SDP
-// reaches the relay (no signalled address yet); once the answer names that very source, the
-// latched source is the signalled one and its packets keep flowing (no drop in the window).
+// reaches the relay (no signalled address yet). Those first packets are dropped: nothing
+// latches before signalling names the peer, or a stranger spraying a ringing call's ports
+// would take it over (issue #14). Once the answer names that very source, it latches at once
+// and its packets flow (no drop after the answer).
 func TestStreamSignallingAfterFirstPackets(t *testing.T) {
 	r := &rig{pool: newTestPool(t, 50*time.Millisecond)}
 	r.pa, r.pb = acquire(t, r.pool), acquire(t, r.pool)
@@ -259,9 +261,11 @@ func TestStreamSignallingAfterFirstPackets(t *testing.T) {
 	r.s = NewStream(r.pa, r.pb, StreamConfig{LatchWindow: time.Minute})
 	t.Cleanup(r.s.Close)
 	r.s.SetPeer(SideA, Peer{RTP: r.a.addr(), PayloadTypes: []uint8{0}, DefaultClock: 8000})
-	r.a.send(local(r.pa), rtpPacket(0, 1, 0, 1, "hello-b")) // so that A is latched and reachable
-	r.b.send(local(r.pb), rtpPacket(0, 1, 0, 2, "early"))   // B's peer is not signalled yet
-	r.a.mustRecv()
+	r.b.send(local(r.pb), rtpPacket(0, 1, 0, 2, "early")) // B's peer is not signalled yet
+	eventually(t, "the early packet to be dropped", func() bool { return r.s.Stats().BToA.Dropped == 1 })
+	if b, _, ok := r.a.recv(50 * time.Millisecond); ok {
+		t.Fatalf("relayed before the answer: %q", b)
+	}
 	r.s.SetPeer(SideB, Peer{RTP: r.b.addr(), PayloadTypes: []uint8{0}, DefaultClock: 8000})
 	for i := 2; i < 6; i++ {
 		r.b.send(local(r.pb), rtpPacket(0, uint16(i), uint32(160*i), 2, "after-answer"))
@@ -269,8 +273,8 @@ func TestStreamSignallingAfterFirstPackets(t *testing.T) {
 			t.Fatalf("A got %q", got)
 		}
 	}
-	if st := r.s.Stats(); st.BToA.Dropped != 0 {
-		t.Fatalf("dropped %d packets of the signalled source", st.BToA.Dropped)
+	if st := r.s.Stats(); st.BToA.Dropped != 1 {
+		t.Fatalf("dropped %d packets, want only the one before the answer", st.BToA.Dropped)
 	}
 }
 
