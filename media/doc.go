@@ -5,7 +5,8 @@
 //
 //	m, err := media.NewManager(media.Config{BindAddr: bind, Advertise: public, PortMin: 20000, PortMax: 39999})
 //	s, err := m.NewSession(callID, func(reason string) { /* send BYE with reason */ })
-//	out, err := s.Offer(media.LegA, inviteBody, roomSource)  // forward out to leg B; ErrPoolExhausted → 503
+//	out, err := s.Offer(media.LegA, inviteBody, roomSource)  // forward out to leg B
+//	// ErrPoolExhausted, ErrSourceBusy → 503; ErrTooManyStreams, ErrBadSDP → 488
 //	out, err  = s.Answer(media.LegB, okBody, netip.AddrPort{}) // forward out to leg A
 //	// re-INVITE in either direction: Offer/Answer again; signalled NAT change: s.Relatch(leg)
 //	s.Close()      // on BYE; ports drain before reuse
@@ -34,6 +35,14 @@
 // are rejected with port 0 and hold no ports. `preferred` is where the leg's
 // endpoint registered from (its IP is preferred when latching; the port is
 // ignored because it is the SIP port); pass the zero value when unknown.
+//
+// Limits (issue #14): an SDP with more than MaxStreams relayed m-lines (or 4x as many
+// m-lines at all) is refused with ErrTooManyStreams before any port is taken. Leg A's offers
+// count their ports against the caller's source (the IP of `preferred`) until leg B sends
+// SDP or the session closes; past MaxUnansweredPorts a new offer is refused with
+// ErrSourceBusy, again before any port is taken. Media is never sent to, nor latched from,
+// an address the peer filter denies (loopback, internal networks, the node's own addresses;
+// the list TURN uses) unless AllowPeers lists it.
 //
 // Media timeout: one ticker per manager checks every session; when neither
 // direction of any stream has carried RTP for Timeout (HoldTimeout while the

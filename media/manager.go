@@ -16,7 +16,16 @@ import (
 const (
 	DefaultTimeout     = 30 * time.Second
 	DefaultHoldTimeout = time.Hour
+	// DefaultMaxStreams is the most relayed m-lines of one call: audio, main video, content
+	// video, BFCP and the far end's extras fit with room to spare.
+	DefaultMaxStreams = 8
+	// DefaultMaxUnansweredPorts is the most relay ports one source may hold in calls not
+	// answered yet: 16 three-stream calls ringing at once (a stream holds 4 ports).
+	DefaultMaxUnansweredPorts = 192
 )
+
+// portsPerStream is what one relayed m-line holds: an RTP/RTCP pair facing each leg.
+const portsPerStream = 4
 
 // Config configures a [Manager]. Zero durations take their defaults.
 type Config struct {
@@ -39,19 +48,39 @@ type Config struct {
 	// stripped: the relay does not answer ICE checks, and candidates would
 	// leak the endpoints' addresses and let them bypass the relay.
 	KeepICE bool
+	// MaxStreams is the most relayed (port not 0) m-lines an SDP may have; an SDP with more,
+	// or with more than 4x as many m-lines at all, is refused with ErrTooManyStreams before
+	// any port is taken (default 8).
+	MaxStreams int
+	// MaxUnansweredPorts is the most relay ports one caller source (the IP a leg A offer came
+	// from) may hold in calls whose callee has not answered yet; a new call past it is
+	// refused with ErrSourceBusy before any port is taken (default 192; a stream holds 4).
+	MaxUnansweredPorts int
+	// Exempt, when set, names sources without that cap (cluster peers, allow-listed
+	// partners).
+	Exempt func(netip.Addr) bool
+	// AllowPeers are networks media may be sent to, and latched from, although the shared
+	// peer deny list (loopback, private, link-local, multicast, ...; see relay.DeniedPeers)
+	// or OwnAddrs would refuse them. Default: none.
+	AllowPeers []netip.Prefix
+	// OwnAddrs are the node's own addresses, refused as media peers unless allowed. Bind,
+	// Advertise and the host's interface addresses are always included.
+	OwnAddrs []netip.Addr
 	// Logger is the component logger (default: discard).
 	Logger *slog.Logger
 }
 
 // Manager owns the port pool, the sessions and the media-timeout ticker.
 type Manager struct {
-	cfg  Config
-	log  *slog.Logger
-	pool *relay.Pool
+	cfg   Config
+	log   *slog.Logger
+	pool  *relay.Pool
+	peers *relay.PeerFilter
 
-	mu       sync.Mutex
-	sessions map[string]*Session
-	closed   bool
+	mu         sync.Mutex
+	sessions   map[string]*Session
+	unanswered map[netip.Addr]int // relay ports held per caller source in unanswered calls
+	closed     bool
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -85,6 +114,12 @@ func NewManager(cfg Config) (*Manager, error) {
 	if cfg.HoldTimeout <= 0 {
 		cfg.HoldTimeout = DefaultHoldTimeout
 	}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = DefaultMaxStreams
+	}
+	if cfg.MaxUnansweredPorts <= 0 {
+		cfg.MaxUnansweredPorts = DefaultMaxUnansweredPorts
+	}
 	if !cfg.Advertise.IsValid() {
 		if !cfg.BindAddr.IsValid() || cfg.BindAddr.IsUnspecified() {
 			return nil, fmt.Errorf("%w: advertise address required when binding to %v", ErrBadConfig, cfg.BindAddr)
@@ -97,7 +132,10 @@ func NewManager(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("%w: %w", ErrBadConfig, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Manager{cfg: cfg, log: log, pool: pool, sessions: map[string]*Session{}, cancel: cancel, done: make(chan struct{})}
+	own := append([]netip.Addr{cfg.BindAddr, cfg.Advertise}, cfg.OwnAddrs...)
+	own = append(own, relay.InterfaceAddrs()...)
+	m := &Manager{cfg: cfg, log: log, pool: pool, peers: relay.NewPeerFilter(cfg.AllowPeers, own),
+		sessions: map[string]*Session{}, unanswered: map[netip.Addr]int{}, cancel: cancel, done: make(chan struct{})}
 	go m.watch(ctx)
 	return m, nil
 }
@@ -131,6 +169,37 @@ func (m *Manager) Session(id string) *Session {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.sessions[id]
+}
+
+// holdUnanswered raises what src holds in unanswered calls from have to want ports and
+// returns what the session now holds, or refuses with ErrSourceBusy when that would pass the
+// cap. An exempt source holds nothing.
+func (m *Manager) holdUnanswered(src netip.Addr, have, want int) (int, error) {
+	if want <= have || (m.cfg.Exempt != nil && m.cfg.Exempt(src)) {
+		return have, nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := m.unanswered[src] - have + want
+	if n > m.cfg.MaxUnansweredPorts {
+		return have, fmt.Errorf("%w: %s would hold %d ports (limit %d)", ErrSourceBusy, src, n, m.cfg.MaxUnansweredPorts)
+	}
+	m.unanswered[src] = n
+	return want, nil
+}
+
+// releaseUnanswered gives back ports src held in an unanswered call.
+func (m *Manager) releaseUnanswered(src netip.Addr, ports int) {
+	if ports == 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if n := m.unanswered[src] - ports; n > 0 {
+		m.unanswered[src] = n
+	} else {
+		delete(m.unanswered, src)
+	}
 }
 
 func (m *Manager) forget(s *Session) {

@@ -53,6 +53,9 @@ type Session struct {
 	version   [2]uint64 // o= version last sent toward each leg
 	lastBody  [2][]byte // last body sent toward each leg, without o=
 	fired     bool
+	answered  bool       // leg B has sent SDP (or leg A answered B's offer)
+	source    netip.Addr // the caller's source, while unanswered
+	held      int        // relay ports counted against source while unanswered
 }
 
 type stream struct {
@@ -88,10 +91,26 @@ func (s *Session) negotiate(from Leg, body []byte, preferred netip.AddrPort, off
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
+	relayed := 0
+	for _, md := range info.Media {
+		if !md.Rejected() && md.Relayable() {
+			relayed++
+		}
+	}
+	if limit := s.m.cfg.MaxStreams; relayed > limit || len(info.Media) > 4*limit {
+		return nil, fmt.Errorf("%w: %d m-lines, %d to relay (limit %d)", ErrTooManyStreams, len(info.Media), relayed, limit)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, ErrClosed
+	}
+	if from == LegB || !offer {
+		s.answer()
+	} else if !s.answered {
+		if err := s.holdUnanswered(preferred.Addr().Unmap(), info.Media); err != nil {
+			return nil, err
+		}
 	}
 	to := from.other()
 	opts := sdp.Options{Addr: s.m.cfg.Advertise, StripICE: !s.m.cfg.KeepICE, Media: make([]sdp.Target, len(info.Media))}
@@ -207,6 +226,39 @@ func (s *Session) setPeer(l Leg, i int, p relay.Peer) {
 	s.peers[l][i] = p
 }
 
+// holdUnanswered counts the ports leg A's offer will hold against the caller's source until
+// the callee answers, refusing the offer (before any port is taken) past the source's cap.
+func (s *Session) holdUnanswered(src netip.Addr, media []sdp.Media) error {
+	if !src.IsValid() {
+		return nil
+	}
+	if s.source.IsValid() && s.source != src {
+		s.answer() // a new source for the same call: count afresh
+	}
+	want := 0
+	for i, md := range media {
+		if md.Rejected() || !md.Relayable() {
+			continue
+		}
+		if st := s.streamAt(i); st == nil || st.raw != !md.IsRTP() {
+			want += portsPerStream
+		}
+	}
+	held, err := s.m.holdUnanswered(src, s.held, s.held+want)
+	if err != nil {
+		return err
+	}
+	s.source, s.held = src, held
+	return nil
+}
+
+// answer ends the unanswered phase: the source's ports no longer count against it.
+func (s *Session) answer() {
+	s.answered = true
+	s.m.releaseUnanswered(s.source, s.held)
+	s.held = 0
+}
+
 func (s *Session) allocate(i int, md sdp.Media) (*stream, error) {
 	pa, err := s.m.pool.Acquire()
 	if err != nil {
@@ -218,9 +270,10 @@ func (s *Session) allocate(i int, md sdp.Media) (*stream, error) {
 		return nil, err
 	}
 	st := &stream{
-		Stream: relay.NewStream(pa, pb, relay.StreamConfig{LatchWindow: s.m.cfg.LatchWindow, Raw: !md.IsRTP(), Logger: s.m.log.With("session", s.id, "m", i)}),
-		media:  md,
-		raw:    !md.IsRTP(),
+		Stream: relay.NewStream(pa, pb, relay.StreamConfig{LatchWindow: s.m.cfg.LatchWindow, Raw: !md.IsRTP(), Peers: s.m.peers,
+			Logger: s.m.log.With("session", s.id, "m", i)}),
+		media: md,
+		raw:   !md.IsRTP(),
 	}
 	for len(s.streams) <= i {
 		s.streams = append(s.streams, nil)
@@ -316,6 +369,7 @@ func (s *Session) Close() {
 	for i := range s.streams {
 		s.release(i)
 	}
+	s.answer()
 	s.mu.Unlock()
 	s.m.forget(s)
 }
