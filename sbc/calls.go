@@ -38,7 +38,7 @@ func (n *Node) startCalls() error {
 		RingTimeout: k.RingTimeout.D(), MaxDuration: k.MaxDuration.D(), SessionExpires: k.SessionExpires.D(),
 		MinSE: k.MinSE.D(), RequireSDP: k.RequireSDP, Follow3xx: k.Follow3xx,
 		UserAgent: n.cfg.SIP.UserAgent, PassUserAgent: n.cfg.SIP.PassUserAgent,
-		Logger: n.log, CallStarted: n.callStarted, CallEnded: n.callEnded,
+		Logger: n.log, CallStarted: n.callStarted, CallEnded: n.callEnded, MediaRefused: n.mediaRefused,
 	}, deps)
 	if err != nil {
 		return fmt.Errorf("b2bua: %w", err)

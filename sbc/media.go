@@ -3,6 +3,8 @@ package sbc
 import (
 	"crypto/tls"
 	"fmt"
+	"net/netip"
+	"strings"
 
 	"github.com/portcullis-sbc/portcullis/media"
 	"github.com/portcullis-sbc/portcullis/media/turn"
@@ -20,6 +22,8 @@ func (n *Node) startMedia() error {
 		BindAddr: m.Bind, Advertise: adv, PortMin: m.Ports.Min, PortMax: m.Ports.Max,
 		Drain: m.Drain.D(), LatchWindow: m.LatchWindow.D(), Timeout: m.Timeout.D(), HoldTimeout: m.HoldTimeout.D(),
 		KeepICE: !m.StripICEOn(), Logger: n.log.With("component", "media"),
+		MaxStreams: m.MaxStreams, MaxUnansweredPorts: m.MaxUnansweredPorts, Exempt: n.mediaExempt,
+		AllowPeers: m.AllowPeers, OwnAddrs: n.nodeAddrs(),
 	})
 	if err != nil {
 		return fmt.Errorf("media: %w", err)
@@ -71,4 +75,18 @@ func (n *Node) startMedia() error {
 	n.turn = ts
 	n.closers = append(n.closers, ts)
 	return nil
+}
+
+// mediaExempt reports whether calls from src may hold relay ports beyond
+// media.max_unanswered_ports: another node of the cluster (it hands over the calls of many
+// callers) or an allow-listed source.
+func (n *Node) mediaExempt(src netip.Addr) bool {
+	return n.peers.has(src) || (n.guard != nil && n.guard.Exempt(src))
+}
+
+// mediaRefused tells the guard about a call the media relay refused (rule media-ports).
+func (n *Node) mediaRefused(src netip.AddrPort, transport string, code int, err error) {
+	if n.guard != nil {
+		n.guard.MediaRefused(src, strings.ToUpper(transport), code, err.Error())
+	}
 }

@@ -28,6 +28,9 @@ func testConfig(t *testing.T) config.Config {
 	lo := netip.MustParseAddrPort("127.0.0.1:0")
 	cfg.SIP.Listen = []config.Listen{{Transport: "udp", Addr: lo}, {Transport: "tcp", Addr: lo}}
 	cfg.Media.Bind = netip.MustParseAddr("127.0.0.1")
+	// Every test endpoint is on loopback, which the shipped media.allow_peers (none) refuses;
+	// tests of the refusal itself set it back.
+	cfg.Media.AllowPeers = config.PrefixList{netip.MustParsePrefix("127.0.0.0/8")}
 	cfg.TURN.Listen = nil
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Cluster.Bind = "127.0.0.1:0"

@@ -291,12 +291,22 @@ func (e *Engine) prepare(req *sip.Request, tx sip.ServerTransaction, dir state.D
 		body, err := c.media.Offer(media.LegA, req.Body(), src)
 		if err != nil {
 			code := 488
-			if errors.Is(err, media.ErrPoolExhausted) {
+			switch {
+			case errors.Is(err, media.ErrPoolExhausted):
 				code = 503
 				e.noteMedia(err)
+			case errors.Is(err, media.ErrSourceBusy):
+				code = 503
 			}
 			c.finish(code, "caller SDP refused: "+err.Error())
-			respond(tx, sip.NewResponseFromRequest(req, code, ReasonPhrase(code), nil))
+			r := sip.NewResponseFromRequest(req, code, ReasonPhrase(code), nil)
+			if errors.Is(err, media.ErrSourceBusy) {
+				r.AppendHeader(sip.NewHeader("Retry-After", "30"))
+			}
+			if f := e.cfg.MediaRefused; f != nil && (errors.Is(err, media.ErrSourceBusy) || errors.Is(err, media.ErrTooManyStreams)) {
+				f(src, req.Transport(), code, err)
+			}
+			respond(tx, r)
 			return nil
 		}
 		c.bOffer = body

@@ -43,6 +43,10 @@ type Config struct {
 	// metrics); they must not block.
 	CallStarted func(dir state.Direction)
 	CallEnded   func(rec state.CallRecord)
+	// MediaRefused, when set, is told about every call refused because the media relay would
+	// not take its offer for a reason a caller controls (too many streams, too many ports held
+	// by its unanswered calls), with the status sent; it must not block.
+	MediaRefused func(src netip.AddrPort, transport string, code int, err error)
 }
 
 // Action is what the caller filter decided for a call.

@@ -142,6 +142,18 @@ type Media struct {
 	HoldTimeout Duration `yaml:"hold_timeout"`
 	// StripICE removes ICE attributes toward endpoints (media is anchored anyway). Default: true.
 	StripICE *bool `yaml:"strip_ice"`
+	// MaxStreams is the most relayed m-lines one SDP may have; an SDP with more, or with more
+	// than 4x as many m-lines at all, is refused with 488 before any port is taken. Default: 8.
+	MaxStreams int `yaml:"max_streams"`
+	// MaxUnansweredPorts is the most relay ports one caller source may hold in calls not
+	// answered yet (a stream holds 4); a new call past it is refused with 503 and a guard
+	// event (rule media-ports). Cluster peers and guard.allow sources are exempt. Default: 192.
+	MaxUnansweredPorts int `yaml:"max_unanswered_ports"`
+	// AllowPeers lists networks the relay may send media to (and latch from) although the
+	// peer deny list refuses them: loopback, RFC 1918, CGNAT, link-local, multicast, the
+	// node's own addresses (the list TURN uses). Rooms on a private LAN need their network
+	// here. Default: none.
+	AllowPeers PrefixList `yaml:"allow_peers"`
 }
 
 // TURN configures the TURN server for ICE endpoints.
@@ -160,7 +172,7 @@ type TURN struct {
 	Quota int `yaml:"quota"`
 	// AllowPeers lists peer networks TURN may relay to even though they are private/loopback.
 	// Default: none (no relaying into loopback, private, link-local or our own addresses).
-	AllowPeers []netip.Prefix `yaml:"allow_peers"`
+	AllowPeers PrefixList `yaml:"allow_peers"`
 }
 
 // Admin configures the HTTP API, metrics and dashboard.
@@ -297,7 +309,7 @@ func Default() Config {
 		Media: Media{
 			Bind: netip.IPv4Unspecified(), Ports: PortRange{Min: 20000, Max: 39999},
 			Drain: Duration(5e9), LatchWindow: Duration(2e9), Timeout: Duration(60e9),
-			HoldTimeout: Duration(2 * 3600e9),
+			HoldTimeout: Duration(2 * 3600e9), MaxStreams: 8, MaxUnansweredPorts: 192,
 		},
 		TURN: TURN{
 			Listen: []Listen{{Transport: "udp", Addr: netip.MustParseAddrPort("0.0.0.0:3478")}},

@@ -58,6 +58,9 @@ func TestErrorsNameLineAndField(t *testing.T) {
 		{"public admin without tls", "admin:\n  listen: 0.0.0.0:8443\n", ":2:", "admin.listen"},
 		{"tls listener without cert", "sip:\n  listen: [tls://127.0.0.1:5061]\n", "", "sip.tls"},
 		{"turn without udp", "turn:\n  listen: [tcp://127.0.0.1:3478]\n", ":2:", "turn.listen"},
+		{"no media streams", "media:\n  drain: 5s\n  max_streams: 0\n", ":3:", "media.max_streams"},
+		{"unanswered cap below a stream", "media:\n  max_unanswered_ports: 2\n", ":2:", "media.max_unanswered_ports"},
+		{"bad media allow_peers", "media:\n  allow_peers: [10.0.0.0/99]\n", ":2:", "10.0.0.0/99"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

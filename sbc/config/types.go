@@ -92,3 +92,27 @@ func ParseListen(s string) (Listen, error) {
 	}
 	return Listen{Transport: tr, Addr: ap}, nil
 }
+
+// PrefixList is a list of networks written as CIDRs: [10.0.0.0/8, "fd00::/8"].
+type PrefixList []netip.Prefix
+
+// UnmarshalYAML parses each CIDR and names the line of a bad one.
+func (l *PrefixList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Tag == "!!null" {
+		*l = nil
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return &FieldError{Line: n.Line, Msg: "must be a list of CIDRs such as [10.0.0.0/8]"}
+	}
+	out := make(PrefixList, 0, len(n.Content))
+	for _, e := range n.Content {
+		p, err := netip.ParsePrefix(strings.TrimSpace(e.Value))
+		if e.Kind != yaml.ScalarNode || err != nil {
+			return &FieldError{Line: e.Line, Msg: fmt.Sprintf("%q is not a CIDR such as 10.0.0.0/8", e.Value)}
+		}
+		out = append(out, p)
+	}
+	*l = out
+	return nil
+}

@@ -166,6 +166,12 @@ func (c *Config) validateMedia(v *validator) {
 	if m.LatchWindow <= 0 || m.Timeout <= 0 || m.HoldTimeout < m.Timeout {
 		v.fail("media.timeout", "need latch_window > 0, timeout > 0 and hold_timeout >= timeout")
 	}
+	if m.MaxStreams < 1 || m.MaxStreams > 64 {
+		v.fail("media.max_streams", "%d must be 1-64", m.MaxStreams)
+	}
+	if m.MaxUnansweredPorts < 4 {
+		v.fail("media.max_unanswered_ports", "%d must be at least 4 (one stream)", m.MaxUnansweredPorts)
+	}
 	t := &c.TURN
 	if len(t.Listen) > 0 {
 		if t.Quota < 1 {

@@ -44,6 +44,7 @@ type Guard struct {
 	logs   logLimiter
 	rooms  roomCache
 	sites  sites
+	media  mediaStrikes
 	seed   maphash.Seed
 
 	roomNames   atomic.Pointer[map[string]struct{}] // a lock-free copy of the room names

@@ -19,6 +19,7 @@ const (
 	RuleRoomDND       = "room-dnd"           // room does not take calls
 	RuleRoomDropIn    = "room-drop-in"       // room is in a call and the caller may not drop in
 	RuleRoomPolicy    = "room-policy"        // room has an inbound mode this guard does not know
+	RuleMediaPorts    = "media-ports"        // call wanted more relay ports than a call or a source may hold
 )
 
 // ruleID indexes per-rule counters without a map lookup on the hot path.
@@ -42,6 +43,7 @@ const (
 	ridRoomDND
 	ridRoomDropIn
 	ridRoomPolicy
+	ridMediaPorts
 	numRules
 )
 
@@ -51,7 +53,7 @@ var ruleNames = [numRules]string{
 	ridMaxForwards: RuleMaxForwards, ridMalformed: RuleMalformed, ridGhostCall: RuleGhostCall,
 	ridUnknownUser: RuleUnknownUser, ridRelay: RuleRelay, ridEnumeration: RuleEnumeration,
 	ridBruteForce: RuleBruteForce, ridRoomAllowlist: RuleRoomAllowlist, ridRoomDND: RuleRoomDND,
-	ridRoomDropIn: RuleRoomDropIn, ridRoomPolicy: RuleRoomPolicy,
+	ridRoomDropIn: RuleRoomDropIn, ridRoomPolicy: RuleRoomPolicy, ridMediaPorts: RuleMediaPorts,
 }
 
 func (r ruleID) String() string { return ruleNames[r] }
