@@ -3,70 +3,23 @@ package turn
 import (
 	"net"
 	"net/netip"
+
+	"github.com/portcullis-sbc/portcullis/media/peerfilter"
 )
 
-// deniedPeers are never relayed to unless allow-listed: the SSRF targets of
-// a TURN server (pion/turn#134).
-var deniedPeers = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),      // "this network", unspecified
-	netip.MustParsePrefix("10.0.0.0/8"),     // RFC 1918
-	netip.MustParsePrefix("100.64.0.0/10"),  // CGNAT
-	netip.MustParsePrefix("127.0.0.0/8"),    // loopback
-	netip.MustParsePrefix("169.254.0.0/16"), // link-local, incl. 169.254.169.254 metadata
-	netip.MustParsePrefix("172.16.0.0/12"),  // RFC 1918
-	netip.MustParsePrefix("192.0.0.0/24"),   // IETF protocol assignments
-	netip.MustParsePrefix("192.168.0.0/16"), // RFC 1918
-	netip.MustParsePrefix("198.18.0.0/15"),  // benchmarking
-	netip.MustParsePrefix("224.0.0.0/4"),    // multicast
-	netip.MustParsePrefix("240.0.0.0/4"),    // reserved, broadcast
-	netip.MustParsePrefix("::/128"),         // unspecified
-	netip.MustParsePrefix("::1/128"),        // loopback
-	netip.MustParsePrefix("fc00::/7"),       // ULA
-	netip.MustParsePrefix("fe80::/10"),      // link-local
-	netip.MustParsePrefix("ff00::/8"),       // multicast
-	netip.MustParsePrefix("64:ff9b:1::/48"), // local-use NAT64
-}
+// PeerFilter decides which peer IPs a TURN allocation may relay to. It is
+// [peerfilter.Filter], the definition shared with the media relay's destinations.
+type PeerFilter = peerfilter.Filter
 
-// PeerFilter decides which peer IPs a TURN allocation may relay to.
-type PeerFilter struct {
-	allow []netip.Prefix
-	own   map[netip.Addr]bool
-}
-
-// NewPeerFilter denies the built-in internal ranges and own (the node's
-// addresses), except what allow lists.
+// NewPeerFilter denies the built-in internal ranges (see [peerfilter.Denied], which judges
+// IPv4-embedding IPv6 forms by the IPv4 address inside) and own (the node's addresses),
+// except what allow lists.
 func NewPeerFilter(allow []netip.Prefix, own []netip.Addr) *PeerFilter {
-	f := &PeerFilter{allow: allow, own: map[netip.Addr]bool{}}
-	for _, a := range own {
-		f.own[a.Unmap()] = true
-	}
-	return f
+	return peerfilter.New(allow, own)
 }
 
-// Allowed reports whether ip may be a relay peer.
-func (f *PeerFilter) Allowed(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	if !ip.IsValid() {
-		return false
-	}
-	for _, p := range f.allow {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	if f.own[ip] {
-		return false
-	}
-	for _, p := range deniedPeers {
-		if p.Contains(ip) {
-			return false
-		}
-	}
-	return true
-}
-
-// handler adapts the filter to pion's PermissionHandler.
-func (f *PeerFilter) handler(onDeny func(net.Addr, netip.Addr)) func(net.Addr, net.IP) bool {
+// permissionHandler adapts the filter to pion's PermissionHandler.
+func permissionHandler(f *PeerFilter, onDeny func(net.Addr, netip.Addr)) func(net.Addr, net.IP) bool {
 	return func(client net.Addr, peer net.IP) bool {
 		ip, ok := netip.AddrFromSlice(peer)
 		if ok && f.Allowed(ip) {

@@ -124,7 +124,7 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("turn: listen udp %s: %w", cfg.Listen, err)
 	}
 	s.udp = udp
-	perm := s.peers.handler(s.onDeny)
+	perm := permissionHandler(s.peers, s.onDeny)
 	udpGen := &generator{s: s}
 	sc := pturn.ServerConfig{
 		Realm:         cfg.Realm,
