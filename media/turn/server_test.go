@@ -17,7 +17,10 @@ import (
 
 const realm = "video.example.com"
 
-var loopback = netip.MustParseAddr("127.0.0.1")
+var (
+	loopback     = netip.MustParseAddr("127.0.0.1")
+	loopbackPort = netip.AddrPortFrom(loopback, 40000)
+)
 
 func newPool(t *testing.T) *relay.Pool {
 	t.Helper()
@@ -37,7 +40,7 @@ func newServer(t *testing.T, mod func(*Config)) *Server {
 	ha1 := hexMD5("boardroom:" + realm + ":secret")
 	cfg := Config{
 		Realm: realm, Listen: "127.0.0.1:0", RelayAddress: loopback, Pool: newPool(t),
-		Credentials: func(user string) ([]byte, bool) {
+		Credentials: func(user string, _ netip.AddrPort) ([]byte, bool) {
 			if user != "boardroom" {
 				return nil, false
 			}
@@ -141,7 +144,8 @@ func TestAllocateRefused(t *testing.T) {
 			}
 		})
 	}
-	if st := s.Stats(); st.Live != 0 || st.AuthFailures != 2 {
+	// Every failure counts, a wrong password too (it used to fail pion's integrity check unseen).
+	if st := s.Stats(); st.Live != 0 || st.AuthFailures != 4 {
 		t.Fatalf("stats %+v", st)
 	}
 }
