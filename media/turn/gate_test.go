@@ -1,12 +1,16 @@
 package turn
 
 import (
+	"fmt"
 	"net"
+	"net/netip"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pion/stun/v2"
+	pturn "github.com/pion/turn/v3"
 )
 
 // unauthAllocate is an Allocate request without credentials (pion answers 401 with a nonce,
@@ -68,5 +72,118 @@ func TestUnauthenticatedAllocateFloodBounded(t *testing.T) {
 	}
 	if s.Stats().RateLimited == 0 {
 		t.Fatal("no rate-limited request counted")
+	}
+}
+
+// banAfter is a Gate that bans a source after n failures (the node's guard does this with
+// windows, events and the cluster; this is the seam's contract alone).
+type banAfter struct {
+	n        int
+	mu       sync.Mutex
+	failures map[netip.Addr]int
+	users    []string
+}
+
+func (g *banAfter) Banned(src netip.AddrPort) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.failures[src.Addr()] >= g.n
+}
+
+func (g *banAfter) AuthFailed(src netip.AddrPort, user, transport string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.failures == nil {
+		g.failures = map[netip.Addr]int{}
+	}
+	g.failures[src.Addr()]++
+	g.users = append(g.users, user+"/"+transport)
+}
+
+func (g *banAfter) AuthSucceeded(netip.AddrPort, string) {}
+
+// TestTCPGuessesReportedAndBannedConnectionClosed: over TURN/TCP, wrong passwords on one
+// connection are reported to the gate, and once it bans the source the connection is closed
+// and a new one refused; the right password never gets an allocation from there.
+func TestTCPGuessesReportedAndBannedConnectionClosed(t *testing.T) {
+	gate := &banAfter{n: 5}
+	s := newServer(t, func(c *Config) { c.ListenTCP = "127.0.0.1:0"; c.Gate = gate })
+	addr := s.tcpAddrs()[0]
+	tc, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tc.Close() })
+	frames := pturn.NewSTUNConn(tc)
+	roundTrip := func(m *stun.Message) *stun.Message {
+		t.Helper()
+		if _, err := tc.Write(m.Raw); err != nil {
+			return nil
+		}
+		buf := make([]byte, 1600)
+		_ = tc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _, err := frames.ReadFrom(buf)
+		if err != nil {
+			return nil
+		}
+		res := &stun.Message{Raw: buf[:n]}
+		if res.Decode() != nil {
+			t.Fatal("undecodable answer")
+		}
+		return res
+	}
+	build := func(setters ...stun.Setter) *stun.Message {
+		t.Helper()
+		m, err := stun.Build(append([]stun.Setter{stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest),
+			stun.RawAttribute{Type: stun.AttrRequestedTransport, Length: 4, Value: []byte{17, 0, 0, 0}}}, setters...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	res := roundTrip(build())
+	var nonce stun.Nonce
+	if res == nil || nonce.GetFrom(res) != nil {
+		t.Fatalf("no nonce: %v", res)
+	}
+	answered := 0
+	for i := range 20 {
+		pass := fmt.Sprintf("guess-%d", i)
+		if i == 19 {
+			pass = "secret"
+		}
+		key := pturn.GenerateAuthKey("boardroom", realm, pass)
+		res := roundTrip(build(stun.NewUsername("boardroom"), stun.NewRealm(realm), nonce, stun.MessageIntegrity(key), stun.Fingerprint))
+		if res == nil {
+			break // closed: banned
+		}
+		if res.Type.Class == stun.ClassSuccessResponse {
+			t.Fatalf("guess %d (%q) got an allocation", i, pass)
+		}
+		answered++
+	}
+	if answered != gate.n-1 {
+		t.Fatalf("%d guesses answered, want %d", answered, gate.n-1)
+	}
+	gate.mu.Lock()
+	users := append([]string(nil), gate.users...)
+	gate.mu.Unlock()
+	if len(users) != gate.n || users[0] != "boardroom/"+TransportTCP {
+		t.Fatalf("failures reported: %v", users)
+	}
+	if got := s.Stats().AuthFailures; got != uint64(gate.n) {
+		t.Fatalf("AuthFailures = %d, want %d", got, gate.n)
+	}
+	// A new connection is closed at once.
+	tc2, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc2.Close()
+	_ = tc2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := tc2.Read(make([]byte, 1)); err == nil {
+		t.Fatal("a banned source's new connection was served")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("a banned source's new connection is still open")
 	}
 }
