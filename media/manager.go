@@ -60,7 +60,7 @@ type Config struct {
 	// partners).
 	Exempt func(netip.Addr) bool
 	// AllowPeers are networks media may be sent to, and latched from, although the shared
-	// peer deny list (loopback, private, link-local, multicast, ...; see relay.DeniedPeers)
+	// peer deny list (loopback, private, link-local, multicast, ...; see peerfilter.Denied)
 	// or OwnAddrs would refuse them. Default: none.
 	AllowPeers []netip.Prefix
 	// OwnAddrs are the node's own addresses, refused as media peers unless allowed. Bind,

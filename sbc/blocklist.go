@@ -94,5 +94,14 @@ func listPrefixes(entries []string) []netip.Prefix {
 	return out
 }
 
-// admit is the edge's pre-parse admission check: no lock, no allocation.
-func (n *Node) admit(src netip.Addr) bool { return !n.blocklist.Blocked(src) }
+// admit is the edge's pre-parse admission check: no lock, no allocation for a source that is
+// not blocked. A registered room's flow (its binding's address and port) passes a ban of its
+// address: a guest on the room's NAT who guessed passwords is banned, the room is not. A deny
+// list or threat feed entry refuses the flow too.
+func (n *Node) admit(src netip.AddrPort) bool {
+	a := src.Addr()
+	if !n.blocklist.Blocked(a) {
+		return true
+	}
+	return !n.blocklist.Denied(a) && n.registeredFlow(src)
+}

@@ -22,7 +22,9 @@ func (n *Node) startGuard() error {
 		Domain: n.cfg.SIP.Domain, NodeAddrs: n.nodeAddrs(), NodeID: n.cfg.Node.ID, AllowIPDialing: g.IPDialingOn(),
 		Allow: g.Allow, Deny: g.Deny, ScannerUserAgents: g.ScannerUserAgents,
 		BanTime: g.BanTime.D(), BanMax: g.BanMax.D(), RequestRate: g.RequestRate, RequestBurst: g.RequestBurst,
-		AuthFailures: g.AuthFailures, AuthWindow: g.AuthWindow.D(), UnknownUsers: g.UnknownUsers, UnknownWindow: g.UnknownWindow.D(),
+		AuthFailures: g.AuthFailures, AuthWindow: g.AuthWindow.D(),
+		RoomAuthFailures: g.RoomAuthFailures, RoomAuthWindow: g.RoomAuthWindow.D(), RoomLockTime: g.RoomLockTime.D(), RoomLockMax: g.RoomLockMax.D(),
+		UnknownUsers: g.UnknownUsers, UnknownWindow: g.UnknownWindow.D(),
 		DatagramRate: g.DatagramRate, DatagramBurst: g.DatagramBurst, Trusted: n.clusterPeer,
 		Stealth: g.StealthOn(), Events: g.Events, Logger: n.log.With("component", "guard"),
 		OnFeedsChanged: n.kickBlocklist, OnBan: n.banLocally,
@@ -38,6 +40,7 @@ func (n *Node) startGuard() error {
 		return fmt.Errorf("guard: %w", err)
 	}
 	n.guard = gd
+	n.turnGate.g.Store(gd)
 	n.decider = callDecider{gd}
 	return nil
 }

@@ -1,13 +1,19 @@
 package sbc
 
 import (
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/portcullis-sbc/portcullis/media"
 	"github.com/portcullis-sbc/portcullis/media/turn"
+	"github.com/portcullis-sbc/portcullis/sbc/guard"
 )
 
 // startMedia creates the relay (port pool, sessions) and, when configured, the TURN server on the
@@ -38,15 +44,24 @@ func (n *Node) startMedia() error {
 	if realm == "" {
 		realm = n.cfg.SIP.Domain
 	}
-	tc := turn.Config{
-		Realm: realm, RelayAddress: adv, Pool: mm.Pool(), RESTSecret: t.Secret, QuotaPerUser: t.Quota,
-		AllowPeers: t.AllowPeers, Logger: n.log.With("component", "turn"),
+	secret := t.Secret
+	if secret == "" {
+		if secret, err = turnSecret(n.cfg.Node.DataDir); err != nil {
+			return fmt.Errorf("turn: %w", err)
+		}
 	}
-	if realm == n.cfg.SIP.Domain {
-		// Rooms' SIP credentials are TURN credentials: the stored HA1 (MD5) is the TURN key.
-		tc.Credentials = func(user string) ([]byte, bool) {
+	tc := turn.Config{
+		Realm: realm, RelayAddress: adv, Pool: mm.Pool(), RESTSecret: secret, QuotaPerUser: t.Quota,
+		AllowPeers: t.AllowPeers, UnauthRate: t.UnauthRate, UnauthBurst: t.UnauthBurst,
+		Gate: &n.turnGate, Logger: n.log.With("component", "turn"),
+	}
+	if t.SIPCredentials && realm == n.cfg.SIP.Domain {
+		// Legacy: rooms' SIP credentials are TURN credentials (the stored HA1 is the TURN key).
+		// Failures count toward the guard's bans and room locks like SIP's; a locked room's
+		// key is refused except from the address of one of its registered flows.
+		tc.Credentials = func(user string, src netip.AddrPort) ([]byte, bool) {
 			r, ok := n.store.State().Room(user)
-			if !ok || r.HA1MD5 == "" {
+			if !ok || r.HA1MD5 == "" || n.turnGate.roomLocked(user, src) {
 				return nil, false
 			}
 			key, err := turn.KeyFromHA1(r.HA1MD5)
@@ -89,4 +104,55 @@ func (n *Node) mediaRefused(src netip.AddrPort, transport string, code int, err 
 	if n.guard != nil {
 		n.guard.MediaRefused(src, strings.ToUpper(transport), code, err.Error())
 	}
+}
+
+// turnSecret is the TURN REST shared secret used when turn.secret is not configured: random,
+// generated once in the data dir (turn.secret, mode 0600) and kept across restarts, so that
+// whatever hands out TURN credentials can share it.
+func turnSecret(dataDir string) (string, error) {
+	p := filepath.Join(dataDir, "turn.secret")
+	if b, err := os.ReadFile(p); err == nil && len(strings.TrimSpace(string(b))) >= 32 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", fmt.Errorf("data dir: %w", err)
+	}
+	s := hex.EncodeToString(b)
+	if err := os.WriteFile(p, []byte(s+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("turn secret: %w", err)
+	}
+	return s, nil
+}
+
+// turnGate is the guard as the TURN server sees it (turn.Gate). The TURN server starts before
+// the guard and serves at once, so the guard is swapped in atomically; until then nothing is
+// banned or counted.
+type turnGate struct{ g atomic.Pointer[guard.Guard] }
+
+func (t *turnGate) Banned(src netip.AddrPort) bool {
+	g := t.g.Load()
+	return g != nil && g.Banned(src)
+}
+
+func (t *turnGate) AuthFailed(src netip.AddrPort, user, transport string) {
+	if g := t.g.Load(); g != nil {
+		g.AuthFailed(src, user, transport)
+	}
+}
+
+func (t *turnGate) AuthSucceeded(src netip.AddrPort, user string) {
+	if g := t.g.Load(); g != nil {
+		g.AuthSucceeded(src, user)
+	}
+}
+
+// roomLocked reports whether room's digest is locked for a TURN client at src: TURN's socket is
+// not the room's SIP flow, so the flow's address (any port) is exempt.
+func (t *turnGate) roomLocked(room string, src netip.AddrPort) bool {
+	g := t.g.Load()
+	return g != nil && g.IsRoomLocked(room, netip.AddrPortFrom(src.Addr(), 0))
 }

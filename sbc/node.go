@@ -39,8 +39,9 @@ type Node struct {
 	store   state.Store
 	cluster *cluster.Node // nil when the store was injected (tests of the layers above)
 
-	media *media.Manager
-	turn  *turn.Server
+	media    *media.Manager
+	turn     *turn.Server
+	turnGate turnGate // the guard, for the TURN server (which starts first)
 
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server

@@ -99,6 +99,18 @@ func (r registerMetrics) AuthFailed(src netip.AddrPort, user, transport string) 
 	}
 }
 
+// RoomLocked asks the guard whether room's digest is locked for src (registrar.RoomLocker).
+func (r registerMetrics) RoomLocked(room string, src netip.AddrPort, transport string) bool {
+	if r.n.guard == nil {
+		return false
+	}
+	if r.n.guard.RoomLocked(room, src, transport) {
+		r.n.metrics.RegisterResult("room_locked")
+		return true
+	}
+	return false
+}
+
 func (r registerMetrics) AuthSucceeded(src netip.AddrPort, user string) {
 	r.n.metrics.RegisterResult("ok")
 	if r.n.guard != nil {

@@ -1,18 +1,24 @@
 package turn
 
 import (
+	"crypto/hmac"
+	"crypto/sha1" //nolint:gosec // TURN REST credentials are HMAC-SHA1 by definition (coturn use-auth-secret)
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	pturn "github.com/pion/turn/v3"
 )
 
 // KeyFromHA1 turns a stored SIP digest HA1 (hex MD5 of user:realm:password)
 // into a TURN long-term key. They are the same MD5 when the TURN realm
-// equals the SIP realm, so rooms can use TURN without a second password.
+// equals the SIP realm. Using it makes the room's SIP password a TURN
+// password: the node does so only when told to (turn.sip_credentials).
 func KeyFromHA1(ha1Hex string) ([]byte, error) {
 	k, err := hex.DecodeString(ha1Hex)
 	if err != nil || len(k) != 16 {
@@ -42,28 +48,49 @@ func quotaUser(u string) string {
 	return u
 }
 
-// authHandler combines the rooms' credentials and the REST shared secret.
-func (s *Server) authHandler() pturn.AuthHandler {
-	var rest pturn.AuthHandler
+// RESTCredentials returns TURN REST credentials for user valid for ttl: username
+// "<expiry-unix>:<user>", password base64(HMAC-SHA1(secret, username)) (coturn
+// use-auth-secret, pion's GenerateLongTermTURNRESTCredentials).
+func RESTCredentials(secret, user string, ttl time.Duration, now time.Time) (username, password string) {
+	username = strconv.FormatInt(now.Add(ttl).Unix(), 10) + ":" + user
+	return username, restPassword(secret, username)
+}
+
+func restPassword(secret, username string) string {
+	mac := hmac.New(sha1.New, []byte(secret))
+	_, _ = mac.Write([]byte(username))
+	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// keyFor returns the long-term key of username in realm, as pion's AuthHandler gets it: a
+// REST username (when a secret is set) that has not expired, else the rooms' credentials
+// (when configured, for our realm only).
+func (s *Server) keyFor(username, realm string, src netip.AddrPort) ([]byte, bool) {
 	if s.cfg.RESTSecret != "" {
-		rest = pturn.LongTermTURNRESTAuthHandler(s.cfg.RESTSecret, pionLogs{s.log}.NewLogger("turn-rest"))
-	}
-	return func(username, realm string, src net.Addr) ([]byte, bool) {
-		if rest != nil {
-			if _, ok := isRESTUser(username); ok {
-				key, ok := rest(username, realm, src)
-				if !ok {
-					s.authFailures.Add(1)
+		if ts, _, found := strings.Cut(username, ":"); found {
+			exp, err := strconv.ParseInt(ts, 10, 64)
+			if err == nil {
+				if exp < time.Now().Unix() {
+					return nil, false
 				}
-				return key, ok
+				return pturn.GenerateAuthKey(username, realm, restPassword(s.cfg.RESTSecret, username)), true
 			}
 		}
-		if s.cfg.Credentials != nil && realm == s.cfg.Realm {
-			if key, ok := s.cfg.Credentials(username); ok {
-				return key, true
-			}
+	}
+	if s.cfg.Credentials != nil && realm == s.cfg.Realm {
+		return s.cfg.Credentials(username, src)
+	}
+	return nil, false
+}
+
+// authHandler hands pion the key. Failures are counted by the inspector, which has checked
+// the request's integrity with the same key before pion sees it.
+func (s *Server) authHandler() pturn.AuthHandler {
+	return func(username, realm string, src net.Addr) ([]byte, bool) {
+		var ap netip.AddrPort
+		if a, err := netip.ParseAddrPort(src.String()); err == nil {
+			ap = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 		}
-		s.authFailures.Add(1)
-		return nil, false
+		return s.keyFor(username, realm, ap)
 	}
 }

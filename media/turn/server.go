@@ -23,8 +23,7 @@ const (
 
 // Config configures a [Server].
 type Config struct {
-	// Realm is the TURN realm. Use the SIP domain so that rooms' stored HA1
-	// digests work as TURN keys (see KeyFromHA1).
+	// Realm is the TURN realm.
 	Realm string
 	// Listen is the UDP listen address (default 0.0.0.0:3478).
 	Listen string
@@ -39,8 +38,8 @@ type Config struct {
 	// pair (even port relays, odd port idles) and returns it on close.
 	Pool *relay.Pool
 	// Credentials returns the long-term key (MD5 of user:realm:password) of
-	// a user; may be nil when only RESTSecret is used.
-	Credentials func(user string) (key []byte, ok bool)
+	// a user asking from src; may be nil when only RESTSecret is used.
+	Credentials func(user string, src netip.AddrPort) (key []byte, ok bool)
 	// RESTSecret enables TURN REST credentials (username "<expiry>:<user>",
 	// password base64(HMAC-SHA1(secret, username)), as coturn's
 	// use-auth-secret). Empty disables them.
@@ -56,6 +55,16 @@ type Config struct {
 	// OwnAddrs are extra addresses of this node to deny as peers (interface
 	// addresses, RelayAddress and the pool's bind address are added).
 	OwnAddrs []netip.Addr
+	// Gate is the node's brute-force guard: failed authentications are
+	// reported to it and the sources it bans are dropped. Optional.
+	Gate Gate
+	// UnauthRate and UnauthBurst are the token bucket of requests without
+	// credentials per source (IPv4 address, IPv6 /64): pion answers them
+	// (401, Binding success) with more bytes than they carry. Over it they are
+	// dropped and counted. Defaults: DefaultUnauthRate, DefaultUnauthBurst;
+	// a negative rate turns the limit off.
+	UnauthRate  float64
+	UnauthBurst int
 	// Logger is the component logger (default: discard).
 	Logger *slog.Logger
 }
@@ -65,10 +74,14 @@ type Stats struct {
 	Live    int64  `json:"allocations_live"`
 	Total   uint64 `json:"allocations_total"`
 	Refused uint64 `json:"allocations_refused"` // quota or no ports
-	// AuthFailures counts unknown users and invalid/expired REST usernames;
-	// a wrong password fails pion's MESSAGE-INTEGRITY check and is not counted.
+	// AuthFailures counts requests whose credentials failed: wrong key,
+	// unknown user, invalid or expired REST username (checked before pion).
 	AuthFailures uint64 `json:"auth_failures"`
 	PeersDenied  uint64 `json:"peers_denied"`
+	// RateLimited counts requests without credentials dropped over their
+	// source's rate; BannedDropped packets and connections of banned sources.
+	RateLimited   uint64 `json:"unauth_rate_limited"`
+	BannedDropped uint64 `json:"banned_dropped"`
 }
 
 // Server is a running TURN server.
@@ -79,7 +92,9 @@ type Server struct {
 	relayIP netip.Addr
 	peers   *PeerFilter
 	srv     *pturn.Server
-	udp     net.PacketConn
+	udp     *net.UDPConn
+	gate    Gate
+	limiter *sourceLimiter
 
 	tcpListeners []net.Listener
 
@@ -88,6 +103,7 @@ type Server struct {
 	live  int64
 
 	total, refused, authFailures, peersDenied atomic.Uint64
+	rateLimited, bannedDropped                atomic.Uint64
 	denyLog                                   atomic.Int64
 }
 
@@ -101,6 +117,12 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.QuotaPerUser == 0 {
 		cfg.QuotaPerUser = DefaultQuota
+	}
+	if cfg.UnauthRate == 0 {
+		cfg.UnauthRate = DefaultUnauthRate
+	}
+	if cfg.UnauthBurst <= 0 {
+		cfg.UnauthBurst = DefaultUnauthBurst
 	}
 	switch {
 	case cfg.Realm == "":
@@ -117,21 +139,27 @@ func NewServer(cfg Config) (*Server, error) {
 	own := append([]netip.Addr{cfg.RelayAddress, cfg.Pool.Bind()}, cfg.OwnAddrs...)
 	own = append(own, interfaceAddrs()...)
 	s := &Server{cfg: cfg, log: cfg.Logger, pool: cfg.Pool, relayIP: cfg.RelayAddress.Unmap(),
-		peers: NewPeerFilter(cfg.AllowPeers, own), users: map[string]int{}}
-
-	udp, err := net.ListenPacket("udp4", cfg.Listen)
+		peers: NewPeerFilter(cfg.AllowPeers, own), users: map[string]int{}, gate: cfg.Gate}
+	if cfg.UnauthRate > 0 {
+		s.limiter = newSourceLimiter(cfg.UnauthRate, cfg.UnauthBurst)
+	}
+	la, err := net.ResolveUDPAddr("udp4", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("turn: listen udp %s: %w", cfg.Listen, err)
+	}
+	udp, err := net.ListenUDP("udp4", la)
 	if err != nil {
 		return nil, fmt.Errorf("turn: listen udp %s: %w", cfg.Listen, err)
 	}
 	s.udp = udp
-	perm := permission(s.peers, s.onDeny)
+	perm := permissionHandler(s.peers, s.onDeny)
 	udpGen := &generator{s: s}
 	sc := pturn.ServerConfig{
 		Realm:         cfg.Realm,
 		AuthHandler:   s.authHandler(),
 		LoggerFactory: pionLogs{s.log},
 		PacketConnConfigs: []pturn.PacketConnConfig{{
-			PacketConn: &quotaConn{PacketConn: udp, s: s, gen: udpGen}, RelayAddressGenerator: udpGen, PermissionHandler: perm,
+			PacketConn: &gateConn{UDPConn: udp, in: inspector{s: s, transport: TransportUDP}, gen: udpGen}, RelayAddressGenerator: udpGen, PermissionHandler: perm,
 		}},
 	}
 	var closers []func()
@@ -149,7 +177,8 @@ func NewServer(cfg Config) (*Server, error) {
 		}
 		closers = append(closers, func() { _ = l.Close() })
 		s.tcpListeners = append(s.tcpListeners, l)
-		sc.ListenerConfigs = append(sc.ListenerConfigs, pturn.ListenerConfig{Listener: l, RelayAddressGenerator: &generator{s: s}, PermissionHandler: perm})
+		sc.ListenerConfigs = append(sc.ListenerConfigs, pturn.ListenerConfig{Listener: &gateListener{Listener: l, s: s, transport: TransportTCP},
+			RelayAddressGenerator: &generator{s: s}, PermissionHandler: perm})
 	}
 	if cfg.ListenTLS != "" {
 		l, err := tls.Listen("tcp4", cfg.ListenTLS, cfg.TLSConfig)
@@ -159,7 +188,8 @@ func NewServer(cfg Config) (*Server, error) {
 		}
 		closers = append(closers, func() { _ = l.Close() })
 		s.tcpListeners = append(s.tcpListeners, l)
-		sc.ListenerConfigs = append(sc.ListenerConfigs, pturn.ListenerConfig{Listener: l, RelayAddressGenerator: &generator{s: s}, PermissionHandler: perm})
+		sc.ListenerConfigs = append(sc.ListenerConfigs, pturn.ListenerConfig{Listener: &gateListener{Listener: l, s: s, transport: TransportTLS},
+			RelayAddressGenerator: &generator{s: s}, PermissionHandler: perm})
 	}
 	srv, err := pturn.NewServer(sc)
 	if err != nil {
@@ -170,7 +200,8 @@ func NewServer(cfg Config) (*Server, error) {
 	lo, hi := cfg.Pool.Range()
 	s.log.Info("TURN server listening", "udp", udp.LocalAddr(), "tcp", cfg.ListenTCP, "tls", cfg.ListenTLS,
 		"realm", cfg.Realm, "relay", cfg.RelayAddress, "relay_ports", fmt.Sprintf("%d-%d (shared with RTP)", lo, hi),
-		"quota_per_user", cfg.QuotaPerUser, "rest_auth", cfg.RESTSecret != "", "allow_peers", cfg.AllowPeers)
+		"quota_per_user", cfg.QuotaPerUser, "rest_auth", cfg.RESTSecret != "", "room_credentials", cfg.Credentials != nil,
+		"unauth_rate", cfg.UnauthRate, "unauth_burst", cfg.UnauthBurst, "allow_peers", cfg.AllowPeers)
 	return s, nil
 }
 
@@ -192,7 +223,8 @@ func (s *Server) Stats() Stats {
 	live := s.live
 	s.mu.Unlock()
 	return Stats{Live: live, Total: s.total.Load(), Refused: s.refused.Load(),
-		AuthFailures: s.authFailures.Load(), PeersDenied: s.peersDenied.Load()}
+		AuthFailures: s.authFailures.Load(), PeersDenied: s.peersDenied.Load(),
+		RateLimited: s.rateLimited.Load(), BannedDropped: s.bannedDropped.Load()}
 }
 
 // Close stops the listeners and closes every allocation.

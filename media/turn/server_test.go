@@ -17,7 +17,10 @@ import (
 
 const realm = "video.example.com"
 
-var loopback = netip.MustParseAddr("127.0.0.1")
+var (
+	loopback     = netip.MustParseAddr("127.0.0.1")
+	loopbackPort = netip.AddrPortFrom(loopback, 40000)
+)
 
 func newPool(t *testing.T) *relay.Pool {
 	t.Helper()
@@ -37,7 +40,7 @@ func newServer(t *testing.T, mod func(*Config)) *Server {
 	ha1 := hexMD5("boardroom:" + realm + ":secret")
 	cfg := Config{
 		Realm: realm, Listen: "127.0.0.1:0", RelayAddress: loopback, Pool: newPool(t),
-		Credentials: func(user string) ([]byte, bool) {
+		Credentials: func(user string, _ netip.AddrPort) ([]byte, bool) {
 			if user != "boardroom" {
 				return nil, false
 			}
@@ -141,7 +144,8 @@ func TestAllocateRefused(t *testing.T) {
 			}
 		})
 	}
-	if st := s.Stats(); st.Live != 0 || st.AuthFailures != 2 {
+	// Every failure counts, a wrong password too (it used to fail pion's integrity check unseen).
+	if st := s.Stats(); st.Live != 0 || st.AuthFailures != 4 {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -315,4 +319,39 @@ func TestAllocateOverTCP(t *testing.T) {
 	}
 	t.Cleanup(func() { c.Close(); _ = tc.Close() })
 	allocate(t, c)
+}
+
+// TestPeerFilterIPv4Embedding: IPv6 forms that carry an IPv4 address (NAT64, IPv4-compatible,
+// IPv4-mapped, 6to4, Teredo) are judged by that IPv4 address, against the deny list and the
+// node's own addresses (issue #14 item 10).
+func TestPeerFilterIPv4Embedding(t *testing.T) {
+	own := netip.MustParseAddr("203.0.113.10")
+	f := NewPeerFilter(nil, []netip.Addr{own})
+	for _, tc := range []struct {
+		ip   string
+		want bool
+	}{
+		{"64:ff9b::7f00:1", false},             // NAT64 of 127.0.0.1
+		{"64:ff9b::a00:1", false},              // NAT64 of 10.0.0.1
+		{"64:ff9b::cb00:710a", false},          // NAT64 of the node itself
+		{"64:ff9b::c633:6407", true},           // NAT64 of 198.51.100.7, a public address
+		{"64:ff9b:1::c633:6407", false},        // local-use NAT64 (RFC 8215)
+		{"::127.0.0.1", false},                 // IPv4-compatible
+		{"::203.0.113.10", false},              // IPv4-compatible, the node itself
+		{"::ffff:127.0.0.1", false},            // IPv4-mapped
+		{"::ffff:203.0.113.10", false},         // IPv4-mapped, the node itself
+		{"2002:7f00:1::", false},               // 6to4 of 127.0.0.1
+		{"2002:a9fe:a9fe::1", false},           // 6to4 of 169.254.169.254
+		{"2002:cb00:710a::1", false},           // 6to4 of the node itself
+		{"2002:c633:6407::1", true},            // 6to4 of a public address
+		{"2001:0:c633:6407::80ff:fffe", false}, // Teredo, client 127.0.0.1
+		{"203.0.113.10", false},
+		{"2001:db8::1", true},
+	} {
+		t.Run(tc.ip, func(t *testing.T) {
+			if got := f.Allowed(netip.MustParseAddr(tc.ip)); got != tc.want {
+				t.Fatalf("Allowed(%s) = %v, want %v", tc.ip, got, tc.want)
+			}
+		})
+	}
 }

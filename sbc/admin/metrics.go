@@ -164,8 +164,9 @@ var (
 	dTURNLive    = desc("portcullis_turn_allocations", "Live TURN allocations.")
 	dTURNTotal   = desc("portcullis_turn_allocations_total", "TURN allocations made.")
 	dTURNRefused = desc("portcullis_turn_allocations_refused_total", "TURN allocations refused (quota or no ports).")
-	dTURNAuth    = desc("portcullis_turn_auth_failures_total", "TURN authentication failures.")
+	dTURNAuth    = desc("portcullis_turn_auth_failures_total", "TURN authentication failures (wrong key, unknown user, bad REST credential).")
 	dTURNPeers   = desc("portcullis_turn_peers_denied_total", "TURN permissions refused for forbidden peers.")
+	dTURNDropped = desc("portcullis_turn_dropped_total", "TURN packets dropped before pion, by reason (unauth_rate: requests without credentials over their source's rate; banned).", "reason")
 
 	dRaftState     = desc("portcullis_raft_state", "1 for this node's Raft state.", "state")
 	dRaftTerm      = desc("portcullis_raft_term", "Current Raft term.")
@@ -179,7 +180,7 @@ var (
 	dRaftQueued    = desc("portcullis_raft_queued", "Commands waiting in the enqueue queue.")
 	allNodeMetrics = []*prometheus.Desc{dRooms, dRegistrations, dBans, dCalls, dRefusals,
 		dRTPPackets, dRTPBytes, dRTPLost, dRTPDropped, dSessions, dStreams, dTimeouts, dPorts, dPortsRefused, dSockDrops,
-		dTURNLive, dTURNTotal, dTURNRefused, dTURNAuth, dTURNPeers,
+		dTURNLive, dTURNTotal, dTURNRefused, dTURNAuth, dTURNPeers, dTURNDropped,
 		dRaftState, dRaftTerm, dRaftCommit, dRaftApplied, dRaftApply, dRaftPeers, dRaftContact, dRaftProposed,
 		dRaftDropped, dRaftQueued}
 )
@@ -258,6 +259,8 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, dTURNRefused, t.Refused)
 		counter(ch, dTURNAuth, t.AuthFailures)
 		counter(ch, dTURNPeers, t.PeersDenied)
+		counter(ch, dTURNDropped, t.RateLimited, "unauth_rate")
+		counter(ch, dTURNDropped, t.BannedDropped, "banned")
 	}
 	if s.deps.Raft != nil {
 		r := s.deps.Raft()

@@ -121,6 +121,11 @@ func (e *Engine) authenticate(req *sip.Request, tx sip.ServerTransaction) (strin
 		return "", false
 	}
 	src := sourceAddr(req)
+	if l, ok := e.deps.Observer.(RoomLocker); ok && headerValue(req, "Proxy-Authorization") != "" &&
+		req.From() != nil && l.RoomLocked(req.From().Address.User, src, req.Transport()) {
+		respond(tx, sip.NewResponseFromRequest(req, 403, "Forbidden", nil))
+		return "", false
+	}
 	user, res := e.deps.Auth.Verify(string(req.Method), req.Recipient.String(), headerValue(req, "Proxy-Authorization"),
 		func(u string) (string, string, bool) {
 			r, ok := e.deps.Store.State().Room(u)

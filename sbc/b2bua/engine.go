@@ -85,6 +85,13 @@ type MediaFactory interface {
 	NewSession(id string, onTimeout func(reason string)) (Session, error)
 }
 
+// RoomLocker refuses logins for a room whose digest is locked after too many failed logins,
+// except over its registered flows. An AuthObserver that implements it is asked before the
+// credentials of a dialling room are checked (the guard does).
+type RoomLocker interface {
+	RoomLocked(room string, src netip.AddrPort, transport string) bool
+}
+
 // AuthObserver learns about digest outcomes of outbound calls (the guard counts failures).
 type AuthObserver interface {
 	AuthFailed(src netip.AddrPort, user, transport string)

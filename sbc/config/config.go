@@ -163,10 +163,24 @@ type TURN struct {
 	Listen []Listen `yaml:"listen"`
 	// TLS is the certificate for a tls:// TURN listener.
 	TLS TLS `yaml:"tls"`
-	// Realm of TURN long-term credentials. Default: sip.domain (then rooms' SIP credentials work).
+	// Realm of TURN long-term credentials. Default: sip.domain.
 	Realm string `yaml:"realm"`
-	// Secret enables time-limited TURN REST credentials (coturn use-auth-secret). Default: none.
+	// Secret is the shared secret of time-limited TURN REST credentials (coturn
+	// use-auth-secret): username "<expiry-unix>:<user>", password
+	// base64(HMAC-SHA1(secret, username)). Default: a random secret generated once in
+	// node.data_dir/turn.secret (give it to whatever hands out credentials).
 	Secret string `yaml:"secret"`
+	// SIPCredentials makes rooms' SIP passwords (their stored HA1) TURN credentials too: legacy
+	// setups only, since a TURN Allocate is then one more place to guess a room's password
+	// (failures count toward the same bans and room locks as SIP). Needs realm = sip.domain.
+	// Default: false.
+	SIPCredentials bool `yaml:"sip_credentials"`
+	// UnauthRate is requests per second without credentials allowed per source (IPv6: per
+	// /64); TURN answers them with more bytes than they carry. Over it they are dropped and
+	// counted. -1 turns the limit off. Default: 10.
+	UnauthRate float64 `yaml:"unauth_rate"`
+	// UnauthBurst is the burst allowed above UnauthRate. Default: 20.
+	UnauthBurst int `yaml:"unauth_burst"`
 	// Quota is the most live allocations per user. Default: 10.
 	// Relay ports come from media.ports, shared with RTP.
 	Quota int `yaml:"quota"`
@@ -232,9 +246,18 @@ type Guard struct {
 	DatagramRate float64 `yaml:"datagram_rate"`
 	// DatagramBurst is the burst allowed above DatagramRate. Default: 800.
 	DatagramBurst int `yaml:"datagram_burst"`
-	// AuthFailures failed digest logins within AuthWindow ban a source. Default: 10 in 1m.
+	// AuthFailures failed digest or TURN logins within AuthWindow ban a source (an address
+	// rooms registered from too; the rooms' registered flows keep working). Default: 10 in 1m.
 	AuthFailures int      `yaml:"auth_failures"`
 	AuthWindow   Duration `yaml:"auth_window"`
+	// RoomAuthFailures failed logins for one room within RoomAuthWindow, from any sources,
+	// lock the room's digest for RoomLockTime, doubled for each lock within a day up to
+	// RoomLockMax: logins for it are refused (rule room-locked) except over the room's
+	// registered flows. Default: 20 in 5m, 5m, 1h.
+	RoomAuthFailures int      `yaml:"room_auth_failures"`
+	RoomAuthWindow   Duration `yaml:"room_auth_window"`
+	RoomLockTime     Duration `yaml:"room_lock_time"`
+	RoomLockMax      Duration `yaml:"room_lock_max"`
 	// UnknownUsers different unknown users tried within UnknownWindow ban a source
 	// (extension enumeration). Default: 5 in 1m.
 	UnknownUsers  int      `yaml:"unknown_users"`
@@ -313,7 +336,7 @@ func Default() Config {
 		},
 		TURN: TURN{
 			Listen: []Listen{{Transport: "udp", Addr: netip.MustParseAddrPort("0.0.0.0:3478")}},
-			Quota:  10,
+			Quota:  10, UnauthRate: 10, UnauthBurst: 20,
 		},
 		Admin:   Admin{Listen: "127.0.0.1:8443"},
 		Cluster: Cluster{Bind: "127.0.0.1:7000"},
@@ -321,6 +344,7 @@ func Default() Config {
 			BanTime: Duration(3600e9), BanMax: Duration(168 * 3600e9), RequestRate: 20, RequestBurst: 40,
 			DatagramRate: 400, DatagramBurst: 800,
 			AuthFailures: 10, AuthWindow: Duration(60e9), UnknownUsers: 5, UnknownWindow: Duration(60e9),
+			RoomAuthFailures: 20, RoomAuthWindow: Duration(300e9), RoomLockTime: Duration(300e9), RoomLockMax: Duration(3600e9),
 			Events: 10000,
 		},
 	}

@@ -189,6 +189,12 @@ func (c *Config) validateMedia(v *validator) {
 		if count["udp"] == 0 {
 			v.fail("turn.listen", "TURN needs a udp:// listener (tcp:// and tls:// are optional extras)")
 		}
+		if t.SIPCredentials && t.Realm != "" && t.Realm != c.SIP.Domain {
+			v.fail("turn.sip_credentials", "rooms' SIP credentials are TURN keys only in the SIP realm: turn.realm %q must be empty or sip.domain %q", t.Realm, c.SIP.Domain)
+		}
+		if (t.UnauthRate <= 0 && t.UnauthRate != -1) || (t.UnauthRate > 0 && t.UnauthBurst < 1) {
+			v.fail("turn.unauth_rate", "unauth_rate and unauth_burst must be positive (unauth_rate -1 turns the limit off)")
+		}
 	}
 }
 
@@ -243,6 +249,12 @@ func (c *Config) validateGuard(v *validator) {
 	}
 	if g.AuthFailures < 1 || g.AuthWindow <= 0 {
 		v.fail("guard.auth_failures", "auth_failures and auth_window must be positive")
+	}
+	if g.RoomAuthFailures < 1 || g.RoomAuthWindow <= 0 {
+		v.fail("guard.room_auth_failures", "room_auth_failures and room_auth_window must be positive")
+	}
+	if g.RoomLockTime <= 0 || g.RoomLockMax < g.RoomLockTime {
+		v.fail("guard.room_lock_time", "need 0 < room_lock_time <= room_lock_max")
 	}
 	if g.UnknownUsers < 1 || g.UnknownWindow <= 0 {
 		v.fail("guard.unknown_users", "unknown_users and unknown_window must be positive")

@@ -16,15 +16,17 @@ type Blocklist struct {
 }
 
 type blockSet struct {
-	ips       *netipx.IPSet
-	nextCheck time.Time // earliest ban expiry: after it the set is stale and must be rebuilt
+	ips       *netipx.IPSet // deny and bans
+	deny      *netipx.IPSet // deny alone
+	nextCheck time.Time     // earliest ban expiry: after it the set is stale and must be rebuilt
 }
 
 // Set replaces the list: deny prefixes forever, bans until their time. Expired bans are left out.
 func (b *Blocklist) Set(deny []netip.Prefix, bans map[netip.Prefix]time.Time, now time.Time) {
-	var sb netipx.IPSetBuilder
+	var sb, db netipx.IPSetBuilder
 	for _, p := range deny {
 		sb.AddPrefix(p)
+		db.AddPrefix(p)
 	}
 	var next time.Time
 	for p, until := range bans {
@@ -40,13 +42,23 @@ func (b *Blocklist) Set(deny []netip.Prefix, bans map[netip.Prefix]time.Time, no
 	if err != nil {
 		return // only invalid prefixes can fail; keep the previous set
 	}
-	b.set.Store(&blockSet{ips: ips, nextCheck: next})
+	dips, err := db.IPSet()
+	if err != nil {
+		return
+	}
+	b.set.Store(&blockSet{ips: ips, deny: dips, nextCheck: next})
 }
 
 // Blocked reports whether packets from src are refused.
 func (b *Blocklist) Blocked(src netip.Addr) bool {
 	s := b.set.Load()
 	return s != nil && s.ips.Contains(src)
+}
+
+// Denied reports whether src is refused by a deny prefix (not only by a ban).
+func (b *Blocklist) Denied(src netip.Addr) bool {
+	s := b.set.Load()
+	return s != nil && s.deny.Contains(src)
 }
 
 // Stale reports whether a ban in the set has expired since it was built (the owner rebuilds).

@@ -10,9 +10,10 @@ import (
 	"time"
 )
 
-// Admit decides whether packets from a source may reach the SIP stack. It must be cheap and must
+// Admit decides whether packets from a source (address and port: a registered flow may pass
+// where the rest of its address is banned) may reach the SIP stack. It must be cheap and must
 // not allocate: it runs for every datagram.
-type Admit func(src netip.Addr) bool
+type Admit func(src netip.AddrPort) bool
 
 // Limits are the abuse limits of the edge.
 type Limits struct {
@@ -83,7 +84,7 @@ func (c *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			return n, nil, err
 		}
 		src := ap.Addr().Unmap()
-		if c.admit != nil && !c.admit(src) {
+		if c.admit != nil && !c.admit(netip.AddrPortFrom(src, ap.Port())) {
 			c.stats.DroppedSource.Add(1)
 			continue
 		}
@@ -149,7 +150,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			continue
 		}
 		src := ap.Addr().Unmap()
-		if l.admit != nil && !l.admit(src) {
+		if l.admit != nil && !l.admit(netip.AddrPortFrom(src, ap.Port())) {
 			l.stats.DroppedSource.Add(1)
 			c.Close()
 			continue

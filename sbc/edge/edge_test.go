@@ -137,7 +137,7 @@ func TestSlowlorisClosed(t *testing.T) {
 func TestPerSourceCapAndAdmission(t *testing.T) {
 	var denied atomic.Bool
 	l, st := startListener(t, Limits{MaxMessageSize: 4096, ReadTimeout: time.Second, IdleTimeout: time.Second,
-		MaxConnsPerSource: 2}, func(netip.Addr) bool { return !denied.Load() }, nil)
+		MaxConnsPerSource: 2}, func(netip.AddrPort) bool { return !denied.Load() }, nil)
 	var conns []net.Conn
 	for range 3 {
 		c, err := net.Dial("tcp", l.Addr().String())
@@ -180,7 +180,7 @@ func TestPacketConnDropsRefusedWithoutAllocating(t *testing.T) {
 	defer pc.Close()
 	banned := netip.MustParseAddr("127.0.0.1")
 	st := &Stats{}
-	c := NewPacketConn(pc, func(a netip.Addr) bool { return a != banned }, Limits{MaxMessageSize: 100}, st)
+	c := NewPacketConn(pc, func(a netip.AddrPort) bool { return a.Addr() != banned }, Limits{MaxMessageSize: 100}, st)
 	tx, err := net.DialUDP("udp", nil, pc.LocalAddr().(*net.UDPAddr))
 	if err != nil {
 		t.Fatal(err)

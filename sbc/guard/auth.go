@@ -5,9 +5,11 @@ import (
 	"net/netip"
 )
 
-// AuthFailed counts a failed digest login from src (registrar.AuthObserver): AuthFailures
-// within AuthWindow ban the source (rule brute-force). A user that is no room also counts as an
-// unknown user for enumeration. Allow-listed sources are never counted.
+// AuthFailed counts a failed login from src (registrar.AuthObserver; the TURN server's too):
+// AuthFailures within AuthWindow ban the source (rule brute-force), a site (an address rooms
+// registered from) included: the edge still admits the rooms' registered flows. A user that
+// is no room also counts as an unknown user for enumeration; one that is a room counts toward
+// the room's lock (RoomLocked). Allow-listed sources are never counted.
 func (g *Guard) AuthFailed(src netip.AddrPort, user, transport string) {
 	now := g.cfg.Now()
 	a := src.Addr().Unmap().WithZone("")
@@ -15,6 +17,11 @@ func (g *Guard) AuthFailed(src netip.AddrPort, user, transport string) {
 		return
 	}
 	r := &Request{Source: src, Transport: transport, FromUser: user, MaxForwards: -1}
+	if user != "" && g.isRoom(user) {
+		if locked, until, d := g.countRoomFailure(user, now); locked {
+			g.lockRoom(r, user, until, d, now)
+		}
+	}
 	if user != "" && !g.isRoom(user) && g.countUnknown(a, user, "", now.UnixNano()) {
 		why := fmt.Sprintf("%d different unknown users within %s", g.cfg.UnknownUsers, g.cfg.UnknownWindow)
 		g.refuseScan(r, ridEnumeration, 403, g.banFor(a, ridEnumeration, why, now), now)
@@ -52,4 +59,26 @@ func (g *Guard) AuthSucceeded(src netip.AddrPort, user string) {
 		s.auth = s.auth[:0]
 	}
 	sh.mu.Unlock()
+}
+
+// Banned reports whether src's address (or IPv6 /64) is banned: by the cluster, or by this
+// node before the cluster applied it. Allow-listed sources never are. For sockets other than
+// SIP's (TURN) that drop a banned source before parsing; no allocation.
+func (g *Guard) Banned(src netip.AddrPort) bool {
+	a := src.Addr().Unmap().WithZone("")
+	if !a.IsValid() {
+		return false
+	}
+	now := g.cfg.Now().UnixNano()
+	banned := g.storeBanned(a, now)
+	if !banned {
+		k := sourceKey(a)
+		sh := g.table.shard(k)
+		sh.mu.Lock()
+		if s, ok := sh.m[k]; ok {
+			banned = s.banUntil > now && s.banEpoch == g.liftEpoch.Load()
+		}
+		sh.mu.Unlock()
+	}
+	return banned && !g.lists.Load().allow.MatchSource(a)
 }

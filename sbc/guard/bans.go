@@ -185,7 +185,9 @@ func (g *Guard) markBanned(src netip.Addr, until time.Time) {
 // protected says why ban prefix p (a /32 or /64, see banPrefix) must not be banned for rule
 // ("" when it may): it holds an allow-listed source or one of our node addresses, it is a site
 // (rooms registered from it; demote reports that it should lose its site budget instead,
-// unless the rule is flood: volume is what a site coming back looks like), or, for flood
+// unless the rule is flood: volume is what a site coming back looks like) and the rule is not
+// brute-force (a guest behind the site's NAT guessing passwords is banned like anyone: the
+// edge still admits the rooms' registered flows, see Node.admit), or, for flood
 // only, it has active calls through the cluster (its scaled rate limit meets the volume; a ban
 // would cut the calls). A spoofed UDP packet must not lock a room or a partner out.
 func (g *Guard) protected(p netip.Prefix, rule ruleID) (why string, demote bool) {
@@ -197,7 +199,7 @@ func (g *Guard) protected(p netip.Prefix, rule ruleID) (why string, demote bool)
 			return "it holds one of our node addresses", false
 		}
 	}
-	if n, ok := g.isSite(p.Addr()); ok {
+	if n, ok := g.isSite(p.Addr()); ok && rule != ridBruteForce {
 		return fmt.Sprintf("it is a site that rooms registered from (%d at most, within %s)", n, siteMemory), rule != ridFlood
 	}
 	if n := g.store.State().CallsWith(p.Addr()); n > 0 && rule == ridFlood {

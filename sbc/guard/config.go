@@ -61,6 +61,14 @@ type Config struct {
 	// Defaults: 10 in 1m.
 	AuthFailures int
 	AuthWindow   time.Duration
+	// RoomAuthFailures failed logins for one room within RoomAuthWindow, from any sources,
+	// lock the room's digest for RoomLockTime (doubled per lock within a day, at most
+	// RoomLockMax): every login for it is refused (rule room-locked) except over the room's
+	// registered flows. Defaults: 20 in 5m, 5m, 1h.
+	RoomAuthFailures int
+	RoomAuthWindow   time.Duration
+	RoomLockTime     time.Duration
+	RoomLockMax      time.Duration
 	// UnknownUsers different unknown users tried within UnknownWindow ban the source
 	// (extension enumeration, svwar). Defaults: 5 in 1m.
 	UnknownUsers  int
@@ -139,6 +147,13 @@ func (c *Config) setDefaults() error {
 		c.AuthFailures = 10
 	}
 	d(&c.AuthWindow, time.Minute)
+	if c.RoomAuthFailures <= 0 {
+		c.RoomAuthFailures = 20
+	}
+	d(&c.RoomAuthWindow, 5*time.Minute)
+	d(&c.RoomLockTime, 5*time.Minute)
+	d(&c.RoomLockMax, time.Hour)
+	c.RoomLockMax = max(c.RoomLockMax, c.RoomLockTime)
 	if c.UnknownUsers <= 0 {
 		c.UnknownUsers = 5
 	}

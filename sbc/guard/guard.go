@@ -47,6 +47,8 @@ type Guard struct {
 	media  mediaStrikes
 	seed   maphash.Seed
 
+	roomLocks roomLocks
+
 	roomNames   atomic.Pointer[map[string]struct{}] // a lock-free copy of the room names
 	domains     []string
 	rate, burst float64

@@ -14,7 +14,8 @@ const (
 	RuleUnknownUser   = "unknown-user"       // INVITE to a user that is not a room
 	RuleRelay         = "relay"              // request for a domain or IP that is not ours
 	RuleEnumeration   = "enumeration"        // too many different unknown users tried: banned
-	RuleBruteForce    = "brute-force"        // too many failed digest logins: banned
+	RuleBruteForce    = "brute-force"        // too many failed digest or TURN logins: banned
+	RuleRoomLocked    = "room-locked"        // too many failed logins for one room: its digest is locked
 	RuleRoomAllowlist = "room-allowlist"     // caller not on the room's allow list
 	RuleRoomDND       = "room-dnd"           // room does not take calls
 	RuleRoomDropIn    = "room-drop-in"       // room is in a call and the caller may not drop in
@@ -44,6 +45,7 @@ const (
 	ridRoomDropIn
 	ridRoomPolicy
 	ridMediaPorts
+	ridRoomLocked
 	numRules
 )
 
@@ -54,6 +56,7 @@ var ruleNames = [numRules]string{
 	ridUnknownUser: RuleUnknownUser, ridRelay: RuleRelay, ridEnumeration: RuleEnumeration,
 	ridBruteForce: RuleBruteForce, ridRoomAllowlist: RuleRoomAllowlist, ridRoomDND: RuleRoomDND,
 	ridRoomDropIn: RuleRoomDropIn, ridRoomPolicy: RuleRoomPolicy, ridMediaPorts: RuleMediaPorts,
+	ridRoomLocked: RuleRoomLocked,
 }
 
 func (r ruleID) String() string { return ruleNames[r] }

@@ -49,6 +49,7 @@ func (g *Guard) prune(now time.Time) {
 	n := g.table.prune(now.UnixNano(), int64(g.cfg.IdleTimeout))
 	g.pruneStrikes(now)
 	g.sites.prune(now)
+	g.pruneRoomLocks(now)
 	g.log.Debug("guard: pruned idle sources", "sources", n)
 }
 

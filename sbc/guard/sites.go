@@ -126,7 +126,7 @@ func (g *Guard) siteRooms(a netip.Addr, now time.Time) int {
 }
 
 // isSite reports whether rooms registered from a's address (or /64), now or within
-// siteMemory, demoted or not: such a prefix is never banned.
+// siteMemory, demoted or not: such a prefix is banned for brute force only (see protected).
 func (g *Guard) isSite(a netip.Addr) (rooms int, ok bool) {
 	n, _ := g.sites.rooms(a, time.Time{})
 	n = max(g.store.State().RegisteredBehind(a), n)

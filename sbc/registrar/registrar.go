@@ -41,6 +41,13 @@ type AuthObserver interface {
 	AuthSucceeded(src netip.AddrPort, user string)
 }
 
+// RoomLocker refuses logins for a room whose digest is locked after too many failed logins
+// from anywhere, except over the room's registered flows (the guard implements it). An
+// AuthObserver that also implements it is asked before any credentials are checked.
+type RoomLocker interface {
+	RoomLocked(room string, src netip.AddrPort, transport string) bool
+}
+
 // Registrar handles REGISTER and keeps bindings alive.
 type Registrar struct {
 	cfg    Config
@@ -126,6 +133,10 @@ func (r *Registrar) HandleRegister(req *sip.Request, tx sip.ServerTransaction) {
 	hv := ""
 	if h := req.GetHeader("Authorization"); h != nil {
 		hv = h.Value()
+	}
+	if l, ok := r.obs.(RoomLocker); ok && hv != "" && l.RoomLocked(room, src, req.Transport()) {
+		respond(tx, req, 403, "Forbidden") // not checked: a right guess must not tell
+		return
 	}
 	user, res := r.auth.Verify(req.Method.String(), req.Recipient.String(), hv, func(u string) (string, string, bool) {
 		rm, ok := r.store.State().Room(u)
