@@ -77,6 +77,11 @@ func (e *Engine) newCall(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, sip.NewResponseFromRequest(req, 483, "Too Many Hops", nil))
 		return
 	}
+	if name := unsafeNeeded(req); name != "" {
+		// a line end in a header the other leg needs: it cannot be dropped, so the call is refused
+		respond(tx, sip.NewResponseFromRequest(req, 400, "Bad "+name, nil))
+		return
+	}
 	st := e.deps.Store.State()
 	ruri := req.Recipient
 	if h := req.GetHeader(TrunkHeader); h != nil {
@@ -217,7 +222,7 @@ func (e *Engine) inbound(req *sip.Request, tx sip.ServerTransaction, roomName, c
 	if isIP(from.Address.Host) || caller != "" {
 		c.b.local.Host = e.cfg.Domain
 	}
-	c.b.localName = from.DisplayName
+	c.b.localName = displayName(from.DisplayName)
 	c.b.remote = sip.Uri{Scheme: "sip", User: roomName, Host: e.cfg.Domain}
 	c.setup(targets, nil) // the handler must not return before the final answer: sipgo ends the transaction then
 }
@@ -234,7 +239,7 @@ func (e *Engine) outbound(req *sip.Request, tx sip.ServerTransaction, caller str
 	}
 	from := req.From()
 	c.b.local = sip.Uri{Scheme: "sip", User: caller, Host: e.cfg.Domain}
-	c.b.localName = from.DisplayName
+	c.b.localName = displayName(from.DisplayName)
 	ruri := req.Recipient
 	c.b.remote = sip.Uri{Scheme: ruri.Scheme, User: ruri.User, Host: ruri.Host, Port: ruri.Port}
 	c.setup(nil, &ruri)
@@ -264,7 +269,7 @@ func (e *Engine) prepare(req *sip.Request, tx sip.ServerTransaction, dir state.D
 		acks: map[ackKey]chan *sip.Request{}, pracks: map[uint32]chan struct{}{}, cancelCh: make(chan struct{}),
 	}
 	c.a = &dialog{side: media.LegA, callID: string(*req.CallID()), localTag: sip.GenerateTagN(16), remoteTag: ftag,
-		local: to.Address, localName: to.DisplayName, remote: from.Address, remoteName: from.DisplayName,
+		local: to.Address, localName: displayName(to.DisplayName), remote: from.Address, remoteName: displayName(from.DisplayName),
 		target: req.Contact().Address, routes: routeSetFrom(req, false), dest: req.Source(), transport: req.Transport(),
 		remoteCSeq: req.CSeq().SeqNo, peer: src, update: allowsUpdate(req)}
 	c.b = &dialog{side: media.LegB, callID: newID(16), localTag: sip.GenerateTagN(16)}
