@@ -1,11 +1,17 @@
 package sbc
 
 import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-sbc/portcullis/sbc/config"
 )
 
 // strangerInvite is an INVITE from a raw peer at local to user@domain, with extra header lines
@@ -79,5 +85,92 @@ func TestHeaderInjectionInNeededHeader(t *testing.T) {
 	}
 	if inv := room.next(500*time.Millisecond, startsWith("INVITE ")); inv != "" {
 		t.Fatalf("the room got an INVITE:\n%s", inv)
+	}
+}
+
+// startNodeLogged starts a node that logs into w at level.
+func startNodeLogged(t *testing.T, cfg config.Config, w io.Writer, level slog.Level) *Node {
+	t.Helper()
+	n, err := New(cfg, slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := n.Start(ctx); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		n.Close()
+	})
+	return n
+}
+
+// TestUnsolicitedResponsesBoundedLogs (issue 14 item 6): 1,500 unsolicited SIP responses and
+// 1,500 datagrams that fail to parse make a bounded number of log lines, through the node's
+// logger (not the process default one sipgo falls back to), and no packet content is logged
+// at ERROR.
+func TestUnsolicitedResponsesBoundedLogs(t *testing.T) {
+	var def lockedBuffer // what reaches the process default logger
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&def, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	t.Cleanup(func() { slog.SetDefault(old) })
+	var logs lockedBuffer
+	n := startNodeLogged(t, testConfig(t), &logs, slog.LevelDebug)
+	addr := n.addr(t, "udp")
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	local := c.LocalAddr().String()
+	const flood = 1500
+	for i := range flood {
+		res := "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP " + addr + ";branch=z9hG4bK-flood" + strconv.Itoa(i) + "\r\n" +
+			"From: <sip:x@" + local + ">;tag=1\r\nTo: <sip:y@" + addr + ">;tag=2\r\nCall-ID: flood-" + strconv.Itoa(i) +
+			"\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+		broken := "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP " + local + "\r\nX-Payload: flood-secret-" + strconv.Itoa(i)
+		if _, err := c.Write([]byte(res)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write([]byte(broken)); err != nil {
+			t.Fatal(err)
+		}
+		if i%100 == 99 { // keep within the socket's receive buffer without timing anything
+			if got := sipOptions(t, addr); got != "SIP/2.0 200 OK" {
+				t.Fatalf("OPTIONS during the flood: %q", got)
+			}
+		}
+	}
+	// The read loop is sequential: once this OPTIONS is answered every datagram was read; the
+	// responses are handled on goroutines of their own.
+	if got := sipOptions(t, addr); got != "SIP/2.0 200 OK" {
+		t.Fatalf("after the flood: %q", got)
+	}
+	waitFor(t, func() bool { return n.unsolicitedResponses.Load() == flood })
+	count := func(s string) (sip, errs int) {
+		for _, l := range strings.Split(s, "\n") {
+			if strings.Contains(l, "flood") || strings.Contains(l, "nhandled sip response") || strings.Contains(l, "failed to parse") ||
+				strings.Contains(l, "unsolicited") {
+				sip++
+				if strings.Contains(l, "level=ERROR") {
+					errs++
+				}
+			}
+		}
+		return
+	}
+	nodeLines, nodeErrs := count(logs.String())
+	defLines, defErrs := count(def.String())
+	t.Logf("log lines about the flood: node %d (%d at ERROR), process default %d (%d at ERROR)", nodeLines, nodeErrs, defLines, defErrs)
+	if nodeLines+defLines > 40 {
+		t.Errorf("%d log lines for %d unsolicited responses and %d broken datagrams (want a bounded few)", nodeLines+defLines, flood, flood)
+	}
+	if defLines > 0 {
+		t.Errorf("%d lines went to the process default logger, past the node's rate limit", defLines)
+	}
+	if nodeErrs+defErrs > 0 || strings.Contains(logs.String()+def.String(), "flood-secret") && strings.Contains(logs.String()+def.String(), "level=ERROR msg=\"failed to parse") {
+		t.Errorf("packet content logged at ERROR")
 	}
 }
