@@ -2,12 +2,14 @@ package sbc
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,5 +174,117 @@ func TestUnsolicitedResponsesBoundedLogs(t *testing.T) {
 	}
 	if nodeErrs+defErrs > 0 || strings.Contains(logs.String()+def.String(), "flood-secret") && strings.Contains(logs.String()+def.String(), "level=ERROR msg=\"failed to parse") {
 		t.Errorf("packet content logged at ERROR")
+	}
+}
+
+// TestKeepaliveOnlyConnectionsClosed (issue 14 item 8): 200 TCP connections that only ever send
+// CRLF keepalives are closed after the read timeout (1 s here), not held for the idle timeout
+// (10 minutes); they are counted as closed slow.
+func TestKeepaliveOnlyConnectionsClosed(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SIP.ReadTimeout = config.Duration(time.Second)
+	cfg.SIP.MaxConnsPerSource = 256
+	n := startNode(t, cfg)
+	const conns = 200
+	var closed atomic.Int32
+	stop := make(chan struct{})
+	defer close(stop)
+	start := time.Now()
+	for range conns {
+		c, err := net.Dial("tcp", n.addr(t, "tcp"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		go func() { // the peer's keepalives
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(200 * time.Millisecond):
+					if _, err := c.Write([]byte("\r\n\r\n")); err != nil {
+						return
+					}
+				}
+			}
+		}()
+		go func() { // pongs until the node closes the connection
+			buf := make([]byte, 64)
+			for {
+				if _, err := c.Read(buf); err != nil {
+					closed.Add(1)
+					return
+				}
+			}
+		}()
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for closed.Load() < conns {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d keepalive-only connections still open after %s (read timeout 1s)", conns-closed.Load(), conns, time.Since(start))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("%d keepalive-only connections closed within %s", conns, time.Since(start).Round(time.Millisecond))
+	if s := n.edgeStats.ClosedSlow.Load(); s < conns {
+		t.Fatalf("closed slow: %d, want %d", s, conns)
+	}
+}
+
+// TestGlobalConnectionCap: past sip.max_conns open connections the node refuses new ones (and
+// counts them); a connection that closes frees its place.
+func TestGlobalConnectionCap(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SIP.MaxConns = 5
+	n := startNode(t, cfg)
+	options := func(c net.Conn) error {
+		msg := rawRequest("OPTIONS", "boardroom", "probe", "portcullis-test", n.addr(t, "tcp"), c.LocalAddr().String())
+		msg = strings.Replace(msg, "SIP/2.0/UDP", "SIP/2.0/TCP", 1)
+		if _, err := c.Write([]byte(msg)); err != nil {
+			return err
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 4096)
+		nr, err := c.Read(buf)
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(string(buf[:nr]), "SIP/2.0 200") {
+			return fmt.Errorf("answer %q", buf[:nr])
+		}
+		return nil
+	}
+	var open []net.Conn
+	for i := range 5 {
+		c, err := net.Dial("tcp", n.addr(t, "tcp"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if err := options(c); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		open = append(open, c)
+	}
+	extra, err := net.Dial("tcp", n.addr(t, "tcp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	if err := options(extra); err == nil || isTimeoutErr(err) {
+		t.Fatalf("a 6th connection was served past max_conns 5: %v", err)
+	}
+	if r := n.edgeStats.RefusedGlobal.Load(); r != 1 {
+		t.Fatalf("refused by the global cap: %d, want 1", r)
+	}
+	open[0].Close()
+	waitFor(t, func() bool { return n.edgeStats.OpenConns.Load() == 4 })
+	again, err := net.Dial("tcp", n.addr(t, "tcp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if err := options(again); err != nil {
+		t.Fatalf("after a connection closed: %v", err)
 	}
 }
