@@ -126,6 +126,12 @@ func (n *Node) guarded(h func(*sip.Request, sip.ServerTransaction)) func(*sip.Re
 				return
 			}
 		}
+		if res, refused := checkRequest(req); refused {
+			if res != nil { // an ACK is never answered
+				n.respond(tx, res)
+			}
+			return
+		}
 		h(req, tx)
 	}
 }

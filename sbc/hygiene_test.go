@@ -6,12 +6,16 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
 
 	"github.com/portcullis-sbc/portcullis/sbc/config"
 )
@@ -286,5 +290,138 @@ func TestGlobalConnectionCap(t *testing.T) {
 	defer again.Close()
 	if err := options(again); err != nil {
 		t.Fatalf("after a connection closed: %v", err)
+	}
+}
+
+// tortureAnswer sends an RFC 4475 torture message over UDP with its Via pointed at the test's
+// socket and returns the answer's head ("" when none came).
+func tortureAnswer(t *testing.T, n *Node, msg string) string {
+	t.Helper()
+	c := newRawPeer(t, "127.0.0.1")
+	var out []string
+	for _, l := range strings.SplitAfter(msg, "\r\n") {
+		if strings.HasPrefix(l, "Via:") || strings.HasPrefix(l, "v:") {
+			l = "Via: SIP/2.0/UDP " + c.addr + ";branch=z9hG4bK-" + randHex() + ";rport\r\n"
+		}
+		out = append(out, l)
+	}
+	c.send(n.addr(t, "udp"), strings.Join(out, ""))
+	res := c.next(3*time.Second, startsWith("SIP/2.0 "))
+	head, _, _ := strings.Cut(res, "\r\n\r\n")
+	return head
+}
+
+func torture(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/torture/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestTortureAnswers (issue 14 item 11): RFC 4475 messages that need a precise refusal get it:
+// bext01 (Require of unknown extensions) 420 with Unsupported listing them, mcl01 (two
+// Content-Lengths) and mismatch01 (CSeq method differs from the request's) 400. An INVITE
+// with an unknown Require gets 420 too; one with only what we support is not refused for it.
+func TestTortureAnswers(t *testing.T) {
+	n := startNode(t, callConfig(t))
+	room := newRawPeer(t, "127.0.0.1")
+	room.register(n, "boardroom", "s3cret-board")
+	for _, tt := range []struct {
+		name, msg, want string
+		header          string // a header line the answer must carry
+	}{
+		{"bext01", torture(t, "invalid/bext01.dat"), "SIP/2.0 420 ", "Unsupported: nothingSupportsThis, nothingSupportsThisEither"},
+		{"mcl01", torture(t, "invalid/mcl01.dat"), "SIP/2.0 400 ", ""},
+		{"mismatch01", torture(t, "invalid/mismatch01.dat"), "SIP/2.0 400 ", ""},
+		{"INVITE Require unknown", strangerInvite("127.0.0.1:9", "boardroom", "video.test", "", "Require: 100rel, foo\r\n"), "SIP/2.0 420 ", "Unsupported: foo"},
+		{"INVITE Require known", strangerInvite("127.0.0.1:9", "boardroom", "video.test", "", "Require: 100rel, timer\r\n"), "SIP/2.0 100 ", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tortureAnswer(t, n, tt.msg)
+			if !strings.HasPrefix(got, tt.want) {
+				t.Fatalf("got %q, want %q", strings.SplitN(got, "\r\n", 2)[0], tt.want)
+			}
+			if tt.header != "" && !strings.Contains(got+"\r\n", "\r\n"+tt.header+"\r\n") {
+				t.Fatalf("answer lacks %q:\n%s", tt.header, got)
+			}
+		})
+	}
+}
+
+// TestLargeUDPMessageParsed (issue 14 item 11): a 40 KB datagram (under max_message_size
+// 65535) is read whole and answered; sipgo's 32 KB read buffer truncated it.
+func TestLargeUDPMessageParsed(t *testing.T) {
+	n := startNode(t, testConfig(t))
+	c := newRawPeer(t, "127.0.0.1")
+	body := strings.Repeat("a=x-pad:"+strings.Repeat("0123456789", 10)+"\r\n", 400) // 44 KB
+	msg := "OPTIONS sip:boardroom@video.test SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + c.addr + ";branch=z9hG4bK-" + randHex() + ";rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:probe@outside.example>;tag=1\r\nTo: <sip:boardroom@video.test>\r\n" +
+		"Call-ID: " + randHex() + "@test\r\nCSeq: 1 OPTIONS\r\nContent-Type: text/plain\r\n" +
+		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	if len(msg) <= 40_000 || len(msg) > n.cfg.SIP.MaxMessageSize {
+		t.Fatalf("message of %d bytes", len(msg))
+	}
+	c.send(n.addr(t, "udp"), msg)
+	if res := c.next(5*time.Second, startsWith("SIP/2.0 ")); !strings.HasPrefix(res, "SIP/2.0 200 ") {
+		t.Fatalf("a %d-byte datagram got %q, want 200", len(msg), strings.SplitN(res, "\r\n", 2)[0])
+	}
+}
+
+// FuzzCheckRequest: whatever a parsed request holds, the checks never panic, and a 420 always
+// names what is unsupported.
+func FuzzCheckRequest(f *testing.F) {
+	for _, name := range []string{"invalid/bext01.dat", "invalid/mcl01.dat", "invalid/mismatch01.dat", "valid/intmeth.dat"} {
+		b, err := os.ReadFile("testdata/torture/" + name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("ACK sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCSeq: 1 INVITE\r\nRequire: x\r\n\r\n"))
+	p := sip.NewParser()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := p.ParseSIP(data)
+		if err != nil {
+			return
+		}
+		req, ok := m.(*sip.Request)
+		if !ok {
+			return
+		}
+		res, refused := checkRequest(req)
+		if res != nil && !refused {
+			t.Fatal("an answer without a refusal")
+		}
+		if res != nil && res.StatusCode == 420 {
+			if h := res.GetHeader("Unsupported"); h == nil || strings.TrimSpace(h.Value()) == "" {
+				t.Fatal("420 without Unsupported")
+			}
+		}
+		if req.IsAck() && res != nil {
+			t.Fatal("an ACK answered")
+		}
+	})
+}
+
+// TestZoneIDRequestURIStealth (issue 14 item 11): an INVITE whose Request-URI host is one of
+// the node's IPv6 addresses with a zone ID: the guard took it for the node's address (a room
+// dialled by IP), the B2BUA did not, and a stranger got "403 Relaying Denied", which tells a
+// scanner that a SIP node is there. A zone ID means nothing outside the sender's host: in
+// stealth the request gets the stealth answer (none).
+func TestZoneIDRequestURIStealth(t *testing.T) {
+	cfg := callConfig(t)
+	cfg.SIP.Listen = append(cfg.SIP.Listen, config.Listen{Transport: "udp", Addr: netip.MustParseAddrPort("[::1]:0")})
+	n := startNode(t, cfg)
+	for _, host := range []string{"[::1%25lo]", "[::1%lo]", "[fe80::1%25eth0]"} {
+		t.Run(host, func(t *testing.T) {
+			c := newRawPeer(t, "127.0.0.51")
+			c.send(n.addr(t, "udp"), strangerInvite(c.addr, "boardroom", host, "", ""))
+			if res := c.next(2*time.Second, startsWith("SIP/2.0 ")); res != "" {
+				t.Fatalf("a stranger's INVITE to %s was answered %q", host, strings.SplitN(res, "\r\n", 2)[0])
+			}
+		})
 	}
 }

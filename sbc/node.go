@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/netip"
 	"strings"
 	"sync"
@@ -112,7 +113,16 @@ func New(cfg config.Config, log *slog.Logger) (*Node, error) {
 // is set once, before any sipgo code runs, and forwards to the logger of the node built last.
 var sipDefault = logging.NewSwitch(logging.Library(logging.RateLimited(slog.Default().Handler(), 5, 10*time.Second)))
 
-func init() { sip.SetDefaultLogger(slog.New(sipDefault)) }
+func init() {
+	sip.SetDefaultLogger(slog.New(sipDefault))
+	// sipgo reads every datagram into one buffer of this size (32 KB by default): a larger one
+	// was cut and failed to parse although sip.max_message_size allows 65535 bytes. At the
+	// largest value (a UDP payload is at most 65507 bytes over IPv4, 65527 over IPv6) no
+	// datagram is cut, and the edge still drops those over the configured maximum. The variable
+	// is process-wide and read by sipgo's goroutines, so it is set here, before any runs. Stream
+	// connections use the same size for their read buffer (64 KB each: see sip.max_conns).
+	sip.TransportBufferReadSize = math.MaxUint16
+}
 
 // unsolicited is told about a response that matches no client transaction (a late
 // retransmission, or a reflection or flood): it is dropped, and logged at Debug through the
