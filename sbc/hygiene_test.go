@@ -425,3 +425,81 @@ func TestZoneIDRequestURIStealth(t *testing.T) {
 		})
 	}
 }
+
+// answerShape is what a peer can tell of an answer: its status line and header names, with
+// tags, branches, nonces and addresses left out.
+func answerShape(msg string) string {
+	if msg == "" {
+		return "(no answer)"
+	}
+	head, _, _ := strings.Cut(msg, "\r\n\r\n")
+	lines := strings.Split(head, "\r\n")
+	shape := []string{lines[0]}
+	for _, l := range lines[1:] {
+		name, _, _ := strings.Cut(l, ":")
+		shape = append(shape, name)
+	}
+	return strings.Join(shape, "|")
+}
+
+// TestStealthStrangerInvites (issue 14 item 7): in stealth mode a stranger (not allow-listed,
+// not a registered room, not the node itself or a cluster peer) calling a room it may not call
+// (allow list), a room that is not registered, a room in do-not-disturb, and a name that is no
+// room gets the same answer: none, whatever the time waited. The node itself (127.0.0.1
+// here, as an allowed caller) still gets the precise codes, DND's configured one included.
+// And a caller claiming to be a room at the node's IP address gets the same 407 whether or
+// not the name is a room.
+func TestStealthStrangerInvites(t *testing.T) {
+	cfg := callConfig(t)
+	code603 := 603
+	cfg.Rooms = append(cfg.Rooms,
+		config.Room{Name: "vip", Password: "vip-pass", Inbound: "allowlist", Allow: []string{"ceo@partner.example"}},
+		config.Room{Name: "quiet", Password: "quiet-pass", Inbound: "dnd", DNDCode: &code603},
+		config.Room{Name: "away", Password: "away-pass", Inbound: "open"}, // never registers
+	)
+	n := startNode(t, cfg)
+	for _, r := range []struct{ name, pass string }{{"vip", "vip-pass"}, {"quiet", "quiet-pass"}, {"boardroom", "s3cret-board"}} {
+		newRawPeer(t, "127.0.0.1").register(n, r.name, r.pass)
+	}
+	domain := n.cfg.SIP.Domain
+	call := func(src, user, fromName, fromUserHost string) (string, time.Duration) {
+		t.Helper()
+		c := newRawPeer(t, src)
+		msg := strangerInvite(c.addr, user, domain, fromName, "")
+		if fromUserHost != "" {
+			msg = strings.Replace(msg, "<sip:eve@outside.example>", "<sip:"+fromUserHost+">", 1)
+		}
+		start := time.Now()
+		c.send(n.addr(t, "udp"), msg)
+		res := c.next(3*time.Second, startsWith("SIP/2.0 "))
+		return res, time.Since(start)
+	}
+	shapes := map[string]string{}
+	for i, target := range []string{"vip", "away", "quiet", "nosuchroom"} {
+		res, _ := call("127.0.0."+strconv.Itoa(61+i), target, "", "")
+		shapes[target] = answerShape(res)
+	}
+	t.Logf("stranger answers: %v", shapes)
+	for target, s := range shapes {
+		if s != shapes["nosuchroom"] {
+			t.Errorf("a stranger tells %s from an absent name: %q vs %q", target, s, shapes["nosuchroom"])
+		}
+	}
+	// The control: an open, registered room rings for a stranger.
+	if res, _ := call("127.0.0.65", "boardroom", "", ""); !strings.HasPrefix(res, "SIP/2.0 100 ") {
+		t.Errorf("open room: %q, want it to ring", answerShape(res))
+	}
+	// Allowed callers (here the node's own address) keep the precise codes.
+	for _, tt := range []struct{ target, want string }{{"vip", "SIP/2.0 403 "}, {"away", "SIP/2.0 480 "}, {"quiet", "SIP/2.0 603 "}} {
+		if res, _ := call("127.0.0.1", tt.target, "", ""); !strings.HasPrefix(res, tt.want) {
+			t.Errorf("an allowed caller to %s got %q, want %q", tt.target, answerShape(res), tt.want)
+		}
+	}
+	// From: name@<node IP>: a room's name and an unknown name draw the same answer.
+	room, rt := call("127.0.0.66", "boardroom", "", "vip@127.0.0.1")
+	other, ot := call("127.0.0.67", "boardroom", "", "nosuchroom@127.0.0.1")
+	t.Logf("From room@node IP: %q in %s; From nosuchroom@node IP: %q in %s", answerShape(room), rt, answerShape(other), ot)
+	if answerShape(room) != answerShape(other) {
+		t.Errorf("From name@<node IP> tells rooms apart: %q vs %q", answerShape(room), answerShape(other))
+	}
+}

@@ -94,12 +94,10 @@ func (e *Engine) newCall(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, sip.NewResponseFromRequest(req, 403, "Forbidden", nil))
 		return
 	}
-	fromLocal := e.cfg.Local(from.Address.Host)
-	_, isRoom := st.Room(from.Address.User)
-	if fromLocal && (isRoom || !isIP(from.Address.Host)) {
-		// Someone claims to be one of our rooms: it must prove it. In our domain every name gets
-		// the same 407, whether or not that room exists, so the answer tells a scanner nothing;
-		// then the call goes to another room or out.
+	if fromLocal := e.cfg.Local(from.Address.Host); fromLocal && !namesItself(req) {
+		// Someone claims to be one of our rooms (in our domain, or at one of our addresses): it
+		// must prove it. Every name gets the same 407, whether or not that room exists, so the
+		// answer tells a scanner nothing; then the call goes to another room or out.
 		caller, ok := e.authenticate(req, tx)
 		if !ok {
 			return
@@ -117,6 +115,17 @@ func (e *Engine) newCall(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	e.inbound(req, tx, ruri.User, "", false)
+}
+
+// namesItself reports whether the From host is the address the request came from: a UA without
+// a domain naming itself (on the node's own host, that address is one of ours), not a claim to
+// be one of our rooms.
+func namesItself(req *sip.Request) bool {
+	if !isIP(req.From().Address.Host) {
+		return false
+	}
+	host, err := netip.ParseAddr(strings.Trim(req.From().Address.Host, "[]"))
+	return err == nil && host.Unmap() == sourceAddr(req).Addr()
 }
 
 // authenticate challenges a room that dials (407) and verifies its answer.
@@ -208,6 +217,10 @@ func (e *Engine) inbound(req *sip.Request, tx sip.ServerTransaction, roomName, c
 		targets = append(targets, target{uri: u, dest: b.Source, transport: strings.ToUpper(b.Transport), peer: peer})
 	}
 	if len(targets) == 0 {
+		if dec.Quiet {
+			e.log.Debug("call to an unregistered room dropped (stealth)", "room", roomName, "source", req.Source())
+			return
+		}
 		respond(tx, sip.NewResponseFromRequest(req, 480, "Temporarily Unavailable", nil))
 		return
 	}
