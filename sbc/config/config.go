@@ -233,7 +233,9 @@ type Guard struct {
 	// (extension enumeration). Default: 5 in 1m.
 	UnknownUsers  int      `yaml:"unknown_users"`
 	UnknownWindow Duration `yaml:"unknown_window"`
-	// Stealth drops refused scans silently instead of answering. Default: true.
+	// Stealth drops refused scans silently instead of answering, and a stranger's calls to a room
+	// it may not call (allowlist, dnd) or that is not registered, as calls to a name that is no
+	// room are. Default: true.
 	Stealth *bool `yaml:"stealth"`
 	// Feeds are threat lists (plain text or JSON) loaded from files or http(s) URLs.
 	Feeds []Feed `yaml:"feeds"`
