@@ -41,7 +41,7 @@ func (n *Node) startGuard() error {
 	}
 	n.guard = gd
 	n.turnGate.g.Store(gd)
-	n.decider = callDecider{gd}
+	n.decider = callDecider{g: gd, registered: n.registeredFlow}
 	return nil
 }
 
@@ -129,6 +129,12 @@ func (n *Node) guarded(h func(*sip.Request, sip.ServerTransaction)) func(*sip.Re
 				return
 			}
 		}
+		if res, refused := checkRequest(req); refused {
+			if res != nil { // an ACK is never answered
+				n.respond(tx, res)
+			}
+			return
+		}
 		h(req, tx)
 	}
 }
@@ -151,15 +157,17 @@ func (n *Node) fromTrunk(req *sip.Request) bool {
 }
 
 // callDecider adapts the guard to the B2BUA's caller-identity seam (per-room policy).
-type callDecider struct{ g *guard.Guard }
+type callDecider struct {
+	g          *guard.Guard
+	registered func(src netip.AddrPort) bool // a registered room's flow
+}
 
 func (d callDecider) DecideCall(req *sip.Request, room state.Room, roomInCall bool, caller string) b2bua.Decision {
 	r := guardRequestOf(req)
-	if caller != "" {
-		r.Registered = true // an authenticated room calling another room
-	}
+	// an authenticated room calling another room, or a request on a registered room's flow
+	r.Registered = caller != "" || d.registered != nil && d.registered(r.Source)
 	v, p := d.g.CheckCall(r, room, roomInCall)
-	out := b2bua.Decision{Code: v.Code, Rule: v.Rule, Reason: v.Reason, StripAutoAnswer: p.StripAutoAnswer}
+	out := b2bua.Decision{Code: v.Code, Rule: v.Rule, Reason: v.Reason, StripAutoAnswer: p.StripAutoAnswer, Quiet: p.Quiet}
 	switch v.Action {
 	case guard.Reject:
 		out.Action = b2bua.Reject

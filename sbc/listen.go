@@ -31,6 +31,8 @@ func (n *Node) bindSIP(ctx context.Context) error {
 		ReadTimeout:       n.cfg.SIP.ReadTimeout.D(),
 		IdleTimeout:       n.cfg.SIP.IdleTimeout.D(),
 		MaxConnsPerSource: n.cfg.SIP.MaxConnsPerSource,
+		MaxConnsPerPrefix: n.cfg.SIP.MaxConnsPerPrefix,
+		MaxConns:          n.cfg.SIP.MaxConns,
 	}
 	var tlsConf *tls.Config
 	for _, l := range n.cfg.SIP.Listen {

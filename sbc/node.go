@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -43,6 +45,7 @@ type Node struct {
 	turn     *turn.Server
 	turnGate turnGate // the guard, for the TURN server (which starts first)
 
+	sipLog *slog.Logger // sipgo's: rate-limited, packet content at Debug only
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server
 	client *sipgo.Client
@@ -70,21 +73,32 @@ type Node struct {
 	// decider is the caller filter asked before every inbound call (nil: allow).
 	decider b2bua.Decider
 
+	// unsolicitedResponses counts responses that matched no transaction.
+	unsolicitedResponses atomic.Uint64
+
 	draining bool
 	mu       sync.Mutex
 }
 
 // New builds a node from a validated configuration. Nothing is bound until Start.
 func New(cfg config.Config, log *slog.Logger) (*Node, error) {
+	// Every component's logs are rate-limited per message (a packet or a flood can trigger most
+	// of them: refusals, bans, failed branches, closed connections); sipgo gets a stricter budget.
+	base := log.Handler()
+	log = slog.New(logging.RateLimited(base, 20, 10*time.Second))
 	n := &Node{cfg: cfg, log: log, kick: make(chan struct{}, 1), metrics: admin.NewMetrics()}
-	// sipgo logs whole raw packets on parse errors: give it a rate-limited, trimming logger.
-	sipLog := slog.New(logging.RateLimited(log.Handler(), 5, 10*time.Second)).With("component", "sip")
+	// sipgo logs whole raw packets on parse errors, at Error: give each of its loggers the
+	// rate-limited, trimming one, with packet content demoted to Debug.
+	sipLog := slog.New(logging.Library(logging.RateLimited(base, 5, 10*time.Second))).With("component", "sip")
+	n.sipLog = sipLog
+	sipDefault.Set(sipLog.Handler())
 	var err error
 	n.ua, err = sipgo.NewUA(
 		sipgo.WithUserAgent(userAgentName(cfg)),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog),
-			sip.WithTransactionLayerTerminateOnConnClose()),
+			sip.WithTransactionLayerTerminateOnConnClose(),
+			sip.WithTransactionLayerUnhandledResponseHandler(n.unsolicited)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("sip user agent: %w", err)
@@ -93,6 +107,30 @@ func New(cfg config.Config, log *slog.Logger) (*Node, error) {
 		return nil, fmt.Errorf("sip server: %w", err)
 	}
 	return n, nil
+}
+
+// sipDefault is sipgo's process-wide default logger (sip.DefaultLogger: what it logs outside the
+// loggers a UA is given, such as unsolicited responses by default and connection bookkeeping). It
+// is set once, before any sipgo code runs, and forwards to the logger of the node built last.
+var sipDefault = logging.NewSwitch(logging.Library(logging.RateLimited(slog.Default().Handler(), 5, 10*time.Second)))
+
+func init() {
+	sip.SetDefaultLogger(slog.New(sipDefault))
+	// sipgo reads every datagram into one buffer of this size (32 KB by default): a larger one
+	// was cut and failed to parse although sip.max_message_size allows 65535 bytes. At the
+	// largest value (a UDP payload is at most 65507 bytes over IPv4, 65527 over IPv6) no
+	// datagram is cut, and the edge still drops those over the configured maximum. The variable
+	// is process-wide and read by sipgo's goroutines, so it is set here, before any runs. Stream
+	// connections use the same size for their read buffer (64 KB each: see sip.max_conns).
+	sip.TransportBufferReadSize = math.MaxUint16
+}
+
+// unsolicited is told about a response that matches no client transaction (a late
+// retransmission, or a reflection or flood): it is dropped, and logged at Debug through the
+// rate-limited logger.
+func (n *Node) unsolicited(res *sip.Response) {
+	n.unsolicitedResponses.Add(1)
+	n.sipLog.Debug("unsolicited SIP response dropped", "status", res.StatusCode, "source", res.Source())
 }
 
 func userAgentName(cfg config.Config) string {
@@ -129,7 +167,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	var err error
-	opts := []sipgo.ClientOption{sipgo.WithClientLogger(n.log.With("component", "sip-client"))}
+	opts := []sipgo.ClientOption{sipgo.WithClientLogger(n.sipLog.With("component", "sip-client"))}
 	if b, ok := n.firstBound("udp"); ok {
 		opts = append(opts, sipgo.WithClientHostname(n.advertiseHost(b)), sipgo.WithClientPort(int(b.Addr.Port())))
 		if !b.Addr.Addr().IsUnspecified() {

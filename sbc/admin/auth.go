@@ -65,11 +65,10 @@ func bearer(r *http.Request) (string, bool) {
 	return strings.TrimSpace(h[len(p):]), true
 }
 
-// authenticate finds the token whose hash matches secret. Every stored hash is compared in
+// authenticate finds the token whose secret's SHA-256 is sum. Every stored hash is compared in
 // constant time and the loop never stops early, so timing tells nothing about which tokens
 // exist or how close a guess was.
-func (s *Server) authenticate(secret string) (Principal, bool) {
-	sum := sha256.Sum256([]byte(secret))
+func (s *Server) authenticate(sum [sha256.Size]byte) (Principal, bool) {
 	var found Principal
 	ok := 0
 	if s.configToken != nil {
@@ -92,26 +91,34 @@ func (s *Server) authenticate(secret string) (Principal, bool) {
 	return found, ok == 1
 }
 
-// failLimiter is a token bucket of tolerated authentication failures per source (IPv6: /64).
+// failLimiter is a token bucket of tolerated authentication failures per source (IPv6: /64)
+// and token: a flood of wrong tokens from an address (a NAT, a shared jump host) locks out those
+// wrong tokens, never a valid token used from the same address.
 type failLimiter struct {
-	mu    sync.Mutex
-	burst float64
-	every time.Duration
-	m     map[netip.Addr]*failBucket
+	mu     sync.Mutex
+	burst  float64
+	every  time.Duration
+	m      map[failKey]*failBucket
+	logged map[netip.Addr]time.Time // when a failure of each source was last logged
+}
+
+// failKey is a source and the SHA-256 of the token it presented.
+type failKey struct {
+	src   netip.Addr
+	token [sha256.Size]byte
 }
 
 type failBucket struct {
 	left float64
 	at   time.Time
-	// logged is when the last failure of this source was logged.
-	logged time.Time
 }
 
-// maxFailSources bounds the limiter's memory; when full, refilled buckets are forgotten first.
+// maxFailSources bounds the limiter's memory (buckets, and sources in the log throttle); when
+// full, refilled buckets are forgotten first.
 const maxFailSources = 10000
 
 func newFailLimiter(burst int, every time.Duration) *failLimiter {
-	return &failLimiter{burst: float64(burst), every: every, m: map[netip.Addr]*failBucket{}}
+	return &failLimiter{burst: float64(burst), every: every, m: map[failKey]*failBucket{}, logged: map[netip.Addr]time.Time{}}
 }
 
 func sourceKey(a netip.Addr) netip.Addr {
@@ -130,11 +137,11 @@ func (l *failLimiter) refill(b *failBucket, now time.Time) {
 	}
 }
 
-// blocked reports whether src has used up its failures.
-func (l *failLimiter) blocked(src netip.Addr, now time.Time) bool {
+// blocked reports whether src has used up its failures with the token whose hash is token.
+func (l *failLimiter) blocked(src netip.Addr, token [sha256.Size]byte, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.m[sourceKey(src)]
+	b := l.m[failKey{sourceKey(src), token}]
 	if b == nil {
 		return false
 	}
@@ -142,12 +149,12 @@ func (l *failLimiter) blocked(src netip.Addr, now time.Time) bool {
 	return b.left < 1
 }
 
-// fail records a failure of src and reports whether to log it (at most one log per source per
-// AuthFailureEvery, so a flood of bad tokens cannot flood the log).
-func (l *failLimiter) fail(src netip.Addr, now time.Time) (log bool) {
+// fail records a failure of src with a token and reports whether to log it (at most one log per
+// source per AuthFailureEvery, whatever the tokens, so a flood of bad tokens cannot flood the log).
+func (l *failLimiter) fail(src netip.Addr, token [sha256.Size]byte, now time.Time) (log bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	k := sourceKey(src)
+	k := failKey{sourceKey(src), token}
 	b := l.m[k]
 	if b == nil {
 		if len(l.m) >= maxFailSources {
@@ -158,8 +165,18 @@ func (l *failLimiter) fail(src netip.Addr, now time.Time) (log bool) {
 	}
 	l.refill(b, now)
 	b.left = max(0, b.left-1)
-	if now.Sub(b.logged) >= l.every {
-		b.logged = now
+	if now.Sub(l.logged[k.src]) >= l.every {
+		if len(l.logged) >= maxFailSources {
+			for s, at := range l.logged {
+				if now.Sub(at) >= l.every {
+					delete(l.logged, s)
+				}
+			}
+			if len(l.logged) >= maxFailSources {
+				clear(l.logged)
+			}
+		}
+		l.logged[k.src] = now
 		return true
 	}
 	return false

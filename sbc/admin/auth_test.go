@@ -2,6 +2,8 @@ package admin
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -96,12 +98,13 @@ func TestFailedAuthRateLimitedAndLogged(t *testing.T) {
 	for range 3 {
 		wantErr(t, e.do("GET", "/api/v1/rooms", "pct_guess", nil), http.StatusUnauthorized, CodeUnauthorized, "")
 	}
-	// The budget is spent: even the right token is refused until it refills.
-	r := e.do("GET", "/api/v1/rooms", e.read, nil)
+	// The budget of that token from this source is spent: it is refused until it refills.
+	r := e.do("GET", "/api/v1/rooms", "pct_guess", nil)
 	wantErr(t, r, http.StatusTooManyRequests, CodeRateLimited, "")
 	if r.header.Get("Retry-After") == "" {
 		t.Error("429 without Retry-After")
 	}
+	wantStatus(t, e.do("GET", "/api/v1/rooms", e.read, nil), http.StatusOK) // another token: not locked out
 	e.now = e.now.Add(time.Minute)
 	wantStatus(t, e.do("GET", "/api/v1/rooms", e.read, nil), http.StatusOK)
 	out := logs.String()
@@ -119,26 +122,57 @@ func TestFailedAuthRateLimitedAndLogged(t *testing.T) {
 func TestFailLimiterPerSource(t *testing.T) {
 	l := newFailLimiter(2, time.Second)
 	now := time.Unix(1000, 0)
+	tok, other := sha256.Sum256([]byte("pct_guess")), sha256.Sum256([]byte("pct_valid"))
 	a, b := mustAddr("192.0.2.1"), mustAddr("192.0.2.2")
 	v6a, v6b := mustAddr("2001:db8:1:2::1"), mustAddr("2001:db8:1:2:ffff::9")
-	l.fail(a, now)
-	l.fail(a, now)
-	if !l.blocked(a, now) || l.blocked(b, now) {
+	l.fail(a, tok, now)
+	l.fail(a, tok, now)
+	if !l.blocked(a, tok, now) || l.blocked(b, tok, now) {
 		t.Fatal("budget must be per source")
 	}
-	if l.blocked(a, now.Add(time.Second)) {
+	if l.blocked(a, other, now) {
+		t.Fatal("budget must be per token: another token from the same source is not locked out")
+	}
+	if l.blocked(a, tok, now.Add(time.Second)) {
 		t.Fatal("a refilled failure must unblock")
 	}
-	l.fail(v6a, now)
-	l.fail(v6b, now)
-	if !l.blocked(v6a, now) {
+	l.fail(v6a, tok, now)
+	l.fail(v6b, tok, now)
+	if !l.blocked(v6a, tok, now) {
 		t.Fatal("IPv6 sources of one /64 share a budget")
 	}
 	for i := range maxFailSources + 10 {
-		l.fail(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), now.Add(time.Duration(i)))
+		l.fail(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), tok, now.Add(time.Duration(i)))
+		l.fail(a, sha256.Sum256([]byte{byte(i), byte(i >> 8)}), now.Add(time.Duration(i)))
 	}
-	if len(l.m) > maxFailSources {
-		t.Fatalf("limiter grew to %d sources", len(l.m))
+	if len(l.m) > maxFailSources || len(l.logged) > maxFailSources {
+		t.Fatalf("limiter grew to %d buckets, %d logged sources", len(l.m), len(l.logged))
+	}
+}
+
+// TestWrongTokenFloodKeepsValidToken (issue 14 item 11): a flood of wrong tokens from an
+// address locks those tokens out, not a valid token used from the same address; the failures
+// are logged once per source per interval, whatever the tokens.
+func TestWrongTokenFloodKeepsValidToken(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	e := newEnv(t, withConfig(func(c *Config) {
+		c.AuthFailureBurst, c.AuthFailureEvery, c.Logger = 3, time.Minute, log
+	}))
+	for i := range 50 {
+		guess := "pct_guess"
+		if i%2 == 1 {
+			guess = fmt.Sprintf("pct_guess%d", i)
+		}
+		r := e.do("GET", "/api/v1/rooms", guess, nil)
+		if r.status != http.StatusUnauthorized && r.status != http.StatusTooManyRequests {
+			t.Fatalf("wrong token %d: %d", i, r.status)
+		}
+	}
+	wantErr(t, e.do("GET", "/api/v1/rooms", "pct_guess", nil), http.StatusTooManyRequests, CodeRateLimited, "")
+	wantStatus(t, e.do("GET", "/api/v1/rooms", e.read, nil), http.StatusOK)
+	if n := strings.Count(logs.String(), "admin authentication failed"); n != 1 {
+		t.Fatalf("%d failure logs for one source within the interval, want 1:\n%s", n, logs.String())
 	}
 }
 

@@ -13,10 +13,13 @@
 //     no default token: the first one comes from the unix socket (file mode 0600 in the data dir,
 //     peer uid checked on Linux) or from Config.Token (admin.token / PORTCULLIS_ADMIN_TOKEN),
 //     which is accepted in memory and never written to the cluster state.
-//   - Wrong tokens are limited per source address (IPv6: per /64): after
-//     Config.AuthFailureBurst of them, every request from that source gets 429 until the bucket
-//     refills at one failure per Config.AuthFailureEvery; each source's failures are logged at
-//     most once per AuthFailureEvery, never with the secret. A missing token is a plain 401 (it
+//   - Wrong tokens are limited per source address (IPv6: per /64) and token: after
+//     Config.AuthFailureBurst failures of a token from a source, that token gets 429 from there
+//     until the bucket refills at one failure per Config.AuthFailureEvery. A flood of wrong
+//     tokens from a shared address (NAT, jump host) so never locks out a valid token used from
+//     it; guessing is no threat to minted tokens (256 random bits), give admin.token as much.
+//     Each source's failures are logged at most once per AuthFailureEvery, whatever the
+//     tokens, never with the secret. A missing token is a plain 401 (it
 //     guesses nothing); read tokens attempting a write get 403 and a log line.
 //   - On a loopback listener (the default) the Host header must name a loopback address,
 //     "localhost" or one of Config.AllowedHosts, and an Origin header must name one of those too:

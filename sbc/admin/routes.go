@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -134,21 +135,24 @@ func (s *Server) authorize(r *http.Request, need state.Scope) (Principal, error)
 		return Principal{}, nil
 	}
 	src, now := remoteAddr(r), s.now()
-	if s.limiter.blocked(src, now) {
-		s.metrics.authFailures.WithLabelValues("rate_limited").Inc()
-		return Principal{}, apiErr(http.StatusTooManyRequests, CodeRateLimited,
-			"too many failed authentications from %s; retry later", src)
-	}
 	secret, ok := bearer(r)
 	if !ok || secret == "" {
 		s.metrics.authFailures.WithLabelValues("missing").Inc()
 		return Principal{}, apiErr(http.StatusUnauthorized, CodeUnauthorized,
 			"a bearer token is required (Authorization: Bearer …; create one with `portcullis token create`)")
 	}
-	p, ok := s.authenticate(secret)
+	// The failure budget is per source and token: a flood of wrong tokens from a shared address
+	// locks those out, not the valid token of an operator behind the same address.
+	sum := sha256.Sum256([]byte(secret))
+	if s.limiter.blocked(src, sum, now) {
+		s.metrics.authFailures.WithLabelValues("rate_limited").Inc()
+		return Principal{}, apiErr(http.StatusTooManyRequests, CodeRateLimited,
+			"too many failed authentications with this token from %s; retry later", src)
+	}
+	p, ok := s.authenticate(sum)
 	if !ok {
 		s.metrics.authFailures.WithLabelValues("bad_token").Inc()
-		if s.limiter.fail(src, now) {
+		if s.limiter.fail(src, sum, now) {
 			s.log.Warn("admin authentication failed", "remote", src, "path", r.URL.Path, "reason", "unknown token")
 		}
 		return Principal{}, apiErr(http.StatusUnauthorized, CodeUnauthorized, "unknown or revoked token")

@@ -77,6 +77,11 @@ func (e *Engine) newCall(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, sip.NewResponseFromRequest(req, 483, "Too Many Hops", nil))
 		return
 	}
+	if name := unsafeNeeded(req); name != "" {
+		// a line end in a header the other leg needs: it cannot be dropped, so the call is refused
+		respond(tx, sip.NewResponseFromRequest(req, 400, "Bad "+name, nil))
+		return
+	}
 	st := e.deps.Store.State()
 	ruri := req.Recipient
 	if h := req.GetHeader(TrunkHeader); h != nil {
@@ -89,12 +94,10 @@ func (e *Engine) newCall(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, sip.NewResponseFromRequest(req, 403, "Forbidden", nil))
 		return
 	}
-	fromLocal := e.cfg.Local(from.Address.Host)
-	_, isRoom := st.Room(from.Address.User)
-	if fromLocal && (isRoom || !isIP(from.Address.Host)) {
-		// Someone claims to be one of our rooms: it must prove it. In our domain every name gets
-		// the same 407, whether or not that room exists, so the answer tells a scanner nothing;
-		// then the call goes to another room or out.
+	if fromLocal := e.cfg.Local(from.Address.Host); fromLocal && !namesItself(req) {
+		// Someone claims to be one of our rooms (in our domain, or at one of our addresses): it
+		// must prove it. Every name gets the same 407, whether or not that room exists, so the
+		// answer tells a scanner nothing; then the call goes to another room or out.
 		caller, ok := e.authenticate(req, tx)
 		if !ok {
 			return
@@ -112,6 +115,17 @@ func (e *Engine) newCall(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	e.inbound(req, tx, ruri.User, "", false)
+}
+
+// namesItself reports whether the From host is the address the request came from: a UA without
+// a domain naming itself (on the node's own host, that address is one of ours), not a claim to
+// be one of our rooms.
+func namesItself(req *sip.Request) bool {
+	if !isIP(req.From().Address.Host) {
+		return false
+	}
+	host, err := netip.ParseAddr(strings.Trim(req.From().Address.Host, "[]"))
+	return err == nil && host.Unmap() == sourceAddr(req).Addr()
 }
 
 // authenticate challenges a room that dials (407) and verifies its answer.
@@ -208,6 +222,10 @@ func (e *Engine) inbound(req *sip.Request, tx sip.ServerTransaction, roomName, c
 		targets = append(targets, target{uri: u, dest: b.Source, transport: strings.ToUpper(b.Transport), peer: peer})
 	}
 	if len(targets) == 0 {
+		if dec.Quiet {
+			e.log.Debug("call to an unregistered room dropped (stealth)", "room", roomName, "source", req.Source())
+			return
+		}
 		respond(tx, sip.NewResponseFromRequest(req, 480, "Temporarily Unavailable", nil))
 		return
 	}
@@ -222,7 +240,7 @@ func (e *Engine) inbound(req *sip.Request, tx sip.ServerTransaction, roomName, c
 	if isIP(from.Address.Host) || caller != "" {
 		c.b.local.Host = e.cfg.Domain
 	}
-	c.b.localName = from.DisplayName
+	c.b.localName = displayName(from.DisplayName)
 	c.b.remote = sip.Uri{Scheme: "sip", User: roomName, Host: e.cfg.Domain}
 	c.setup(targets, nil) // the handler must not return before the final answer: sipgo ends the transaction then
 }
@@ -239,7 +257,7 @@ func (e *Engine) outbound(req *sip.Request, tx sip.ServerTransaction, caller str
 	}
 	from := req.From()
 	c.b.local = sip.Uri{Scheme: "sip", User: caller, Host: e.cfg.Domain}
-	c.b.localName = from.DisplayName
+	c.b.localName = displayName(from.DisplayName)
 	ruri := req.Recipient
 	c.b.remote = sip.Uri{Scheme: ruri.Scheme, User: ruri.User, Host: ruri.Host, Port: ruri.Port}
 	c.setup(nil, &ruri)
@@ -269,7 +287,7 @@ func (e *Engine) prepare(req *sip.Request, tx sip.ServerTransaction, dir state.D
 		acks: map[ackKey]chan *sip.Request{}, pracks: map[uint32]chan struct{}{}, cancelCh: make(chan struct{}),
 	}
 	c.a = &dialog{side: media.LegA, callID: string(*req.CallID()), localTag: sip.GenerateTagN(16), remoteTag: ftag,
-		local: to.Address, localName: to.DisplayName, remote: from.Address, remoteName: from.DisplayName,
+		local: to.Address, localName: displayName(to.DisplayName), remote: from.Address, remoteName: displayName(from.DisplayName),
 		target: req.Contact().Address, routes: routeSetFrom(req, false), dest: req.Source(), transport: req.Transport(),
 		remoteCSeq: req.CSeq().SeqNo, peer: src, update: allowsUpdate(req)}
 	c.b = &dialog{side: media.LegB, callID: newID(16), localTag: sip.GenerateTagN(16)}

@@ -65,6 +65,9 @@ type Decision struct {
 	Code            int    // status for Reject
 	Rule, Reason    string // why, for the call record and logs
 	StripAutoAnswer bool   // remove auto-answer/intercom headers before the room sees them
+	// Quiet: a call that cannot be placed (the room is not registered) gets no answer, as a
+	// name that is no room gets none (a stranger in stealth mode must not learn the room exists).
+	Quiet bool
 }
 
 // Decider is the caller-identity seam: every inbound INVITE passes it once, before any call

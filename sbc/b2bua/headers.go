@@ -46,11 +46,16 @@ type message interface {
 	ContentType() *sip.ContentTypeHeader
 }
 
-// copyHeaders copies the relayable headers of src onto dst. With stripAutoAnswer, auto-answer
-// requests are left out; with userAgent, User-Agent and Server are relayed as well.
+// copyHeaders copies the relayable headers of src onto dst. A header whose value is not safe to
+// write (safeValue: a CR or LF would start a header of the sender's choosing on the other leg)
+// is left out; with stripAutoAnswer, auto-answer requests are left out too (decided on the
+// validated value); with userAgent, User-Agent and Server are relayed as well.
 func copyHeaders(src, dst message, stripAutoAnswer, userAgent bool) {
 	for _, name := range passHeaders {
 		for _, h := range src.GetHeaders(name) {
+			if !safeValue(h.Value()) {
+				continue
+			}
 			if stripAutoAnswer && autoAnswer(h.Name(), h.Value()) {
 				continue
 			}
@@ -64,11 +69,60 @@ func copyHeaders(src, dst message, stripAutoAnswer, userAgent bool) {
 	}
 	if userAgent {
 		for _, name := range []string{"User-Agent", "Server"} {
-			if h := src.GetHeader(name); h != nil {
-				dst.AppendHeader(sip.NewHeader(h.Name(), h.Value()))
+			for _, h := range src.GetHeaders(name) {
+				if safeValue(h.Value()) {
+					dst.AppendHeader(sip.NewHeader(h.Name(), h.Value()))
+					break
+				}
 			}
 		}
 	}
+}
+
+// safeValue reports whether a header value may be written on the other leg as it is: no control
+// character but HTAB (RFC 3261 allows none in a value once folding is undone; sipgo splits lines
+// on CRLF only, so a bare LF or CR stays in the value and would end the line on the wire for
+// any peer that accepts bare line ends), and no DEL.
+func safeValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// displayName returns a display name that is safe to write into a From/To header: a name with
+// a control character is dropped (the URI alone identifies the party). sipgo keeps a quoted
+// name as it was quoted (escapes included) and writes it back inside quotes, so quotes and
+// backslashes round-trip; only a line end could break out of the header.
+func displayName(s string) string {
+	if !safeValue(s) {
+		return ""
+	}
+	return s
+}
+
+// unsafeNeeded names a part of a dialog-creating request that the other leg needs and whose
+// value is not safe to write there: the From and Request-URI user and host (leg B's From and
+// target are made of them) and Content-Type when there is a body (dropping it would change what
+// the body means); "" when there is none. Such a request is refused with 400.
+func unsafeNeeded(req *sip.Request) string {
+	if f := req.From(); f != nil && !(safeValue(f.Address.User) && safeValue(f.Address.Host)) {
+		return "From"
+	}
+	if !(safeValue(req.Recipient.User) && safeValue(req.Recipient.Host)) {
+		return "Request-URI"
+	}
+	if len(req.Body()) == 0 {
+		return ""
+	}
+	for _, h := range req.GetHeaders("Content-Type") {
+		if !safeValue(h.Value()) {
+			return "Content-Type"
+		}
+	}
+	return ""
 }
 
 // hasOption reports whether a Supported/Require style header lists tok.

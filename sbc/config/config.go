@@ -67,6 +67,12 @@ type SIP struct {
 	IdleTimeout Duration `yaml:"idle_timeout"`
 	// MaxConnsPerSource caps open TCP/TLS connections per source IP. Default: 32.
 	MaxConnsPerSource int `yaml:"max_conns_per_source"`
+	// MaxConnsPerPrefix caps open TCP/TLS connections per IPv6 /64 (the unit an IPv6 site or
+	// attacker holds: one /64 has 2^64 source addresses). Default: 64.
+	MaxConnsPerPrefix int `yaml:"max_conns_per_prefix"`
+	// MaxConns caps open TCP/TLS connections of the node, all listeners together. Each open
+	// connection holds a read buffer of up to 64 KB. Default: 4096.
+	MaxConns int `yaml:"max_conns"`
 	// UserAgent, when set, is sent as Server/User-Agent on our messages. Default: empty (none).
 	UserAgent string `yaml:"user_agent"`
 	// PassUserAgent relays the peers' User-Agent/Server headers to the other leg. Default: false.
@@ -262,7 +268,9 @@ type Guard struct {
 	// (extension enumeration). Default: 5 in 1m.
 	UnknownUsers  int      `yaml:"unknown_users"`
 	UnknownWindow Duration `yaml:"unknown_window"`
-	// Stealth drops refused scans silently instead of answering. Default: true.
+	// Stealth drops refused scans silently instead of answering, and a stranger's calls to a room
+	// it may not call (allowlist, dnd) or that is not registered, as calls to a name that is no
+	// room are. Default: true.
 	Stealth *bool `yaml:"stealth"`
 	// Feeds are threat lists (plain text or JSON) loaded from files or http(s) URLs.
 	Feeds []Feed `yaml:"feeds"`
@@ -318,7 +326,7 @@ func Default() Config {
 				{Transport: "tcp", Addr: netip.MustParseAddrPort("0.0.0.0:5060")},
 			},
 			MaxMessageSize: 65535, ReadTimeout: Duration(10e9), IdleTimeout: Duration(600e9),
-			MaxConnsPerSource: 32,
+			MaxConnsPerSource: 32, MaxConnsPerPrefix: 64, MaxConns: 4096,
 		},
 		Registrar: Registrar{
 			MinExpires: Duration(60e9), MaxExpires: Duration(3600e9), DefaultExpires: Duration(600e9),

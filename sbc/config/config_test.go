@@ -57,6 +57,8 @@ func TestErrorsNameLineAndField(t *testing.T) {
 		{"duplicate room", "rooms:\n  - {name: r1, password: x}\n  - {name: r1, password: y}\n", ":3:", "declared twice"},
 		{"public admin without tls", "admin:\n  listen: 0.0.0.0:8443\n", ":2:", "admin.listen"},
 		{"tls listener without cert", "sip:\n  listen: [tls://127.0.0.1:5061]\n", "", "sip.tls"},
+		{"no connection cap", "sip:\n  domain: a.example\n  max_conns: 0\n", ":3:", "sip.max_conns"},
+		{"no /64 cap", "sip:\n  max_conns_per_prefix: 0\n", ":2:", "sip.max_conns_per_prefix"},
 		{"turn without udp", "turn:\n  listen: [tcp://127.0.0.1:3478]\n", ":2:", "turn.listen"},
 		{"no media streams", "media:\n  drain: 5s\n  max_streams: 0\n", ":3:", "media.max_streams"},
 		{"unanswered cap below a stream", "media:\n  max_unanswered_ports: 2\n", ":2:", "media.max_unanswered_ports"},

@@ -95,6 +95,12 @@ func (c *Config) validateSIP(v *validator) {
 	if s.MaxConnsPerSource < 1 {
 		v.fail("sip.max_conns_per_source", "must be at least 1")
 	}
+	if s.MaxConnsPerPrefix < 1 {
+		v.fail("sip.max_conns_per_prefix", "must be at least 1")
+	}
+	if s.MaxConns < 1 {
+		v.fail("sip.max_conns", "must be at least 1")
+	}
 }
 
 func checkTLS(v *validator, field string, t TLS) {

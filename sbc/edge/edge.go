@@ -21,6 +21,8 @@ type Limits struct {
 	ReadTimeout       time.Duration // a started stream message must complete within this
 	IdleTimeout       time.Duration // a stream connection with no traffic is closed after this
 	MaxConnsPerSource int           // open TCP/TLS connections per source IP
+	MaxConnsPerPrefix int           // open TCP/TLS connections per IPv6 /64; 0: no cap
+	MaxConns          int           // open TCP/TLS connections of all listeners sharing the Stats; 0: no cap
 }
 
 // Stats counts what the edge refused. All fields are updated atomically.
@@ -31,6 +33,9 @@ type Stats struct {
 	DroppedNotSIP   atomic.Uint64 // datagrams that are not SIP (Classify), dropped before parsing
 	DroppedSTUN     atomic.Uint64 // STUN datagrams on a SIP port, dropped before parsing
 	RefusedConns    atomic.Uint64 // connections over the per-source cap
+	RefusedPrefix   atomic.Uint64 // connections over the per-/64 cap (IPv6)
+	RefusedGlobal   atomic.Uint64 // connections over the global cap
+	OpenConns       atomic.Int64  // open TCP/TLS connections (of the listeners sharing these Stats)
 	ClosedSlow      atomic.Uint64 // connections closed for a message that took too long
 	ClosedIdle      atomic.Uint64 // connections closed idle
 	ClosedTooLarge  atomic.Uint64 // connections closed for an oversized or badly framed message
@@ -114,7 +119,8 @@ func (c *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 // FlowClosed is told when a stream connection closes: transport ("TCP" or "TLS") and the peer.
 type FlowClosed func(transport string, remote netip.AddrPort)
 
-// Listener wraps a TCP (or TLS) listener: admission, per-source caps, deadlines, close reports.
+// Listener wraps a TCP (or TLS) listener: admission, per-source, per-/64 and global caps,
+// deadlines, close reports.
 type Listener struct {
 	net.Listener
 	transport string
@@ -125,15 +131,26 @@ type Listener struct {
 	log       *slog.Logger
 	meter     Meter
 
-	mu    sync.Mutex
-	perIP map[netip.Addr]int
+	mu     sync.Mutex
+	perIP  map[netip.Addr]int
+	perPfx map[netip.Addr]int // IPv6 sources by their /64 (its first address)
+	total  int
 }
 
 // NewListener wraps l. transport is "TCP" or "TLS" (for close reports); onClose may be nil.
 func NewListener(l net.Listener, transport string, admit Admit, limits Limits, stats *Stats,
 	onClose FlowClosed, log *slog.Logger) *Listener {
 	return &Listener{Listener: l, transport: transport, admit: admit, limits: limits, stats: stats,
-		onClose: onClose, log: log, perIP: map[netip.Addr]int{}}
+		onClose: onClose, log: log, perIP: map[netip.Addr]int{}, perPfx: map[netip.Addr]int{}}
+}
+
+// prefix64 is the /64 of an IPv6 address (its first address); ok is false for IPv4.
+func prefix64(a netip.Addr) (netip.Addr, bool) {
+	if !a.Is6() {
+		return netip.Addr{}, false
+	}
+	p, _ := a.WithZone("").Prefix(64)
+	return p.Addr(), true
 }
 
 // Accept returns the next admitted connection. Refused connections are closed here and never
@@ -155,18 +172,40 @@ func (l *Listener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		l.mu.Lock()
-		if l.perIP[src] >= l.limits.MaxConnsPerSource {
-			l.mu.Unlock()
-			l.stats.RefusedConns.Add(1)
+		if refused := l.take(src); refused != nil {
+			refused.Add(1)
 			c.Close()
 			continue
 		}
-		l.perIP[src]++
-		l.mu.Unlock()
-		return &Conn{Conn: c, l: l, remote: netip.AddrPortFrom(src, ap.Port()),
+		return &Conn{Conn: c, l: l, remote: netip.AddrPortFrom(src, ap.Port()), accepted: time.Now(),
 			framer: newFramer(l.limits.MaxMessageSize)}, nil
 	}
+}
+
+// take counts a new connection from src against the caps, or returns the counter of the cap it
+// is over (the connection is then refused and not counted). The global cap is counted in Stats,
+// so it holds across all the listeners that share them (a node's).
+func (l *Listener) take(src netip.Addr) *atomic.Uint64 {
+	if open := l.stats.OpenConns.Add(1); l.limits.MaxConns > 0 && open > int64(l.limits.MaxConns) {
+		l.stats.OpenConns.Add(-1)
+		return &l.stats.RefusedGlobal
+	}
+	pfx, v6 := prefix64(src)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.perIP[src] >= l.limits.MaxConnsPerSource:
+		l.stats.OpenConns.Add(-1)
+		return &l.stats.RefusedConns
+	case v6 && l.limits.MaxConnsPerPrefix > 0 && l.perPfx[pfx] >= l.limits.MaxConnsPerPrefix:
+		l.stats.OpenConns.Add(-1)
+		return &l.stats.RefusedPrefix
+	}
+	l.perIP[src]++
+	if v6 {
+		l.perPfx[pfx]++
+	}
+	return nil
 }
 
 // SetMeter sets the per-source rate check applied to every complete message read from a
@@ -174,9 +213,16 @@ func (l *Listener) Accept() (net.Conn, error) {
 func (l *Listener) SetMeter(m Meter) { l.meter = m }
 
 func (l *Listener) release(c *Conn) {
+	src := c.remote.Addr()
+	l.stats.OpenConns.Add(-1)
 	l.mu.Lock()
-	if l.perIP[c.remote.Addr()]--; l.perIP[c.remote.Addr()] <= 0 {
-		delete(l.perIP, c.remote.Addr())
+	if l.perIP[src]--; l.perIP[src] <= 0 {
+		delete(l.perIP, src)
+	}
+	if pfx, ok := prefix64(src); ok {
+		if l.perPfx[pfx]--; l.perPfx[pfx] <= 0 {
+			delete(l.perPfx, pfx)
+		}
 	}
 	l.mu.Unlock()
 	if l.onClose != nil {
@@ -191,7 +237,7 @@ type Conn struct {
 	remote   netip.AddrPort
 	framer   *framer // used only by the single reading goroutine
 	msgStart time.Time
-	started  bool // something was read: before that (TLS handshake, first message) ReadTimeout applies
+	accepted time.Time // until a first message is complete, the connection has ReadTimeout from here
 	once     sync.Once
 }
 
@@ -199,7 +245,10 @@ type Conn struct {
 func (c *Conn) Remote() netip.AddrPort { return c.remote }
 
 // Read reads with a deadline: the idle timeout between messages, and what is left of the read
-// timeout while a message is in progress. A message over the size limit closes the connection.
+// timeout while a message is in progress. Until a first message is complete (TLS handshake,
+// first request) the connection as a whole has the read timeout: CRLF keepalives on a
+// connection that never sent a message do not hold it open. A message over the size limit
+// closes the connection.
 func (c *Conn) Read(b []byte) (int, error) {
 	now := time.Now()
 	deadline := now.Add(c.l.limits.IdleTimeout)
@@ -207,8 +256,8 @@ func (c *Conn) Read(b []byte) (int, error) {
 	switch {
 	case inMsg:
 		deadline = c.msgStart.Add(c.l.limits.ReadTimeout)
-	case !c.started:
-		deadline = now.Add(c.l.limits.ReadTimeout)
+	case c.framer.done == 0:
+		deadline = c.accepted.Add(c.l.limits.ReadTimeout)
 		inMsg = true
 	}
 	if err := c.Conn.SetReadDeadline(deadline); err != nil {
@@ -228,7 +277,6 @@ func (c *Conn) Read(b []byte) (int, error) {
 		c.Close()
 		return n, err
 	}
-	c.started = true
 	before := c.framer.done
 	busy, ferr := c.framer.feed(b[:n])
 	if ferr != nil {

@@ -6,7 +6,8 @@ var (
 	dRefused = prometheus.NewDesc("portcullis_edge_refused_total",
 		"Datagrams and connections the edge refused before any SIP parsing, by reason: source (banned or "+
 			"denied source, datagram or connection), rate (datagram over its source's rate), oversize (datagram), not_sip (datagram), stun (datagram), "+
-			"conn_cap (connection over the per-source cap).",
+			"conn_cap (connection over the per-source cap), prefix_cap (connection over the per-IPv6-/64 cap), "+
+			"global_cap (connection over the node's cap).",
 		[]string{"reason"}, nil)
 	dSocketDrops = prometheus.NewDesc("portcullis_edge_socket_drops_total",
 		"Datagrams the kernel dropped from a SIP UDP socket's full receive queue (the node never saw "+
@@ -40,6 +41,8 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	count(dRefused, s.DroppedNotSIP.Load(), "not_sip")
 	count(dRefused, s.DroppedSTUN.Load(), "stun")
 	count(dRefused, s.RefusedConns.Load(), "conn_cap")
+	count(dRefused, s.RefusedPrefix.Load(), "prefix_cap")
+	count(dRefused, s.RefusedGlobal.Load(), "global_cap")
 	count(dConnsClosed, s.ClosedSlow.Load(), "slow")
 	count(dConnsClosed, s.ClosedIdle.Load(), "idle")
 	count(dConnsClosed, s.ClosedTooLarge.Load(), "too_large")

@@ -29,7 +29,9 @@
 // are the Rule* constants.
 //
 // Refusals by scan, ghost, flood and source rules are Drop when Config.Stealth is set, else
-// Reject 403 (404 for unknown-user); protocol errors and room policy are always answered.
+// Reject 403 (404 for unknown-user); protocol errors are always answered, and room policy is
+// answered except to a Stranger in stealth mode (CheckCall, CallPolicy.Quiet), for whom a room it
+// may not call looks like a name that is no room.
 // Every refusal is counted (Counts), kept in a ring (Recent), sent to subscribers (Subscribe)
 // and logged at most once per source and rule per minute.
 //

@@ -496,7 +496,10 @@ func trimHost(h string) string {
 }
 
 // hostIP parses a URI host that is an IP literal. Domains are told apart without calling the
-// parser (whose error allocates).
+// parser (whose error allocates). A zone ID (RFC 6874, fe80::1%25eth0) is kept: it names an
+// interface of the sender's host, so such an address is never one of ours (the B2BUA does not
+// take it for ours either: a stranger got its "403 Relaying Denied" instead of the stealth
+// answer).
 func hostIP(h string) (netip.Addr, bool) {
 	h = trimHost(h)
 	if h == "" {
@@ -513,7 +516,7 @@ func hostIP(h string) (netip.Addr, bool) {
 	if err != nil {
 		return netip.Addr{}, false
 	}
-	return a.Unmap().WithZone(""), true
+	return a.Unmap(), true
 }
 
 func isNumeric(u string) bool {

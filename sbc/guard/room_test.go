@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
@@ -150,4 +151,54 @@ func equalFoldASCII(a, b string) bool {
 		}
 	}
 	return true
+}
+
+// TestCheckCallStealthStranger: in stealth mode a stranger's room-policy refusals are drops
+// (Quiet), like a name that is no room; allow-listed sources, registered rooms, the node's own
+// addresses and trusted sources keep the precise codes; without stealth everyone does.
+func TestCheckCallStealthStranger(t *testing.T) {
+	dnd := state.Room{Name: "r", Inbound: state.InboundDND, DNDCode: 603}
+	vip := state.Room{Name: "r", Inbound: state.InboundAllowlist, Allow: []string{"*@partner.net"}}
+	open := state.Room{Name: "r", Inbound: state.InboundOpen}
+	strangerFrom := func(f func(*Request)) *Request { // a fresh request per row: with changes it in place
+		r := with(invite("198.51.100.7:5060"), func(r *Request) { r.FromHost = "outside.example" })
+		if f != nil {
+			f(r)
+		}
+		return r
+	}
+	stranger := strangerFrom(nil)
+	trusted := netip.MustParseAddrPort("192.0.2.50:5060")
+	tests := []struct {
+		name    string
+		stealth bool
+		req     *Request
+		room    state.Room
+		want    Action
+		code    int
+		quiet   bool
+	}{
+		{"stranger, dnd", true, stranger, dnd, Drop, 0, true},
+		{"stranger, allowlist", true, stranger, vip, Drop, 0, true},
+		{"stranger, open room", true, stranger, open, Allow, 0, true},
+		{"registered room, dnd", true, strangerFrom(func(r *Request) { r.Registered = true }), dnd, Reject, 603, false},
+		{"allow-listed source, allowlist", true, strangerFrom(func(r *Request) { r.Source = netip.MustParseAddrPort("203.0.113.5:5060") }), vip, Reject, 403, false},
+		{"node address, dnd", true, strangerFrom(func(r *Request) { r.Source = netip.AddrPortFrom(nodeIP, 5060) }), dnd, Reject, 603, false},
+		{"trusted source, dnd", true, strangerFrom(func(r *Request) { r.Source = trusted }), dnd, Reject, 603, false},
+		{"no stealth, dnd", false, stranger, dnd, Reject, 603, false},
+		{"no stealth, allowlist", false, stranger, vip, Reject, 403, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, _, _ := newTestGuard(t, func(c *Config) {
+				c.Stealth = tt.stealth
+				c.Allow = []string{"203.0.113.0/24"}
+				c.Trusted = func(src netip.AddrPort) bool { return src == trusted }
+			})
+			v, pol := g.CheckCall(tt.req, tt.room, false)
+			if v.Action != tt.want || v.Code != tt.code || pol.Quiet != tt.quiet {
+				t.Fatalf("CheckCall = %+v %+v, want %s %d quiet=%v", v, pol, tt.want, tt.code, tt.quiet)
+			}
+		})
+	}
 }

@@ -1,6 +1,9 @@
 // Package logging builds the node's slog loggers and guards them against floods: a handler that
 // rate-limits records per message and trims values a peer controls (sipgo logs whole raw packets
-// on parse errors), so an attacker cannot fill the disk or the terminal through our logs.
+// on parse errors), so an attacker cannot fill the disk or the terminal through our logs; a
+// handler for libraries that demotes records carrying packet content to Debug (Library); and a
+// Switch, to hand a library's process-wide logger (sip.SetDefaultLogger) to the node of the
+// moment.
 package logging
 
 import (
@@ -10,6 +13,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -132,4 +136,105 @@ func (l *Limiter) WithGroup(name string) slog.Handler {
 	c := *l
 	c.next = l.next.WithGroup(name)
 	return &c
+}
+
+// packetAttrs are the attribute keys under which sipgo logs what a peer sent: the raw datagram
+// or stream chunk (data), a message's short form (msg) or its start line (req).
+var packetAttrs = map[string]bool{"data": true, "msg": true, "req": true}
+
+// Library wraps the handler given to a library that logs what peers send (sipgo): a record that
+// carries packet content (an attribute data, msg or req) is demoted to Debug, whatever level the
+// library chose (sipgo logs every unparsable packet at Error with its bytes), so packet content
+// never reaches the logs at Info or above. Put it in front of a rate-limited handler.
+func Library(h slog.Handler) slog.Handler { return library{h} }
+
+type library struct{ next slog.Handler }
+
+func (l library) Enabled(ctx context.Context, level slog.Level) bool {
+	// A record may be demoted: ask again in Handle once its attributes are known.
+	return l.next.Enabled(ctx, level) || l.next.Enabled(ctx, slog.LevelDebug)
+}
+
+func (l library) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level > slog.LevelDebug {
+		packet := false
+		r.Attrs(func(a slog.Attr) bool {
+			packet = packetAttrs[a.Key]
+			return !packet
+		})
+		if packet {
+			d := slog.NewRecord(r.Time, slog.LevelDebug, r.Message, r.PC)
+			r.Attrs(func(a slog.Attr) bool {
+				d.AddAttrs(a)
+				return true
+			})
+			r = d
+		}
+	}
+	if !l.next.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return l.next.Handle(ctx, r)
+}
+
+func (l library) WithAttrs(attrs []slog.Attr) slog.Handler { return library{l.next.WithAttrs(attrs)} }
+func (l library) WithGroup(name string) slog.Handler       { return library{l.next.WithGroup(name)} }
+
+// Switch is a handler that forwards to another one, which can be replaced at any time without
+// a data race: the way to give a process-wide logger of a library (sip.SetDefaultLogger, set once
+// before anything reads it) to the node that runs now.
+type Switch struct {
+	target atomic.Pointer[slog.Handler]
+}
+
+// NewSwitch returns a Switch forwarding to h.
+func NewSwitch(h slog.Handler) *Switch {
+	s := &Switch{}
+	s.Set(h)
+	return s
+}
+
+// Set makes the Switch forward to h.
+func (s *Switch) Set(h slog.Handler) { s.target.Store(&h) }
+
+// Enabled reports whether the current target handles level.
+func (s *Switch) Enabled(ctx context.Context, level slog.Level) bool {
+	return (*s.target.Load()).Enabled(ctx, level)
+}
+
+// Handle passes r to the current target.
+func (s *Switch) Handle(ctx context.Context, r slog.Record) error {
+	return (*s.target.Load()).Handle(ctx, r)
+}
+
+// WithAttrs returns a handler that adds attrs and forwards to the Switch's target of the moment.
+func (s *Switch) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &switchChild{s: s, apply: func(h slog.Handler) slog.Handler { return h.WithAttrs(attrs) }}
+}
+
+// WithGroup returns a handler that opens a group and forwards to the Switch's target of the
+// moment.
+func (s *Switch) WithGroup(name string) slog.Handler {
+	return &switchChild{s: s, apply: func(h slog.Handler) slog.Handler { return h.WithGroup(name) }}
+}
+
+// switchChild is a Switch with attributes or groups applied to whatever its target is.
+type switchChild struct {
+	s     *Switch
+	apply func(slog.Handler) slog.Handler
+}
+
+func (c *switchChild) cur() slog.Handler { return c.apply(*c.s.target.Load()) }
+
+func (c *switchChild) Enabled(ctx context.Context, level slog.Level) bool {
+	return (*c.s.target.Load()).Enabled(ctx, level)
+}
+func (c *switchChild) Handle(ctx context.Context, r slog.Record) error { return c.cur().Handle(ctx, r) }
+func (c *switchChild) WithAttrs(attrs []slog.Attr) slog.Handler {
+	prev := c.apply
+	return &switchChild{s: c.s, apply: func(h slog.Handler) slog.Handler { return prev(h).WithAttrs(attrs) }}
+}
+func (c *switchChild) WithGroup(name string) slog.Handler {
+	prev := c.apply
+	return &switchChild{s: c.s, apply: func(h slog.Handler) slog.Handler { return prev(h).WithGroup(name) }}
 }
