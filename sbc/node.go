@@ -76,6 +76,7 @@ type Node struct {
 // New builds a node from a validated configuration. Nothing is bound until Start.
 func New(cfg config.Config, log *slog.Logger) (*Node, error) {
 	n := &Node{cfg: cfg, log: log, kick: make(chan struct{}, 1), metrics: admin.NewMetrics()}
+	liftUDPWriteLimit()
 	// sipgo logs whole raw packets on parse errors: give it a rate-limited, trimming logger.
 	sipLog := slog.New(logging.RateLimited(log.Handler(), 5, 10*time.Second)).With("component", "sip")
 	var err error
@@ -93,6 +94,18 @@ func New(cfg config.Config, log *slog.Logger) (*Node, error) {
 	}
 	return n, nil
 }
+
+// liftUDPWriteLimit lifts sipgo's refusal to write a UDP message over 1,300 bytes
+// (sip.UDPMTUSize-200; RFC 3261 §18.1.1 would move such a request to TCP, which a room behind
+// NAT with only its UDP flow cannot receive, so a room system's five-stream INVITE failed). The
+// variable is process-wide and read by every transport without a lock, so it is set once,
+// before the first node builds its transports, to the largest sip.max_message_size allowed;
+// each node's UDP sockets (edge.PacketConn.WriteTo) refuse what is over its own limit.
+func liftUDPWriteLimit() {
+	udpLimitOnce.Do(func() { sip.UDPMTUSize = config.MaxMessageSizeLimit + 200 })
+}
+
+var udpLimitOnce sync.Once
 
 func userAgentName(cfg config.Config) string {
 	if cfg.SIP.UserAgent != "" {

@@ -57,7 +57,10 @@ type SIP struct {
 	Advertise string `yaml:"advertise"`
 	// TLS is the certificate for tls:// listeners (TLS 1.2 or later only). Default: none.
 	TLS TLS `yaml:"tls"`
-	// MaxMessageSize is the largest SIP message accepted, in bytes. Default: 65535.
+	// MaxMessageSize is the largest SIP message accepted, and the largest sent, in bytes, on
+	// every transport. Over UDP it is sent as one datagram however large (IP fragmentation, as
+	// endpoints and SBCs do: a room behind NAT has only its UDP flow; RFC 3261 §18.1.1's switch
+	// to TCP is not made). At most MaxMessageSizeLimit. Default: 65535.
 	MaxMessageSize int `yaml:"max_message_size"`
 	// ReadTimeout is how long a TCP/TLS peer may take to send a whole message once it started
 	// (no slowloris). Default: 10s.
@@ -72,6 +75,9 @@ type SIP struct {
 	// PassUserAgent relays the peers' User-Agent/Server headers to the other leg. Default: false.
 	PassUserAgent bool `yaml:"pass_user_agent"`
 }
+
+// MaxMessageSizeLimit is the largest sip.max_message_size allowed (1 MiB).
+const MaxMessageSizeLimit = 1 << 20
 
 // Registrar configures registrations of room systems.
 type Registrar struct {

@@ -83,8 +83,8 @@ func (c *Config) validateSIP(v *validator) {
 			checkTLS(v, "sip.tls", s.TLS)
 		}
 	}
-	if s.MaxMessageSize < 1500 || s.MaxMessageSize > 1<<20 {
-		v.fail("sip.max_message_size", "%d must be between 1500 and 1048576 bytes", s.MaxMessageSize)
+	if s.MaxMessageSize < 1500 || s.MaxMessageSize > MaxMessageSizeLimit {
+		v.fail("sip.max_message_size", "%d must be between 1500 and %d bytes", s.MaxMessageSize, MaxMessageSizeLimit)
 	}
 	if s.ReadTimeout <= 0 {
 		v.fail("sip.read_timeout", "must be positive")

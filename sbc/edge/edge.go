@@ -2,6 +2,7 @@ package edge
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -108,6 +109,16 @@ func (c *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		}
 		return n, net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, ap.Port())), nil
 	}
+}
+
+// WriteTo sends one datagram. A message over the size limit is refused with
+// ErrMessageTooLarge: what the node sends over UDP is bounded by the same limit as what it
+// accepts (sip.max_message_size). Larger than the path MTU is fine: the kernel fragments it.
+func (c *PacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if len(b) > c.limits.MaxMessageSize {
+		return 0, fmt.Errorf("%w: %d bytes to %s (limit %d)", ErrMessageTooLarge, len(b), addr, c.limits.MaxMessageSize)
+	}
+	return c.UDPConn.WriteTo(b, addr)
 }
 
 // FlowClosed is told when a stream connection closes: transport ("TCP" or "TLS") and the peer.
