@@ -50,6 +50,7 @@ type Node struct {
 	peers     trunkPeers // other nodes' SIP addresses (exempt from the datagram meter)
 	blocklist edge.Blocklist
 	bound     []Bound
+	tap       edge.Tap // told about every message the listeners write (tests); nil: none
 	serves    []func() error
 	closers   []io.Closer
 	wg        sync.WaitGroup

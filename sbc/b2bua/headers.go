@@ -47,17 +47,16 @@ type message interface {
 }
 
 // copyHeaders copies the relayable headers of src onto dst. With stripAutoAnswer, auto-answer
-// requests are left out; with userAgent, User-Agent and Server are relayed as well.
+// requests are left out; with userAgent, User-Agent and Server are relayed as well. A
+// Content-Type already on dst is kept (Content-Type is single-valued, RFC 3261 §20.15).
 func copyHeaders(src, dst message, stripAutoAnswer, userAgent bool) {
 	for _, name := range passHeaders {
 		for _, h := range src.GetHeaders(name) {
 			if stripAutoAnswer && autoAnswer(h.Name(), h.Value()) {
 				continue
 			}
-			if name == "Content-Type" {
-				if src.Body() == nil {
-					continue
-				}
+			if name == "Content-Type" && (src.Body() == nil || dst.GetHeader("Content-Type") != nil) {
+				continue // no body to type, or dst has its own (the relayed SDP is ours): once only
 			}
 			dst.AppendHeader(sip.NewHeader(h.Name(), h.Value()))
 		}

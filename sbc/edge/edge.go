@@ -49,6 +49,11 @@ type NotSIP func(src netip.AddrPort, head []byte)
 // and should not allocate for a known source.
 type Meter func(src netip.AddrPort) bool
 
+// Tap is told about every message written to the network: the transport ("UDP", "TCP" or
+// "TLS"), the peer and the bytes, only valid during the call. It runs on the writer's
+// goroutine (tests capture what a node sends with it).
+type Tap func(transport string, to net.Addr, msg []byte)
+
 // PacketConn filters datagrams before sipgo reads them.
 type PacketConn struct {
 	*net.UDPConn
@@ -57,7 +62,11 @@ type PacketConn struct {
 	stats  *Stats
 	notSIP NotSIP
 	meter  Meter
+	tap    Tap
 }
+
+// SetTap sets the function told about every datagram written. Call it before the first write.
+func (c *PacketConn) SetTap(f Tap) { c.tap = f }
 
 // OnNotSIP sets the function told about datagrams that are not SIP. Call it before the first
 // read.
@@ -118,6 +127,9 @@ func (c *PacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if len(b) > c.limits.MaxMessageSize {
 		return 0, fmt.Errorf("%w: %d bytes to %s (limit %d)", ErrMessageTooLarge, len(b), addr, c.limits.MaxMessageSize)
 	}
+	if c.tap != nil {
+		c.tap("UDP", addr, b)
+	}
 	return c.UDPConn.WriteTo(b, addr)
 }
 
@@ -134,6 +146,7 @@ type Listener struct {
 	onClose   FlowClosed
 	log       *slog.Logger
 	meter     Meter
+	tap       Tap
 
 	mu    sync.Mutex
 	perIP map[netip.Addr]int
@@ -182,6 +195,10 @@ func (l *Listener) Accept() (net.Conn, error) {
 // SetMeter sets the per-source rate check applied to every complete message read from a
 // connection; a connection whose peer goes over its rate is closed. Call it before Accept.
 func (l *Listener) SetMeter(m Meter) { l.meter = m }
+
+// SetTap sets the function told about every write on accepted connections (sipgo writes one
+// message per Write). Call it before Accept.
+func (l *Listener) SetTap(f Tap) { l.tap = f }
 
 func (l *Listener) release(c *Conn) {
 	l.mu.Lock()
@@ -264,6 +281,14 @@ func (c *Conn) Read(b []byte) (int, error) {
 		c.msgStart = time.Time{}
 	}
 	return n, nil
+}
+
+// Write writes to the peer, telling the listener's tap.
+func (c *Conn) Write(b []byte) (int, error) {
+	if c.l.tap != nil {
+		c.l.tap(c.l.transport, c.Conn.RemoteAddr(), b)
+	}
+	return c.Conn.Write(b)
 }
 
 // SetReadDeadline is ignored: the edge owns read deadlines.
