@@ -82,7 +82,10 @@ func New(cfg config.Config, log *slog.Logger) (*Node, error) {
 	sipLog := slog.New(logging.RateLimited(log.Handler(), 5, 10*time.Second)).With("component", "sip")
 	var err error
 	n.ua, err = sipgo.NewUA(
-		sipgo.WithUserAgent(userAgentName(cfg)),
+		// sipgo writes its UA name into the From of requests it completes (display name and
+		// user): nothing, so that nothing names the product or its stack. sip.user_agent goes
+		// only into Server/User-Agent headers.
+		sipgo.WithUserAgent(""),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog),
 			sip.WithTransactionLayerTerminateOnConnClose()),
@@ -107,13 +110,6 @@ func liftUDPWriteLimit() {
 }
 
 var udpLimitOnce sync.Once
-
-func userAgentName(cfg config.Config) string {
-	if cfg.SIP.UserAgent != "" {
-		return cfg.SIP.UserAgent
-	}
-	return "portcullis"
-}
 
 // Start binds every socket and starts serving. It returns once the node is serving, or the
 // first error (then everything started so far is closed).

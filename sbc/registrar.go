@@ -27,7 +27,7 @@ func (n *Node) startRegistrar() error {
 	}
 	r := n.cfg.Registrar
 	n.reg, err = registrar.New(registrar.Config{
-		Domain: n.cfg.SIP.Domain, NodeID: n.cfg.Node.ID, Trunk: n.trunkAddr(),
+		Domain: n.cfg.SIP.Domain, NodeID: n.cfg.Node.ID, Trunk: n.trunkAddr(), Host: n.selfHost(),
 		MinExpires: r.MinExpires.D(), MaxExpires: r.MaxExpires.D(), DefaultExpires: r.DefaultExpires.D(),
 		KeepaliveInterval: r.KeepaliveInterval.D(), KeepaliveFailures: r.KeepaliveFailures,
 		Grace: r.Grace.D(), MaxContacts: r.MaxContacts, Logger: n.log.With("component", "registrar"),
@@ -46,6 +46,19 @@ func (n *Node) trunkAddr() string {
 		return ""
 	}
 	return net.JoinHostPort(n.advertiseHost(b), strconv.Itoa(int(b.Addr.Port())))
+}
+
+// selfHost is the host of this node in the From of its own requests (keepalives): the
+// advertised host of its first listener.
+func (n *Node) selfHost() string {
+	if len(n.bound) == 0 {
+		return n.cfg.SIP.Domain
+	}
+	b, ok := n.firstBound("udp")
+	if !ok {
+		b = n.bound[0]
+	}
+	return n.advertiseHost(b)
 }
 
 // ensureTrunkKey gives the cluster the key that signs calls handed between nodes, once.

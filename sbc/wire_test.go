@@ -166,3 +166,38 @@ func TestWireCheckCatchesDuplicateContentType(t *testing.T) {
 		t.Fatalf("want exactly the duplicated Content-Type reported, got %q", got)
 	}
 }
+
+// TestNoProductNameOnTheWire: with the shipped defaults (sip.user_agent empty) nothing the node
+// sends in a registration, a keepalive, an OPTIONS answer or a call names the product or its SIP
+// stack (a scanner's fingerprint). The domain is the operator's (sip.domain).
+func TestNoProductNameOnTheWire(t *testing.T) {
+	testpeer.Require(t, "sipp")
+	w := &wire{}
+	cfg := callConfig(t)
+	if cfg.SIP.UserAgent != "" {
+		t.Fatal("the test config sets a user agent")
+	}
+	n := startNode(t, cfg, w.tapped)
+	uas := sippRoom(t, n, "boardroom", "s3cret-board", "uas.xml", 1)
+	sippCall(t, n, "room2", "uac_480.xml", 1) // a room with no binding: 480
+	sippCall(t, n, "boardroom", "uac.xml", 1)
+	uas.wait(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n.reg.Tick(ctx) // keepalive OPTIONS down the room's flow (SIPp has finished: unanswered)
+	sipOptions(t, n.addr(t, "udp"))
+	registerRoom(t, n, "tcp", "s3cret-board")
+	msgs := w.all()
+	kinds := map[string]bool{}
+	for _, m := range msgs {
+		first, _, _ := strings.Cut(string(m.b), "\r\n")
+		kinds[first[:min(len(first), 20)]] = true
+		low := strings.ToLower(string(m.b))
+		for _, name := range []string{"portcullis", "sipgo"} {
+			if strings.Contains(low, name) {
+				t.Errorf("%q on the wire (%s to %s):\n%s", name, m.transport, m.to, m.b)
+			}
+		}
+	}
+	t.Logf("%d messages checked: %v", len(msgs), kinds)
+}

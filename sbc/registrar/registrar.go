@@ -23,7 +23,10 @@ type Config struct {
 	NodeID string
 	// Trunk is the ip:port where other cluster nodes reach this node to hand it calls for its
 	// bindings (recorded as Binding.Local).
-	Trunk             string
+	Trunk string
+	// Host is this node's host in the From of its keepalives (sip:HOST, no user part: nothing
+	// that names the product). Default: Domain.
+	Host              string
 	MinExpires        time.Duration // default 60s
 	MaxExpires        time.Duration // default 3600s
 	DefaultExpires    time.Duration // default 600s
@@ -84,6 +87,9 @@ func New(cfg Config, store state.Store, auth *digest.Authenticator, client *sipg
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Host == "" {
+		cfg.Host = cfg.Domain
 	}
 	return &Registrar{cfg: cfg, store: store, auth: auth, client: client, obs: obs,
 		log: cfg.Logger.With("component", "registrar"), failures: map[string]int{}, closed: map[string]time.Time{}}, nil
@@ -348,6 +354,9 @@ func (r *Registrar) ping(ctx context.Context, b state.Binding) {
 		return
 	}
 	req := sip.NewRequest(sip.OPTIONS, to)
+	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", Host: r.cfg.Host}, Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(16))
+	req.AppendHeader(from)
 	dst, tr := Route(b)
 	req.SetDestination(dst)
 	req.SetTransport(tr)
