@@ -31,6 +31,7 @@ func (n *Node) startRegistrar() error {
 		MinExpires: r.MinExpires.D(), MaxExpires: r.MaxExpires.D(), DefaultExpires: r.DefaultExpires.D(),
 		KeepaliveInterval: r.KeepaliveInterval.D(), KeepaliveFailures: r.KeepaliveFailures,
 		Grace: r.Grace.D(), MaxContacts: r.MaxContacts, Logger: n.log.With("component", "registrar"),
+		ChallengeTimeout: r.ChallengeTimeout.D(), OnFailure: n.registrationFailed,
 	}, n.store, n.auth, n.client, n.authObserver())
 	if err != nil {
 		return fmt.Errorf("registrar: %w", err)
@@ -116,5 +117,14 @@ func (r registerMetrics) AuthSucceeded(src netip.AddrPort, user string) {
 	r.n.metrics.RegisterResult("ok")
 	if r.n.guard != nil {
 		r.n.guard.AuthSucceeded(src, user)
+	}
+}
+
+// registrationFailed makes a room's failed registration visible: a guard event (ctl events,
+// rule registration-failed) and portcullis_registration_failures_total{reason}.
+func (n *Node) registrationFailed(f registrar.Failure) {
+	n.metrics.RegistrationFailed(string(f.Reason))
+	if n.guard != nil {
+		n.guard.RegistrationFailed(f.Source, f.Transport, f.Room, f.UserAgent, f.Code, string(f.Reason)+": "+f.Detail)
 	}
 }

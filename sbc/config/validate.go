@@ -135,6 +135,9 @@ func (c *Config) validateTimers(v *validator) {
 	if r.NonceTTL < Duration(10e9) {
 		v.fail("registrar.nonce_ttl", "must be at least 10s")
 	}
+	if r.ChallengeTimeout < Duration(1e9) || r.ChallengeTimeout > Duration(600e9) {
+		v.fail("registrar.challenge_timeout", "%s must be between 1s and 10m", r.ChallengeTimeout.D())
+	}
 	k := &c.Calls
 	if k.RingTimeout <= 0 {
 		v.fail("calls.ring_timeout", "must be positive")
