@@ -63,7 +63,8 @@ func (n *Node) contactURI(transport string) sip.Uri {
 		b = n.bound[0]
 		tr = b.Transport
 	}
-	u := sip.Uri{Scheme: "sip", User: "portcullis", Host: n.advertiseHost(b), Port: int(b.Addr.Port())}
+	// No user part: nothing in it would help the peer, and a fixed one names the product.
+	u := sip.Uri{Scheme: "sip", Host: n.advertiseHost(b), Port: int(b.Addr.Port())}
 	if tr == "tcp" || tr == "tls" {
 		u.UriParams = sip.HeaderParams{}
 		u.UriParams.Add("transport", tr)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -195,5 +196,38 @@ func TestSIPpOutbound(t *testing.T) {
 	}
 	if strings.Contains(far.messages(), "s3cret") || strings.Contains(far.messages(), "Proxy-Authorization") {
 		t.Fatal("the room's credentials reached the far end")
+	}
+}
+
+// receivedSize returns the size of the first message SIPp logged as received whose first line
+// starts with start (0 when none).
+func receivedSize(log, start string) int {
+	re := regexp.MustCompile(`message received \[(\d+)\] bytes :\s*\n\s*` + regexp.QuoteMeta(start))
+	m := re.FindStringSubmatch(log)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// TestSIPpLargeUDPMessages: a room system registered over UDP (its only flow, as behind NAT)
+// is called with a room system's INVITE (audio, main video, content video, BFCP, FECC; over
+// 3,000 bytes) and answers with a 200 of similar size. Both travel over UDP through the node
+// (IP fragmentation carries them, as it does for every endpoint and SBC): both legs connect.
+func TestSIPpLargeUDPMessages(t *testing.T) {
+	testpeer.Require(t, "sipp")
+	n := startNode(t, callConfig(t))
+	uas := sippRoom(t, n, "boardroom", "s3cret-board", "uas_big.xml", 1)
+	uac := sippCall(t, n, "boardroom", "uac_big.xml", 1)
+	uas.wait(t)
+	r := records(t, n, 1)[0]
+	if r.Status != 200 || r.EndReason != "caller hung up" || r.Duration <= 0 {
+		t.Fatalf("record: %+v", r)
+	}
+	invite, ok := receivedSize(uas.messages(), "INVITE sip:"), receivedSize(uac.messages(), "SIP/2.0 200 OK")
+	t.Logf("the room received an INVITE of %d bytes, the caller a 200 of %d bytes", invite, ok)
+	if invite < 3000 || ok < 3000 {
+		t.Fatalf("the messages relayed over UDP were not as large as meant: INVITE %d bytes, 200 %d bytes", invite, ok)
 	}
 }

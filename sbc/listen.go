@@ -50,6 +50,7 @@ func (n *Node) bindSIP(ctx context.Context) error {
 			conn := edge.NewPacketConn(pc, n.admit, lim, &n.edgeStats)
 			conn.OnNotSIP(n.notSIP)
 			conn.SetMeter(n.meterDatagram)
+			conn.SetTap(n.tap)
 			n.serves = append(n.serves, func() error { return n.srv.ServeUDP(conn) })
 		case "tcp", "tls":
 			ln, err := net.Listen(network("tcp", l.Addr), l.Addr.String())
@@ -72,6 +73,7 @@ func (n *Node) bindSIP(ctx context.Context) error {
 			}
 			el := edge.NewListener(ln, tr, n.admit, lim, &n.edgeStats, n.flowClosed, n.log.With("component", "edge"))
 			el.SetMeter(func(src netip.AddrPort) bool { return n.guard == nil || n.guard.StreamMessage(src, tr) })
+			el.SetTap(n.tap)
 			if tr == "TLS" {
 				n.serves = append(n.serves, func() error { return n.srv.ServeTLS(el) })
 			} else {

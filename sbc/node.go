@@ -54,6 +54,7 @@ type Node struct {
 	peers     trunkPeers // other nodes' SIP addresses (exempt from the datagram meter)
 	blocklist edge.Blocklist
 	bound     []Bound
+	tap       edge.Tap // told about every message the listeners write (tests); nil: none
 	serves    []func() error
 	closers   []io.Closer
 	wg        sync.WaitGroup
@@ -94,7 +95,10 @@ func New(cfg config.Config, log *slog.Logger) (*Node, error) {
 	sipDefault.Set(sipLog.Handler())
 	var err error
 	n.ua, err = sipgo.NewUA(
-		sipgo.WithUserAgent(userAgentName(cfg)),
+		// sipgo writes its UA name into the From of requests it completes (display name and
+		// user): nothing, so that nothing names the product or its stack. sip.user_agent goes
+		// only into Server/User-Agent headers.
+		sipgo.WithUserAgent(""),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog),
 			sip.WithTransactionLayerTerminateOnConnClose(),
@@ -123,6 +127,12 @@ func init() {
 	// is process-wide and read by sipgo's goroutines, so it is set here, before any runs. Stream
 	// connections use the same size for their read buffer (64 KB each: see sip.max_conns).
 	sip.TransportBufferReadSize = math.MaxUint16
+	// sipgo refuses to write a UDP message over 1,300 bytes (sip.UDPMTUSize-200; RFC 3261
+	// §18.1.1 would move such a request to TCP, which a room behind NAT with only its UDP flow
+	// cannot receive, so a room system's five-stream INVITE failed). It is lifted to the largest
+	// sip.max_message_size allowed; each node's UDP sockets (edge.PacketConn.WriteTo) refuse
+	// what is over its own limit.
+	sip.UDPMTUSize = config.MaxMessageSizeLimit + 200
 }
 
 // unsolicited is told about a response that matches no client transaction (a late
@@ -131,13 +141,6 @@ func init() {
 func (n *Node) unsolicited(res *sip.Response) {
 	n.unsolicitedResponses.Add(1)
 	n.sipLog.Debug("unsolicited SIP response dropped", "status", res.StatusCode, "source", res.Source())
-}
-
-func userAgentName(cfg config.Config) string {
-	if cfg.SIP.UserAgent != "" {
-		return cfg.SIP.UserAgent
-	}
-	return "portcullis"
 }
 
 // Start binds every socket and starts serving. It returns once the node is serving, or the

@@ -38,7 +38,8 @@ func testConfig(t *testing.T) config.Config {
 	return cfg
 }
 
-func startNode(t *testing.T, cfg config.Config) *Node {
+// startNode starts a node on cfg; setup runs between New and Start.
+func startNode(t *testing.T, cfg config.Config, setup ...func(*Node)) *Node {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -47,6 +48,9 @@ func startNode(t *testing.T, cfg config.Config) *Node {
 	n, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range setup {
+		f(n)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := n.Start(ctx); err != nil {

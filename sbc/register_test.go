@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/portcullis-sbc/portcullis/sbc/config"
+	"github.com/portcullis-sbc/portcullis/sbc/guard"
 	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
 )
 
@@ -129,19 +131,39 @@ func TestRegisterOverEveryTransport(t *testing.T) {
 	})
 }
 
-// TestBaresipRegisters runs baresip as a room system registering to the node.
+// TestBaresipRegisters runs baresip as a room system registering to the node with the shipped
+// digest defaults (baresip 1.0 gave up on any 401 that offered SHA-256).
 func TestBaresipRegisters(t *testing.T) {
-	bin := testpeer.Require(t, "baresip")
+	testpeer.Require(t, "baresip")
 	cfg := testConfig(t)
-	cfg.Registrar.Algorithms = []string{"MD5"} // baresip 1.0 answers only the first challenge, MD5 only
+	if def := config.Default().Registrar.Algorithms; !slices.Equal(cfg.Registrar.Algorithms, def) {
+		t.Fatalf("test config algorithms %v, shipped %v", cfg.Registrar.Algorithms, def)
+	}
 	n := startNode(t, cfg)
+	out := runBaresipRoom(t, n, "s3cret-board")
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if bs := n.reg.Bindings("boardroom"); len(bs) > 0 {
+			t.Logf("baresip registered: contact %s from %s", bs[0].Contact, bs[0].Source)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("baresip did not register; its output:\n%s", out.String())
+}
+
+// runBaresipRoom starts baresip registering as boardroom with password pass, and returns its
+// output.
+func runBaresipRoom(t *testing.T, n *Node, pass string) *lockedBuffer {
+	t.Helper()
+	bin := testpeer.Require(t, "baresip")
 	dir := t.TempDir()
 	addr := n.addr(t, "udp")
 	os.WriteFile(filepath.Join(dir, "config"), []byte(fmt.Sprintf("sip_listen\t127.0.0.1:%d\n"+
 		"module_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule_app\taccount.so\nmodule_app\tmenu.so\n"+
 		"audio_player\tnil\naudio_source\tnil\n", testpeer.FreePort(t))), 0o600)
 	os.WriteFile(filepath.Join(dir, "accounts"), []byte(fmt.Sprintf(
-		"<sip:boardroom@video.test>;auth_pass=s3cret-board;outbound=\"sip:%s;transport=udp\";regint=300\n", addr)), 0o600)
+		"<sip:boardroom@video.test>;auth_pass=%s;outbound=\"sip:%s;transport=udp\";regint=300\n", pass, addr)), 0o600)
 	cmd := exec.Command(bin, "-f", dir)
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -159,15 +181,68 @@ func TestBaresipRegisters(t *testing.T) {
 			<-done
 		}
 	})
+	return out
+}
+
+// registrationEvent waits (15 s at most) for a registration-failed event of boardroom whose
+// reason starts with reason.
+func registrationEvent(t *testing.T, n *Node, reason string) guard.Event {
+	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		if bs := n.reg.Bindings("boardroom"); len(bs) > 0 {
-			t.Logf("baresip registered: contact %s from %s", bs[0].Contact, bs[0].Source)
-			return
+		for _, e := range n.guard.Recent(guard.EventFilter{Rule: guard.RuleRegistration, Room: "boardroom"}, 0) {
+			if strings.HasPrefix(e.Reason, reason) {
+				return e
+			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("baresip did not register; its output:\n%s", out.String())
+	t.Fatalf("no registration-failed event with reason %q; events: %+v", reason, n.guard.Recent(guard.EventFilter{}, 20))
+	return guard.Event{}
+}
+
+// TestFailedRegistrationIsVisible: a room whose registration never completes shows up in the
+// guard's events (ctl events) with the reason, and in portcullis_registration_failures_total:
+// baresip 1.0 offered SHA-256 (the old default) answers no challenge; a wrong password is
+// refused.
+func TestFailedRegistrationIsVisible(t *testing.T) {
+	testpeer.Require(t, "baresip")
+	cfg := testConfig(t)
+	cfg.Registrar.Algorithms = []string{"SHA-256", "MD5"}
+	cfg.Registrar.ChallengeTimeout = config.Duration(2 * time.Second)
+	cfg.Admin.Token = "test-admin-token-0123456789abcdef"
+	n := startNode(t, cfg)
+	out := runBaresipRoom(t, n, "s3cret-board")
+	e := registrationEvent(t, n, "challenge_unanswered")
+	if e.Code != 401 || e.Method != "REGISTER" || e.Room != "boardroom" || !strings.Contains(e.Reason, "SHA-256, MD5") {
+		t.Fatalf("event %+v", e)
+	}
+	if len(n.reg.Bindings("boardroom")) != 0 {
+		t.Fatalf("baresip registered after all; its output:\n%s", out.String())
+	}
+	said := ""
+	for _, l := range strings.Split(out.String(), "\n") {
+		if strings.Contains(l, "Register:") {
+			said = l
+		}
+	}
+	t.Logf("event: %s %s code %d: %s (baresip: %q)", e.Rule, e.Source, e.Code, e.Reason, said)
+
+	if res := registerRoom(t, n, "udp", "wrong-password"); res.StatusCode != 403 {
+		t.Fatalf("wrong password: %d", res.StatusCode)
+	}
+	if e := registrationEvent(t, n, "bad_credentials"); e.Code != 403 {
+		t.Fatalf("event %+v", e)
+	}
+	_, metrics := adminGet(t, n, cfg.Admin.Token, "/metrics")
+	for _, want := range []string{"challenge_unanswered", "bad_credentials"} {
+		if v := metric(metrics, `portcullis_registration_failures_total{reason="`+want+`"}`); v == "" || v == "0" {
+			t.Fatalf("portcullis_registration_failures_total{reason=%q} = %q", want, v)
+		}
+	}
+	if _, body := adminGet(t, n, cfg.Admin.Token, "/api/v1/events?rule=registration-failed"); !strings.Contains(body, "challenge_unanswered") {
+		t.Fatalf("admin API events: %s", body)
+	}
 }
 
 // TestExpiredNonceIsStale answers a challenge after the nonce expired: the node must refuse the

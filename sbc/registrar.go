@@ -27,10 +27,11 @@ func (n *Node) startRegistrar() error {
 	}
 	r := n.cfg.Registrar
 	n.reg, err = registrar.New(registrar.Config{
-		Domain: n.cfg.SIP.Domain, NodeID: n.cfg.Node.ID, Trunk: n.trunkAddr(),
+		Domain: n.cfg.SIP.Domain, NodeID: n.cfg.Node.ID, Trunk: n.trunkAddr(), Host: n.selfHost(),
 		MinExpires: r.MinExpires.D(), MaxExpires: r.MaxExpires.D(), DefaultExpires: r.DefaultExpires.D(),
 		KeepaliveInterval: r.KeepaliveInterval.D(), KeepaliveFailures: r.KeepaliveFailures,
 		Grace: r.Grace.D(), MaxContacts: r.MaxContacts, Logger: n.log.With("component", "registrar"),
+		ChallengeTimeout: r.ChallengeTimeout.D(), OnFailure: n.registrationFailed,
 	}, n.store, n.auth, n.client, n.authObserver())
 	if err != nil {
 		return fmt.Errorf("registrar: %w", err)
@@ -46,6 +47,19 @@ func (n *Node) trunkAddr() string {
 		return ""
 	}
 	return net.JoinHostPort(n.advertiseHost(b), strconv.Itoa(int(b.Addr.Port())))
+}
+
+// selfHost is the host of this node in the From of its own requests (keepalives): the
+// advertised host of its first listener.
+func (n *Node) selfHost() string {
+	if len(n.bound) == 0 {
+		return n.cfg.SIP.Domain
+	}
+	b, ok := n.firstBound("udp")
+	if !ok {
+		b = n.bound[0]
+	}
+	return n.advertiseHost(b)
 }
 
 // ensureTrunkKey gives the cluster the key that signs calls handed between nodes, once.
@@ -115,5 +129,14 @@ func (r registerMetrics) AuthSucceeded(src netip.AddrPort, user string) {
 	r.n.metrics.RegisterResult("ok")
 	if r.n.guard != nil {
 		r.n.guard.AuthSucceeded(src, user)
+	}
+}
+
+// registrationFailed makes a room's failed registration visible: a guard event (ctl events,
+// rule registration-failed) and portcullis_registration_failures_total{reason}.
+func (n *Node) registrationFailed(f registrar.Failure) {
+	n.metrics.RegistrationFailed(string(f.Reason))
+	if n.guard != nil {
+		n.guard.RegistrationFailed(f.Source, f.Transport, f.Room, f.UserAgent, f.Code, string(f.Reason)+": "+f.Detail)
 	}
 }

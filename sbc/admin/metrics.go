@@ -32,6 +32,7 @@ type Metrics struct {
 	callAttempts    *prometheus.CounterVec
 	callOutcomes    *prometheus.CounterVec
 	registerResults *prometheus.CounterVec
+	regFailures     *prometheus.CounterVec
 	proposeSeconds  *prometheus.HistogramVec
 	apiRequests     *prometheus.CounterVec
 	authFailures    *prometheus.CounterVec
@@ -58,6 +59,10 @@ func NewMetrics() *Metrics {
 			Name: "portcullis_register_results_total",
 			Help: "REGISTER requests answered by this node, by result (ok, challenged, bad_credentials, stale, ...).",
 		}, []string{"result"}),
+		regFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_registration_failures_total",
+			Help: "Registrations of configured rooms that failed on this node, by reason (bad_credentials, unsupported_algorithm, challenge_unanswered, ...).",
+		}, []string{"reason"}),
 		proposeSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "portcullis_store_propose_seconds",
 			Help:    "Time for a state write proposed through this node to be applied (Raft round trip), by command.",
@@ -72,7 +77,7 @@ func NewMetrics() *Metrics {
 			Help: "Admin API requests refused before authentication succeeded, by reason (missing, bad_token, rate_limited).",
 		}, []string{"reason"}),
 	}
-	m.reg.MustRegister(m.callAttempts, m.callOutcomes, m.registerResults, m.proposeSeconds, m.apiRequests, m.authFailures,
+	m.reg.MustRegister(m.callAttempts, m.callOutcomes, m.registerResults, m.regFailures, m.proposeSeconds, m.apiRequests, m.authFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 	return m
@@ -92,6 +97,9 @@ func (m *Metrics) CallOutcome(direction, outcome string) {
 
 // RegisterResult counts one answered REGISTER by result (e.g. digest.Result.String()).
 func (m *Metrics) RegisterResult(result string) { m.registerResults.WithLabelValues(result).Inc() }
+
+// RegistrationFailed counts one failed registration of a configured room by reason.
+func (m *Metrics) RegistrationFailed(reason string) { m.regFailures.WithLabelValues(reason).Inc() }
 
 // InstrumentStore wraps st so that every Propose is timed in portcullis_store_propose_seconds.
 func (m *Metrics) InstrumentStore(st state.Store) state.Store { return &timedStore{Store: st, m: m} }

@@ -50,6 +50,7 @@ type message interface {
 // write (safeValue: a CR or LF would start a header of the sender's choosing on the other leg)
 // is left out; with stripAutoAnswer, auto-answer requests are left out too (decided on the
 // validated value); with userAgent, User-Agent and Server are relayed as well.
+// A Content-Type already on dst is kept (Content-Type is single-valued, RFC 3261 §20.15).
 func copyHeaders(src, dst message, stripAutoAnswer, userAgent bool) {
 	for _, name := range passHeaders {
 		for _, h := range src.GetHeaders(name) {
@@ -59,10 +60,8 @@ func copyHeaders(src, dst message, stripAutoAnswer, userAgent bool) {
 			if stripAutoAnswer && autoAnswer(h.Name(), h.Value()) {
 				continue
 			}
-			if name == "Content-Type" {
-				if src.Body() == nil {
-					continue
-				}
+			if name == "Content-Type" && (src.Body() == nil || dst.GetHeader("Content-Type") != nil) {
+				continue // no body to type, or dst has its own (the relayed SDP is ours): once only
 			}
 			dst.AppendHeader(sip.NewHeader(h.Name(), h.Value()))
 		}

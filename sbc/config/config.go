@@ -57,7 +57,10 @@ type SIP struct {
 	Advertise string `yaml:"advertise"`
 	// TLS is the certificate for tls:// listeners (TLS 1.2 or later only). Default: none.
 	TLS TLS `yaml:"tls"`
-	// MaxMessageSize is the largest SIP message accepted, in bytes. Default: 65535.
+	// MaxMessageSize is the largest SIP message accepted, and the largest sent, in bytes, on
+	// every transport. Over UDP it is sent as one datagram however large (IP fragmentation, as
+	// endpoints and SBCs do: a room behind NAT has only its UDP flow; RFC 3261 §18.1.1's switch
+	// to TCP is not made). At most MaxMessageSizeLimit. Default: 65535.
 	MaxMessageSize int `yaml:"max_message_size"`
 	// ReadTimeout is how long a TCP/TLS peer may take to send a whole message once it started
 	// (no slowloris). Default: 10s.
@@ -79,6 +82,9 @@ type SIP struct {
 	PassUserAgent bool `yaml:"pass_user_agent"`
 }
 
+// MaxMessageSizeLimit is the largest sip.max_message_size allowed (1 MiB).
+const MaxMessageSizeLimit = 1 << 20
+
 // Registrar configures registrations of room systems.
 type Registrar struct {
 	// MinExpires: shorter registrations get 423 Interval Too Brief. Default: 60s.
@@ -98,10 +104,18 @@ type Registrar struct {
 	MaxContacts int `yaml:"max_contacts"`
 	// NonceTTL is how long a digest nonce is valid (after that: stale=true). Default: 5m.
 	NonceTTL Duration `yaml:"nonce_ttl"`
-	// Algorithms are the digest algorithms challenged, most preferred first (RFC 8760): SHA-256,
-	// MD5. Some clients answer only the first challenge and know only MD5 (SIPp 3.6, baresip 1.0,
-	// older room systems): list MD5 first, or alone, for them. Default: [SHA-256, MD5].
+	// Algorithms are the digest algorithms challenged, one WWW-Authenticate each, most preferred
+	// first (RFC 8760): SHA-256, MD5. Default: [MD5], what every room system registers with.
+	// Offering SHA-256 locks out clients that know only MD5: baresip 1.0 (libre 1.1) gives up on
+	// a 401 with any challenge it does not know, whatever the order ("Function not
+	// implemented"), and SIPp and many room systems answer only the first challenge. Clients that
+	// pick SHA-256 get it (RFC 8760) when it is listed; SHA-256 answers are accepted either way.
 	Algorithms []string `yaml:"algorithms"`
+	// ChallengeTimeout: a configured room that got a 401 and sent no credentials within it is
+	// reported (guard event "registration-failed", metric
+	// portcullis_registration_failures_total{reason="challenge_unanswered"}), as are wrong
+	// passwords and unsupported algorithms. Between 1s and 10m. Default: 32s (64*T1).
+	ChallengeTimeout Duration `yaml:"challenge_timeout"`
 }
 
 // Calls configures the B2BUA.
@@ -331,7 +345,8 @@ func Default() Config {
 		Registrar: Registrar{
 			MinExpires: Duration(60e9), MaxExpires: Duration(3600e9), DefaultExpires: Duration(600e9),
 			KeepaliveInterval: Duration(25e9), KeepaliveFailures: 2, Grace: Duration(30e9),
-			MaxContacts: 5, NonceTTL: Duration(300e9), Algorithms: []string{"SHA-256", "MD5"},
+			MaxContacts: 5, NonceTTL: Duration(300e9), Algorithms: []string{"MD5"},
+			ChallengeTimeout: Duration(32e9),
 		},
 		Calls: Calls{
 			RingTimeout: Duration(60e9), MaxDuration: Duration(12 * 3600e9),

@@ -83,8 +83,8 @@ func (c *Config) validateSIP(v *validator) {
 			checkTLS(v, "sip.tls", s.TLS)
 		}
 	}
-	if s.MaxMessageSize < 1500 || s.MaxMessageSize > 1<<20 {
-		v.fail("sip.max_message_size", "%d must be between 1500 and 1048576 bytes", s.MaxMessageSize)
+	if s.MaxMessageSize < 1500 || s.MaxMessageSize > MaxMessageSizeLimit {
+		v.fail("sip.max_message_size", "%d must be between 1500 and %d bytes", s.MaxMessageSize, MaxMessageSizeLimit)
 	}
 	if s.ReadTimeout <= 0 {
 		v.fail("sip.read_timeout", "must be positive")
@@ -140,6 +140,9 @@ func (c *Config) validateTimers(v *validator) {
 	}
 	if r.NonceTTL < Duration(10e9) {
 		v.fail("registrar.nonce_ttl", "must be at least 10s")
+	}
+	if r.ChallengeTimeout < Duration(1e9) || r.ChallengeTimeout > Duration(600e9) {
+		v.fail("registrar.challenge_timeout", "%s must be between 1s and 10m", r.ChallengeTimeout.D())
 	}
 	k := &c.Calls
 	if k.RingTimeout <= 0 {

@@ -31,9 +31,10 @@ const (
 	UnknownUser           // no such user (same work and same answer as BadCredentials)
 	Stale                 // correct response on an expired nonce: challenge with stale=true
 	Replay                // nonce-count not above the highest seen for this nonce
+	Unsupported           // an algorithm other than MD5 and SHA-256 (whoever the user is)
 )
 
-var resultNames = [...]string{"ok", "missing", "malformed", "bad_credentials", "unknown_user", "stale", "replay"}
+var resultNames = [...]string{"ok", "missing", "malformed", "bad_credentials", "unknown_user", "stale", "replay", "unsupported_algorithm"}
 
 func (r Result) String() string {
 	if r >= 0 && int(r) < len(resultNames) {
@@ -56,8 +57,10 @@ type Config struct {
 	MaxNonces int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// Algorithms are the challenges offered, in order (default SHA-256 then MD5). Some clients
-	// (SIPp) read only the first challenge and know only MD5: offer MD5 alone for them.
+	// Algorithms are the challenges offered, in order (default SHA-256 then MD5; the node
+	// passes registrar.algorithms, MD5 alone by default). Some clients (SIPp) read only the
+	// first challenge and know only MD5; baresip 1.0 gives up on a 401 naming any algorithm but
+	// MD5: offer MD5 alone for them.
 	Algorithms []string
 }
 
@@ -116,6 +119,9 @@ func New(cfg Config) (*Authenticator, error) {
 	a.dummySHA = HA1(SHA256, "dummy", cfg.Realm, hex.EncodeToString(pw[:]))
 	return a, nil
 }
+
+// Algorithms returns the algorithms challenged, in order.
+func (a *Authenticator) Algorithms() []string { return append([]string(nil), a.algs...) }
 
 // Realm returns the realm.
 func (a *Authenticator) Realm() string { return a.realm }
@@ -190,6 +196,7 @@ func (a *Authenticator) Verify(method, requestURI, headerValue string, lookup Lo
 	consistent := h != nil && c.Realm == a.realm && !c.Userhash &&
 		strings.EqualFold(c.QOP, "auth") && c.HasNc && c.Cnonce != "" &&
 		(c.Opaque == "" || c.Opaque == a.opaque) && uriMatches(c.URI, requestURI)
+	supported := h != nil
 	if h == nil {
 		h = md5.New()
 	}
@@ -218,6 +225,8 @@ func (a *Authenticator) Verify(method, requestURI, headerValue string, lookup Lo
 	match := subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(c.Response))) == 1
 
 	switch {
+	case !supported:
+		return c.Username, Unsupported // says nothing about the user: decided before the lookup
 	case !known:
 		return c.Username, UnknownUser
 	case !match || !consistent || !valid:

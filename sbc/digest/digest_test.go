@@ -111,7 +111,8 @@ func TestVerifyRejects(t *testing.T) {
 		{"control char", strings.Replace(good, "boardroom", "board\x00room", 1), Malformed},
 		{"foreign nonce", foreign, BadCredentials},
 		{"wrong realm", strings.Replace(good, `realm="video.example.com"`, `realm="evil"`, 1), BadCredentials},
-		{"sess algorithm", strings.Replace(good, "algorithm=SHA-256", "algorithm=SHA-256-sess", 1), BadCredentials},
+		{"sess algorithm", strings.Replace(good, "algorithm=SHA-256", "algorithm=SHA-256-sess", 1), Unsupported},
+		{"SHA-512-256", strings.Replace(good, "algorithm=SHA-256", "algorithm=SHA-512-256", 1), Unsupported},
 		{"no qop", strings.Replace(good, "qop=auth", "qop=auth-int", 1), BadCredentials},
 		{"good", good, OK},
 	}

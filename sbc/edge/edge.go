@@ -2,6 +2,7 @@ package edge
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -54,6 +55,11 @@ type NotSIP func(src netip.AddrPort, head []byte)
 // and should not allocate for a known source.
 type Meter func(src netip.AddrPort) bool
 
+// Tap is told about every message written to the network: the transport ("UDP", "TCP" or
+// "TLS"), the peer and the bytes, only valid during the call. It runs on the writer's
+// goroutine (tests capture what a node sends with it).
+type Tap func(transport string, to net.Addr, msg []byte)
+
 // PacketConn filters datagrams before sipgo reads them.
 type PacketConn struct {
 	*net.UDPConn
@@ -62,7 +68,11 @@ type PacketConn struct {
 	stats  *Stats
 	notSIP NotSIP
 	meter  Meter
+	tap    Tap
 }
+
+// SetTap sets the function told about every datagram written. Call it before the first write.
+func (c *PacketConn) SetTap(f Tap) { c.tap = f }
 
 // OnNotSIP sets the function told about datagrams that are not SIP. Call it before the first
 // read.
@@ -116,6 +126,19 @@ func (c *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	}
 }
 
+// WriteTo sends one datagram. A message over the size limit is refused with
+// ErrMessageTooLarge: what the node sends over UDP is bounded by the same limit as what it
+// accepts (sip.max_message_size). Larger than the path MTU is fine: the kernel fragments it.
+func (c *PacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if len(b) > c.limits.MaxMessageSize {
+		return 0, fmt.Errorf("%w: %d bytes to %s (limit %d)", ErrMessageTooLarge, len(b), addr, c.limits.MaxMessageSize)
+	}
+	if c.tap != nil {
+		c.tap("UDP", addr, b)
+	}
+	return c.UDPConn.WriteTo(b, addr)
+}
+
 // FlowClosed is told when a stream connection closes: transport ("TCP" or "TLS") and the peer.
 type FlowClosed func(transport string, remote netip.AddrPort)
 
@@ -130,6 +153,7 @@ type Listener struct {
 	onClose   FlowClosed
 	log       *slog.Logger
 	meter     Meter
+	tap       Tap
 
 	mu     sync.Mutex
 	perIP  map[netip.Addr]int
@@ -211,6 +235,10 @@ func (l *Listener) take(src netip.Addr) *atomic.Uint64 {
 // SetMeter sets the per-source rate check applied to every complete message read from a
 // connection; a connection whose peer goes over its rate is closed. Call it before Accept.
 func (l *Listener) SetMeter(m Meter) { l.meter = m }
+
+// SetTap sets the function told about every write on accepted connections (sipgo writes one
+// message per Write). Call it before Accept.
+func (l *Listener) SetTap(f Tap) { l.tap = f }
 
 func (l *Listener) release(c *Conn) {
 	src := c.remote.Addr()
@@ -302,6 +330,14 @@ func (c *Conn) Read(b []byte) (int, error) {
 		c.msgStart = time.Time{}
 	}
 	return n, nil
+}
+
+// Write writes to the peer, telling the listener's tap.
+func (c *Conn) Write(b []byte) (int, error) {
+	if c.l.tap != nil {
+		c.l.tap(c.l.transport, c.Conn.RemoteAddr(), b)
+	}
+	return c.Conn.Write(b)
 }
 
 // SetReadDeadline is ignored: the edge owns read deadlines.

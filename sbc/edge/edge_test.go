@@ -294,3 +294,36 @@ func TestStreamMeter(t *testing.T) {
 		t.Fatalf("closed for rate %d", st.ClosedRate.Load())
 	}
 }
+
+// TestPacketConnWriteSizeLimit: a datagram over the MTU but within the message size limit is
+// sent whole (a room system's INVITE); one over the limit is refused and nothing is sent.
+func TestPacketConnWriteSizeLimit(t *testing.T) {
+	udp := func() *net.UDPConn {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	peer := udp()
+	pc := NewPacketConn(udp(), nil, Limits{MaxMessageSize: 8000}, &Stats{})
+	for _, tt := range []struct {
+		size    int
+		wantErr error
+	}{{3700, nil}, {8000, nil}, {8001, ErrMessageTooLarge}} {
+		n, err := pc.WriteTo(make([]byte, tt.size), peer.LocalAddr())
+		if !errors.Is(err, tt.wantErr) {
+			t.Fatalf("%d bytes: %v, want %v", tt.size, err, tt.wantErr)
+		}
+		if err != nil {
+			continue
+		}
+		buf := make([]byte, 65536)
+		peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, _, err := peer.ReadFrom(buf)
+		if err != nil || n != tt.size || got != tt.size {
+			t.Fatalf("%d bytes: wrote %d, peer read %d (%v)", tt.size, n, got, err)
+		}
+	}
+}

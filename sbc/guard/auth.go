@@ -82,3 +82,12 @@ func (g *Guard) Banned(src netip.AddrPort) bool {
 	}
 	return banned && !g.lists.Load().allow.MatchSource(a)
 }
+
+// RegistrationFailed records that a configured room's registration failed (wrong password,
+// unsupported digest algorithm, challenge not answered): one event under the rule
+// registration-failed with the status the room got and why, so a room that never comes up is
+// visible. It bans nothing (AuthFailed counts password guesses).
+func (g *Guard) RegistrationFailed(src netip.AddrPort, transport, room, userAgent string, code int, reason string) {
+	r := &Request{Source: src, Transport: transport, Method: "REGISTER", ToUser: room, UserAgent: userAgent, MaxForwards: -1}
+	g.refuse(r, room, ridRegistration, Reject, code, reason, g.cfg.Now())
+}

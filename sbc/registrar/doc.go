@@ -11,6 +11,9 @@
 //	dst, tr := registrar.Route(binding)    // req.SetDestination(dst); req.SetTransport(tr)
 //
 // Decisions: a bad response answers 403 (known and unknown users alike, same headers); a
-// missing/stale credential answers 401 with both challenges (SHA-256 first). Bindings are
-// written with store.Propose, so a 200 means the binding is committed cluster-wide.
+// missing/stale credential answers 401 with one challenge per configured algorithm (the node
+// offers MD5 alone by default). A configured room whose registration fails (wrong password,
+// unsupported algorithm, no credentials within Config.ChallengeTimeout of its 401) is reported
+// to Config.OnFailure. Bindings are written with store.Propose, so a 200 means the binding is
+// committed cluster-wide.
 package registrar

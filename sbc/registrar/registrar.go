@@ -23,7 +23,10 @@ type Config struct {
 	NodeID string
 	// Trunk is the ip:port where other cluster nodes reach this node to hand it calls for its
 	// bindings (recorded as Binding.Local).
-	Trunk             string
+	Trunk string
+	// Host is this node's host in the From of its keepalives (sip:HOST, no user part: nothing
+	// that names the product). Default: Domain.
+	Host              string
 	MinExpires        time.Duration // default 60s
 	MaxExpires        time.Duration // default 3600s
 	DefaultExpires    time.Duration // default 600s
@@ -31,8 +34,14 @@ type Config struct {
 	KeepaliveFailures int           // default 2
 	Grace             time.Duration // default 30s: a closed TCP/TLS flow's bindings live this long
 	MaxContacts       int           // default 4
-	Logger            *slog.Logger
-	Now               func() time.Time
+	// ChallengeTimeout: a configured room that got a 401 and sent no credentials from that
+	// source within it is reported to OnFailure (FailNoAnswer). Default 32s (64*T1).
+	ChallengeTimeout time.Duration
+	// OnFailure is told about every registration of a configured room that failed (wrong
+	// password, unsupported algorithm, challenge not answered, ...). It must be quick. Nil: none.
+	OnFailure func(Failure)
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // AuthObserver learns about authentication outcomes (the guard implements it).
@@ -60,6 +69,7 @@ type Registrar struct {
 	mu       sync.Mutex
 	failures map[string]int // binding key -> keepalive failures
 	closed   map[string]time.Time
+	pending  map[pendingKey]pendingChallenge // 401s awaiting credentials
 }
 
 // New returns a Registrar.
@@ -80,6 +90,7 @@ func New(cfg Config, store state.Store, auth *digest.Authenticator, client *sipg
 	def(&cfg.DefaultExpires, 600*time.Second)
 	def(&cfg.KeepaliveInterval, 25*time.Second)
 	def(&cfg.Grace, 30*time.Second)
+	def(&cfg.ChallengeTimeout, 32*time.Second)
 	if cfg.KeepaliveFailures <= 0 {
 		cfg.KeepaliveFailures = 2
 	}
@@ -92,8 +103,12 @@ func New(cfg Config, store state.Store, auth *digest.Authenticator, client *sipg
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Host == "" {
+		cfg.Host = cfg.Domain
+	}
 	return &Registrar{cfg: cfg, store: store, auth: auth, client: client, obs: obs,
-		log: cfg.Logger.With("component", "registrar"), failures: map[string]int{}, closed: map[string]time.Time{}}, nil
+		log: cfg.Logger.With("component", "registrar"), failures: map[string]int{}, closed: map[string]time.Time{},
+		pending: map[pendingKey]pendingChallenge{}}, nil
 }
 
 // Bindings returns the room's current bindings.
@@ -133,6 +148,7 @@ func (r *Registrar) HandleRegister(req *sip.Request, tx sip.ServerTransaction) {
 	hv := ""
 	if h := req.GetHeader("Authorization"); h != nil {
 		hv = h.Value()
+		r.answered(room, src)
 	}
 	if l, ok := r.obs.(RoomLocker); ok && hv != "" && l.RoomLocked(room, src, req.Transport()) {
 		respond(tx, req, 403, "Forbidden") // not checked: a right guess must not tell
@@ -152,12 +168,14 @@ func (r *Registrar) HandleRegister(req *sip.Request, tx sip.ServerTransaction) {
 		for _, c := range r.auth.Challenge(res == digest.Stale) {
 			hdrs = append(hdrs, sip.NewHeader("WWW-Authenticate", c))
 		}
+		r.challenged(room, src, req.Transport(), userAgent(req)) // before the answer: the retry may be quick
 		respond(tx, req, 401, "Unauthorized", hdrs...)
 		return
 	default:
-		if r.obs != nil {
+		if r.obs != nil && res != digest.Unsupported { // not a password guess
 			r.obs.AuthFailed(src, room, req.Transport())
 		}
+		r.failed(room, src, req.Transport(), userAgent(req), res, algorithmOf(hv))
 		respond(tx, req, 403, "Forbidden")
 		return
 	}
@@ -165,6 +183,15 @@ func (r *Registrar) HandleRegister(req *sip.Request, tx sip.ServerTransaction) {
 		r.obs.AuthSucceeded(src, room)
 	}
 	r.register(req, tx, room)
+}
+
+// algorithmOf is the algorithm named in an Authorization value ("" when none or unparsable).
+func algorithmOf(hv string) string {
+	c, err := digest.Parse(hv)
+	if err != nil {
+		return ""
+	}
+	return c.Algorithm
 }
 
 func isIP(h string) bool {
@@ -301,12 +328,16 @@ func (r *Registrar) FlowClosed(transport string, remote netip.AddrPort) {
 func (r *Registrar) Run(ctx context.Context) error {
 	t := time.NewTicker(r.cfg.KeepaliveInterval)
 	defer t.Stop()
+	ct := time.NewTicker(max(r.cfg.ChallengeTimeout/4, 50*time.Millisecond))
+	defer ct.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 			r.Tick(ctx)
+		case <-ct.C:
+			r.SweepChallenges()
 		}
 	}
 }
@@ -359,6 +390,9 @@ func (r *Registrar) ping(ctx context.Context, b state.Binding) {
 		return
 	}
 	req := sip.NewRequest(sip.OPTIONS, to)
+	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", Host: r.cfg.Host}, Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(16))
+	req.AppendHeader(from)
 	dst, tr := Route(b)
 	req.SetDestination(dst)
 	req.SetTransport(tr)
