@@ -1,6 +1,14 @@
 // Package relay is the media hot path: a pool of UDP RTP/RTCP port pairs and
 // the per-stream forwarding between two call legs.
 //
+// A [TCPStream] carries a TCP m-line (BFCP over TCP or TLS, the default
+// floor control of Poly room systems) on the same pairs: it listens on TCP
+// on each leg's RTP port number (a TCP and a UDP socket on one port number
+// are independent, and the pool's pair keeps the number from being handed
+// out twice), admits one connection per leg from the signalled or registered
+// IP only, and copies the bytes between the two connections without
+// terminating TLS.
+//
 // A [Pool] hands out even/odd port pairs from a range. A released pair keeps
 // its sockets bound and discards whatever arrives for the drain time before
 // the ports can be handed out again, so a new call never inherits the media
