@@ -155,8 +155,7 @@ func (s *TCPStream) acceptLoop(side Side) {
 			time.Sleep(10 * time.Millisecond) // EMFILE and the like: do not spin
 			continue
 		}
-		ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-		src := ap.Addr().Unmap()
+		src := tcpAddrPort(c.RemoteAddr()).Addr()
 		s.mu.Lock()
 		switch {
 		case s.closed:
@@ -286,10 +285,21 @@ func (s *TCPStream) Connected(side Side) (netip.AddrPort, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c := s.legs[side].conn; c != nil {
-		ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), err == nil
+		ap := tcpAddrPort(c.RemoteAddr())
+		return ap, ap.IsValid()
 	}
 	return netip.AddrPort{}, false
+}
+
+// tcpAddrPort returns a TCP address unmapped (a wildcard-bound listener
+// reports IPv4 peers as ::ffff:a.b.c.d); zero if it is not one.
+func tcpAddrPort(a net.Addr) netip.AddrPort {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return netip.AddrPort{}
+	}
+	ap := ta.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // LastRTP returns the last time bytes arrived from either leg, or the

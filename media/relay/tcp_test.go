@@ -2,9 +2,17 @@ package relay
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"io"
+	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -311,4 +319,61 @@ func TestTCPStreamPortTaken(t *testing.T) {
 	_ = l2.Close()
 	a.ReleaseNow()
 	b.ReleaseNow()
+}
+
+// TestTCPStreamSplicesTLS: TCP/TLS/BFCP. The relay does not terminate TLS:
+// the two legs complete a TLS 1.3 handshake with each other through it (the
+// client pins the server's self-signed certificate, as a=fingerprint does)
+// and exchange BFCP inside; the relay counts the encrypted bytes.
+func TestTCPStreamSplicesTLS(t *testing.T) {
+	checkGoroutines(t)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "floor-server"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fingerprint := sha256.Sum256(der)
+
+	p := newTestPool(t, 50*time.Millisecond)
+	s := newTCPStream(t, p, TCPConfig{})
+	s.SetPeer(SideA, TCPPeer{Addr: loopback})
+	s.SetPeer(SideB, TCPPeer{Addr: loopback})
+	server := tls.Server(dialFrom(t, "127.0.0.1", tcpAddr(s, SideB)), &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS13})
+	client := tls.Client(dialFrom(t, "127.0.0.1", tcpAddr(s, SideA)), &tls.Config{
+		InsecureSkipVerify: true, MinVersion: tls.VersionTLS13, // verified by fingerprint below, as RFC 8122 does
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 || sha256.Sum256(raw[0]) != fingerprint {
+				return errors.New("fingerprint mismatch")
+			}
+			return nil
+		}})
+	errc := make(chan error, 1)
+	go func() { errc <- server.Handshake() }()
+	if err := client.Handshake(); err != nil {
+		t.Fatalf("client handshake through the relay: %v", err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("server handshake through the relay: %v", err)
+	}
+	hello, ack := bfcp(11, 1, 0), bfcp(12, 1, 10)
+	if _, err := client.Write(hello); err != nil {
+		t.Fatal(err)
+	}
+	mustRead(t, server, hello)
+	if _, err := server.Write(ack); err != nil {
+		t.Fatal(err)
+	}
+	mustRead(t, client, ack)
+	st := s.Stats()
+	if st.AToB.Bytes <= uint64(len(hello)) || st.BToA.Bytes <= uint64(len(ack)) {
+		t.Fatalf("TLS bytes not counted: %+v", st)
+	}
+	_ = client.Close()
+	_ = server.Close()
 }
