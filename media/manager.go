@@ -88,6 +88,7 @@ type Manager struct {
 	// totals of streams already closed, plus session counters
 	closedPackets, closedBytes, closedDropped, closedLost atomic.Uint64
 	sessionsTotal, timeouts                               atomic.Uint64
+	tcpLog                                                logGate // TCP m-lines rejected
 }
 
 // Stats is the manager-wide snapshot for metrics.

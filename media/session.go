@@ -44,7 +44,8 @@ type Session struct {
 
 	mu        sync.Mutex
 	closed    bool
-	streams   []*stream // by m-line index; nil = none (rejected)
+	streams   []*stream    // by m-line index; nil = none (rejected)
+	tcp       []*tcpStream // TCP m-lines by index (tcpstream.go)
 	peers     [2][]relay.Peer
 	offerMux  []bool // what the pending offer said about rtcp-mux, by index
 	offerHold bool
@@ -119,6 +120,13 @@ func (s *Session) negotiate(from Leg, body []byte, preferred netip.AddrPort, off
 	}
 	var allocErr error
 	for i, md := range info.Media {
+		if !md.Rejected() && md.RelayableTCP() {
+			if opts.Media[i], err = s.negotiateTCP(from, i, md, preferred, offer, allocErr == nil); err != nil {
+				allocErr = err
+			}
+			continue
+		}
+		s.releaseTCP(i)
 		if md.Rejected() || !md.Relayable() {
 			s.release(i)
 			continue
@@ -158,7 +166,7 @@ func (s *Session) negotiate(from Leg, body []byte, preferred netip.AddrPort, off
 		st.SetPeer(from.side(), peer)
 		opts.Media[i] = sdp.Target{Port: st.LocalPort(to.side()), RTCPMux: mux}
 	}
-	for i := len(info.Media); i < len(s.streams); i++ {
+	for i := len(info.Media); i < max(len(s.streams), len(s.tcp)); i++ {
 		s.release(i)
 	}
 	if allocErr != nil {
@@ -283,6 +291,7 @@ func (s *Session) allocate(i int, md sdp.Media) (*stream, error) {
 }
 
 func (s *Session) release(i int) {
+	s.releaseTCP(i)
 	if i >= len(s.streams) || s.streams[i] == nil {
 		return
 	}
@@ -328,7 +337,7 @@ func (s *Session) Streams() []StreamStats {
 		out = append(out, StreamStats{Index: i, Media: st.media.Type, Proto: st.media.Proto,
 			Content: st.media.Content, Label: st.media.Label, Stats: st.Stats()})
 	}
-	return out
+	return s.withTCP(out)
 }
 
 // expired reports whether the media timeout has passed. It reports it once;
@@ -347,6 +356,7 @@ func (s *Session) expired(now time.Time) (string, bool) {
 			}
 		}
 	}
+	last = s.lastTCP(last)
 	limit := s.m.cfg.Timeout
 	if s.hold {
 		limit = s.m.cfg.HoldTimeout
@@ -366,7 +376,7 @@ func (s *Session) Close() {
 		return
 	}
 	s.closed = true
-	for i := range s.streams {
+	for i := range max(len(s.streams), len(s.tcp)) {
 		s.release(i)
 	}
 	s.answer()

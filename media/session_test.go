@@ -39,8 +39,8 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	aDst, bDst := call(t, s, a, b, 1, "sendrecv", "sendrecv")
-	if aDst[3].Port() != 0 || bDst[3].Port() != 0 {
-		t.Fatalf("TCP/BFCP m-line not rejected: %v %v", aDst[3], bDst[3])
+	if aDst[3].Port() == 0 || bDst[3].Port() == 0 || aDst[3] == bDst[3] {
+		t.Fatalf("TCP/BFCP m-line not relayed: %v %v", aDst[3], bDst[3])
 	}
 	for i := range 3 {
 		if aDst[i].Addr() != loopback || aDst[i] == bDst[i] {
@@ -51,7 +51,7 @@ func TestEndToEnd(t *testing.T) {
 		exchange(t, a, b, aDst, bDst, seq)
 	}
 	st := s.Streams()
-	if len(st) != 3 || st[2].Content != "slides" || st[2].AToB.Packets != 3 || st[0].BToA.Lost != 0 {
+	if len(st) != 4 || st[2].Content != "slides" || st[3].Proto != "TCP/BFCP" || st[2].AToB.Packets != 3 || st[0].BToA.Lost != 0 {
 		t.Fatalf("streams %+v", st)
 	}
 
@@ -106,7 +106,7 @@ func TestReinviteAddsContent(t *testing.T) {
 		t.Fatalf("%d streams", len(s.Streams()))
 	}
 	aDst, bDst := call(t, s, a, b, 2, "sendrecv", "sendrecv")
-	if bDst[0] != before[0] || bDst[1] != before[1] || len(s.Streams()) != 3 {
+	if bDst[0] != before[0] || bDst[1] != before[1] || len(s.Streams()) != 4 { // + content video and BFCP
 		t.Fatalf("existing streams moved: %v -> %v", before, bDst)
 	}
 	exchange(t, a, b, aDst, bDst, 1)

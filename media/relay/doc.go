@@ -7,6 +7,14 @@
 // before the ports can be handed out again, so a new call never inherits the media of an old
 // one.
 //
+// A [TCPStream] carries a TCP m-line (BFCP over TCP or TLS, the default
+// floor control of Poly room systems) on the same pairs: it listens on TCP
+// on each leg's RTP port number (a TCP and a UDP socket on one port number
+// are independent, and the pool's pair keeps the number from being handed
+// out twice), admits one connection per leg from the signalled or registered
+// IP only, and copies the bytes between the two connections without
+// terminating TLS.
+//
 // A [Stream] relays one SDP m-line between leg A and leg B with two pairs, one
 // facing each leg. Each socket has exactly one reader goroutine with one
 // reused buffer; the per-packet path (header check, source check, statistics,

@@ -16,9 +16,13 @@
 // the output is checked to parse with pion before it is returned.
 //
 // Non-RTP transports: UDP m-lines that are not RTP (UDP/BFCP, UDP/TLS/BFCP,
-// other UDP protos) are relayed as raw datagrams. TCP m-lines (TCP/BFCP,
-// TCP/TLS/BFCP, TCP/MSRP...) cannot go through the UDP relay; [Relayable]
-// reports false for them and the caller rejects them with port 0, which the
-// RFC 3264 answer rules and BFCP clients (RFC 8856) handle as "content sharing
-// unavailable" rather than a failed call.
+// other UDP protos) are relayed as raw datagrams. TCP m-lines cannot go
+// through the UDP relay ([Media.Relayable] reports false). BFCP over TCP and
+// over TLS on TCP (TCP/BFCP, TCP/TLS/BFCP, RFC 8856) go through the TCP relay
+// ([Media.RelayableTCP]); [Media.SetupRole] reads the RFC 4145 a=setup role
+// (absent means active) and a [Target]'s Setup rewrites it, so the relay can
+// take the passive role toward each leg. a=connection and a=fingerprint pass
+// through untouched. Other TCP protos (TCP/MSRP, which carries addresses in
+// its messages) are rejected with port 0, which the RFC 3264 answer rules
+// handle as "stream unavailable" rather than a failed call.
 package sdp

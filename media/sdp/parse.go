@@ -48,6 +48,11 @@ type Media struct {
 	ICE          bool             `json:"ice"`               // carries a=candidate or a=ice-ufrag
 	Content      string           `json:"content,omitempty"` // a=content (e.g. slides, main)
 	Label        string           `json:"label,omitempty"`   // a=label
+	// Setup is the raw a=setup value (RFC 4145), several joined by "\n";
+	// empty when absent. [Media.SetupRole] interprets it.
+	Setup string `json:"setup,omitempty"`
+	// Connection is the raw a=connection value (new, existing), if any.
+	Connection string `json:"connection,omitempty"`
 }
 
 // Rejected reports a port-0 m-line.
@@ -57,13 +62,13 @@ func (m Media) Rejected() bool { return m.Port == 0 }
 func (m Media) IsRTP() bool { return strings.Contains(strings.ToUpper(m.Proto), "RTP") }
 
 // Relayable reports whether the UDP relay can carry the m-line: RTP, or a
-// non-RTP proto over UDP (UDP/BFCP). TCP-based protos are not relayable.
+// non-RTP proto over UDP (UDP/BFCP). TCP-based protos are not relayable
+// here; see [Media.RelayableTCP].
 func (m Media) Relayable() bool {
-	p := strings.ToUpper(m.Proto)
-	if strings.HasPrefix(p, "TCP") || strings.Contains(p, "/TCP") {
+	if m.IsTCP() {
 		return false
 	}
-	return m.IsRTP() || strings.HasPrefix(p, "UDP")
+	return m.IsRTP() || strings.HasPrefix(strings.ToUpper(m.Proto), "UDP")
 }
 
 // RTPAddr is the signalled RTP destination.
@@ -193,6 +198,13 @@ func (d doc) info() *Session {
 				m.Content = v
 			case "label":
 				m.Label = v
+			case "setup":
+				if m.Setup != "" {
+					m.Setup += "\n"
+				}
+				m.Setup += strings.TrimSpace(v)
+			case "connection":
+				m.Connection = strings.TrimSpace(v)
 			}
 		}
 		if rtcpVal != "" {

@@ -18,6 +18,10 @@ type Target struct {
 	// RTCPMux keeps an a=rtcp-mux attribute; when false it is removed.
 	// It is never added.
 	RTCPMux bool
+	// Setup, when set, replaces the m-line's a=setup (RFC 4145) with this
+	// role, or adds it after the other attributes when absent; duplicate
+	// a=setup lines are dropped. Empty leaves a=setup as it is.
+	Setup Setup
 }
 
 // Options drive [Rewrite].
@@ -172,8 +176,29 @@ func rewritePion(sd *psdp.SessionDescription, o Options, hp holdPolicy) {
 				attrs[j].Value = rtcpValue(t, o.Addr)
 			}
 		}
-		md.Attributes = attrs
+		md.Attributes = setupPion(attrs, t.Setup)
 	}
+}
+
+// setupPion applies Target.Setup to a filtered attribute list.
+func setupPion(in []psdp.Attribute, role Setup) []psdp.Attribute {
+	if role == "" {
+		return in
+	}
+	out, seen := in[:0], false
+	for _, a := range in {
+		if a.Key == "setup" {
+			if seen {
+				continue
+			}
+			a.Value, seen = string(role), true
+		}
+		out = append(out, a)
+	}
+	if !seen {
+		out = append(out, psdp.Attribute{Key: "setup", Value: string(role)})
+	}
+	return out
 }
 
 func filterPion(in []psdp.Attribute, t Target, o Options) []psdp.Attribute {
@@ -270,7 +295,7 @@ func (d doc) rewrite(o Options, hp holdPolicy) []byte {
 		t := o.target(i)
 		emit('m', mediaLine(sec[0].val, t.Port))
 		for _, typ := range []byte(mediaOrder[1:]) {
-			conn := false
+			conn, setup := false, false
 			for _, l := range sec[1:] {
 				if l.typ != typ {
 					continue
@@ -295,6 +320,13 @@ func (d doc) rewrite(o Options, hp holdPolicy) []byte {
 						emit('a', "rtcp:"+rtcpValue(t, o.Addr))
 						continue
 					}
+					if k == "setup" && t.Setup != "" {
+						if !setup {
+							emit('a', "setup:"+string(t.Setup))
+						}
+						setup = true
+						continue
+					}
 					emit('a', l.val)
 				default:
 					emit(typ, l.val)
@@ -302,6 +334,9 @@ func (d doc) rewrite(o Options, hp holdPolicy) []byte {
 			}
 			if typ == 'c' && !conn && !hasSessionConn {
 				emit('c', relay)
+			}
+			if typ == 'a' && !setup && t.Setup != "" {
+				emit('a', "setup:"+string(t.Setup))
 			}
 		}
 	}

@@ -17,13 +17,21 @@ var update = flag.Bool("update", false, "rewrite golden files")
 var relayAddr = netip.MustParseAddr("203.0.113.10")
 
 // optionsFor builds the options a session manager would: one relay port per
-// relayable, non-rejected m-line; rtcp-mux kept where offered.
+// relayable, non-rejected m-line; rtcp-mux kept where offered; TCP BFCP
+// lines whose sender can connect (active, actpass, no a=setup) get a port
+// and a=setup:passive, other TCP lines are rejected.
 func optionsFor(s *Session) Options {
 	o := Options{Addr: relayAddr, Version: 5, StripICE: true}
 	for i, m := range s.Media {
 		t := Target{}
-		if !m.Rejected() && m.Relayable() {
+		switch {
+		case m.Rejected():
+		case m.Relayable():
 			t = Target{Port: 40000 + 2*i, RTCPMux: m.RTCPMux}
+		case m.RelayableTCP():
+			if r, err := m.SetupRole(); err == nil && (r == SetupActive || r == SetupActPass) {
+				t = Target{Port: 40000 + 2*i, Setup: SetupPassive}
+			}
 		}
 		o.Media = append(o.Media, t)
 	}
@@ -177,7 +185,8 @@ func TestRewriteRules(t *testing.T) {
 // TestFallbackMatchesPion: on a body pion accepts, the line-based rewriter
 // must produce the same SDP as the pion path (so the fallback is trustworthy).
 func TestFallbackMatchesPion(t *testing.T) {
-	for _, f := range []string{"polycom_offer.sdp", "cisco_ice_offer.sdp", "hold.sdp", "webrtc_dtls.sdp"} {
+	for _, f := range []string{"polycom_offer.sdp", "cisco_ice_offer.sdp", "hold.sdp", "webrtc_dtls.sdp",
+		"poly_tcp_bfcp_offer.sdp", "poly_tcp_bfcp_answer.sdp", "tcp_tls_bfcp_offer.sdp", "tcp_bfcp_roles.sdp"} {
 		t.Run(f, func(t *testing.T) {
 			in := readFile(t, "testdata/golden/"+f)
 			s, _ := Parse(in)
