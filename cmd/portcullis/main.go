@@ -100,12 +100,17 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	log := logging.New(stderr, cfg.Log.Level, cfg.Log.Format)
 	startPprof(log)
+	stopWithGoRun(log)
 	tuneRuntime(log)
 	node, err := sbc.New(cfg, log)
 	if err != nil {
 		log.Error("cannot build node", "error", err)
 		return 1
 	}
+	// Catch the stop signals before anything can be seen to run: once the banner is out a signal
+	// must drain or stop the node, never kill it with the default action.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := node.Start(ctx); err != nil {
@@ -113,8 +118,6 @@ func serve(args []string, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprint(stderr, node.Banner())
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	sig := <-sigs
 	if sig == syscall.SIGTERM {
 		// Drain: refuse new calls, wait for active ones (bounded); a second signal stops at once.
