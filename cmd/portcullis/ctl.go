@@ -194,15 +194,14 @@ func (c *ctl) dispatch(area string, args []string) error {
 		"registrations": {"": c.registrations, "list": c.registrations},
 		"calls":         {"list": c.callsList, "": c.callsList, "show": c.callsShow, "hangup": c.callsHangup},
 		"records":       {"": c.records, "list": c.records},
-		"bans": {"list": c.bansList, "": c.bansList, "show": c.bansShow, "add": c.bansAdd, "lift": c.bansLift,
-			"remove": c.bansLift},
-		"sites":   {"": c.sitesList, "list": c.sitesList},
-		"lists":   {"show": c.listsShow, "": c.listsShow, "set": c.listsSet, "add": c.listsEdit(true), "remove": c.listsEdit(false)},
-		"events":  {"": c.events, "list": c.events},
-		"cluster": {"members": c.clusterMembers, "leader": c.clusterLeader, "join": c.clusterJoin, "remove": c.clusterRemove},
-		"tokens":  {"list": c.tokensList, "": c.tokensList, "create": c.tokensCreate, "revoke": c.tokensRevoke},
-		"audit":   {"": c.audit, "list": c.audit},
-		"health":  {"": c.health},
+		"bans":          {"list": c.bansList, "": c.bansList, "show": c.bansShow, "add": c.bansAdd, "lift": c.bansLift, "remove": c.bansLift},
+		"sites":         {"": c.sitesList, "list": c.sitesList},
+		"lists":         {"show": c.listsShow, "": c.listsShow, "set": c.listsSet, "add": c.listsEdit(true), "remove": c.listsEdit(false)},
+		"events":        {"": c.events, "list": c.events},
+		"cluster":       {"members": c.clusterMembers, "leader": c.clusterLeader, "join": c.clusterJoin, "remove": c.clusterRemove},
+		"tokens":        {"list": c.tokensList, "": c.tokensList, "create": c.tokensCreate, "revoke": c.tokensRevoke},
+		"audit":         {"": c.audit, "list": c.audit},
+		"health":        {"": c.health},
 	}
 	verbs, ok := table[area]
 	if !ok {
