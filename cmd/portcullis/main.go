@@ -70,35 +70,48 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func loadConfig(name string, args []string, stderr io.Writer) (config.Config, bool) {
+// loadConfig parses --config and runs config.Check, the one validation of every command; it
+// returns the warnings for the caller to print or log.
+func loadConfig(name string, args []string, stderr io.Writer) (config.Config, []config.Warning, bool) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "YAML config file (default: built-in defaults)")
 	if err := fs.Parse(args); err != nil {
-		return config.Config{}, false
+		return config.Config{}, nil, false
 	}
-	cfg, err := config.Load(*path, os.Environ())
+	cfg, warns, err := config.Check(*path, os.Environ())
 	if err != nil {
 		fmt.Fprintf(stderr, "portcullis: config: %v\n", err)
-		return cfg, false
+		return cfg, nil, false
 	}
-	return cfg, true
+	return cfg, warns, true
 }
 
 func check(args []string, stdout, stderr io.Writer) int {
-	if _, ok := loadConfig("check", args, stderr); !ok {
+	_, warns, ok := loadConfig("check", args, stderr)
+	if !ok {
 		return 1
+	}
+	for _, w := range warns {
+		fmt.Fprintf(stderr, "portcullis: config: warning: %s\n", w)
+	}
+	if len(warns) > 0 {
+		fmt.Fprintf(stdout, "config OK, with %d warning(s)\n", len(warns))
+		return 0
 	}
 	fmt.Fprintln(stdout, "config OK")
 	return 0
 }
 
 func serve(args []string, stderr io.Writer) int {
-	cfg, ok := loadConfig("serve", args, stderr)
+	cfg, warns, ok := loadConfig("serve", args, stderr)
 	if !ok {
 		return 1
 	}
 	log := logging.New(stderr, cfg.Log.Level, cfg.Log.Format)
+	for _, w := range warns {
+		log.Warn("config: " + w.String())
+	}
 	startPprof(log)
 	stopWithGoRun(log)
 	tuneRuntime(log)
