@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -185,4 +186,44 @@ func TestCheckWarns(t *testing.T) {
 	if !strings.Contains(out.String(), "3 warning(s)") || strings.Contains(errb.String(), "change-me-boardroom") {
 		t.Errorf("stdout %q stderr %q", out.String(), errb.String())
 	}
+}
+
+// TestHealthFollowsServingConfig: `portcullis health` with no --config (the container's
+// HEALTHCHECK) probes the port the running `serve --config FILE` listens on, not the default
+// 5060, even when run from another directory with none of serve's environment.
+func TestHealthFollowsServingConfig(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	port := testpeer.FreeUDPPort(t)
+	cfg := fmt.Sprintf("node:\n  data_dir: data\nsip:\n  listen: [udp://0.0.0.0:%d]\nmedia:\n  bind: 127.0.0.1\n  ports: 33100-33199\n"+
+		"turn:\n  listen: []\nadmin:\n  listen: 127.0.0.1:%d\ncluster:\n  bind: 127.0.0.1:%d\n",
+		port, testpeer.FreeTCPPort(t), testpeer.FreeTCPPort(t))
+	if err := os.WriteFile(filepath.Join(dir, "node.yaml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := exec.Command(bin, "serve", "--config", "node.yaml") // relative: to serve's directory
+	srv.Dir = dir
+	srv.Env = append(os.Environ(), "PORTCULLIS_LOG_LEVEL=warn")
+	stderr, err := srv.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	sc := bufio.NewScanner(stderr)
+	var logs strings.Builder
+	for sc.Scan() && !strings.Contains(sc.Text(), "SIP      udp://") {
+		logs.WriteString(sc.Text() + "\n")
+	}
+	go io.Copy(io.Discard, stderr)
+	h := exec.Command(bin, "health", "--timeout", "5s")
+	h.Dir = t.TempDir()
+	h.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := h.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), fmt.Sprintf("127.0.0.1:%d", port)) || !strings.Contains(string(out), "answered 200") {
+		t.Fatalf("health: %v\n%s\nserve:\n%s", err, out, logs.String())
+	}
+	t.Logf("%s", out)
 }
