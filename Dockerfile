@@ -57,6 +57,8 @@ VOLUME ["/data"]
 EXPOSE 5060/udp 5060/tcp 5061/tcp 3478/udp 8443/tcp 7000/tcp
 # SIGTERM drains calls (up to node.drain_timeout, 30s): give `docker stop` a longer --time.
 STOPSIGNAL SIGTERM
+# `portcullis health` with no flags probes the running `serve` as it was started (its --config and
+# environment, read from /proc), so a mounted config needs no change here.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["/usr/local/bin/portcullis", "health"]
 ENTRYPOINT ["/usr/local/bin/portcullis"]

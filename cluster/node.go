@@ -164,7 +164,7 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 
 func (n *Node) startRaft(ctx context.Context, joinAddrs []string) error {
 	cfg := &n.cfg
-	hl := newHCLog(cfg.Logger.With("node", cfg.NodeID), "raft")
+	hl := newHCLog(cfg.Logger, "raft", "node", cfg.NodeID)
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  &raftLayer{m: n.mux, closed: make(chan struct{})},
 		MaxPool: 3,

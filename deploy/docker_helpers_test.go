@@ -117,7 +117,10 @@ func (d *docker) buildImage() string {
 	t.Helper()
 	root := repoRoot(t)
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	// No wall-clock limit of its own: a cold build (the Go base image, go mod vendor, docker
+	// build compiling every package) on a loaded 2-core machine takes what it takes; only the
+	// test binary's -timeout bounds it.
+	ctx, cancel := testContext(t)
 	defer cancel()
 
 	cmd := exec.CommandContext(ctx, "sh", filepath.Join(root, "deploy/docker/make-base-images.sh"))
@@ -157,6 +160,16 @@ func (d *docker) buildImage() string {
 	t.Logf("image %s built in %s (docker build alone %s): size %.1f MB (%d bytes)", tag,
 		time.Since(start).Round(time.Second), time.Since(buildStart).Round(time.Second), float64(size)/1e6, size)
 	return tag
+}
+
+// testContext is canceled at the test's own deadline (go test -timeout), shortly before the
+// binary would panic, so a hung build ends with its output; without a deadline it is never
+// canceled. Builds use it instead of a fixed limit.
+func testContext(t *testing.T) (context.Context, context.CancelFunc) {
+	if dl, ok := t.Deadline(); ok {
+		return context.WithDeadline(context.Background(), dl.Add(-30*time.Second))
+	}
+	return context.WithCancel(context.Background())
 }
 
 // copyTree copies the working tree at src to dst: everything but .git, data directories and

@@ -36,6 +36,7 @@ func TestDocker(t *testing.T) {
 	image := d.buildImage()
 	t.Run("single node without config", func(t *testing.T) { testSingleNode(d.forT(t), image) })
 	t.Run("example configs pass check in the image", func(t *testing.T) { testConfigsInImage(d.forT(t), image) })
+	t.Run("healthcheck follows a mounted config", func(t *testing.T) { testHealthWithConfig(d.forT(t), image) })
 	t.Run("three-node cluster", func(t *testing.T) { testCluster(d.forT(t), image) })
 	t.Run("compose cluster", func(t *testing.T) { testCompose(d.forT(t), image) })
 	t.Logf("container test total %s", time.Since(start).Round(time.Second))
@@ -112,6 +113,25 @@ func testSingleNode(d *docker, image string) {
 		return nil
 	})
 	t.Logf("HEALTHCHECK healthy %s after the node answered", took.Round(time.Second))
+}
+
+// testHealthWithConfig: with a mounted config that moves SIP off 5060 (`serve --config FILE`),
+// the image's HEALTHCHECK (`portcullis health`, no flags) probes the port the node listens on
+// and reports healthy.
+func testHealthWithConfig(d *docker, image string) {
+	t := d.t
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	cfg := filepath.Join(dir, "portcullis.yaml")
+	mustWrite(t, cfg, []byte("sip:\n  listen: [udp://0.0.0.0:5070, tcp://0.0.0.0:5070]\nturn:\n  listen: []\n"), 0o644)
+	c := d.start("health", "-v", cfg+":/etc/portcullis/portcullis.yaml:ro", image, "serve", "--config", "/etc/portcullis/portcullis.yaml")
+	took := eventually(t, "container healthy", 90*time.Second, time.Second, func() error {
+		if s := d.must("inspect", "-f", "{{.State.Health.Status}}", c.name); s != "healthy" {
+			return fmt.Errorf("health status %q: %s", s, d.must("inspect", "-f", "{{range .State.Health.Log}}{{.Output}}{{end}}", c.name))
+		}
+		return nil
+	})
+	t.Logf("HEALTHCHECK healthy %s after start with SIP on 5070 from a mounted config", took.Round(time.Second))
 }
 
 // testConfigsInImage runs `portcullis check` in the image on the example configs that ship with

@@ -35,7 +35,7 @@ func (n *Node) startAdmin() error {
 		t := n.turn
 		deps.TURN = func() turn.Stats { return t.Stats() }
 	}
-	srv, err := admin.New(admin.FromConfig(n.cfg, n.cfg.Node.ID, n.log.With("component", "admin")), deps)
+	srv, err := admin.New(admin.FromConfig(n.cfg, n.cfg.Node.ID, n.log), deps) // admin adds component=admin
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}

@@ -121,21 +121,7 @@ func boundAddr(a net.Addr) netip.AddrPort {
 
 // primaryIP is the address peers should use when we listen on 0.0.0.0: the first global unicast
 // IPv4 address of an interface that is up, or 127.0.0.1.
-func primaryIP() netip.Addr {
-	ifaces, _ := net.Interfaces()
-	for _, ifc := range ifaces {
-		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
-			continue
-		}
-		addrs, _ := ifc.Addrs()
-		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() && p.Addr().IsGlobalUnicast() {
-				return p.Addr()
-			}
-		}
-	}
-	return netip.MustParseAddr("127.0.0.1")
-}
+func primaryIP() netip.Addr { return config.PrimaryIP() }
 
 // advertiseHost is the host we put in Via/Contact for a listener.
 func (n *Node) advertiseHost(b Bound) string {

@@ -20,10 +20,7 @@ import (
 // same pool.
 func (n *Node) startMedia() error {
 	m := n.cfg.Media
-	adv := m.Advertise
-	if !adv.IsValid() && m.Bind.IsUnspecified() {
-		adv = primaryIP()
-	}
+	adv := m.AdvertiseAddr() // SDP and TURN relay address alike, defaulted as documented
 	mm, err := media.NewManager(media.Config{
 		BindAddr: m.Bind, Advertise: adv, PortMin: m.Ports.Min, PortMax: m.Ports.Max,
 		Drain: m.Drain.D(), LatchWindow: m.LatchWindow.D(), Timeout: m.Timeout.D(), HoldTimeout: m.HoldTimeout.D(),

@@ -616,11 +616,15 @@ type RecordQuery struct {
 	EndReason string
 	Since     time.Time // ended at or after
 	Until     time.Time // ended before
-	AfterSeq  uint64    // paging: records with Seq > AfterSeq
+	AfterSeq  uint64    // paging, oldest first: records with Seq > AfterSeq
 	Limit     int       // 0: 100
+	// Newest returns the newest records first; BeforeSeq pages on (records with Seq < BeforeSeq,
+	// 0: from the newest).
+	Newest    bool
+	BeforeSeq uint64
 }
 
-// Records returns call records matching q in Seq order.
+// Records returns call records matching q in Seq order (reversed with q.Newest).
 func (s *State) Records(q RecordQuery) []CallRecord {
 	limit := q.Limit
 	if limit <= 0 {
@@ -628,13 +632,30 @@ func (s *State) Records(q RecordQuery) []CallRecord {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	match := func(r CallRecord) bool {
+		return !(q.Room != "" && r.Room != q.Room || q.EndReason != "" && r.EndReason != q.EndReason ||
+			!q.Since.IsZero() && r.Ended.Before(q.Since) || !q.Until.IsZero() && !r.Ended.Before(q.Until))
+	}
+	var out []CallRecord
+	if q.Newest {
+		end := len(s.records)
+		if q.BeforeSeq > 0 {
+			end, _ = slices.BinarySearchFunc(s.records, q.BeforeSeq, func(r CallRecord, seq uint64) int {
+				return cmp.Compare(r.Seq, seq)
+			})
+		}
+		for i := end - 1; i >= 0 && len(out) < limit; i-- {
+			if match(s.records[i]) {
+				out = append(out, s.records[i])
+			}
+		}
+		return out
+	}
 	start, _ := slices.BinarySearchFunc(s.records, q.AfterSeq+1, func(r CallRecord, seq uint64) int {
 		return cmp.Compare(r.Seq, seq)
 	})
-	var out []CallRecord
 	for _, r := range s.records[start:] {
-		if q.Room != "" && r.Room != q.Room || q.EndReason != "" && r.EndReason != q.EndReason ||
-			!q.Since.IsZero() && r.Ended.Before(q.Since) || !q.Until.IsZero() && !r.Ended.Before(q.Until) {
+		if !match(r) {
 			continue
 		}
 		out = append(out, r)

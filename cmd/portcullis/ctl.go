@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
@@ -25,6 +26,8 @@ import (
 
 	"github.com/portcullis-sbc/portcullis/cluster"
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/media"
+	"github.com/portcullis-sbc/portcullis/media/relay"
 	"github.com/portcullis-sbc/portcullis/sbc/admin"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
 	"github.com/portcullis-sbc/portcullis/sbc/guard"
@@ -46,8 +49,9 @@ areas and commands:
   rooms passwd NAME (--generate | --password-stdin | --password P) [--drop-registrations]
   registrations [--room NAME]
   calls list [--room NAME] | show ID | hangup ID
-  records [--room NAME] [--reason R] [--since T] [--until T] [--limit N] [--cursor C] [--all]
-  bans list | show PREFIX | lift PREFIX
+  records [--room NAME] [--reason R] [--since T] [--until T] [--limit N] [--cursor C] [--all] [--oldest]
+                        newest first (--oldest: oldest first)
+  bans list | show PREFIX | lift PREFIX (or remove PREFIX)
   bans add PREFIX [--duration 1h] [--reason TEXT] [--force]
   sites                 addresses rooms registered from: their rooms, budget, demotion
   lists show | set [--allow a,b] [--deny a,b] [--scanner-ua a,b]
@@ -69,6 +73,7 @@ type ctl struct {
 	timeout                           time.Duration
 	stdout, stderr                    io.Writer
 	client                            *http.Client
+	usage                             func() // the -h text when not ctl's (portcullis token)
 }
 
 // usageError is a command line mistake (exit status 2).
@@ -150,6 +155,9 @@ func (c *ctl) flags(name string) *flag.FlagSet {
 // the number of arguments.
 func (c *ctl) parse(fs *flag.FlagSet, args []string, min, max int, usage string) ([]string, error) {
 	fs.Usage = func() { fmt.Fprintf(c.stderr, "usage: portcullis ctl %s\n", usage); fs.PrintDefaults() }
+	if c.usage != nil {
+		fs.Usage = c.usage
+	}
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -186,7 +194,7 @@ func (c *ctl) dispatch(area string, args []string) error {
 		"registrations": {"": c.registrations, "list": c.registrations},
 		"calls":         {"list": c.callsList, "": c.callsList, "show": c.callsShow, "hangup": c.callsHangup},
 		"records":       {"": c.records, "list": c.records},
-		"bans":          {"list": c.bansList, "": c.bansList, "show": c.bansShow, "add": c.bansAdd, "lift": c.bansLift},
+		"bans":          {"list": c.bansList, "": c.bansList, "show": c.bansShow, "add": c.bansAdd, "lift": c.bansLift, "remove": c.bansLift},
 		"sites":         {"": c.sitesList, "list": c.sitesList},
 		"lists":         {"show": c.listsShow, "": c.listsShow, "set": c.listsSet, "add": c.listsEdit(true), "remove": c.listsEdit(false)},
 		"events":        {"": c.events, "list": c.events},
@@ -230,7 +238,7 @@ func (c *ctl) connect() error {
 		c.token = strings.TrimSpace(string(b))
 	}
 	if c.token == "" {
-		return usagef("no API token: set PORTCULLIS_TOKEN (or --token-file); create one with `portcullis token create --scope admin --name NAME` on the node")
+		return usagef("no API token: set PORTCULLIS_TOKEN (or --token-file); create one with `portcullis token create --scope admin --name NAME --config FILE` (or --data-dir DIR) on the node")
 	}
 	if !strings.Contains(c.api, "://") {
 		c.api = "http://" + c.api
@@ -675,15 +683,45 @@ func (c *ctl) callsShow(args []string) error {
 		row(w, "node:", d.Node)
 		row(w, "started:", d.Started)
 		row(w, "answered:", d.Answered)
-		if len(d.Media) > 0 {
-			var buf bytes.Buffer
-			if json.Indent(&buf, d.Media, "  ", "  ") == nil {
-				row(w, "media:", "")
-				w.Flush()
-				fmt.Fprintf(c.stdout, "  %s\n", buf.String())
+		if streams := mediaStreams(d.Media); len(streams) > 0 {
+			w.Flush()
+			fmt.Fprintln(c.stdout, "media:")
+			mw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+			row(mw, "  STREAM", "DIRECTION", "PACKETS", "BYTES", "LOST", "JITTER", "FROM", "RELAY PORT")
+			for _, st := range streams {
+				name := fmt.Sprintf("%d %s", st.Index, st.Media)
+				if st.Content != "" {
+					name += " (" + st.Content + ")"
+				}
+				for _, dir := range []struct {
+					label string
+					s     relay.DirectionStats
+					from  netip.AddrPort
+					port  int
+				}{{"a->b", st.AToB, st.LatchedA, st.PortA}, {"b->a", st.BToA, st.LatchedB, st.PortB}} {
+					from := "not latched"
+					if dir.from.IsValid() {
+						from = dir.from.String()
+					}
+					row(mw, "  "+name, dir.label, dir.s.Packets, dir.s.Bytes, dir.s.Lost,
+						strconv.FormatFloat(dir.s.JitterMs, 'f', 1, 64)+" ms", from, dir.port)
+				}
 			}
+			mw.Flush()
+		} else if len(d.Media) > 0 && string(d.Media) != "null" {
+			row(w, "media:", "(unreadable: see -o json)")
 		}
 	})
+}
+
+// mediaStreams decodes a call's media statistics (GET /calls/{id} "media"); nil when there are
+// none or they are not streams.
+func mediaStreams(raw json.RawMessage) []media.StreamStats {
+	var streams []media.StreamStats
+	if len(raw) == 0 || json.Unmarshal(raw, &streams) != nil {
+		return nil
+	}
+	return streams
 }
 
 func (c *ctl) callsHangup(args []string) error {
@@ -706,7 +744,8 @@ func (c *ctl) records(args []string) error {
 	limit := fs.Int("limit", 0, "page size (1-1000, default 100)")
 	cur := fs.String("cursor", "", "continue after this cursor (printed after a page)")
 	all := fs.Bool("all", false, "fetch every page")
-	if _, err := c.parse(fs, args, 0, 0, "records [--room NAME] [--reason R] [--since T] [--until T] [--limit N] [--cursor C] [--all]"); err != nil {
+	oldest := fs.Bool("oldest", false, "oldest first (default: newest first)")
+	if _, err := c.parse(fs, args, 0, 0, "records [--room NAME] [--reason R] [--since T] [--until T] [--limit N] [--cursor C] [--all] [--oldest]"); err != nil {
 		return err
 	}
 	lim := ""
@@ -717,12 +756,16 @@ func (c *ctl) records(args []string) error {
 		Items      []json.RawMessage `json:"items"`
 		NextCursor string            `json:"next_cursor"`
 	}
+	order := "newest"
+	if *oldest {
+		order = "oldest"
+	}
 	var items []json.RawMessage
 	next := *cur
 	for {
 		var p page
 		if _, err := c.get("/records"+query("room", *room, "end_reason", *reason, "since", *since, "until", *until,
-			"limit", lim, "cursor", next), &p); err != nil {
+			"order", order, "limit", lim, "cursor", next), &p); err != nil {
 			return err
 		}
 		items = append(items, p.Items...)
@@ -745,7 +788,11 @@ func (c *ctl) records(args []string) error {
 		}
 	})
 	if err == nil && c.output == "table" && next != "" {
-		fmt.Fprintf(c.stderr, "more records: --cursor %s (or --all)\n", next)
+		more := "older"
+		if *oldest {
+			more = "newer"
+		}
+		fmt.Fprintf(c.stderr, "%s records: --cursor %s (or --all)\n", more, next)
 	}
 	return err
 }
@@ -830,7 +877,7 @@ func (c *ctl) bansAdd(args []string) error {
 }
 
 func (c *ctl) bansLift(args []string) error {
-	pos, err := c.parse(c.flags("bans lift"), args, 1, 1, "bans lift PREFIX")
+	pos, err := c.parse(c.flags("bans lift"), args, 1, 1, "bans lift|remove PREFIX")
 	if err != nil {
 		return err
 	}
@@ -1238,6 +1285,12 @@ Manages admin API tokens through the node's local socket (DATA_DIR/admin.sock), 
 node's user (or root) may open: this is how the first token is made. The secret of a new token
 is printed once, alone on stdout, so that TOKEN=$(portcullis token create ...) works.
 
+Name the node as you started it: --config FILE (its node.data_dir is used, and PORTCULLIS_*
+variables apply as for serve) or --data-dir DIR; without either, ./data of the current
+directory. Examples:
+  portcullis token create --scope admin --name ops --config /etc/portcullis/portcullis.yaml
+  portcullis token create --scope read --name dashboard --data-dir /var/lib/portcullis
+
 flags:
 `
 
@@ -1251,13 +1304,30 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("config", "", "the node's config file, to find its data dir")
 	sock := fs.String("socket", "", "the token socket (default: DATA_DIR/"+admin.SocketName+")")
 	output := fs.String("o", "table", "output: table or json")
-	fs.Usage = func() { fmt.Fprint(stderr, tokenUsage); fs.PrintDefaults() }
+	help := false
+	fs.Usage = func() {
+		w := stderr
+		if help {
+			w = stdout
+		}
+		fmt.Fprint(w, tokenUsage)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(stderr)
+	}
 	if len(args) == 0 {
 		fs.Usage()
 		return 2
 	}
 	verb := args[0]
-	c := &ctl{stdout: stdout, stderr: stderr, output: "table"}
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" || a == "help" && a == verb {
+			help = true
+			fs.Usage()
+			return 0
+		}
+	}
+	c := &ctl{stdout: stdout, stderr: stderr, output: "table", usage: fs.Usage}
 	pos, err := c.parse(fs, args[1:], 0, 1, "token create|list|revoke")
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -1303,7 +1373,8 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 		res, err := client.Do(req)
 		if err != nil {
 			return nil, fmt.Errorf("cannot reach the node's token socket %s: %w\n"+
-				"(is `portcullis serve` running with this data dir, and are you its user or root?)", path, err)
+				"(is `portcullis serve` running with this data dir, and are you its user or root? Name the node's data dir "+
+				"with --config FILE, the file serve runs with, or --data-dir DIR)", path, err)
 		}
 		defer res.Body.Close()
 		b, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))

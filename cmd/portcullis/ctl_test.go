@@ -333,8 +333,9 @@ func propose(t *testing.T, n *ctlNode, c state.Command) {
 
 // ctlCalls is the call control of the test node.
 type ctlCalls struct {
-	mu   sync.Mutex
-	hung []string
+	mu    sync.Mutex
+	hung  []string
+	media map[string]any // MediaStats by call ID
 }
 
 func (c *ctlCalls) Hangup(ctx context.Context, id string) error {
@@ -344,7 +345,12 @@ func (c *ctlCalls) Hangup(ctx context.Context, id string) error {
 	return nil
 }
 
-func (c *ctlCalls) MediaStats(id string) (any, bool) { return nil, false }
+func (c *ctlCalls) MediaStats(id string) (any, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.media[id]
+	return m, ok
+}
 
 func (c *ctlCalls) hungUp() []string {
 	c.mu.Lock()

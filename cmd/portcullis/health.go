@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,7 +19,9 @@ import (
 )
 
 // health runs `portcullis health [--config FILE] [--timeout 3s]`: it loads the configuration the
-// way serve does (file, then PORTCULLIS_* environment), sends a SIP OPTIONS over UDP to the
+// way serve does (file, then PORTCULLIS_* environment); without --config it takes the file and
+// the environment of the `portcullis serve` running on this host (so a container's HEALTHCHECK
+// follows a mounted --config), and the built-in defaults only when there is none. It sends a SIP OPTIONS over UDP to the
 // node's first UDP listener on this host (0.0.0.0 is asked on 127.0.0.1) and exits 0 on a 2xx
 // answer, 1 otherwise with one line on stderr. The node answers SIP only once it has joined its
 // cluster and a leader is known, so this is also a readiness check.
@@ -32,9 +36,20 @@ func health(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := config.Load(*path, os.Environ())
+	cfgPath, environ, from := *path, os.Environ(), ""
+	if cfgPath == "" {
+		if p, env, pid, ok := servingNode(); ok {
+			cfgPath, environ = p, env
+			from = fmt.Sprintf(" (node pid %d", pid)
+			if p != "" {
+				from += ", --config " + p
+			}
+			from += ")"
+		}
+	}
+	cfg, err := config.Load(cfgPath, environ)
 	if err != nil {
-		fmt.Fprintf(stderr, "unhealthy: config: %v\n", err)
+		fmt.Fprintf(stderr, "unhealthy: config%s: %v\n", from, err)
 		return 1
 	}
 	var target netip.AddrPort
@@ -57,14 +72,14 @@ func health(args []string, stdout, stderr io.Writer) int {
 	}
 	code, err := sipOptions(target, *timeout)
 	if err != nil {
-		fmt.Fprintf(stderr, "unhealthy: SIP OPTIONS to %s: %v\n", target, err)
+		fmt.Fprintf(stderr, "unhealthy: SIP OPTIONS to %s%s: %v\n", target, from, err)
 		return 1
 	}
 	if code < 200 || code > 299 {
-		fmt.Fprintf(stderr, "unhealthy: SIP OPTIONS to %s answered %d\n", target, code)
+		fmt.Fprintf(stderr, "unhealthy: SIP OPTIONS to %s%s answered %d\n", target, from, code)
 		return 1
 	}
-	fmt.Fprintf(stdout, "healthy: SIP OPTIONS to %s answered %d\n", target, code)
+	fmt.Fprintf(stdout, "healthy: SIP OPTIONS to %s%s answered %d\n", target, from, code)
 	return 0
 }
 
@@ -117,4 +132,89 @@ func sipOptions(target netip.AddrPort, timeout time.Duration) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("no answer within %s", timeout)
+}
+
+// servingNode finds the `portcullis serve` process on this host through /proc: one running this
+// very binary first (as in a container, or under systemd), else any portcullis serve; the lowest
+// PID of those (PID 1 in a container). It returns its --config (absolute: relative to its working
+// directory) and its environment. ok is false when there is none or it cannot be read (another
+// user's process, no /proc).
+func servingNode() (path string, environ []string, pid int, ok bool) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", nil, 0, false
+	}
+	self, _ = filepath.EvalSymlinks(self)
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return "", nil, 0, false
+	}
+	pids := []int{}
+	for _, e := range entries {
+		if n, err := strconv.Atoi(e.Name()); err == nil && n != os.Getpid() {
+			pids = append(pids, n)
+		}
+	}
+	slices.Sort(pids)
+	for _, sameBinary := range []bool{true, false} {
+		if path, environ, pid, ok = findServe(pids, self, sameBinary); ok {
+			return path, environ, pid, ok
+		}
+	}
+	return "", nil, 0, false
+}
+
+func findServe(pids []int, self string, sameBinary bool) (path string, environ []string, pid int, ok bool) {
+	for _, p := range pids {
+		dir := "/proc/" + strconv.Itoa(p)
+		raw, err := os.ReadFile(dir + "/cmdline")
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+		if len(args) < 2 || args[1] != "serve" {
+			continue
+		}
+		exe, err := os.Readlink(dir + "/exe")
+		if err != nil || sameBinary && exe != self ||
+			!sameBinary && filepath.Base(exe) != filepath.Base(self) && filepath.Base(args[0]) != "portcullis" {
+			continue
+		}
+		env, err := os.ReadFile(dir + "/environ")
+		if err != nil {
+			continue // not ours to read
+		}
+		for _, kv := range strings.Split(string(env), "\x00") {
+			if kv != "" {
+				environ = append(environ, kv)
+			}
+		}
+		path = serveConfigFlag(args[2:])
+		if path != "" && !filepath.IsAbs(path) {
+			cwd, err := os.Readlink(dir + "/cwd")
+			if err != nil {
+				continue
+			}
+			path = filepath.Join(cwd, path)
+		}
+		return path, environ, p, true
+	}
+	return "", nil, 0, false
+}
+
+// serveConfigFlag returns the value of --config (-config, --config=F) in serve's arguments.
+func serveConfigFlag(args []string) string {
+	for i, a := range args {
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "config" {
+			continue
+		}
+		if hasVal {
+			return val
+		}
+		if i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
 }

@@ -70,42 +70,60 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func loadConfig(name string, args []string, stderr io.Writer) (config.Config, bool) {
+// loadConfig parses --config and runs config.Check, the one validation of every command; it
+// returns the warnings for the caller to print or log.
+func loadConfig(name string, args []string, stderr io.Writer) (config.Config, []config.Warning, bool) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "YAML config file (default: built-in defaults)")
 	if err := fs.Parse(args); err != nil {
-		return config.Config{}, false
+		return config.Config{}, nil, false
 	}
-	cfg, err := config.Load(*path, os.Environ())
+	cfg, warns, err := config.Check(*path, os.Environ())
 	if err != nil {
 		fmt.Fprintf(stderr, "portcullis: config: %v\n", err)
-		return cfg, false
+		return cfg, nil, false
 	}
-	return cfg, true
+	return cfg, warns, true
 }
 
 func check(args []string, stdout, stderr io.Writer) int {
-	if _, ok := loadConfig("check", args, stderr); !ok {
+	_, warns, ok := loadConfig("check", args, stderr)
+	if !ok {
 		return 1
+	}
+	for _, w := range warns {
+		fmt.Fprintf(stderr, "portcullis: config: warning: %s\n", w)
+	}
+	if len(warns) > 0 {
+		fmt.Fprintf(stdout, "config OK, with %d warning(s)\n", len(warns))
+		return 0
 	}
 	fmt.Fprintln(stdout, "config OK")
 	return 0
 }
 
 func serve(args []string, stderr io.Writer) int {
-	cfg, ok := loadConfig("serve", args, stderr)
+	cfg, warns, ok := loadConfig("serve", args, stderr)
 	if !ok {
 		return 1
 	}
 	log := logging.New(stderr, cfg.Log.Level, cfg.Log.Format)
+	for _, w := range warns {
+		log.Warn("config: " + w.String())
+	}
 	startPprof(log)
+	stopWithGoRun(log)
 	tuneRuntime(log)
 	node, err := sbc.New(cfg, log)
 	if err != nil {
 		log.Error("cannot build node", "error", err)
 		return 1
 	}
+	// Catch the stop signals before anything can be seen to run: once the banner is out a signal
+	// must drain or stop the node, never kill it with the default action.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := node.Start(ctx); err != nil {
@@ -113,8 +131,6 @@ func serve(args []string, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprint(stderr, node.Banner())
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	sig := <-sigs
 	if sig == syscall.SIGTERM {
 		// Drain: refuse new calls, wait for active ones (bounded); a second signal stops at once.

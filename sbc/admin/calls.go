@@ -155,8 +155,16 @@ func (s *Server) listRecords(w http.ResponseWriter, r *http.Request, _ Principal
 		return invalid("until", "must be after since")
 	}
 	q := r.URL.Query()
-	recs := s.deps.Store.State().Records(state.RecordQuery{Room: q.Get("room"), EndReason: q.Get("end_reason"),
-		Since: since, Until: until, AfterSeq: after, Limit: limit + 1})
+	rq := state.RecordQuery{Room: q.Get("room"), EndReason: q.Get("end_reason"), Since: since, Until: until,
+		AfterSeq: after, Limit: limit + 1}
+	switch q.Get("order") {
+	case "", "oldest":
+	case "newest":
+		rq.Newest, rq.AfterSeq, rq.BeforeSeq = true, 0, after
+	default:
+		return invalid("order", "must be oldest or newest")
+	}
+	recs := s.deps.Store.State().Records(rq)
 	out := list[state.CallRecord]{Items: recs}
 	if len(recs) > limit {
 		out.Items = recs[:limit]

@@ -146,7 +146,29 @@ func TestRecordsPaging(t *testing.T) {
 		{"until=-5m", "until"},
 		{"since=2h&until=3h", "until"},
 		{"page=2", "page"},
+		{"order=random", "order"},
 	} {
 		wantErr(t, e.do("GET", "/api/v1/records?"+tc.query, e.read, nil), http.StatusBadRequest, CodeInvalid, tc.field)
+	}
+
+	// order=newest: newest first, and the cursor pages toward older records, filters kept.
+	var newest []state.CallRecord
+	path = "/api/v1/records?order=newest&room=b&limit=20"
+	for {
+		var p list[state.CallRecord]
+		e.do("GET", path, e.read, nil).json(t, &p)
+		newest = append(newest, p.Items...)
+		if p.NextCursor == "" {
+			break
+		}
+		path = "/api/v1/records?order=newest&room=b&limit=20&cursor=" + p.NextCursor
+	}
+	if len(newest) != 50 || newest[0].ID != "c245" || newest[49].ID != "c000" {
+		t.Fatalf("newest first: %d records, first %s", len(newest), newest[0].ID)
+	}
+	for i := 1; i < len(newest); i++ {
+		if newest[i].Seq >= newest[i-1].Seq {
+			t.Fatal("newest-first records out of order or repeated")
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"unicode"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/sbc/config"
 	"github.com/portcullis-sbc/portcullis/sbc/digest"
 )
 
@@ -20,8 +21,8 @@ var (
 
 // Limits of room input.
 const (
-	minPassword  = 8
-	maxPassword  = 128
+	minPassword  = config.MinPassword
+	maxPassword  = config.MaxPassword
 	maxPatterns  = 1000
 	maxPatternSz = 256
 )

@@ -55,7 +55,7 @@ func (s *Server) apiRoutes() []route {
 		{"GET", "/api/v1/calls/{id}", R, nil, s.getCall},
 		{"DELETE", "/api/v1/calls/{id}", A, nil, s.hangupCall},
 
-		{"GET", "/api/v1/records", R, []string{"room", "end_reason", "since", "until", "limit", "cursor"}, s.listRecords},
+		{"GET", "/api/v1/records", R, []string{"room", "end_reason", "since", "until", "order", "limit", "cursor"}, s.listRecords},
 
 		{"GET", "/api/v1/guard/lists", R, nil, s.getLists},
 		{"PUT", "/api/v1/guard/lists", A, nil, s.putLists},

@@ -137,9 +137,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/dashboard/", http.StatusFound)
 	})
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, notFound("no such path %q", r.URL.Path))
-	})
+	s.mux.HandleFunc("/", s.fallback)
 	s.handler = s.guardHost(s.mux)
 	return s, nil
 }
@@ -311,8 +309,28 @@ func (s *Server) Close() error {
 }
 
 // apiFallback answers /api/… paths no route matched: 405 with Allow when the path exists with
-// other methods, else 404, in the one error shape.
+// other methods, else 404.
 func (s *Server) apiFallback(w http.ResponseWriter, r *http.Request) {
+	if allow := s.allowed(r, false); len(allow) > 0 {
+		s.methodNotAllowed(w, r, allow)
+		return
+	}
+	s.writeError(w, r, notFound("no such API path %q", r.URL.Path))
+}
+
+// fallback answers the paths outside /api/ that no route matched (health, readiness, metrics,
+// dashboard): 405 with Allow (GET, HEAD) for a wrong method on a path that exists, else 404.
+func (s *Server) fallback(w http.ResponseWriter, r *http.Request) {
+	if allow := s.allowed(r, true); len(allow) > 0 {
+		s.methodNotAllowed(w, r, allow)
+		return
+	}
+	s.writeError(w, r, notFound("no such path %q", r.URL.Path))
+}
+
+// allowed lists the methods a route serves on r's path (other than r's own); withHead adds HEAD
+// after GET (net/http serves HEAD for every GET route).
+func (s *Server) allowed(r *http.Request, withHead bool) []string {
 	var allow []string
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 		if m == r.Method {
@@ -322,15 +340,18 @@ func (s *Server) apiFallback(w http.ResponseWriter, r *http.Request) {
 		probe.Method = m
 		if _, pat := s.mux.Handler(probe); pat != "" && !strings.HasPrefix(pat, "/") {
 			allow = append(allow, m)
+			if m == http.MethodGet && withHead && r.Method != http.MethodHead {
+				allow = append(allow, http.MethodHead)
+			}
 		}
 	}
-	if len(allow) > 0 {
-		w.Header().Set("Allow", strings.Join(allow, ", "))
-		s.writeError(w, r, apiErr(http.StatusMethodNotAllowed, CodeMethodNotAllowed,
-			"%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
-		return
-	}
-	s.writeError(w, r, notFound("no such API path %q", r.URL.Path))
+	return allow
+}
+
+func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request, allow []string) {
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	s.writeError(w, r, apiErr(http.StatusMethodNotAllowed, CodeMethodNotAllowed,
+		"%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 }
 
 // healthz: the process serves HTTP.

@@ -520,3 +520,20 @@ func TestGrafanaDashboardMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestWrongMethodOutsideAPI: the paths outside /api/ (health, readiness, metrics, dashboard)
+// answer a wrong method with 405 and Allow, like the API does, not 404.
+func TestWrongMethodOutsideAPI(t *testing.T) {
+	e := newEnv(t)
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/dashboard/", "/dashboard/app.js"} {
+		for _, method := range []string{"POST", "PUT", "DELETE"} {
+			r := e.do(method, path, e.admin, `{}`)
+			wantErr(t, r, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "")
+			if allow := r.header.Get("Allow"); allow != "GET, HEAD" {
+				t.Errorf("%s %s: Allow %q, want GET, HEAD", method, path, allow)
+			}
+		}
+	}
+	wantErr(t, e.do("POST", "/nothing-here", e.admin, `{}`), http.StatusNotFound, CodeNotFound, "")
+	wantStatus(t, e.do("HEAD", "/healthz", "", nil), http.StatusOK)
+}

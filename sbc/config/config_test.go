@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -30,15 +31,27 @@ func TestDefaultsValid(t *testing.T) {
 }
 
 func TestExampleFileLoads(t *testing.T) {
+	// The annotated reference is the defaults, written out: its examples are all in comments.
 	cfg, err := Load("../../deploy/portcullis.yaml", nil)
 	if err != nil {
 		t.Fatalf("deploy/portcullis.yaml: %v", err)
 	}
-	if len(cfg.Rooms) != 2 || cfg.SIP.Domain != "video.example.com" {
-		t.Fatalf("rooms=%d domain=%q", len(cfg.Rooms), cfg.SIP.Domain)
+	def := Default()
+	if cfg.Node.ID != def.Node.ID || cfg.SIP.Domain != def.SIP.Domain || cfg.Media.Advertise != def.Media.Advertise ||
+		len(cfg.Guard.Deny) != 0 || len(cfg.Rooms) != 0 || !reflect.DeepEqual(cfg.SIP.Listen, def.SIP.Listen) {
+		t.Fatalf("the reference sets live values: node.id %q, sip.domain %q, media.advertise %v, deny %v, %d rooms",
+			cfg.Node.ID, cfg.SIP.Domain, cfg.Media.Advertise, cfg.Guard.Deny, len(cfg.Rooms))
 	}
-	r := cfg.Rooms[0].StateRoom(cfg.SIP.Domain)
-	if r.HA1MD5 != digest.HA1(digest.MD5, "boardroom", "video.example.com", "change-me-boardroom") || r.Inbound != "allowlist" {
+	min, err := Load("../../deploy/portcullis-minimal.yaml", nil)
+	if err != nil {
+		t.Fatalf("deploy/portcullis-minimal.yaml: %v", err)
+	}
+	if min.Node.DataDir != "/var/lib/portcullis" || len(min.Rooms) != 0 {
+		t.Fatalf("minimal config: %+v", min.Node)
+	}
+	// A room's plain password becomes HA1 over the domain.
+	r := Room{Name: "boardroom", Password: "Kq7-vLm2-x9Pz", Inbound: "allowlist"}.StateRoom("video.example.com")
+	if r.HA1MD5 != digest.HA1(digest.MD5, "boardroom", "video.example.com", "Kq7-vLm2-x9Pz") || r.Inbound != "allowlist" {
 		t.Fatalf("room: %+v", r)
 	}
 }

@@ -15,6 +15,7 @@ type FieldError struct {
 	Line  int
 	Field string
 	Msg   string
+	col   int // column of the value, when known (to name the field)
 }
 
 func (e *FieldError) Error() string {

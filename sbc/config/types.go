@@ -20,7 +20,7 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(strings.TrimSpace(n.Value))
 	if err != nil || v < 0 {
-		return &FieldError{Line: n.Line, Msg: fmt.Sprintf("%q is not a duration (examples: 30s, 5m, 12h)", n.Value)}
+		return &FieldError{Line: n.Line, col: n.Column, Msg: fmt.Sprintf("%q is not a duration (examples: 30s, 5m, 12h)", n.Value)}
 	}
 	*d = Duration(v)
 	return nil
@@ -36,7 +36,7 @@ type PortRange struct{ Min, Max int }
 func (p *PortRange) UnmarshalYAML(n *yaml.Node) error {
 	v, err := ParsePortRange(n.Value)
 	if err != nil {
-		return &FieldError{Line: n.Line, Msg: err.Error()}
+		return &FieldError{Line: n.Line, col: n.Column, Msg: err.Error()}
 	}
 	*p = v
 	return nil
@@ -68,7 +68,7 @@ type Listen struct {
 func (l *Listen) UnmarshalYAML(n *yaml.Node) error {
 	v, err := ParseListen(n.Value)
 	if err != nil {
-		return &FieldError{Line: n.Line, Msg: err.Error()}
+		return &FieldError{Line: n.Line, col: n.Column, Msg: err.Error()}
 	}
 	*l = v
 	return nil
@@ -86,9 +86,18 @@ func ParseListen(s string) (Listen, error) {
 	if !ok || (tr != "udp" && tr != "tcp" && tr != "tls") {
 		return Listen{}, fmt.Errorf("%q is not a listener: want udp://IP:PORT, tcp://IP:PORT or tls://IP:PORT", s)
 	}
+	host, portStr, ok := strings.Cut(addr, "]:") // [v6]:port
+	if ok {
+		host += "]"
+	} else if i := strings.LastIndexByte(addr, ':'); i >= 0 {
+		host, portStr = addr[:i], addr[i+1:]
+	}
+	if port, err := strconv.Atoi(portStr); err == nil && (port < 1 || port > 65535) {
+		return Listen{}, fmt.Errorf("%q: port %d is out of range 1-65535", s, port)
+	}
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil || ap.Port() == 0 {
-		return Listen{}, fmt.Errorf("%q: address must be IP:PORT with a literal IP (0.0.0.0 or [::] for all)", s)
+		return Listen{}, fmt.Errorf("%q: address must be IP:PORT with a literal IP (0.0.0.0 or [::] for all), not %q", s, host)
 	}
 	return Listen{Transport: tr, Addr: ap}, nil
 }

@@ -296,6 +296,10 @@ func (c *Config) validateRooms(v *validator) {
 		if r.Password == "" && r.HA1MD5 == "" && r.HA1SHA256 == "" {
 			v.fail(at("password"), "room %q needs password, ha1_md5 or ha1_sha256", r.Name)
 		}
+		if n := len([]rune(r.Password)); r.Password != "" && (n < MinPassword || n > MaxPassword) {
+			v.fail(at("password"), "must be at least %d and at most %d characters (as the admin API requires), not %d",
+				MinPassword, MaxPassword, n)
+		}
 		if r.Password != "" && (r.HA1MD5 != "" || r.HA1SHA256 != "") {
 			v.fail(at("password"), "give either password or ha1_*, not both")
 		}

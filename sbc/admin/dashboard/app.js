@@ -16,11 +16,17 @@
   let timer = null;
   let stream = null; // AbortController of the event stream
   let summary = null; // last /events/summary, updated live by the stream
-  const colours = new Map();
+  const RECORD_ROWS = 20;
 
+  // colour is a rule's colour: a hash of its name (FNV-1a), so the same in every session and
+  // whatever rules were seen before it.
   function colour(rule) {
-    if (!colours.has(rule)) colours.set(rule, PALETTE[colours.size % PALETTE.length]);
-    return colours.get(rule);
+    let h = 0x811c9dc5;
+    for (let i = 0; i < rule.length; i++) {
+      h ^= rule.charCodeAt(i);
+      h = Math.imul(h, 0x01000193) >>> 0;
+    }
+    return PALETTE[h % PALETTE.length];
   }
 
   class AuthError extends Error {}
@@ -173,6 +179,19 @@
       cell(m.healthy ? "healthy" : "unreachable", m.healthy ? "ok" : "bad")]), "No members");
     const healthy = members.filter((m) => m.healthy).length;
     $("n-members").textContent = healthy + " / " + members.length;
+  }
+
+  // renderDown shows that the node does not answer: no "healthy" pill from the last good refresh.
+  function renderDown(why) {
+    const el = $("health");
+    el.textContent = "unreachable";
+    el.className = "pill bad";
+    el.title = why;
+  }
+
+  function renderRecords(records) {
+    fill("records", records.map((r) => [ago(r.ended), r.room, r.direction, cell(r.from, "wrap"), cell(r.to, "wrap"),
+      r.duration ? dur(Math.round(r.duration / 1e9)) : "not answered", r.status || "", r.end_reason]), "No calls yet");
   }
 
   function renderHealth(h) {
@@ -334,10 +353,11 @@
   // ---- refresh cycle ----------------------------------------------------------------------
   async function refresh() {
     try {
-      const [health, rooms, regs, calls, sum, bans, members, leader, events] = await Promise.all([
+      const [health, rooms, regs, calls, sum, bans, members, leader, events, records] = await Promise.all([
         fetchHealth(),
         api("/rooms"), api("/registrations"), api("/calls"), api("/events/summary?hours=24"),
         api("/guard/bans"), api("/cluster/members"), api("/cluster/leader").catch(() => ({})), api("/events?limit=" + FEED_ROWS),
+        api("/records?order=newest&limit=" + RECORD_ROWS),
       ]);
       renderHealth(health);
       renderRegistrations(rooms.items, regs.items);
@@ -347,6 +367,7 @@
       renderBans(bans.items);
       renderMembers(members.items, leader.id);
       renderFeed(events.items);
+      renderRecords(records.items);
       await renderCalls(calls.items);
       $("updated").textContent = "updated " + new Date().toLocaleTimeString();
       document.body.dataset.loaded = "true";
@@ -354,6 +375,7 @@
     } catch (e) {
       if (e instanceof AuthError) { logout(e.message); return false; }
       $("updated").textContent = "update failed: " + e.message;
+      renderDown(e.message);
       return true;
     }
   }
