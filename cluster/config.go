@@ -63,6 +63,9 @@ type Config struct {
 	NodeLostAfter time.Duration
 	// Logger receives the node's logs and Raft's (adapted from hclog). Default: slog.Default().
 	Logger *slog.Logger
+	// Dial, when set, opens the raw TCP connection to another member (mutual TLS runs over
+	// it): a proxy, or a test that cuts a node off. Default: a plain TCP dial.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 
 	// dial replaces the raw TCP dial (tests use it to partition nodes).
 	dial func(ctx context.Context, addr string) (net.Conn, error)
@@ -144,6 +147,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.dial == nil {
+		c.dial = c.Dial
 	}
 
 	if strings.ContainsAny(c.NodeID, " \t\r\n/\\") || len(c.NodeID) > 64 {

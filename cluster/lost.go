@@ -23,11 +23,13 @@ const lostCheckEvery = 200 * time.Millisecond
 // lostTracker is the leader's bookkeeping; guarded by Node.healthMu.
 type lostTracker struct {
 	since    time.Time            // this leadership began: members never reached count from it
+	seen     map[string]time.Time // member -> when this leader first saw it in the configuration
 	declared map[string]time.Time // member -> when it was declared lost
 }
 
 func (t *lostTracker) reset(now time.Time) {
 	t.since = now
+	t.seen = map[string]time.Time{}
 	t.declared = map[string]time.Time{}
 }
 
@@ -54,10 +56,13 @@ func (n *Node) lostSweep(ctx context.Context) {
 		if s.ID == raft.ServerID(n.cfg.NodeID) {
 			continue
 		}
-		last := n.contact[id]
-		if last.Before(n.lost.since) {
-			last = n.lost.since
+		// a member never reached counts from this leadership, or from when it joined
+		seen, ok := n.lost.seen[id]
+		if !ok {
+			seen = now
+			n.lost.seen[id] = now
 		}
+		last := latest(n.contact[id], n.lost.since, seen)
 		at, declared := n.lost.declared[id]
 		switch {
 		case declared && last.After(at):
@@ -84,4 +89,15 @@ func (n *Node) lostSweep(ctx context.Context) {
 		n.log.Warn("member lost: its calls were ended", "member", id, "calls", calls,
 			"unreachable_for", n.cfg.NodeLostAfter)
 	}
+}
+
+// latest returns the latest of ts.
+func latest(ts ...time.Time) time.Time {
+	var l time.Time
+	for _, t := range ts {
+		if t.After(l) {
+			l = t
+		}
+	}
+	return l
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -127,19 +128,27 @@ func (n *Node) pingMembers(ctx context.Context) {
 	if f.Error() != nil {
 		return
 	}
+	// in parallel: a member that does not answer must not delay the others' pings (and make
+	// them look lost)
+	var wg sync.WaitGroup
 	for _, s := range f.Configuration().Servers {
 		if s.ID == raft.ServerID(n.cfg.NodeID) {
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, n.pingInterval())
-		_, err := n.rpc.call(pctx, string(s.Address), &rpcRequest{Op: opPing})
-		cancel()
-		if err == nil {
-			n.healthMu.Lock()
-			n.contact[string(s.ID)] = time.Now()
-			n.healthMu.Unlock()
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pctx, cancel := context.WithTimeout(ctx, n.pingInterval())
+			_, err := n.rpc.call(pctx, string(s.Address), &rpcRequest{Op: opPing})
+			cancel()
+			if err == nil {
+				n.healthMu.Lock()
+				n.contact[string(s.ID)] = time.Now()
+				n.healthMu.Unlock()
+			}
+		}()
 	}
+	wg.Wait()
 }
 
 // Leader returns the leader's ID and address, empty when none is known.

@@ -20,8 +20,11 @@ const (
 	ReasonAdmin = "ended by admin"
 )
 
-// CmdEndCalls ends active calls on behalf of their owner. Never renumber.
-const CmdEndCalls CmdType = 17
+// CmdEndCalls ends active calls on behalf of their owner. Never renumber. It is ignorable: a
+// node running an older binary during a rolling upgrade skips it and keeps the ghost calls (as
+// it did before) rather than stop; it ends them when it restarts on the new binary, which
+// replays the entry.
+const CmdEndCalls CmdType = Ignorable | 17
 
 func init() { cmdNames[CmdEndCalls] = "end-calls" }
 
