@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -38,6 +39,8 @@ type Node struct {
 
 	store   state.Store
 	cluster *cluster.Node // nil when the store was injected (tests of the layers above)
+	// clusterDial replaces the cluster's TCP dial (tests cut a node off the cluster network).
+	clusterDial func(ctx context.Context, addr string) (net.Conn, error)
 
 	media *media.Manager
 	turn  *turn.Server
@@ -71,11 +74,14 @@ type Node struct {
 
 	draining bool
 	mu       sync.Mutex
+
+	ready     chan struct{} // closed once the node serves (ready.go)
+	readyOnce sync.Once
 }
 
 // New builds a node from a validated configuration. Nothing is bound until Start.
 func New(cfg config.Config, log *slog.Logger) (*Node, error) {
-	n := &Node{cfg: cfg, log: log, kick: make(chan struct{}, 1), metrics: admin.NewMetrics()}
+	n := &Node{cfg: cfg, log: log, kick: make(chan struct{}, 1), metrics: admin.NewMetrics(), ready: make(chan struct{})}
 	// sipgo logs whole raw packets on parse errors: give it a rate-limited, trimming logger.
 	sipLog := slog.New(logging.RateLimited(log.Handler(), 5, 10*time.Second)).With("component", "sip")
 	var err error
@@ -101,8 +107,9 @@ func userAgentName(cfg config.Config) string {
 	return "portcullis"
 }
 
-// Start binds every socket and starts serving. It returns once the node is serving, or the
-// first error (then everything started so far is closed).
+// Start binds every socket and starts serving. It returns once the node is ready (it has caught
+// up with the cluster; see ready.go), after at most 30 s of catching up (the node then answers
+// 503 until it is ready), or at the first error (then everything started so far is closed).
 func (n *Node) Start(ctx context.Context) error {
 	if n.store == nil {
 		if err := n.openCluster(ctx); err != nil {
@@ -110,14 +117,6 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 	}
 	n.store = n.metrics.InstrumentStore(n.store) // write latency in /metrics
-	if err := n.applyConfigRooms(ctx); err != nil {
-		n.Close()
-		return err
-	}
-	if err := n.ensureTrunkKey(ctx); err != nil {
-		n.Close()
-		return err
-	}
 	if err := n.startMedia(); err != nil {
 		n.Close()
 		return err
@@ -151,6 +150,7 @@ func (n *Node) Start(ctx context.Context) error {
 		n.Close()
 		return err
 	}
+	n.watchEndedCalls()
 	if err := n.startAdmin(); err != nil {
 		n.Close()
 		return err
@@ -164,26 +164,24 @@ func (n *Node) Start(ctx context.Context) error {
 	n.serveAdmin(bg)
 	n.serveSIP()
 	n.log.Info("node started", "node", n.cfg.Node.ID, "domain", n.cfg.SIP.Domain, "listeners", len(n.bound))
+	n.goBackground(func() { n.becomeReady(bg) })
+	n.awaitReady(ctx)
 	return nil
 }
 
-// openCluster starts this node's Raft member (a one-node cluster by default) and waits until the
-// cluster has a leader, so that the node's first writes succeed.
+// openCluster starts this node's Raft member (a one-node cluster by default). The node is not
+// ready until the member has caught up with the cluster (becomeReady).
 func (n *Node) openCluster(ctx context.Context) error {
 	c := n.cfg.Cluster
 	cc := cluster.DefaultConfig()
 	cc.NodeID, cc.DataDir, cc.Bind, cc.Advertise = n.cfg.Node.ID, n.cfg.Node.DataDir, c.Bind, c.Advertise
 	cc.Join, cc.JoinToken, cc.CACert, cc.Cert, cc.Key = c.Join, c.JoinToken, c.CA, c.Cert, c.Key
 	cc.Logger = n.log
+	cc.Dial = n.clusterDial
+	cc.NodeLostAfter = c.NodeLostAfter.D()
 	cn, err := cluster.Open(ctx, cc)
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
-	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := cn.WaitLeader(wctx); err != nil {
-		cn.Close()
-		return fmt.Errorf("cluster: no leader elected: %w", err)
 	}
 	n.cluster, n.store = cn, cn
 	n.cfg.Node.ID = cn.NodeID() // the recorded or host-name default, when none was configured

@@ -58,6 +58,7 @@ func TestErrorsNameLineAndField(t *testing.T) {
 		{"public admin without tls", "admin:\n  listen: 0.0.0.0:8443\n", ":2:", "admin.listen"},
 		{"tls listener without cert", "sip:\n  listen: [tls://127.0.0.1:5061]\n", "", "sip.tls"},
 		{"turn without udp", "turn:\n  listen: [tcp://127.0.0.1:3478]\n", ":2:", "turn.listen"},
+		{"node lost too soon", "cluster:\n  bind: 127.0.0.1:7000\n  node_lost_after: 100ms\n", ":3:", "cluster.node_lost_after"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
