@@ -56,8 +56,16 @@ type Config struct {
 	SnapshotThreshold uint64
 	// SnapshotInterval: how often to check whether a snapshot is due. Default: 60s.
 	SnapshotInterval time.Duration
+	// NodeLostAfter: a member the leader has not reached for this long is lost, and the calls
+	// it bridged are ended by the cluster (record "node lost", rooms free again). The leader
+	// pings members every second, or every third of this when shorter. Default: 3s; at least
+	// 300ms.
+	NodeLostAfter time.Duration
 	// Logger receives the node's logs and Raft's (adapted from hclog). Default: slog.Default().
 	Logger *slog.Logger
+	// Dial, when set, opens the raw TCP connection to another member (mutual TLS runs over
+	// it): a proxy, or a test that cuts a node off. Default: a plain TCP dial.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 
 	// dial replaces the raw TCP dial (tests use it to partition nodes).
 	dial func(ctx context.Context, addr string) (net.Conn, error)
@@ -65,6 +73,8 @@ type Config struct {
 	expireEvery time.Duration
 	// trailingLogs overrides how many entries stay after a snapshot (tests). Default: 2048.
 	trailingLogs uint64
+	// beforeApply, when set, runs before the FSM applies each batch (tests hold a node behind).
+	beforeApply func()
 }
 
 // Defaults.
@@ -78,6 +88,7 @@ const (
 	DefaultApplyTimeout       = 5 * time.Second
 	DefaultSnapshotThreshold  = 4096
 	DefaultSnapshotInterval   = 60 * time.Second
+	DefaultNodeLostAfter      = 3 * time.Second
 	defaultExpireEvery        = 5 * time.Second
 	// snapshotsKept is how many snapshots stay on disk.
 	snapshotsKept = 3
@@ -99,6 +110,7 @@ func DefaultConfig() Config {
 		ApplyTimeout:       DefaultApplyTimeout,
 		SnapshotThreshold:  DefaultSnapshotThreshold,
 		SnapshotInterval:   DefaultSnapshotInterval,
+		NodeLostAfter:      DefaultNodeLostAfter,
 	}
 }
 
@@ -125,6 +137,7 @@ func (c *Config) Validate() error {
 	setDur(&c.CommitTimeout, d.CommitTimeout)
 	setDur(&c.ApplyTimeout, d.ApplyTimeout)
 	setDur(&c.SnapshotInterval, d.SnapshotInterval)
+	setDur(&c.NodeLostAfter, d.NodeLostAfter)
 	setDur(&c.expireEvery, defaultExpireEvery)
 	if c.trailingLogs == 0 {
 		c.trailingLogs = trailingLogs
@@ -134,6 +147,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.dial == nil {
+		c.dial = c.Dial
 	}
 
 	if strings.ContainsAny(c.NodeID, " \t\r\n/\\") || len(c.NodeID) > 64 {
@@ -167,6 +183,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CommitTimeout < time.Millisecond {
 		return errf(ErrConfig, "commit timeout %s is below 1ms", c.CommitTimeout)
+	}
+	if c.NodeLostAfter < 300*time.Millisecond {
+		return errf(ErrConfig, "node lost after %s is below 300ms", c.NodeLostAfter)
 	}
 	if c.SnapshotInterval < 5*time.Millisecond {
 		return errf(ErrConfig, "snapshot interval %s is below 5ms", c.SnapshotInterval)

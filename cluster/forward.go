@@ -356,6 +356,7 @@ func (n *Node) Consistent(ctx context.Context) error {
 		if n.raft.State() == raft.Leader {
 			err := n.await(ctx, n.raft.Barrier(time.Until(deadline(ctx))))
 			if err == nil {
+				n.markReady()
 				return nil
 			}
 			if !retryable(err) {
@@ -374,6 +375,7 @@ func (n *Node) Consistent(ctx context.Context) error {
 		}
 		select {
 		case <-n.fsm.waitIndex(resp.Index):
+			n.markReady()
 			return nil
 		case <-ctx.Done():
 			return fmt.Errorf("cluster: consistent read: waiting for index %d: %w", resp.Index, n.noLeader(ctx, nil))

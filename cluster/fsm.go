@@ -25,6 +25,8 @@ type fsm struct {
 	// onHalt is called once, from the FSM goroutine, when a command cannot be applied; it must
 	// not block on Raft (the node shuts Raft down from another goroutine).
 	onHalt func(error)
+	// before, when set, runs before each batch (tests hold a node behind the log).
+	before func()
 
 	halted  atomic.Pointer[error]
 	lastCmd atomic.Uint64 // index of the last command or configuration entry applied
@@ -55,6 +57,9 @@ func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 // state.Apply (nil on success); a fatal error halts the node and every later entry answers
 // ErrHalted without touching the state.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	if f.before != nil {
+		f.before()
+	}
 	out := make([]any, len(logs))
 	var last uint64
 	for i, l := range logs {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -127,19 +128,27 @@ func (n *Node) pingMembers(ctx context.Context) {
 	if f.Error() != nil {
 		return
 	}
+	// in parallel: a member that does not answer must not delay the others' pings (and make
+	// them look lost)
+	var wg sync.WaitGroup
 	for _, s := range f.Configuration().Servers {
 		if s.ID == raft.ServerID(n.cfg.NodeID) {
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, pingEvery)
-		_, err := n.rpc.call(pctx, string(s.Address), &rpcRequest{Op: opPing})
-		cancel()
-		if err == nil {
-			n.healthMu.Lock()
-			n.contact[string(s.ID)] = time.Now()
-			n.healthMu.Unlock()
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pctx, cancel := context.WithTimeout(ctx, n.pingInterval())
+			_, err := n.rpc.call(pctx, string(s.Address), &rpcRequest{Op: opPing})
+			cancel()
+			if err == nil {
+				n.healthMu.Lock()
+				n.contact[string(s.ID)] = time.Now()
+				n.healthMu.Unlock()
+			}
+		}()
 	}
+	wg.Wait()
 }
 
 // Leader returns the leader's ID and address, empty when none is known.
@@ -201,8 +210,9 @@ func (n *Node) addVoter(ctx context.Context, id, addr string) error {
 	return nil
 }
 
-// Remove takes member id out of the cluster for good (decommission) and drops the
-// registrations whose flows it owned (state.DeleteNodeBindings). A removed node shuts down;
+// Remove takes member id out of the cluster for good (decommission), drops the registrations
+// whose flows it owned (state.DeleteNodeBindings) and ends the calls it still owned
+// (state.EndNodeCalls). A removed node shuts down;
 // to bring it back, wipe its data dir and join it again.
 func (n *Node) Remove(ctx context.Context, id string) error {
 	ctx, cancel := n.writeCtx(ctx)
@@ -218,12 +228,17 @@ func (n *Node) removeLocal(ctx context.Context, id string) error {
 	if !slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool { return s.ID == raft.ServerID(id) }) {
 		return fmt.Errorf("%w: %q", ErrUnknownMember, id)
 	}
-	// Bindings first: once the leader removes itself it can no longer write.
-	if errs := n.applyLocal(ctx, [][]byte{state.DeleteNodeBindings(id).Encode()}); errs[0] != nil {
-		if retryable(errs[0]) {
-			return fmt.Errorf("%w: %w", ErrNotLeader, errs[0])
+	// Bindings and calls first: once the leader removes itself it can no longer write.
+	errs := n.applyLocal(ctx, [][]byte{state.DeleteNodeBindings(id).Encode(),
+		state.EndNodeCalls(id, state.ReasonNodeLost, n.cfg.NodeID, time.Now()).Encode()})
+	for _, err := range errs {
+		if err == nil {
+			continue
 		}
-		return fmt.Errorf("cluster: remove %s: drop its bindings: %w", id, errs[0])
+		if retryable(err) {
+			return fmt.Errorf("%w: %w", ErrNotLeader, err)
+		}
+		return fmt.Errorf("cluster: remove %s: drop its bindings and calls: %w", id, err)
 	}
 	if err := n.await(ctx, n.raft.RemoveServer(raft.ServerID(id), 0, time.Until(deadline(ctx)))); err != nil {
 		if retryable(err) {

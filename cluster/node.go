@@ -60,6 +60,11 @@ type Node struct {
 
 	lastApply atomic.Int64 // latency of the last Propose, ns
 	proposed  atomic.Uint64
+
+	ready     chan struct{} // closed once the node has caught up with the log (ready.go)
+	readyOnce sync.Once
+
+	lost lostTracker // leader's view of members it cannot reach (lost.go)
 }
 
 var _ state.Store = (*Node)(nil)
@@ -147,10 +152,11 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 	n = &Node{
 		cfg: cfg, log: log, advertise: advertise, st: state.New(), tls: tm,
 		done: make(chan struct{}), queue: make(chan state.Command, queueSize),
-		leaderSig: make(chan struct{}), contact: map[string]time.Time{},
+		leaderSig: make(chan struct{}), contact: map[string]time.Time{}, ready: make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.fsm = newFSM(n.st, log, func(err error) { go n.halt(err) })
+	n.fsm.before = cfg.beforeApply
 	n.mux = newMux(ln, advertise, tm, cfg.dial, log)
 	n.mux.handle = n.handleConn
 	n.rpc = newRPCClient(n.mux)
@@ -231,7 +237,9 @@ func (n *Node) startRaft(ctx context.Context, joinAddrs []string) error {
 
 	n.goTracked(n.batcher)
 	n.RunLeaderTask(n.ctx, cfg.expireEvery, n.expireSweep)
-	n.RunLeaderTask(n.ctx, pingEvery, n.pingMembers)
+	n.RunLeaderTask(n.ctx, n.pingInterval(), n.pingMembers)
+	n.RunLeaderTask(n.ctx, lostCheckEvery, n.lostSweep)
+	n.goTracked(n.catchUp)
 	return nil
 }
 
@@ -363,6 +371,7 @@ func (n *Node) setLeader(v bool) {
 		n.leaderCtx, n.leaderCancel = context.WithCancel(n.ctx)
 		n.healthMu.Lock()
 		clear(n.contact)
+		n.lost.reset(time.Now())
 		n.healthMu.Unlock()
 		n.log.Info("this node is the leader", "term", n.raft.CurrentTerm())
 	} else {
@@ -433,9 +442,10 @@ func (n *Node) expireSweep(ctx context.Context) {
 	}
 }
 
-// Healthy reports whether the node is a running member that knows a leader (for /readyz).
+// Healthy reports whether the node is a running member that knows a leader and has caught up
+// with the cluster's log since it started (for /readyz; see Ready).
 func (n *Node) Healthy() bool {
-	if n.stopped() != nil {
+	if n.stopped() != nil || !n.Ready() {
 		return false
 	}
 	addr, _ := n.raft.LeaderWithID()

@@ -19,7 +19,7 @@ func (n *Node) startAdmin() error {
 	if n.cfg.Admin.Listen == "" {
 		return nil
 	}
-	deps := admin.Deps{Store: n.store, Domain: n.cfg.SIP.Domain, Calls: n.calls, Health: n.health, Metrics: n.metrics,
+	deps := admin.Deps{Store: n.store, Domain: n.cfg.SIP.Domain, Calls: n.calls, Health: n.health, Ready: n.readiness, Metrics: n.metrics,
 		Collectors: []prometheus.Collector{n.edgeStats.Collector()}}
 	if n.cluster != nil {
 		deps.Cluster = n.cluster
@@ -66,6 +66,9 @@ func (n *Node) health() error {
 	n.mu.Unlock()
 	if draining {
 		return errors.New("draining")
+	}
+	if !n.isReady() {
+		return errNotReady
 	}
 	if n.cluster != nil && !n.cluster.Healthy() {
 		return errors.New("no cluster leader known")

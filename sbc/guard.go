@@ -119,6 +119,9 @@ func (n *Node) guardRequest(req *sip.Request) *guard.Request {
 // get the rule's answer, or none at all (stealth).
 func (n *Node) guarded(h func(*sip.Request, sip.ServerTransaction)) func(*sip.Request, sip.ServerTransaction) {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
+		if n.notReady(req, tx) {
+			return // nothing is checked, nothing counts toward a ban
+		}
 		if to := req.To(); n.guard != nil && (to == nil || !to.Params.Has("tag")) && !req.IsAck() && !req.IsCancel() && !n.fromTrunk(req) {
 			v := n.guard.Check(n.guardRequest(req))
 			switch v.Action {

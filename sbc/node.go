@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -40,6 +41,8 @@ type Node struct {
 
 	store   state.Store
 	cluster *cluster.Node // nil when the store was injected (tests of the layers above)
+	// clusterDial replaces the cluster's TCP dial (tests cut a node off the cluster network).
+	clusterDial func(ctx context.Context, addr string) (net.Conn, error)
 
 	media    *media.Manager
 	turn     *turn.Server
@@ -79,6 +82,9 @@ type Node struct {
 
 	draining bool
 	mu       sync.Mutex
+
+	ready     chan struct{} // closed once the node serves (ready.go)
+	readyOnce sync.Once
 }
 
 // New builds a node from a validated configuration. Nothing is bound until Start.
@@ -87,7 +93,7 @@ func New(cfg config.Config, log *slog.Logger) (*Node, error) {
 	// of them: refusals, bans, failed branches, closed connections); sipgo gets a stricter budget.
 	base := log.Handler()
 	log = slog.New(logging.RateLimited(base, 20, 10*time.Second))
-	n := &Node{cfg: cfg, log: log, kick: make(chan struct{}, 1), metrics: admin.NewMetrics()}
+	n := &Node{cfg: cfg, log: log, kick: make(chan struct{}, 1), metrics: admin.NewMetrics(), ready: make(chan struct{})}
 	// sipgo logs whole raw packets on parse errors, at Error: give each of its loggers the
 	// rate-limited, trimming one, with packet content demoted to Debug.
 	sipLog := slog.New(logging.Library(logging.RateLimited(base, 5, 10*time.Second))).With("component", "sip")
@@ -143,8 +149,9 @@ func (n *Node) unsolicited(res *sip.Response) {
 	n.sipLog.Debug("unsolicited SIP response dropped", "status", res.StatusCode, "source", res.Source())
 }
 
-// Start binds every socket and starts serving. It returns once the node is serving, or the
-// first error (then everything started so far is closed).
+// Start binds every socket and starts serving. It returns once the node is ready (it has caught
+// up with the cluster; see ready.go), after at most 30 s of catching up (the node then answers
+// 503 until it is ready), or at the first error (then everything started so far is closed).
 func (n *Node) Start(ctx context.Context) error {
 	if n.store == nil {
 		if err := n.openCluster(ctx); err != nil {
@@ -152,14 +159,6 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 	}
 	n.store = n.metrics.InstrumentStore(n.store) // write latency in /metrics
-	if err := n.applyConfigRooms(ctx); err != nil {
-		n.Close()
-		return err
-	}
-	if err := n.ensureTrunkKey(ctx); err != nil {
-		n.Close()
-		return err
-	}
 	if err := n.startMedia(); err != nil {
 		n.Close()
 		return err
@@ -193,6 +192,7 @@ func (n *Node) Start(ctx context.Context) error {
 		n.Close()
 		return err
 	}
+	n.watchEndedCalls()
 	if err := n.startAdmin(); err != nil {
 		n.Close()
 		return err
@@ -206,26 +206,24 @@ func (n *Node) Start(ctx context.Context) error {
 	n.serveAdmin(bg)
 	n.serveSIP()
 	n.log.Info("node started", "node", n.cfg.Node.ID, "domain", n.cfg.SIP.Domain, "listeners", len(n.bound))
+	n.goBackground(func() { n.becomeReady(bg) })
+	n.awaitReady(ctx)
 	return nil
 }
 
-// openCluster starts this node's Raft member (a one-node cluster by default) and waits until the
-// cluster has a leader, so that the node's first writes succeed.
+// openCluster starts this node's Raft member (a one-node cluster by default). The node is not
+// ready until the member has caught up with the cluster (becomeReady).
 func (n *Node) openCluster(ctx context.Context) error {
 	c := n.cfg.Cluster
 	cc := cluster.DefaultConfig()
 	cc.NodeID, cc.DataDir, cc.Bind, cc.Advertise = n.cfg.Node.ID, n.cfg.Node.DataDir, c.Bind, c.Advertise
 	cc.Join, cc.JoinToken, cc.CACert, cc.Cert, cc.Key = c.Join, c.JoinToken, c.CA, c.Cert, c.Key
 	cc.Logger = n.log
+	cc.Dial = n.clusterDial
+	cc.NodeLostAfter = c.NodeLostAfter.D()
 	cn, err := cluster.Open(ctx, cc)
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
-	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := cn.WaitLeader(wctx); err != nil {
-		cn.Close()
-		return fmt.Errorf("cluster: no leader elected: %w", err)
 	}
 	n.cluster, n.store = cn, cn
 	n.cfg.Node.ID = cn.NodeID() // the recorded or host-name default, when none was configured

@@ -52,6 +52,8 @@ type State struct {
 
 	obsMu     sync.RWMutex
 	observers []Observer
+	endedObs  []EndedObserver
+	ended     *Ended // what the command being applied ended (CmdEndCalls), for endedObs
 }
 
 // New returns an empty state.
@@ -111,9 +113,14 @@ func (s *State) Apply(c Command) error {
 	if err == nil {
 		s.applied++
 	}
+	ended := s.ended
+	s.ended = nil
 	s.mu.Unlock()
 	if err == nil {
 		s.notify(c)
+		if ended != nil {
+			s.notifyEnded(*ended)
+		}
 	}
 	return err
 }
@@ -235,6 +242,12 @@ func (s *State) apply(c Command) error {
 		r.State = CallEnded
 		s.records = append(s.records, r)
 		s.records = trim(s.records, DefaultKeepRecords)
+	case CmdEndCalls:
+		e, err := s.applyEndCalls(c)
+		if err != nil {
+			return err
+		}
+		s.ended = &e
 	case CmdPutToken:
 		t, err := decode[Token](c)
 		if err != nil {

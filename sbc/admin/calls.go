@@ -3,6 +3,7 @@ package admin
 import (
 	"cmp"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"slices"
 	"strconv"
@@ -91,23 +92,35 @@ func (s *Server) getCall(w http.ResponseWriter, r *http.Request, _ Principal) er
 	return nil
 }
 
+// hangupCall ends a call from any node. The owner hangs up a call it holds (BYE on both legs,
+// its own record). Any other call the state lists is ended in the state (record "ended by
+// admin"): a call of another node, which that node, if alive, sees and hangs up; a call whose
+// owner is gone or restarted (a ghost). 404 only when no node has the call.
 func (s *Server) hangupCall(w http.ResponseWriter, r *http.Request, p Principal) error {
 	id := r.PathValue("id")
 	c, ok := s.findCall(id)
 	if !ok {
 		return notFound("no active call %q", id)
 	}
-	if s.deps.Calls == nil {
-		return apiErr(http.StatusServiceUnavailable, CodeUnavailable, "call control is not available on this node")
+	mine := c.Node == "" || s.cfg.NodeID == "" || c.Node == s.cfg.NodeID
+	if mine && s.deps.Calls != nil {
+		err := s.deps.Calls.Hangup(r.Context(), id)
+		if err == nil {
+			s.audit(r.Context(), p.String(), "call.hangup", id)
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
+		if !errors.Is(err, state.ErrNotFound) && !errors.Is(err, ErrNotFound) {
+			return err
+		}
 	}
-	if c.Node != "" && s.cfg.NodeID != "" && c.Node != s.cfg.NodeID {
-		return apiErr(http.StatusConflict, CodeOtherNode,
-			"call %q is bridged by node %q; hang it up through that node's API", id, c.Node)
+	if _, ok := s.deps.Store.State().Call(id); !ok {
+		return notFound("no active call %q", id)
 	}
-	if err := s.deps.Calls.Hangup(r.Context(), id); err != nil {
+	cmd := state.EndCallsByID([]string{id}, c.Node, state.ReasonAdmin, s.cfg.NodeID, s.now())
+	if err := s.propose(r.Context(), p, "call.hangup", id, cmd); err != nil {
 		return err
 	}
-	s.audit(r.Context(), p.String(), "call.hangup", id)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -51,13 +51,23 @@ func TestCalls(t *testing.T) {
 	if h := e.calls.hungUp(); len(h) != 1 || h[0] != "c1" {
 		t.Fatalf("hung up %v", h)
 	}
-	wantErr(t, e.do("DELETE", "/api/v1/calls/c2", e.admin, nil), http.StatusConflict, CodeOtherNode, "")
+	// another node's call is ended in the state (that node, if alive, hangs up what it holds)
+	wantStatus(t, e.do("DELETE", "/api/v1/calls/c2", e.admin, nil), http.StatusNoContent)
+	if _, ok := e.store.State().Call("c2"); ok {
+		t.Fatal("c2 still active")
+	}
+	if r := e.store.State().Records(state.RecordQuery{}); len(r) != 1 || r[0].ID != "c2" || r[0].EndReason != state.ReasonAdmin {
+		t.Fatalf("records %+v", r)
+	}
+	if h := e.calls.hungUp(); len(h) != 1 {
+		t.Fatalf("hung up %v: c2 is not this node's", h)
+	}
 	wantErr(t, e.do("DELETE", "/api/v1/calls/nope", e.admin, nil), http.StatusNotFound, CodeNotFound, "")
 	e.calls.err = fmt.Errorf("b2bua: %w", ErrNotFound) // ended in between
 	wantErr(t, e.do("DELETE", "/api/v1/calls/c3", e.admin, nil), http.StatusNotFound, CodeNotFound, "")
 	e.calls.err = errors.New("socket on fire")
 	wantErr(t, e.do("DELETE", "/api/v1/calls/c3", e.admin, nil), http.StatusInternalServerError, CodeInternal, "")
-	if a := e.store.State().AuditLog(0, 0); len(a) != 1 || a[0].Action != "call.hangup" || a[0].Target != "c1" {
+	if a := e.store.State().AuditLog(0, 0); len(a) != 2 || a[0].Action != "call.hangup" || a[0].Target != "c1" || a[1].Target != "c2" {
 		t.Fatalf("audit %+v", a)
 	}
 }
@@ -70,7 +80,44 @@ func TestCallsWithoutCallControl(t *testing.T) {
 	if len(l.Items) != 1 {
 		t.Fatalf("calls %+v", l)
 	}
-	wantErr(t, e.do("DELETE", "/api/v1/calls/c1", e.admin, nil), http.StatusServiceUnavailable, CodeUnavailable, "")
+	// no call control here, so nothing holds the call: it is ended in the state
+	wantStatus(t, e.do("DELETE", "/api/v1/calls/c1", e.admin, nil), http.StatusNoContent)
+	if r := e.store.State().Records(state.RecordQuery{}); len(r) != 1 || r[0].EndReason != state.ReasonAdmin {
+		t.Fatalf("records %+v", r)
+	}
+	wantErr(t, e.do("DELETE", "/api/v1/calls/c1", e.admin, nil), http.StatusNotFound, CodeNotFound, "")
+}
+
+// TestHangupGhostOnOwner: the state says this node owns a call that it does not hold (its
+// previous process did). DELETE ends it in the state instead of answering 500.
+func TestHangupGhostOnOwner(t *testing.T) {
+	e := newEnv(t)
+	e.propose(state.PutCall(state.Call{ID: "ghost", Room: "a", Node: "edge1", State: state.CallAnswered}))
+	e.calls.err = fmt.Errorf("b2bua: no such call: %w", state.ErrNotFound)
+	wantStatus(t, e.do("DELETE", "/api/v1/calls/ghost", e.admin, nil), http.StatusNoContent)
+	if r := e.store.State().Records(state.RecordQuery{}); len(r) != 1 || r[0].ID != "ghost" || r[0].EndReason != state.ReasonAdmin {
+		t.Fatalf("records %+v", r)
+	}
+	wantErr(t, e.do("DELETE", "/api/v1/calls/ghost", e.admin, nil), http.StatusNotFound, CodeNotFound, "")
+}
+
+// TestNotReady: while the node catches up with the cluster every API call but the health
+// route answers 503 with Retry-After and a JSON error, before the token is even checked (a
+// stale node would refuse a valid token and rate-limit its source).
+func TestNotReady(t *testing.T) {
+	ready := errors.New("catching up")
+	e := newEnv(t, func(_ *Config, d *Deps) { d.Ready = func() error { return ready } })
+	for range 20 { // far more than the failure budget: nothing is counted
+		r := e.do("GET", "/api/v1/rooms", "not-a-token", nil)
+		wantErr(t, r, http.StatusServiceUnavailable, CodeUnavailable, "")
+		if r.header.Get("Retry-After") == "" {
+			t.Fatal("no Retry-After")
+		}
+	}
+	r := e.do("GET", "/api/v1/health", e.read, nil)
+	wantStatus(t, r, http.StatusOK)
+	ready = nil
+	wantStatus(t, e.do("GET", "/api/v1/rooms", e.read, nil), http.StatusOK)
 }
 
 func TestRecordsPaging(t *testing.T) {

@@ -85,6 +85,10 @@ type Deps struct {
 	Events Events
 	// Health reports whether the node serves (nil error) for /readyz and /api/v1/health.
 	Health func() error
+	// Ready, when set, is nil once the node has caught up with the cluster; until then every
+	// API route but /api/v1/health answers 503 with Retry-After (a stale node would refuse
+	// valid tokens and rate-limit their source).
+	Ready func() error
 	// Metrics receives the node's counters; nil: New makes one (see NewMetrics).
 	Metrics *Metrics
 	// Media, TURN and Raft are sampled at each scrape of /metrics. Raft defaults to Cluster's

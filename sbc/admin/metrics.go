@@ -155,7 +155,7 @@ var (
 	dRooms         = desc("portcullis_rooms", "Rooms configured (cluster-wide).")
 	dRegistrations = desc("portcullis_registrations", "Live registrations (bindings), by the node that owns their flow (cluster-wide).", "node")
 	dBans          = desc("portcullis_bans", "Bans in force (cluster-wide).")
-	dCalls         = desc("portcullis_calls_active", "Calls this node bridges, by state.", "state")
+	dCalls         = desc("portcullis_calls_active", "Calls this node owns, by state: what GET /api/v1/calls lists with this node in \"node\" (per node; sum over the nodes for the cluster).", "state")
 	dRefusals      = desc("portcullis_guard_refusals_total", "Requests refused by the guard on this node, by rule.", "rule")
 
 	dRTPPackets   = desc("portcullis_rtp_packets_total", "RTP packets relayed (both directions).")
@@ -224,18 +224,12 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(ch, dRegistrations, float64(k), n)
 	}
 	calls := map[state.CallState]int{state.CallRinging: 0, state.CallAnswered: 0}
-	var mine []state.Call
-	if lc, ok := s.deps.Calls.(LocalCalls); ok {
-		mine = lc.Calls()
-	} else {
-		for _, call := range st.Calls() {
-			if s.cfg.NodeID == "" || call.Node == s.cfg.NodeID {
-				mine = append(mine, call)
-			}
+	// the calls GET /api/v1/calls lists with this node as owner: the ones it bridges, ringing
+	// too, and any the state still says it owns (so metric and API never disagree)
+	for _, call := range s.calls() {
+		if s.cfg.NodeID == "" || call.Node == "" || call.Node == s.cfg.NodeID {
+			calls[call.State]++
 		}
-	}
-	for _, call := range mine {
-		calls[call.State]++
 	}
 	for k, v := range calls {
 		gauge(ch, dCalls, float64(v), string(k))

@@ -112,6 +112,11 @@ func (s *Server) wrap(rt *route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() { s.metrics.apiRequests.WithLabelValues(label, strconv.Itoa(sw.status)).Inc() }()
+		if err := s.notReady(rt); err != nil {
+			sw.Header().Set("Retry-After", notReadyRetryAfter)
+			s.writeError(sw, r, err)
+			return
+		}
 		p, err := s.authorize(r, rt.scope)
 		if err == nil {
 			err = checkQuery(r, rt)

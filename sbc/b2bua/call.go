@@ -38,7 +38,8 @@ type call struct {
 	offerless bool // the caller's INVITE carried no SDP: the offer comes in the 2xx
 	aTimer    bool // the caller supports session timers
 	bOffer    []byte
-	fromTrunk bool // handed over by another node, which keeps the call's records
+	fromTrunk bool   // handed over by another node, which keeps the call's records
+	trunkFrom string // the node that handed it over (fromTrunk)
 
 	mu        sync.Mutex
 	st        state.CallState
@@ -52,6 +53,8 @@ type call struct {
 	pracks    map[uint32]chan struct{}
 	rseq      uint32
 	cancelCh  chan struct{}
+	bNode     string // the node leg B was handed to over the internal trunk (answered calls)
+	recorded  bool   // the cluster ended the call in the state and wrote its record (lost.go)
 }
 
 type ackKey struct {
@@ -175,7 +178,8 @@ type target struct {
 	dest      string // ip:port
 	transport string
 	peer      netip.AddrPort
-	trunk     bool // another node, which holds the room's flow
+	trunk     bool   // another node, which holds the room's flow
+	node      string // that node (trunk)
 }
 
 // inbound sends a call to every binding of a room: directly over the flows this node holds, and
@@ -211,7 +215,7 @@ func (e *Engine) inbound(req *sip.Request, tx sip.ServerTransaction, roomName, c
 			}
 			viaNode[b.Node] = true
 			targets = append(targets, target{uri: sip.Uri{Scheme: "sip", User: roomName, Host: e.cfg.Domain},
-				dest: b.Local, transport: "UDP", trunk: true})
+				dest: b.Local, transport: "UDP", trunk: true, node: b.Node})
 			continue
 		}
 		var u sip.Uri
@@ -291,6 +295,9 @@ func (e *Engine) prepare(req *sip.Request, tx sip.ServerTransaction, dir state.D
 		target: req.Contact().Address, routes: routeSetFrom(req, false), dest: req.Source(), transport: req.Transport(),
 		remoteCSeq: req.CSeq().SeqNo, peer: src, update: allowsUpdate(req)}
 	c.b = &dialog{side: media.LegB, callID: newID(16), localTag: sip.GenerateTagN(16)}
+	if fromTrunk {
+		c.trunkFrom = trunkNode(req)
+	}
 	if !e.register(c) {
 		r := sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
 		r.AppendHeader(sip.NewHeader("Retry-After", "30"))
@@ -895,6 +902,7 @@ func (c *call) answer(b *branch, res *sip.Response) bool {
 	c.st = state.CallAnswered
 	c.answered = time.Now().UTC()
 	c.status = 200
+	c.bNode = b.t.node
 	c.mu.Unlock()
 	if !c.fromTrunk {
 		e.deps.Store.Enqueue(state.PutCall(c.snapshot()))
@@ -1029,6 +1037,7 @@ func (c *call) finish(status int, reason string) {
 	c.timers = nil
 	answered := c.answered
 	st := c.status
+	recorded := c.recorded
 	c.mu.Unlock()
 	if c.media != nil {
 		c.media.Close()
@@ -1039,7 +1048,7 @@ func (c *call) finish(status int, reason string) {
 	if !answered.IsZero() {
 		rec.Duration = now.Sub(answered)
 	}
-	if !c.fromTrunk { // the node that handed the call over records it
+	if !c.fromTrunk && !recorded { // the node that handed the call over (or the cluster) records it
 		c.e.deps.Store.Enqueue(state.EndCall(rec))
 		if c.e.cfg.CallEnded != nil {
 			c.e.cfg.CallEnded(rec)

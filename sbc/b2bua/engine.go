@@ -134,8 +134,8 @@ type leg struct {
 // ErrDraining is returned while the node is draining.
 var ErrDraining = errors.New("b2bua: draining")
 
-// ErrNoCall is returned for an unknown call ID.
-var ErrNoCall = errors.New("b2bua: no such call")
+// ErrNoCall is returned for an unknown call ID (it wraps state.ErrNotFound).
+var ErrNoCall = fmt.Errorf("b2bua: no such call: %w", state.ErrNotFound)
 
 // New returns an engine.
 func New(cfg Config, deps Deps) (*Engine, error) {

@@ -237,6 +237,10 @@ type Cluster struct {
 	CA   string `yaml:"ca"`
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
+	// NodeLostAfter: a node the leader cannot reach for this long is lost; the calls it
+	// bridged are ended (record "node lost"), the rooms free again, and the room legs other
+	// nodes held for it get a BYE. Default: 3s; at least 300ms.
+	NodeLostAfter Duration `yaml:"node_lost_after"`
 }
 
 // Guard configures caller filtering.
@@ -362,7 +366,7 @@ func Default() Config {
 			Quota:  10, UnauthRate: 10, UnauthBurst: 20,
 		},
 		Admin:   Admin{Listen: "127.0.0.1:8443"},
-		Cluster: Cluster{Bind: "127.0.0.1:7000"},
+		Cluster: Cluster{Bind: "127.0.0.1:7000", NodeLostAfter: Duration(3e9)},
 		Guard: Guard{
 			BanTime: Duration(3600e9), BanMax: Duration(168 * 3600e9), RequestRate: 20, RequestBurst: 40,
 			DatagramRate: 400, DatagramBurst: 800,

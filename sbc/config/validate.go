@@ -232,6 +232,9 @@ func (c *Config) validateNet(v *validator) {
 			v.fail(fmt.Sprintf("cluster.join[%d]", i), "%q must be HOST:PORT", j)
 		}
 	}
+	if c.Cluster.NodeLostAfter < Duration(300e6) {
+		v.fail("cluster.node_lost_after", "must be at least 300ms")
+	}
 }
 
 func (c *Config) validateGuard(v *validator) {

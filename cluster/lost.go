@@ -1,0 +1,103 @@
+package cluster
+
+import (
+	"context"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/portcullis-sbc/portcullis/cluster/state"
+)
+
+// Lost members. The leader pings every member (pingMembers); a member it has not reached for
+// Config.NodeLostAfter is lost: the leader ends the calls that member owned in the state
+// (state.EndNodeCalls, reason "node lost"), which frees their rooms and writes their records,
+// and every node that holds the other leg of such a call ends it too (it observes the
+// command). A member is declared lost once per absence and per leadership; when it answers
+// again it may be declared again later. A new leader starts counting from its election, so a
+// member that was already gone is declared NodeLostAfter after the election.
+
+// lostCheckEvery is how often the leader looks for lost members.
+const lostCheckEvery = 200 * time.Millisecond
+
+// lostTracker is the leader's bookkeeping; guarded by Node.healthMu.
+type lostTracker struct {
+	since    time.Time            // this leadership began: members never reached count from it
+	seen     map[string]time.Time // member -> when this leader first saw it in the configuration
+	declared map[string]time.Time // member -> when it was declared lost
+}
+
+func (t *lostTracker) reset(now time.Time) {
+	t.since = now
+	t.seen = map[string]time.Time{}
+	t.declared = map[string]time.Time{}
+}
+
+// pingInterval is how often the leader pings the members: every second, or often enough to
+// see a member three times within NodeLostAfter.
+func (n *Node) pingInterval() time.Duration {
+	return min(pingEvery, n.cfg.NodeLostAfter/3)
+}
+
+// lostSweep declares the members the leader has not reached for NodeLostAfter lost.
+func (n *Node) lostSweep(ctx context.Context) {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	now := time.Now()
+	var lost []string
+	n.healthMu.Lock()
+	if n.lost.declared == nil {
+		n.lost.reset(now)
+	}
+	for _, s := range f.Configuration().Servers {
+		id := string(s.ID)
+		if s.ID == raft.ServerID(n.cfg.NodeID) {
+			continue
+		}
+		// a member never reached counts from this leadership, or from when it joined
+		seen, ok := n.lost.seen[id]
+		if !ok {
+			seen = now
+			n.lost.seen[id] = now
+		}
+		last := latest(n.contact[id], n.lost.since, seen)
+		at, declared := n.lost.declared[id]
+		switch {
+		case declared && last.After(at):
+			delete(n.lost.declared, id) // it answers again
+		case !declared && now.Sub(last) >= n.cfg.NodeLostAfter:
+			lost = append(lost, id)
+		}
+	}
+	n.healthMu.Unlock()
+	for _, id := range lost {
+		calls := len(n.st.CallsOf(id))
+		err := n.Propose(ctx, state.EndNodeCalls(id, state.ReasonNodeLost, n.cfg.NodeID, now))
+		if err != nil {
+			if ctx.Err() == nil {
+				n.log.Warn("member lost: ending its calls failed; will retry", "member", id, "error", err)
+			}
+			continue
+		}
+		n.healthMu.Lock()
+		if n.lost.declared != nil {
+			n.lost.declared[id] = now
+		}
+		n.healthMu.Unlock()
+		n.log.Warn("member lost: its calls were ended", "member", id, "calls", calls,
+			"unreachable_for", n.cfg.NodeLostAfter)
+	}
+}
+
+// latest returns the latest of ts.
+func latest(ts ...time.Time) time.Time {
+	var l time.Time
+	for _, t := range ts {
+		if t.After(l) {
+			l = t
+		}
+	}
+	return l
+}
