@@ -114,17 +114,6 @@ func takenIn(n *Node) uint64 {
 	return sum
 }
 
-func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestMediaRingingTakeover (issue #14 item 1): while a room rings, a stranger on another host
 // (127.0.0.77) sprays every port of the relay range, before either endpoint has sent: the
 // ports facing the caller (whose SDP is known) and those facing the room (whose SDP is not).
