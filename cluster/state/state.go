@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -39,6 +40,8 @@ type State struct {
 	auditSeq  uint64
 	trunkKey  []byte // signs calls handed between nodes
 	applied   uint64 // commands applied, for diagnostics
+	// sinkCursors is the last call record delivered to each sink (sinks.go).
+	sinkCursors map[string]uint64
 
 	// flows counts the bindings registered from each source address and port, flowUnits from
 	// each IPv4 address or IPv6 /64 (see RegisteredBehind). They have their own lock: every SIP
@@ -79,6 +82,7 @@ func (s *State) reset() {
 	s.tokens = map[string]Token{}
 	s.audit = nil
 	s.auditSeq = 0
+	s.sinkCursors = map[string]uint64{}
 }
 
 // Observe registers fn to be called after every applied command and after a Restore (with a
@@ -248,6 +252,8 @@ func (s *State) apply(c Command) error {
 			return err
 		}
 		s.ended = &e
+	case CmdSinkCursor:
+		return s.applySinkCursor(c)
 	case CmdPutToken:
 		t, err := decode[Token](c)
 		if err != nil {
@@ -743,6 +749,8 @@ type snapshot struct {
 	Audit     []AuditEntry `json:"audit"`
 	AuditSeq  uint64       `json:"audit_seq"`
 	TrunkKey  []byte       `json:"trunk_key,omitempty"`
+	// SinkCursors: encoding/json writes map keys sorted, so the bytes stay canonical.
+	SinkCursors map[string]uint64 `json:"sink_cursors,omitempty"`
 }
 
 // Frozen is a consistent copy of the state taken under the read lock, cheap to take; WriteTo does
@@ -756,6 +764,9 @@ func (s *State) Freeze() *Frozen {
 	defer s.mu.RUnlock()
 	f := &Frozen{snap: snapshot{Version: 1, Lists: s.lists, RecordSeq: s.recordSeq, AuditSeq: s.auditSeq, TrunkKey: s.trunkKey,
 		Records: s.records[:len(s.records):len(s.records)], Audit: s.audit[:len(s.audit):len(s.audit)]}}
+	if len(s.sinkCursors) > 0 {
+		f.snap.SinkCursors = maps.Clone(s.sinkCursors)
+	}
 	for _, r := range s.rooms {
 		f.snap.Rooms = append(f.snap.Rooms, r)
 	}
@@ -832,6 +843,10 @@ func (s *State) Restore(r io.Reader) error {
 	s.rooms, s.bindings, s.bans, s.calls, s.roomCalls, s.tokens = n.rooms, n.bindings, n.bans, n.calls, n.roomCalls, n.tokens
 	s.lists, s.records, s.recordSeq, s.audit, s.auditSeq = sn.Lists, sn.Records, sn.RecordSeq, sn.Audit, sn.AuditSeq
 	s.trunkKey = sn.TrunkKey
+	s.sinkCursors = sn.SinkCursors
+	if s.sinkCursors == nil {
+		s.sinkCursors = map[string]uint64{}
+	}
 	s.flowMu.Lock()
 	s.flows, s.flowUnits, s.trunks, s.callPeers = n.flows, n.flowUnits, n.trunks, n.callPeers
 	s.flowMu.Unlock()
