@@ -17,6 +17,8 @@ type Config struct {
 	Cluster   Cluster   `yaml:"cluster"`
 	Guard     Guard     `yaml:"guard"`
 	Rooms     []Room    `yaml:"rooms"`
+	// Sinks send call records and security events out of the box (sinks.go). Default: none.
+	Sinks []Sink `yaml:"sinks"`
 }
 
 // Node identifies this process.

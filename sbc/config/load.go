@@ -257,7 +257,7 @@ func walkEnv(v reflect.Value, prefix string, env map[string]string) error {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if tag == "" || tag == "-" || tag == "rooms" || tag == "feeds" {
+		if tag == "" || tag == "-" || tag == "rooms" || tag == "feeds" || tag == "sinks" {
 			continue
 		}
 		name := prefix + "_" + strings.ToUpper(tag)

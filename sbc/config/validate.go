@@ -61,6 +61,7 @@ func (c *Config) validate(file string, lines map[string]int) error {
 	c.validateNet(v)
 	c.validateGuard(v)
 	c.validateRooms(v)
+	c.validateSinks(v)
 	return errors.Join(v.errs...)
 }
 

@@ -1,0 +1,11 @@
+package sinks
+
+import "errors"
+
+// Errors of the sinks package.
+var (
+	ErrBadSpec  = errors.New("sinks: bad sink specification")
+	ErrRejected = errors.New("sinks: delivery refused by the receiver")
+	ErrTooLarge = errors.New("sinks: item larger than the sink accepts")
+	ErrClosed   = errors.New("sinks: sink closed")
+)
