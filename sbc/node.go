@@ -29,6 +29,7 @@ import (
 	"github.com/portcullis-sbc/portcullis/sbc/guard"
 	"github.com/portcullis-sbc/portcullis/sbc/logging"
 	"github.com/portcullis-sbc/portcullis/sbc/registrar"
+	"github.com/portcullis-sbc/portcullis/sbc/sinks"
 )
 
 // Version is the build version, set by the binary.
@@ -70,7 +71,8 @@ type Node struct {
 	admin   *admin.Server
 	metrics *admin.Metrics
 	guard   *guard.Guard
-	kick    chan struct{} // rebuild the edge blocklist
+	sinks   *sinks.Shipper // records and events leaving the box (sinks.go); nil: none
+	kick    chan struct{}  // rebuild the edge blocklist
 
 	localBanMu sync.Mutex
 	localBans  map[netip.Prefix]time.Time // this node's bans not yet applied by the cluster
@@ -193,6 +195,10 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	n.watchEndedCalls()
+	if err := n.startSinks(); err != nil {
+		n.Close()
+		return err
+	}
 	if err := n.startAdmin(); err != nil {
 		n.Close()
 		return err
@@ -202,6 +208,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.goBackground(func() { _ = n.reg.Run(bg) })
 	n.startBlocklist(bg)
 	n.runGuard(bg)
+	n.runSinks(bg)
 	n.runTrunkPeers(bg)
 	n.serveAdmin(bg)
 	n.serveSIP()

@@ -40,7 +40,7 @@ type Sink struct {
 	// (RFC 6587 octet counting) or tls://HOST:PORT (RFC 5425). Required for syslog.
 	Address string `yaml:"address"`
 	// Facility (syslog) is a facility name (local0..local7, user, daemon, auth, ...) or number
-	// 0-23. Default: local0.
+	// 1-23 (0, kern, is the kernel's). Default: local0.
 	Facility string `yaml:"facility"`
 	// MaxMessageSize (syslog over UDP) truncates longer messages (the header and the structured
 	// data with the record's id come first). 480-65507. Default: 2048.
@@ -74,7 +74,7 @@ var headerNameRe = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+.^_` + "`" + `|~-]+$`)
 
 // Facilities are the syslog facility names (RFC 5424 6.2.1).
 var Facilities = map[string]int{
-	"kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7,
+	"user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7,
 	"uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11, "ntp": 12, "audit": 13, "alert": 14, "clock": 15,
 	"local0": 16, "local1": 17, "local2": 18, "local3": 19, "local4": 20, "local5": 21, "local6": 22, "local7": 23,
 }
@@ -215,8 +215,8 @@ func (c *Config) validateSyslogSink(v *validator, s *Sink, at func(string) strin
 	if s.Facility == "" {
 		s.Facility = "local0"
 	} else if _, ok := Facilities[s.Facility]; !ok {
-		if n, err := strconv.Atoi(s.Facility); err != nil || n < 0 || n > 23 {
-			v.fail(at("facility"), "%q must be a facility name (local0..local7, user, daemon, auth, ...) or 0-23", s.Facility)
+		if n, err := strconv.Atoi(s.Facility); err != nil || n < 1 || n > 23 {
+			v.fail(at("facility"), "%q must be a facility name (local0..local7, user, daemon, auth, ...) or 1-23 (0, kern, is the kernel's)", s.Facility)
 		}
 	}
 	if s.MaxMessageSize == 0 {

@@ -51,8 +51,8 @@ type Spec struct {
 	// Timeout bounds one delivery attempt. Default 10s.
 	Timeout time.Duration
 
-	// Syslog: Network is udp, tcp or tls; Address is host:port. Facility is 0-23 (default 16,
-	// local0). MaxMessage is the largest UDP datagram (longer messages are truncated, their
+	// Syslog: Network is udp, tcp or tls; Address is host:port. Facility is 1-23 (0: the default,
+	// 16, local0; 0 itself, kern, is the kernel's). MaxMessage is the largest UDP datagram (longer messages are truncated, their
 	// structured data with the dedup key first). TLS is the client config for tls.
 	Network    string
 	Address    string
