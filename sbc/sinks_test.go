@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -289,6 +290,14 @@ func TestSinkFileAcrossRestart(t *testing.T) {
 	})
 	_, _, ev, _ := sys.counts()
 	t.Logf("%d security events shipped to syslog", ev)
+	_, m := adminGet(t, n, cfg.Admin.Token, "/metrics")
+	for _, want := range []string{`portcullis_sink_delivered_total{sink="archive",stream="records"} 1000`,
+		`portcullis_sink_lag{sink="archive"} 0`, `portcullis_sink_dropped_total{sink="siem",stream="events"} 0`,
+		`portcullis_sink_dropped_total{sink="archive",stream="records"} 0`} {
+		if !strings.Contains(m, want) {
+			t.Fatalf("/metrics lacks %s:\n%s", want, m)
+		}
+	}
 	n.Close()
 
 	n2 := startNode(t, cfg)

@@ -16,7 +16,8 @@ import (
 )
 
 // EnvPrefix starts every environment override: PORTCULLIS_SIP_DOMAIN sets sip.domain,
-// PORTCULLIS_CLUSTER_JOIN=a:7000,b:7000 sets cluster.join. Rooms cannot be set from the environment.
+// PORTCULLIS_CLUSTER_JOIN=a:7000,b:7000 sets cluster.join. Rooms, feeds and sinks cannot be set from the
+// environment.
 const EnvPrefix = "PORTCULLIS_"
 
 // Load reads the configuration: defaults, then the YAML file at path (none when path is ""), then
