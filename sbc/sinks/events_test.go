@@ -112,7 +112,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	var mu lockedBuf
 	log := slog.New(slog.NewTextHandler(&mu, nil))
 	sh := startShipper(t, st, []Spec{fast(Spec{Name: "hook", Kind: KindWebhook, Records: true,
-		URL: "http://billing:pa55-word-XYZ@" + addr + "/hook", Secret: []byte("hmac-secret-ABC")})}, nil, log)
+		URL: "http://billing:pa55-word-XYZ@" + addr + "/hook?key=query-key-QRS", Secret: []byte("hmac-secret-ABC")})}, nil, log)
 	addRecords(t, st, 0, 3)
 	waitFor(t, 10*time.Second, "failed deliveries", func() bool { return stats(sh, "hook").Failures >= 2 })
 	logs.WriteString(mu.String())
@@ -120,7 +120,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	if !strings.Contains(out, "sink delivery failed") || !strings.Contains(out, "billing:xxxxx@") {
 		t.Fatalf("logs: %s", out)
 	}
-	if strings.Contains(out, "pa55-word-XYZ") || strings.Contains(out, "hmac-secret-ABC") {
+	if strings.Contains(out, "pa55-word-XYZ") || strings.Contains(out, "hmac-secret-ABC") || strings.Contains(out, "query-key-QRS") {
 		t.Fatalf("a secret in the logs: %s", out)
 	}
 }

@@ -30,7 +30,10 @@ func newWebhook(spec Spec) (*webhookSender, error) {
 	if spec.TLS != nil {
 		tr.TLSClientConfig = spec.TLS
 	}
-	return &webhookSender{spec: spec, display: u.Redacted(),
+	// Logs name the URL without its password and query (either may hold a credential).
+	shown := *u
+	shown.RawQuery, shown.Fragment = "", ""
+	return &webhookSender{spec: spec, display: shown.Redacted(),
 		client: &http.Client{Transport: tr, Timeout: spec.Timeout,
 			// A redirect would re-send the signed body somewhere else: refuse.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}, nil
