@@ -6,6 +6,5 @@ import "errors"
 var (
 	ErrBadSpec  = errors.New("sinks: bad sink specification")
 	ErrRejected = errors.New("sinks: delivery refused by the receiver")
-	ErrTooLarge = errors.New("sinks: item larger than the sink accepts")
 	ErrClosed   = errors.New("sinks: sink closed")
 )

@@ -32,5 +32,12 @@ func FuzzFormatSyslog(f *testing.F) {
 		if got != id {
 			t.Fatalf("id %q came back as %q", id, got)
 		}
+		// Real keys and node IDs are short: a datagram cut at the smallest max_message_size
+		// still names the record.
+		if len(id) <= 80 && len(host) <= 63 && len(msg) > 480 {
+			if got, err := checkSyslog(msg[:480], false); err != nil || got != id {
+				t.Fatalf("truncated: id %q came back as %q (%v)", id, got, err)
+			}
+		}
 	})
 }
