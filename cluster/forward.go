@@ -96,10 +96,17 @@ func (n *Node) applyAnywhere(ctx context.Context, enc [][]byte) []error {
 		if n.raft.State() == raft.Leader {
 			res = n.applyLocal(ctx, batch)
 		} else {
-			resp, err := n.callLeader(ctx, &rpcRequest{Op: opApply, Cmds: batch})
+			resp, err := n.forwardApply(ctx, batch)
 			if err != nil {
 				if !errors.Is(err, ErrNoLeader) && n.stopped() == nil {
 					err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+				}
+				if n.resend(ctx, batch, err) {
+					select {
+					case <-ctx.Done():
+					case <-time.After(leaderPollGap):
+						continue
+					}
 				}
 				for _, i := range pending {
 					errs[i] = err
@@ -120,7 +127,7 @@ func (n *Node) applyAnywhere(ctx context.Context, enc [][]byte) []error {
 		}
 		var again []int
 		for j, i := range pending {
-			if res[j] != nil && retryable(res[j]) {
+			if res[j] != nil && (retryable(res[j]) || n.resend(ctx, batch[j:j+1], res[j])) {
 				lastErr = res[j]
 				again = append(again, i)
 				continue
@@ -155,6 +162,15 @@ func (n *Node) noLeader(ctx context.Context, last error) error {
 
 // applyLocal applies on this node, which believes it is the leader.
 func (n *Node) applyLocal(ctx context.Context, batch [][]byte) []error {
+	errs, _ := n.applyLocalIndex(ctx, batch)
+	return errs
+}
+
+// applyLocalIndex is applyLocal that also returns the highest log index among the commands it
+// applied (0 if none was): a follower that forwarded them waits until its own FSM has applied
+// that index, so it reads its own writes.
+func (n *Node) applyLocalIndex(ctx context.Context, batch [][]byte) ([]error, uint64) {
+	var index uint64
 	timeout := time.Until(deadline(ctx))
 	futs := make([]raft.ApplyFuture, len(batch))
 	for i, b := range batch {
@@ -165,6 +181,7 @@ func (n *Node) applyLocal(ctx context.Context, batch [][]byte) []error {
 		err := n.await(ctx, f)
 		switch {
 		case err == nil:
+			index = max(index, f.Index())
 			if e, ok := f.Response().(error); ok {
 				errs[i] = e
 			}
@@ -179,7 +196,7 @@ func (n *Node) applyLocal(ctx context.Context, batch [][]byte) []error {
 			errs[i] = fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 		}
 	}
-	return errs
+	return errs, index
 }
 
 func (n *Node) stoppedOr(def error) error {
@@ -411,8 +428,8 @@ func (n *Node) handleRPC(req *rpcRequest) *rpcResponse {
 	defer cancel()
 	switch req.Op {
 	case opApply:
-		errs := n.applyLocal(ctx, req.Cmds)
-		resp := &rpcResponse{Errs: make([]*rpcError, len(errs))}
+		errs, index := n.applyLocalIndex(ctx, req.Cmds)
+		resp := &rpcResponse{Errs: make([]*rpcError, len(errs)), Index: index}
 		for i, err := range errs {
 			if retryable(err) {
 				err = fmt.Errorf("%w: %w", ErrNotLeader, err)
