@@ -221,6 +221,8 @@ func (n *Node) openCluster(ctx context.Context) error {
 	cc.Logger = n.log
 	cc.Dial = n.clusterDial
 	cc.NodeLostAfter = c.NodeLostAfter.D()
+	cc.HeartbeatTimeout, cc.ElectionTimeout = c.HeartbeatTimeout.D(), c.ElectionTimeout.D()
+	cc.LeaderLeaseTimeout = c.LeaderLeaseTimeout.D()
 	cn, err := cluster.Open(ctx, cc)
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
