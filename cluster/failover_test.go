@@ -113,3 +113,31 @@ func TestForwardToFrozenLeader(t *testing.T) {
 	c.net.thaw()
 	c.converge(15*time.Second, c.running()...)
 }
+
+// TestMemberDownOnEveryNode: every node, leader or not, sees a member that died as down after
+// NodeLostAfter, and up again once it answers (signalling asks it before handing a call to
+// the node that holds a room's flow).
+func TestMemberDownOnEveryNode(t *testing.T) {
+	c := newTestCluster(t)
+	startThreeWith(t, c, func(_ string, cfg *Config) { cfg.NodeLostAfter = 600 * time.Millisecond })
+	for _, tn := range c.running() {
+		for _, other := range []string{"a", "b", "c"} {
+			if tn.n.MemberDown(other) {
+				t.Fatalf("%s sees %s down while all run", tn.id, other)
+			}
+		}
+	}
+	c.kill("c")
+	start := time.Now()
+	waitFor(t, 10*time.Second, "a and b to see c down", func() bool {
+		return c.node("a").n.MemberDown("c") && c.node("b").n.MemberDown("c")
+	})
+	t.Logf("c seen down by a and b after %v (NodeLostAfter 600ms)", time.Since(start).Round(time.Millisecond))
+	if c.node("a").n.MemberDown("b") || c.node("b").n.MemberDown("a") || c.node("a").n.MemberDown("nobody") {
+		t.Fatal("a member that runs, or no member, seen down")
+	}
+	c.restart("c")
+	waitFor(t, 10*time.Second, "a and b to see c up again", func() bool {
+		return !c.node("a").n.MemberDown("c") && !c.node("b").n.MemberDown("c")
+	})
+}
