@@ -108,3 +108,100 @@ func TestRegisterViaFollowerAnswersWrite(t *testing.T) {
 		}
 	}
 }
+
+// TestCallToRoomOnDeadNode (item 6): a room registered through edge1; edge1 dies. A call
+// through edge2 for the room gets 480 with Retry-After at once, once edge1 is seen down,
+// rather than being handed to the dead node (the caller waited for a 408: 32 s, or the ring
+// timeout).
+func TestCallToRoomOnDeadNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three-node cluster test skipped in -short mode")
+	}
+	nodes := startCluster(t, haConfig)
+	n1, n2 := nodes[0], nodes[1]
+	room := newTestUA(t, "room")
+	room.register(n1, "boardroom", "s3cret-board")
+	waitUntil(t, 5*time.Second, "the binding on edge2", func() bool {
+		bs := n2.Store().State().Bindings("boardroom", time.Now())
+		return len(bs) == 1 && bs[0].Local != ""
+	})
+	n1.Close()
+	waitUntil(t, 30*time.Second, "edge1 seen down from edge2", func() bool {
+		for _, m := range n2.cluster.Members() {
+			if m.ID == "edge1" && !m.Healthy {
+				return true
+			}
+		}
+		return false
+	})
+	waitUntil(t, 30*time.Second, "edge2 to see edge1 down", func() bool { return n2.flowNodeDown("edge1") })
+	caller := newTestUA(t, "caller")
+	caller.timeout = 40 * time.Second
+	start := time.Now()
+	call := caller.invite(n2, roomURI(n2, "boardroom"), "visitor", "outside.example", testSDP, nil)
+	took := time.Since(start)
+	if call.final == nil || call.final.StatusCode != 480 || call.final.GetHeader("Retry-After") == nil {
+		t.Fatalf("call to a room whose node is dead: %v after %v, want 480 with Retry-After", call.final, took)
+	}
+	t.Logf("call to a room whose node is dead: %d with Retry-After %s after %v", call.final.StatusCode,
+		call.final.GetHeader("Retry-After").Value(), took.Round(time.Millisecond))
+}
+
+// TestDrainRelaysCallsForItsRooms (item 7): edge1 drains while a room is registered only
+// through it. A call through edge2 handed to edge1 for that room is still relayed (before: 503,
+// and a rolling restart lost calls); the room re-registering on edge1 meanwhile gets the
+// shortest expiry; once the room has moved to edge2 the drain goes on and ends.
+func TestDrainRelaysCallsForItsRooms(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three-node cluster test skipped in -short mode")
+	}
+	nodes := startCluster(t, haConfig)
+	n1, n2 := nodes[0], nodes[1]
+	room := newTestUA(t, "room")
+	room.register(n1, "boardroom", "s3cret-board")
+	waitUntil(t, 5*time.Second, "the binding on edge2", func() bool {
+		bs := n2.Store().State().Bindings("boardroom", time.Now())
+		return len(bs) == 1 && bs[0].Local != ""
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	drained := make(chan time.Time, 1)
+	go func() { n1.Drain(ctx); drained <- time.Now() }()
+	waitUntil(t, 5*time.Second, "edge1 draining", n1.isDraining)
+
+	caller := newTestUA(t, "caller")
+	call := caller.invite(n2, roomURI(n2, "boardroom"), "visitor", "outside.example", testSDP, nil)
+	if call.final == nil || call.final.StatusCode != 200 {
+		t.Fatalf("call handed to draining edge1 for its room: %v, want 200", call.final)
+	}
+	call.ack(call.final)
+	room.waitRequest(sip.INVITE, 5*time.Second)
+	if res := call.do(sip.BYE, ""); res == nil || res.StatusCode != 200 {
+		t.Fatalf("BYE: %v", res)
+	}
+
+	res := registerExpires(t, room, n1, "boardroom", "s3cret-board", 300)
+	if got := contactExpires(res, room); got < 0 || got > 60 {
+		t.Fatalf("room re-registering on draining edge1: Contact expires %d, want at most min_expires 60:\n%s", got, res)
+	}
+	select {
+	case <-drained:
+		t.Fatal("the drain ended while the room was registered only on edge1")
+	default:
+	}
+
+	moved := time.Now()
+	registerExpires(t, room, n2, "boardroom", "s3cret-board", 300) // the room moves to edge2
+	select {
+	case at := <-drained:
+		t.Logf("drain ended %v after the room moved", at.Sub(moved).Round(time.Millisecond))
+	case <-ctx.Done():
+		t.Fatal("the drain did not end after the room moved")
+	}
+	call2 := newTestUA(t, "caller2").invite(n2, roomURI(n2, "boardroom"), "visitor2", "outside.example", testSDP, nil)
+	if call2.final == nil || call2.final.StatusCode != 200 {
+		t.Fatalf("call to the moved room: %v", call2.final)
+	}
+	call2.ack(call2.final)
+	call2.do(sip.BYE, "")
+}

@@ -288,8 +288,12 @@ func (n *Node) Drain(ctx context.Context) {
 	n.mu.Lock()
 	n.draining = true
 	n.mu.Unlock()
-	// Active calls are finished (their records queued) before the cluster member leaves.
+	// Calls handed over for rooms registered only here are still taken until the rooms have
+	// moved (drain.go); then active calls are finished (their records queued) before the
+	// cluster member leaves.
 	if n.calls != nil {
+		n.calls.DrainRooms(n.onlyFlowHere)
+		n.awaitRoomsMoved(ctx)
 		n.calls.Drain(ctx)
 	}
 	if n.cluster != nil {
