@@ -18,9 +18,11 @@ import (
 // which append a record each time). So a frozen leader costs about the election time, not
 // the whole apply timeout.
 //
-// A forwarded write that succeeded returns once this node's FSM has applied it too (the
-// leader answers the log index of the write), so the caller reads its own write from the
-// local State (a REGISTER answered by a follower lists the binding it just stored).
+// A write proposed on a follower (Propose) returns once this node's FSM has applied it too
+// (the leader answers the log index of the write), so the caller reads its own write from the
+// local State (a REGISTER answered by a follower lists the binding it just stored). That costs
+// a follower's write the time until the leader tells it the commit (up to a heartbeat, about
+// 15 ms); queued writes (Enqueue), which nobody reads back at once, do not wait.
 
 // attemptTimeout bounds one forwarded attempt: long enough for a loaded leader to commit, short
 // enough that a leader that stopped answering without losing its connections (frozen) is left
@@ -32,9 +34,9 @@ func (n *Node) attemptTimeout() time.Duration {
 // leaderWatchEvery is how often a forwarded attempt looks for a change of leader.
 const leaderWatchEvery = 10 * time.Millisecond
 
-// forwardApply sends batch to the leader in one attempt and, when it was applied, waits until
-// the local FSM has applied it as well.
-func (n *Node) forwardApply(ctx context.Context, batch [][]byte) (*rpcResponse, error) {
+// forwardApply sends batch to the leader in one attempt and, when it was applied and readOwn is
+// set, waits until the local FSM has applied it as well.
+func (n *Node) forwardApply(ctx context.Context, batch [][]byte, readOwn bool) (*rpcResponse, error) {
 	actx, cancel := context.WithTimeout(ctx, n.attemptTimeout())
 	defer cancel()
 	stop := n.cancelOnLeaderChange(actx, cancel)
@@ -43,7 +45,7 @@ func (n *Node) forwardApply(ctx context.Context, batch [][]byte) (*rpcResponse, 
 	if err != nil {
 		return nil, err
 	}
-	if resp.Index > 0 {
+	if readOwn && resp.Index > 0 {
 		select {
 		case <-n.fsm.waitIndex(resp.Index):
 		case <-ctx.Done():

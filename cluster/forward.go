@@ -21,7 +21,7 @@ import (
 // write (it may be applied), ErrHalted or ErrClosed when this node stopped, or the state
 // package's errors (state.ErrNotFound, state.ErrBadPayload) from applying it.
 func (n *Node) Propose(ctx context.Context, c state.Command) error {
-	return n.proposeBatch(ctx, []state.Command{c})[0]
+	return n.proposeBatch(ctx, []state.Command{c}, true)[0]
 }
 
 // Enqueue queues c to be proposed soon without waiting: a batcher collects commands for a few
@@ -47,7 +47,8 @@ func (n *Node) writeCtx(ctx context.Context) (context.Context, context.CancelFun
 	return ctx, func() { stop(); cancel() }
 }
 
-func (n *Node) proposeBatch(ctx context.Context, cmds []state.Command) []error {
+// proposeBatch proposes cmds; with readOwn, a follower returns once it has applied them too.
+func (n *Node) proposeBatch(ctx context.Context, cmds []state.Command, readOwn bool) []error {
 	start := time.Now()
 	ctx, cancel := n.writeCtx(ctx)
 	defer cancel()
@@ -55,7 +56,7 @@ func (n *Node) proposeBatch(ctx context.Context, cmds []state.Command) []error {
 	for i, c := range cmds {
 		enc[i] = c.Encode()
 	}
-	errs := n.applyAnywhere(ctx, enc)
+	errs := n.applyAnywhere(ctx, enc, readOwn)
 	for i, err := range errs {
 		if err != nil {
 			errs[i] = fmt.Errorf("cluster: propose %s: %w", cmds[i].Type, err)
@@ -74,7 +75,7 @@ func retryable(err error) bool {
 
 // applyAnywhere applies encoded commands on the leader, wherever it is, until ctx ends. It
 // returns one error per command.
-func (n *Node) applyAnywhere(ctx context.Context, enc [][]byte) []error {
+func (n *Node) applyAnywhere(ctx context.Context, enc [][]byte, readOwn bool) []error {
 	errs := make([]error, len(enc))
 	pending := make([]int, len(enc))
 	for i := range pending {
@@ -96,7 +97,7 @@ func (n *Node) applyAnywhere(ctx context.Context, enc [][]byte) []error {
 		if n.raft.State() == raft.Leader {
 			res = n.applyLocal(ctx, batch)
 		} else {
-			resp, err := n.forwardApply(ctx, batch)
+			resp, err := n.forwardApply(ctx, batch, readOwn)
 			if err != nil {
 				if !errors.Is(err, ErrNoLeader) && n.stopped() == nil {
 					err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
@@ -334,7 +335,7 @@ func (n *Node) proposeQueued(ctx context.Context, batch []state.Command) {
 	defer func() { n.pending.Add(-int64(len(batch))) }() // what is left when we give up
 	backoff := 50 * time.Millisecond
 	for try := 1; len(batch) > 0; try++ {
-		errs := n.proposeBatch(ctx, batch)
+		errs := n.proposeBatch(ctx, batch, false) // nobody waits to read them
 		var again []state.Command
 		for i, err := range errs {
 			if err == nil {
