@@ -78,8 +78,11 @@ func BenchmarkPropose(b *testing.B) {
 	}
 }
 
-// TestFailoverTime kills the leader of a 3-node cluster PORTCULLIS_FAILOVER_RUNS times and
-// reports how long until a new leader has committed a write (median and worst).
+// TestFailoverTime kills the leader of a 3-node cluster PORTCULLIS_FAILOVER_RUNS times (10 for
+// the figures in the README) and logs how long until a survivor leads and until a write from a
+// survivor is committed (median, min, max). It asserts nothing about time: a figure, not a
+// test. PORTCULLIS_TEST_DEFAULT_TIMEOUTS=1 measures the default Raft timeouts (the cluster
+// section of deploy/portcullis.yaml), else the tests' tighter ones.
 func TestFailoverTime(t *testing.T) {
 	runs, _ := strconv.Atoi(os.Getenv("PORTCULLIS_FAILOVER_RUNS"))
 	if runs <= 0 {
@@ -87,18 +90,33 @@ func TestFailoverTime(t *testing.T) {
 	}
 	c := newTestCluster(t)
 	startThree(t, c)
-	var times []time.Duration
+	var toLeader, toWrite []time.Duration
 	for i := range runs {
 		old := c.leader(10 * time.Second)
+		var survivors []*testNode
+		for _, tn := range c.running() {
+			if tn.id != old.id {
+				survivors = append(survivors, tn)
+			}
+		}
 		killed := time.Now()
 		c.kill(old.id)
-		var writer *testNode
-		for _, tn := range c.running() {
-			writer = tn
-		}
-		// The survivor's Propose waits for the new leader (it polls for one until ApplyTimeout).
-		// A write whose outcome is unknown (the fresh leader lost its lease) is retried, as
-		// Enqueue does for idempotent commands.
+		elected := make(chan time.Duration, 1)
+		go func() {
+			for time.Since(killed) < 20*time.Second {
+				for _, tn := range survivors {
+					if tn.n.IsLeader() {
+						elected <- time.Since(killed)
+						return
+					}
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			elected <- -1
+		}()
+		writer := survivors[len(survivors)-1]
+		// The survivor's Propose waits for the new leader and re-sends idempotent writes
+		// whose outcome was unknown; a failure after that is retried here (and logged).
 		for {
 			err := writer.n.Propose(ctxT(t, 10*time.Second), state.PutRoom(state.Room{Name: fmt.Sprintf("failover-%d", i)}))
 			if err == nil {
@@ -110,16 +128,27 @@ func TestFailoverTime(t *testing.T) {
 			t.Logf("run %d: retrying after %v", i, err)
 		}
 		d := time.Since(killed)
-		times = append(times, d)
+		e := <-elected
+		toWrite = append(toWrite, d)
+		toLeader = append(toLeader, e)
 		nl := c.leader(5 * time.Second)
-		t.Logf("run %d: leader %s killed, %s leads, first write committed after %s", i, old.id, nl.id, d.Round(time.Millisecond))
+		t.Logf("run %d: leader %s killed, %s leads after %s, first write committed after %s", i, old.id, nl.id,
+			e.Round(time.Millisecond), d.Round(time.Millisecond))
 		c.restart(old.id)
 		c.converge(10 * time.Second)
 	}
-	slices.Sort(times)
-	t.Logf("failover (kill leader -> write committed by the new leader), %d runs, HeartbeatTimeout=%s ElectionTimeout=%s: median %s, min %s, max %s",
-		runs, c.all()[0].cfg.HeartbeatTimeout, c.all()[0].cfg.ElectionTimeout,
-		times[len(times)/2].Round(time.Millisecond), times[0].Round(time.Millisecond), times[len(times)-1].Round(time.Millisecond))
+	slices.Sort(toLeader)
+	slices.Sort(toWrite)
+	cfg := c.all()[0].cfg
+	t.Logf("failover, %d leader kills, HeartbeatTimeout=%s ElectionTimeout=%s LeaderLeaseTimeout=%s:", runs,
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout)
+	for _, f := range []struct {
+		what string
+		d    []time.Duration
+	}{{"new leader", toLeader}, {"first write", toWrite}} {
+		t.Logf("  %-11s median %s, min %s, max %s", f.what, f.d[len(f.d)/2].Round(time.Millisecond),
+			f.d[0].Round(time.Millisecond), f.d[len(f.d)-1].Round(time.Millisecond))
+	}
 }
 
 // TestSnapshotFigures reports snapshot size and timings for 10,000 rooms and 100,000 call

@@ -21,7 +21,7 @@ import (
 // write (it may be applied), ErrHalted or ErrClosed when this node stopped, or the state
 // package's errors (state.ErrNotFound, state.ErrBadPayload) from applying it.
 func (n *Node) Propose(ctx context.Context, c state.Command) error {
-	return n.proposeBatch(ctx, []state.Command{c})[0]
+	return n.proposeBatch(ctx, []state.Command{c}, true)[0]
 }
 
 // Enqueue queues c to be proposed soon without waiting: a batcher collects commands for a few
@@ -47,7 +47,8 @@ func (n *Node) writeCtx(ctx context.Context) (context.Context, context.CancelFun
 	return ctx, func() { stop(); cancel() }
 }
 
-func (n *Node) proposeBatch(ctx context.Context, cmds []state.Command) []error {
+// proposeBatch proposes cmds; with readOwn, a follower returns once it has applied them too.
+func (n *Node) proposeBatch(ctx context.Context, cmds []state.Command, readOwn bool) []error {
 	start := time.Now()
 	ctx, cancel := n.writeCtx(ctx)
 	defer cancel()
@@ -55,7 +56,7 @@ func (n *Node) proposeBatch(ctx context.Context, cmds []state.Command) []error {
 	for i, c := range cmds {
 		enc[i] = c.Encode()
 	}
-	errs := n.applyAnywhere(ctx, enc)
+	errs := n.applyAnywhere(ctx, enc, readOwn)
 	for i, err := range errs {
 		if err != nil {
 			errs[i] = fmt.Errorf("cluster: propose %s: %w", cmds[i].Type, err)
@@ -74,7 +75,7 @@ func retryable(err error) bool {
 
 // applyAnywhere applies encoded commands on the leader, wherever it is, until ctx ends. It
 // returns one error per command.
-func (n *Node) applyAnywhere(ctx context.Context, enc [][]byte) []error {
+func (n *Node) applyAnywhere(ctx context.Context, enc [][]byte, readOwn bool) []error {
 	errs := make([]error, len(enc))
 	pending := make([]int, len(enc))
 	for i := range pending {
@@ -96,10 +97,17 @@ func (n *Node) applyAnywhere(ctx context.Context, enc [][]byte) []error {
 		if n.raft.State() == raft.Leader {
 			res = n.applyLocal(ctx, batch)
 		} else {
-			resp, err := n.callLeader(ctx, &rpcRequest{Op: opApply, Cmds: batch})
+			resp, err := n.forwardApply(ctx, batch, readOwn)
 			if err != nil {
 				if !errors.Is(err, ErrNoLeader) && n.stopped() == nil {
 					err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+				}
+				if n.resend(ctx, batch, err) {
+					select {
+					case <-ctx.Done():
+					case <-time.After(leaderPollGap):
+						continue
+					}
 				}
 				for _, i := range pending {
 					errs[i] = err
@@ -120,7 +128,7 @@ func (n *Node) applyAnywhere(ctx context.Context, enc [][]byte) []error {
 		}
 		var again []int
 		for j, i := range pending {
-			if res[j] != nil && retryable(res[j]) {
+			if res[j] != nil && (retryable(res[j]) || n.resend(ctx, batch[j:j+1], res[j])) {
 				lastErr = res[j]
 				again = append(again, i)
 				continue
@@ -155,6 +163,15 @@ func (n *Node) noLeader(ctx context.Context, last error) error {
 
 // applyLocal applies on this node, which believes it is the leader.
 func (n *Node) applyLocal(ctx context.Context, batch [][]byte) []error {
+	errs, _ := n.applyLocalIndex(ctx, batch)
+	return errs
+}
+
+// applyLocalIndex is applyLocal that also returns the highest log index among the commands it
+// applied (0 if none was): a follower that forwarded them waits until its own FSM has applied
+// that index, so it reads its own writes.
+func (n *Node) applyLocalIndex(ctx context.Context, batch [][]byte) ([]error, uint64) {
+	var index uint64
 	timeout := time.Until(deadline(ctx))
 	futs := make([]raft.ApplyFuture, len(batch))
 	for i, b := range batch {
@@ -165,6 +182,7 @@ func (n *Node) applyLocal(ctx context.Context, batch [][]byte) []error {
 		err := n.await(ctx, f)
 		switch {
 		case err == nil:
+			index = max(index, f.Index())
 			if e, ok := f.Response().(error); ok {
 				errs[i] = e
 			}
@@ -179,7 +197,7 @@ func (n *Node) applyLocal(ctx context.Context, batch [][]byte) []error {
 			errs[i] = fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 		}
 	}
-	return errs
+	return errs, index
 }
 
 func (n *Node) stoppedOr(def error) error {
@@ -317,7 +335,7 @@ func (n *Node) proposeQueued(ctx context.Context, batch []state.Command) {
 	defer func() { n.pending.Add(-int64(len(batch))) }() // what is left when we give up
 	backoff := 50 * time.Millisecond
 	for try := 1; len(batch) > 0; try++ {
-		errs := n.proposeBatch(ctx, batch)
+		errs := n.proposeBatch(ctx, batch, false) // nobody waits to read them
 		var again []state.Command
 		for i, err := range errs {
 			if err == nil {
@@ -411,8 +429,8 @@ func (n *Node) handleRPC(req *rpcRequest) *rpcResponse {
 	defer cancel()
 	switch req.Op {
 	case opApply:
-		errs := n.applyLocal(ctx, req.Cmds)
-		resp := &rpcResponse{Errs: make([]*rpcError, len(errs))}
+		errs, index := n.applyLocalIndex(ctx, req.Cmds)
+		resp := &rpcResponse{Errs: make([]*rpcError, len(errs)), Index: index}
 		for i, err := range errs {
 			if retryable(err) {
 				err = fmt.Errorf("%w: %w", ErrNotLeader, err)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -21,12 +22,15 @@ type faultNet struct {
 	mu      sync.Mutex
 	blocked map[[2]string]bool // unordered address pairs
 	conns   map[*faultConn]struct{}
+	frozen  map[string]bool // addresses in a black hole (freeze_test.go)
+	freezes atomic.Bool     // a freeze was ever set: conns poll (freeze_test.go)
 }
 
 type faultConn struct {
 	net.Conn
 	from, to string
 	fn       *faultNet
+	dl       deadlines // what the user set (freeze_test.go)
 }
 
 // Unwrap gives the TCP connection (for the idle-connection check).
@@ -40,7 +44,7 @@ func (c *faultConn) Close() error {
 }
 
 func newFaultNet() *faultNet {
-	return &faultNet{blocked: map[[2]string]bool{}, conns: map[*faultConn]struct{}{}}
+	return &faultNet{blocked: map[[2]string]bool{}, conns: map[*faultConn]struct{}{}, frozen: map[string]bool{}}
 }
 
 func pair(a, b string) [2]string {

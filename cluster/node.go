@@ -64,7 +64,8 @@ type Node struct {
 	ready     chan struct{} // closed once the node has caught up with the log (ready.go)
 	readyOnce sync.Once
 
-	lost lostTracker // leader's view of members it cannot reach (lost.go)
+	lost  lostTracker // leader's view of members it cannot reach (lost.go)
+	reach reachView   // this node's view of the members it reaches (reach.go)
 }
 
 var _ state.Store = (*Node)(nil)
@@ -240,6 +241,7 @@ func (n *Node) startRaft(ctx context.Context, joinAddrs []string) error {
 	n.RunLeaderTask(n.ctx, n.pingInterval(), n.pingMembers)
 	n.RunLeaderTask(n.ctx, lostCheckEvery, n.lostSweep)
 	n.goTracked(n.catchUp)
+	n.goTracked(n.runReach)
 	return nil
 }
 

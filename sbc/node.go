@@ -228,6 +228,8 @@ func (n *Node) openCluster(ctx context.Context) error {
 	cc.Logger = n.log
 	cc.Dial = n.clusterDial
 	cc.NodeLostAfter = c.NodeLostAfter.D()
+	cc.HeartbeatTimeout, cc.ElectionTimeout = c.HeartbeatTimeout.D(), c.ElectionTimeout.D()
+	cc.LeaderLeaseTimeout = c.LeaderLeaseTimeout.D()
 	cn, err := cluster.Open(ctx, cc)
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
@@ -293,8 +295,12 @@ func (n *Node) Drain(ctx context.Context) {
 	n.mu.Lock()
 	n.draining = true
 	n.mu.Unlock()
-	// Active calls are finished (their records queued) before the cluster member leaves.
+	// Calls handed over for rooms registered only here are still taken until the rooms have
+	// moved (drain.go); then active calls are finished (their records queued) before the
+	// cluster member leaves.
 	if n.calls != nil {
+		n.calls.DrainRooms(n.onlyFlowHere)
+		n.awaitRoomsMoved(ctx)
 		n.calls.Drain(ctx)
 	}
 	if n.cluster != nil {

@@ -31,7 +31,7 @@ func (n *Node) startRegistrar() error {
 		MinExpires: r.MinExpires.D(), MaxExpires: r.MaxExpires.D(), DefaultExpires: r.DefaultExpires.D(),
 		KeepaliveInterval: r.KeepaliveInterval.D(), KeepaliveFailures: r.KeepaliveFailures,
 		Grace: r.Grace.D(), MaxContacts: r.MaxContacts, Logger: n.log.With("component", "registrar"),
-		ChallengeTimeout: r.ChallengeTimeout.D(), OnFailure: n.registrationFailed,
+		ChallengeTimeout: r.ChallengeTimeout.D(), OnFailure: n.registrationFailed, Draining: n.isDraining,
 	}, n.store, n.auth, n.client, n.authObserver())
 	if err != nil {
 		return fmt.Errorf("registrar: %w", err)

@@ -208,9 +208,14 @@ func (e *Engine) inbound(req *sip.Request, tx sip.ServerTransaction, roomName, c
 	}
 	var targets []target
 	viaNode := map[string]bool{}
+	down := 0 // flows on members that cannot take the call
 	for _, b := range e.cfg.Bindings(roomName) {
 		if b.Node != "" && b.Node != e.cfg.NodeID {
 			if fromTrunk || b.Local == "" || viaNode[b.Node] {
+				continue
+			}
+			if e.flowNodeDown(b.Node) {
+				down++
 				continue
 			}
 			viaNode[b.Node] = true
@@ -230,7 +235,7 @@ func (e *Engine) inbound(req *sip.Request, tx sip.ServerTransaction, roomName, c
 			e.log.Debug("call to an unregistered room dropped (stealth)", "room", roomName, "source", req.Source())
 			return
 		}
-		respond(tx, sip.NewResponseFromRequest(req, 480, "Temporarily Unavailable", nil))
+		respond(tx, unavailable(req, down > 0))
 		return
 	}
 	c := e.prepare(req, tx, state.Inbound, roomName, caller, fromTrunk)

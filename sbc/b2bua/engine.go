@@ -47,6 +47,10 @@ type Config struct {
 	// not take its offer for a reason a caller controls (too many streams, too many ports held
 	// by its unanswered calls), with the status sent; it must not block.
 	MediaRefused func(src netip.AddrPort, transport string, code int, err error)
+	// FlowNodeDown, when set, reports a cluster member that cannot take a call now (dead, or
+	// cut off from this node): a room whose flows are all on such members gets 480 with
+	// Retry-After at once (flownode.go). Nil: every member is asked.
+	FlowNodeDown func(node string) bool
 }
 
 // Action is what the caller filter decided for a call.
@@ -123,6 +127,7 @@ type Engine struct {
 	calls    map[string]*call // call ID -> call
 	byRoom   map[string]int   // room -> active calls
 	draining bool
+	keepRoom func(room string) bool // while draining: trunk calls for these rooms are still taken (flownode.go)
 	wg       sync.WaitGroup
 }
 
@@ -207,7 +212,7 @@ func (e *Engine) index(c *call, d *dialog) {
 func (e *Engine) register(c *call) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.draining {
+	if e.draining && !(c.fromTrunk && c.dir == state.Inbound && e.keepRoom != nil && e.keepRoom(c.room)) {
 		return false
 	}
 	e.calls[c.id] = c
@@ -302,7 +307,7 @@ func (e *Engine) Hangup(ctx context.Context, id string) error {
 // calls still up then are hung up.
 func (e *Engine) Drain(ctx context.Context) {
 	e.mu.Lock()
-	e.draining = true
+	e.draining, e.keepRoom = true, nil
 	e.mu.Unlock()
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()

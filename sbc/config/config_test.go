@@ -77,6 +77,9 @@ func TestErrorsNameLineAndField(t *testing.T) {
 		{"unanswered cap below a stream", "media:\n  max_unanswered_ports: 2\n", ":2:", "media.max_unanswered_ports"},
 		{"bad media allow_peers", "media:\n  allow_peers: [10.0.0.0/99]\n", ":2:", "10.0.0.0/99"},
 		{"node lost too soon", "cluster:\n  bind: 127.0.0.1:7000\n  node_lost_after: 100ms\n", ":3:", "cluster.node_lost_after"},
+		{"heartbeat too short", "cluster:\n  bind: 127.0.0.1:7000\n  heartbeat_timeout: 5ms\n", ":3:", "cluster.heartbeat_timeout"},
+		{"election below heartbeat", "cluster:\n  heartbeat_timeout: 1s\n  election_timeout: 500ms\n", ":3:", "cluster.election_timeout"},
+		{"lease above heartbeat", "cluster:\n  leader_lease_timeout: 600ms\n", ":2:", "cluster.leader_lease_timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

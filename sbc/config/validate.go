@@ -236,6 +236,16 @@ func (c *Config) validateNet(v *validator) {
 	if c.Cluster.NodeLostAfter < Duration(300e6) {
 		v.fail("cluster.node_lost_after", "must be at least 300ms")
 	}
+	cl := &c.Cluster
+	if cl.HeartbeatTimeout < Duration(20e6) || cl.HeartbeatTimeout > Duration(10e9) {
+		v.fail("cluster.heartbeat_timeout", "%s must be between 20ms and 10s", cl.HeartbeatTimeout.D())
+	}
+	if cl.ElectionTimeout < cl.HeartbeatTimeout {
+		v.fail("cluster.election_timeout", "%s must be at least heartbeat_timeout (%s)", cl.ElectionTimeout.D(), cl.HeartbeatTimeout.D())
+	}
+	if cl.LeaderLeaseTimeout < Duration(10e6) || cl.LeaderLeaseTimeout > cl.HeartbeatTimeout {
+		v.fail("cluster.leader_lease_timeout", "%s must be between 10ms and heartbeat_timeout (%s)", cl.LeaderLeaseTimeout.D(), cl.HeartbeatTimeout.D())
+	}
 }
 
 func (c *Config) validateGuard(v *validator) {

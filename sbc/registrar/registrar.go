@@ -42,6 +42,10 @@ type Config struct {
 	OnFailure func(Failure)
 	Logger    *slog.Logger
 	Now       func() time.Time
+
+	// Draining, when set, reports that this node drains: a room that registers meanwhile is
+	// granted MinExpires, so it comes back soon (to another node, once this one is gone).
+	Draining func() bool
 }
 
 // AuthObserver learns about authentication outcomes (the guard implements it).
@@ -266,6 +270,9 @@ func (r *Registrar) register(req *sip.Request, tx sip.ServerTransaction, room st
 			return
 		}
 		exp = min(exp, r.cfg.MaxExpires)
+		if r.cfg.Draining != nil && r.cfg.Draining() {
+			exp = r.cfg.MinExpires
+		}
 		// Local is this node's trunk address: other nodes of a cluster hand calls for the room
 		// to it there (sipgo does not record the listener an incoming request arrived on).
 		puts = append(puts, state.Binding{Room: room, Contact: uri, Source: req.Source(), Transport: strings.ToUpper(req.Transport()),
