@@ -240,6 +240,21 @@ func (p *phone) final(method sip.RequestMethod) *sip.Response {
 	}).(*sip.Response)
 }
 
+// finalWithin returns the final response to method that arrives within d, or nil.
+func (p *phone) finalWithin(method sip.RequestMethod, d time.Duration) *sip.Response {
+	deadline := time.After(d)
+	for {
+		select {
+		case m := <-p.in:
+			if r, ok := m.(*sip.Response); ok && r.StatusCode >= 200 && r.CSeq() != nil && r.CSeq().MethodName == method {
+				return r
+			}
+		case <-deadline:
+			return nil
+		}
+	}
+}
+
 // quiet reports that no request with method arrives within d (used only to check something
 // did NOT happen after a condition was already waited on).
 func (p *phone) quiet(method sip.RequestMethod, d time.Duration) bool {
