@@ -352,3 +352,32 @@ func TestCallsEndedByCluster(t *testing.T) {
 		t.Fatalf("%d records written for a call the cluster recorded", n)
 	}
 }
+
+// TestFailoverAfterUnsentBranch: a branch whose INVITE could not be sent (no transport for
+// it) has no client transaction; when the per-target timer fires before its failure is
+// seen, the engine must not touch that missing transaction (it panicked: nil b.tx).
+func TestFailoverAfterUnsentBranch(t *testing.T) {
+	auth, _ := digest.New(digest.Config{Realm: testDomain, Secret: []byte("0123456789abcdef0123"), Algorithms: []string{digest.MD5}})
+	res := staticResolver{ts: []target{{dest: "127.0.0.1:9", transport: "SCTP"}, {dest: "127.0.0.1:9", transport: "SCTP"}}}
+	r := newRig(t, func(c *Config, d *Deps) {
+		d.Auth, d.Resolver = auth, res
+		c.TargetTimeout = time.Nanosecond // the timer races the send failure on every call
+	})
+	_ = r.store.Propose(context.Background(), state.PutRoom(state.Room{Name: "room1", HA1MD5: digest.HA1(digest.MD5, "room1", testDomain, "pw")}))
+	a := newPhone(t)
+	for i := range 20 {
+		c := &caller{p: a, to: r.addr, callID: fmt.Sprintf("unsent-%d@x", i), fromTag: "ft", cseq: 1}
+		req := a.build(c, sip.INVITE, "sip:bob@far.test", "", 1, testSDP)
+		req.From().Address = sip.Uri{Scheme: "sip", User: "room1", Host: testDomain}
+		a.send(r.addr, req)
+		ch := a.response(sip.INVITE, 407)
+		a.send(r.addr, ackFor(a, ch))
+		req = a.build(c, sip.INVITE, "sip:bob@far.test", "", 2, testSDP, "Proxy-Authorization: "+digestAnswer(t, ch, "room1", "pw", "sip:bob@far.test"))
+		req.From().Address = sip.Uri{Scheme: "sip", User: "room1", Host: testDomain}
+		a.send(r.addr, req)
+		if got := a.final(sip.INVITE); got.StatusCode < 400 {
+			t.Fatalf("call %d: %d", i, got.StatusCode)
+		}
+	}
+	r.waitIdle()
+}
