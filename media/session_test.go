@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 	"github.com/portcullis-sbc/portcullis/media/sdp"
 )
 
@@ -31,7 +32,7 @@ func call(t *testing.T, s *Session, a, b *room, version int, dirA, dirB string) 
 // rewriting, real packets both ways, hold/resume, then Close stops media
 // and the manager's Close leaves no goroutine behind.
 func TestEndToEnd(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	m := newTestManager(t, nil)
 	a, b := newRoom(t, "roomA"), newRoom(t, "roomB")
 	s, err := m.NewSession("call-1", nil)
@@ -178,7 +179,7 @@ func TestOriginVersion(t *testing.T) {
 }
 
 func TestMediaTimeout(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	for _, tc := range []struct {
 		name      string
 		dir       string

@@ -8,6 +8,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 )
 
 // answerCall rings room on callee from a caller and answers it; both ACKs are exchanged.
@@ -21,7 +22,7 @@ func answerCall(t *testing.T, r *rig, a, b *phone) (*caller, *sip.Request) {
 	b.request(sip.ACK)
 	ok := a.response(sip.INVITE, 200)
 	c.ack(ok)
-	eventually(t, "call answered", func() bool {
+	testutil.Eventually(t, "call answered", func() bool {
 		cs := r.e.Calls()
 		return len(cs) == 1 && cs[0].State == state.CallAnswered
 	})
@@ -42,7 +43,7 @@ func TestInboundCallCallerHangsUp(t *testing.T) {
 	b.reply(bye, 200, "", "")
 	a.response(sip.BYE, 200)
 	r.waitIdle()
-	eventually(t, "record", func() bool { return len(r.records()) == 1 })
+	testutil.Eventually(t, "record", func() bool { return len(r.records()) == 1 })
 	recs := r.records()
 	if recs[0].Status != 200 || recs[0].EndReason != "caller hung up" || recs[0].Room != "room1" {
 		t.Fatalf("record %+v", recs[0])
@@ -60,7 +61,7 @@ func TestInboundCallCalleeHangsUp(t *testing.T) {
 	bye := a.request(sip.BYE)
 	a.reply(bye, 200, "", "")
 	r.waitIdle()
-	eventually(t, "record", func() bool { return len(r.records()) == 1 })
+	testutil.Eventually(t, "record", func() bool { return len(r.records()) == 1 })
 	if rec := r.records()[0]; rec.EndReason != "callee hung up" {
 		t.Fatalf("record %+v", rec)
 	}

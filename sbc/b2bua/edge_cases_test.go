@@ -16,6 +16,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 	"github.com/portcullis-sbc/portcullis/media"
 	"github.com/portcullis-sbc/portcullis/sbc/digest"
 )
@@ -233,7 +234,7 @@ func TestOutboundCallWithDigest(t *testing.T) {
 	a.send(r.addr, ackFor(a, ch))
 	dial("wrong", 2, ch)
 	a.response(sip.INVITE, 403)
-	eventually(t, "failure counted", func() bool { obs.mu.Lock(); defer obs.mu.Unlock(); return obs.fail == 1 })
+	testutil.Eventually(t, "failure counted", func() bool { obs.mu.Lock(); defer obs.mu.Unlock(); return obs.fail == 1 })
 
 	c, _ := dial("secret-pw", 3, ch)
 	inv1 := far1.request(sip.INVITE)

@@ -9,6 +9,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 )
 
 // TestForkingFirstAnswerWins: a room with two bindings rings both; the second answers, the
@@ -51,7 +52,7 @@ func TestCallerCancelsWhileRinging(t *testing.T) {
 	b.reply(inv, 487, "bt", "")
 	a.response(sip.INVITE, 487)
 	r.waitIdle()
-	eventually(t, "record", func() bool { return len(r.records()) == 1 })
+	testutil.Eventually(t, "record", func() bool { return len(r.records()) == 1 })
 	if rec := r.records()[0]; rec.Status != 487 {
 		t.Fatalf("record %+v", rec)
 	}
@@ -213,7 +214,7 @@ func TestSessionTimerEndsCallWhenPeerGone(t *testing.T) {
 		}
 	}
 	r.waitIdle()
-	eventually(t, "record", func() bool { return len(r.records()) == 1 })
+	testutil.Eventually(t, "record", func() bool { return len(r.records()) == 1 })
 	if rec := r.records()[0]; !strings.HasPrefix(rec.EndReason, "session timer") {
 		t.Fatalf("record %+v", rec)
 	}
@@ -230,7 +231,7 @@ func TestDrainWithActiveCall(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.e.Drain(ctx); close(done) }()
-	eventually(t, "draining", func() bool { r.e.mu.Lock(); defer r.e.mu.Unlock(); return r.e.draining })
+	testutil.Eventually(t, "draining", func() bool { r.e.mu.Lock(); defer r.e.mu.Unlock(); return r.e.draining })
 	late.invite(r.addr, "room1", testSDP)
 	if res := late.final(sip.INVITE); res.StatusCode != 503 || headerValue(res, "Retry-After") == "" {
 		t.Fatalf("INVITE while draining: %d", res.StatusCode)
@@ -268,7 +269,7 @@ func TestAdminHangup(t *testing.T) {
 	a.reply(a.request(sip.BYE), 200, "", "")
 	b.reply(b.request(sip.BYE), 200, "", "")
 	r.waitIdle()
-	eventually(t, "record", func() bool { return len(r.records()) == 1 })
+	testutil.Eventually(t, "record", func() bool { return len(r.records()) == 1 })
 	if rec := r.records()[0]; rec.EndReason != "ended by admin" || rec.State != state.CallEnded {
 		t.Fatalf("record %+v", rec)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 )
 
 // The rig is the engine on a real sipgo user agent bound to a UDP socket on 127.0.0.1, and the
@@ -125,19 +126,8 @@ func (r *rig) records() []state.CallRecord {
 // waitIdle waits until the engine holds no call and returns the records.
 func (r *rig) waitIdle() []state.CallRecord {
 	r.t.Helper()
-	eventually(r.t, "engine idle", func() bool { return r.e.Active() == 0 })
+	testutil.Eventually(r.t, "engine idle", func() bool { return r.e.Active() == 0 })
 	return r.records()
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitLong)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // phone is a SIP peer on its own UDP socket.
