@@ -12,6 +12,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
 
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
 )
 
@@ -81,7 +82,12 @@ func newTestUA(t *testing.T, name string) *testUA {
 	ctx, cancel := context.WithCancel(context.Background())
 	u.cancel = cancel
 	go func() { _ = u.srv.ListenAndServe(ctx, "udp", u.addr) }()
-	time.Sleep(50 * time.Millisecond)
+	// the client sends from the listener socket: wait until the transport layer holds it (sipgo
+	// says it listens before it pools the socket)
+	testutil.Eventually(t, "test UA "+u.addr+" listening", func() bool {
+		c, err := u.ua.TransportLayer().GetConnection("udp", u.addr)
+		return err == nil && c != nil
+	})
 	t.Cleanup(u.close)
 	return u
 }
