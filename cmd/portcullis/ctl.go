@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -29,6 +27,7 @@ import (
 	"github.com/portcullis-sbc/portcullis/media"
 	"github.com/portcullis-sbc/portcullis/media/relay"
 	"github.com/portcullis-sbc/portcullis/sbc/admin"
+	"github.com/portcullis-sbc/portcullis/sbc/admin/client"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
 	"github.com/portcullis-sbc/portcullis/sbc/guard"
 )
@@ -72,7 +71,7 @@ type ctl struct {
 	api, token, tokenFile, ca, output string
 	timeout                           time.Duration
 	stdout, stderr                    io.Writer
-	client                            *http.Client
+	client                            *client.Client
 	usage                             func() // the -h text when not ctl's (portcullis token)
 }
 
@@ -82,18 +81,6 @@ type usageError struct{ msg string }
 func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
-
-// apiError is an error answer of the API.
-type apiError struct {
-	Status  int    `json:"-"`
-	Code    string `json:"error"`
-	Message string `json:"message"`
-	Field   string `json:"field"`
-}
-
-func (e *apiError) Error() string {
-	return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message)
-}
 
 // runCtl runs `portcullis ctl ARGS` and returns the exit status: 0 done, 1 the API or the
 // connection failed, 2 bad usage.
@@ -240,92 +227,50 @@ func (c *ctl) connect() error {
 	if c.token == "" {
 		return usagef("no API token: set PORTCULLIS_TOKEN (or --token-file); create one with `portcullis token create --scope admin --name NAME --config FILE` (or --data-dir DIR) on the node")
 	}
-	if !strings.Contains(c.api, "://") {
-		c.api = "http://" + c.api
-	}
-	u, err := url.Parse(c.api)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	cl, err := client.New(client.Config{API: c.api, Token: c.token, CAFile: c.ca})
+	if errors.Is(err, client.ErrBadURL) {
 		return usagef("--api %q must be http(s)://HOST:PORT", c.api)
 	}
-	c.api = strings.TrimSuffix(c.api, "/")
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.Proxy = nil // the API is local or on a management network, never through a proxy
-	if c.ca != "" {
-		pem, err := os.ReadFile(c.ca)
-		if err != nil {
-			return err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("--ca %s: no certificate found", c.ca)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if err != nil {
+		return err
 	}
-	c.client = &http.Client{Transport: tr}
+	c.client = cl
 	return nil
 }
 
-// do sends a request and returns the body of a 2xx answer; other answers become *apiError.
-func (c *ctl) do(ctx context.Context, method, path string, body any) ([]byte, error) {
-	if err := c.connect(); err != nil {
-		return nil, err
-	}
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
+// reach names the API in an error that got no answer at all.
+func (c *ctl) reach(err error) error {
+	var ce *client.ConnError
+	if errors.As(err, &ce) {
+		api := c.api
+		if !strings.Contains(api, "://") {
+			api = "http://" + api
 		}
-		rd = bytes.NewReader(b)
+		return fmt.Errorf("cannot reach the admin API at %s: %w", strings.TrimSuffix(api, "/"), ce.Err)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.api+"/api/v1"+path, rd)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	res, err := c.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach the admin API at %s: %w", c.api, err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(res.Body, 64<<20))
-	if err != nil {
-		return nil, err
-	}
-	if res.StatusCode/100 != 2 {
-		ae := &apiError{Status: res.StatusCode}
-		if json.Unmarshal(b, ae) != nil || ae.Code == "" {
-			ae.Code, ae.Message = http.StatusText(res.StatusCode), strings.TrimSpace(string(b))
-		}
-		return nil, ae
-	}
-	return b, nil
+	return err
 }
 
 // get decodes a GET into v and returns the raw body.
 func (c *ctl) get(path string, v any) ([]byte, error) {
+	if err := c.connect(); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	b, err := c.do(ctx, "GET", path, nil)
-	if err == nil && v != nil {
-		err = json.Unmarshal(b, v)
-	}
-	return b, err
+	b, err := c.client.Get(ctx, path, v)
+	return b, c.reach(err)
 }
 
 // send makes a write and decodes the answer into v (when not nil and there is one).
 func (c *ctl) send(method, path string, body, v any) ([]byte, error) {
+	if err := c.connect(); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	b, err := c.do(ctx, method, path, body)
-	if err == nil && v != nil && len(b) > 0 {
-		err = json.Unmarshal(b, v)
-	}
-	return b, err
+	b, err := c.client.Send(ctx, method, path, body, v)
+	return b, c.reach(err)
 }
 
 // show prints raw JSON with -o json, else runs table.
@@ -1047,23 +992,12 @@ func (c *ctl) follow(q string, count int) error {
 	if err := c.connect(); err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, "GET", c.api+"/api/v1/events/stream"+q, nil)
+	body, err := c.client.Stream(ctx, "/events/stream"+q)
 	if err != nil {
-		return err
+		return c.reach(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	res, err := c.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the admin API at %s: %w", c.api, err)
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(res.Body, 1<<16))
-		ae := &apiError{Status: res.StatusCode}
-		_ = json.Unmarshal(b, ae)
-		return ae
-	}
-	sc := bufio.NewScanner(res.Body)
+	defer body.Close()
+	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	n := 0
 	for sc.Scan() {
@@ -1225,7 +1159,7 @@ func (c *ctl) health(args []string) error {
 	}
 	var h admin.Health
 	raw, err := c.get("/health", &h)
-	var ae *apiError
+	var ae *admin.APIError
 	if errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable {
 		// The body of an unhealthy answer is the health report, not an error.
 		raw, err = c.getAny("/health", &h)
@@ -1258,21 +1192,7 @@ func (c *ctl) health(args []string) error {
 func (c *ctl) getAny(path string, v any) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", c.api+"/api/v1"+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	res, err := c.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-	if err == nil {
-		err = json.Unmarshal(b, v)
-	}
-	return b, err
+	return c.client.GetAny(ctx, path, v)
 }
 
 // ---- portcullis token: the bootstrap through the node's unix socket -------------------------
@@ -1353,42 +1273,23 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 		}
 		path = filepath.Join(dir, admin.SocketName)
 	}
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", path)
-		}}}
+	cl, err := client.New(client.Config{API: "http://portcullis", Prefix: "/v1",
+		Dial: func(ctx context.Context) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "unix", path) }})
+	if err != nil {
+		fmt.Fprintf(stderr, "portcullis token: %v\n", err)
+		return 1
+	}
 	call := func(method, p string, body any) ([]byte, error) {
-		var rd io.Reader
-		if body != nil {
-			b, _ := json.Marshal(body)
-			rd = bytes.NewReader(b)
-		}
-		req, err := http.NewRequest(method, "http://portcullis"+p, rd)
-		if err != nil {
-			return nil, err
-		}
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		res, err := client.Do(req)
-		if err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		b, err := cl.Do(ctx, method, p, body)
+		var ce *client.ConnError
+		if errors.As(err, &ce) {
 			return nil, fmt.Errorf("cannot reach the node's token socket %s: %w\n"+
 				"(is `portcullis serve` running with this data dir, and are you its user or root? Name the node's data dir "+
-				"with --config FILE, the file serve runs with, or --data-dir DIR)", path, err)
+				"with --config FILE, the file serve runs with, or --data-dir DIR)", path, ce.Err)
 		}
-		defer res.Body.Close()
-		b, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-		if err != nil {
-			return nil, err
-		}
-		if res.StatusCode/100 != 2 {
-			ae := &apiError{Status: res.StatusCode}
-			if json.Unmarshal(b, ae) != nil {
-				ae.Code, ae.Message = http.StatusText(res.StatusCode), string(b)
-			}
-			return nil, ae
-		}
-		return b, nil
+		return b, err
 	}
 	c.output = *output
 	switch {
@@ -1397,7 +1298,7 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "portcullis token: create needs --scope read|admin and --name NAME")
 			return 2
 		}
-		raw, err := call("POST", "/v1/tokens", admin.TokenInput{Scope: state.Scope(*scope), Name: *name})
+		raw, err := call("POST", "/tokens", admin.TokenInput{Scope: state.Scope(*scope), Name: *name})
 		if err == nil {
 			var tc admin.TokenCreated
 			if err = json.Unmarshal(raw, &tc); err == nil {
@@ -1406,7 +1307,7 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitFor(stderr, err)
 	case verb == "list" && len(pos) == 0:
-		raw, err := call("GET", "/v1/tokens", nil)
+		raw, err := call("GET", "/tokens", nil)
 		if err == nil {
 			var l struct{ Items []admin.TokenView }
 			if err = json.Unmarshal(raw, &l); err == nil {
@@ -1415,7 +1316,7 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitFor(stderr, err)
 	case verb == "revoke" && len(pos) == 1:
-		_, err := call("DELETE", "/v1/tokens/"+esc(pos[0]), nil)
+		_, err := call("DELETE", "/tokens/"+esc(pos[0]), nil)
 		if err == nil {
 			err = c.done("token %s revoked", pos[0])
 		}
