@@ -148,9 +148,7 @@ func TestMediaRewritesBothWays(t *testing.T) {
 		t.Fatalf("answer not relayed: %q", ok.Body())
 	}
 	c.ack(ok)
-	c.inDialog(sip.BYE, "")
-	b.reply(b.request(sip.BYE), 200, "", "")
-	r.waitIdle()
+	c.hangUp(r, b)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed != 1 {
@@ -177,9 +175,7 @@ func TestOfferlessInvite(t *testing.T) {
 	if ack := b.request(sip.ACK); len(ack.Body()) == 0 {
 		t.Fatal("the caller's answer did not reach leg B")
 	}
-	c.inDialog(sip.BYE, "")
-	b.reply(b.request(sip.BYE), 200, "", "")
-	r.waitIdle()
+	c.hangUp(r, b)
 }
 
 type observer struct {
@@ -201,74 +197,80 @@ func (s staticResolver) Resolve(context.Context, sip.Uri) ([]target, error) { re
 // refused (403, counted), the right one reaches the resolved target; the first target that
 // answers 503 fails over to the next.
 func TestOutboundCallWithDigest(t *testing.T) {
-	auth, err := digest.New(digest.Config{Realm: testDomain, Secret: []byte("0123456789abcdef0123"), Algorithms: []string{digest.MD5}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	far1, far2 := newPhone(t), newPhone(t)
 	obs := &observer{}
 	res := staticResolver{ts: []target{
 		{dest: far1.addr, transport: "UDP", peer: netip.MustParseAddrPort(far1.addr)},
 		{dest: far2.addr, transport: "UDP", peer: netip.MustParseAddrPort(far2.addr)},
 	}}
-	r := newRig(t, func(_ *Config, d *Deps) { d.Auth, d.Resolver, d.Observer = auth, res, obs })
-	if err := r.store.Propose(context.Background(), state.PutRoom(state.Room{Name: "room1",
-		HA1MD5: digest.HA1(digest.MD5, "room1", testDomain, "secret-pw")})); err != nil {
-		t.Fatal(err)
-	}
+	r := outboundRig(t, res, func(_ *Config, d *Deps) { d.Observer = obs })
 	a := newPhone(t)
-	dial := func(pw string, cseq uint32, prev *sip.Response) (*caller, *sip.Request) {
-		c := &caller{p: a, to: r.addr, callID: "out-" + pw + "@x", fromTag: "ft", cseq: cseq}
-		var extra []string
-		if prev != nil {
-			extra = append(extra, "Proxy-Authorization: "+digestAnswer(t, prev, "room1", pw, "sip:bob@far.test"))
-		}
-		req := a.build(c, sip.INVITE, "sip:bob@far.test", "", cseq, testSDP, extra...)
-		req.From().Address = sip.Uri{Scheme: "sip", User: "room1", Host: testDomain}
-		a.send(r.addr, req)
-		c.inv = req
-		return c, req
-	}
-	_, _ = dial("wrong", 1, nil)
-	ch := a.response(sip.INVITE, 407)
-	a.send(r.addr, ackFor(a, ch))
-	dial("wrong", 2, ch)
+	a.dialOut(r, "out-wrong@x", "sip:bob@far.test", "wrong")
 	a.response(sip.INVITE, 403)
 	testutil.Eventually(t, "failure counted", func() bool { obs.mu.Lock(); defer obs.mu.Unlock(); return obs.fail == 1 })
 
-	c, _ := dial("secret-pw", 3, ch)
-	inv1 := far1.request(sip.INVITE)
-	far1.reply(inv1, 503, "f1", "")
+	c := a.dialOut(r, "out-ok@x", "sip:bob@far.test", "pw")
+	far1.reply(far1.request(sip.INVITE), 503, "f1", "")
 	inv2 := far2.request(sip.INVITE)
 	if inv2.From().Address.User != "room1" || inv2.From().Address.Host != testDomain {
 		t.Fatalf("outbound From %s", inv2.From().Value())
 	}
 	far2.reply(inv2, 200, "f2", testSDP)
 	far2.request(sip.ACK)
-	ok := a.response(sip.INVITE, 200)
-	c.ack(ok)
-	c.inDialog(sip.BYE, "")
-	far2.reply(far2.request(sip.BYE), 200, "", "")
-	r.waitIdle()
+	c.ack(a.response(sip.INVITE, 200))
+	c.hangUp(r, far2)
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if obs.ok != 1 {
+		t.Fatalf("successes counted %d", obs.ok)
+	}
 }
 
 // TestOutboundUnresolved: a target that does not resolve gets 404.
 func TestOutboundUnresolved(t *testing.T) {
-	auth, _ := digest.New(digest.Config{Realm: testDomain, Secret: []byte("0123456789abcdef0123"), Algorithms: []string{digest.MD5}})
-	r := newRig(t, func(_ *Config, d *Deps) { d.Auth, d.Resolver = auth, staticResolver{err: errors.New("nxdomain")} })
-	_ = r.store.Propose(context.Background(), state.PutRoom(state.Room{Name: "room1", HA1MD5: digest.HA1(digest.MD5, "room1", testDomain, "pw")}))
+	r := outboundRig(t, staticResolver{err: errors.New("nxdomain")}, nil)
 	a := newPhone(t)
-	c := &caller{p: a, to: r.addr, callID: "unres@x", fromTag: "ft", cseq: 1}
-	req := a.build(c, sip.INVITE, "sip:bob@nowhere.test", "", 1, testSDP)
-	req.From().Address = sip.Uri{Scheme: "sip", User: "room1", Host: testDomain}
-	a.send(r.addr, req)
-	ch := a.response(sip.INVITE, 407)
-	a.send(r.addr, ackFor(a, ch))
-	req = a.build(c, sip.INVITE, "sip:bob@nowhere.test", "", 2, testSDP, "Proxy-Authorization: "+digestAnswer(t, ch, "room1", "pw", "sip:bob@nowhere.test"))
-	req.From().Address = sip.Uri{Scheme: "sip", User: "room1", Host: testDomain}
-	a.send(r.addr, req)
+	a.dialOut(r, "unres@x", "sip:bob@nowhere.test", "pw")
 	a.response(sip.INVITE, 404)
 	r.waitIdle()
+}
+
+// outboundRig is an engine whose room1 (password "pw") may dial out through res.
+func outboundRig(t *testing.T, res Resolver, mod func(*Config, *Deps)) *rig {
+	t.Helper()
+	auth, err := digest.New(digest.Config{Realm: testDomain, Secret: []byte("0123456789abcdef0123"), Algorithms: []string{digest.MD5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, func(c *Config, d *Deps) {
+		d.Auth, d.Resolver = auth, res
+		if mod != nil {
+			mod(c, d)
+		}
+	})
+	if err := r.store.Propose(context.Background(), state.PutRoom(state.Room{Name: "room1",
+		HA1MD5: digest.HA1(digest.MD5, "room1", testDomain, "pw")})); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// dialOut calls uri as room1 with password pw: the INVITE, the 407 and its ACK, the INVITE
+// with credentials.
+func (p *phone) dialOut(r *rig, callID, uri, pw string) *caller {
+	p.t.Helper()
+	c := &caller{p: p, to: r.addr, callID: callID, fromTag: "ft", cseq: 1}
+	send := func(cseq uint32, extra ...string) {
+		req := p.build(c, sip.INVITE, uri, "", cseq, testSDP, extra...)
+		req.From().Address = sip.Uri{Scheme: "sip", User: "room1", Host: testDomain}
+		c.inv, c.cseq = req, cseq
+		p.send(r.addr, req)
+	}
+	send(1)
+	ch := p.response(sip.INVITE, 407)
+	p.send(r.addr, ackFor(p, ch))
+	send(2, "Proxy-Authorization: "+digestAnswer(p.t, ch, "room1", pw, uri))
+	return c
 }
 
 // ackFor builds the ACK for a non-2xx final response.
@@ -358,24 +360,13 @@ func TestCallsEndedByCluster(t *testing.T) {
 // it) has no client transaction; when the per-target timer fires before its failure is
 // seen, the engine must not touch that missing transaction (it panicked: nil b.tx).
 func TestFailoverAfterUnsentBranch(t *testing.T) {
-	auth, _ := digest.New(digest.Config{Realm: testDomain, Secret: []byte("0123456789abcdef0123"), Algorithms: []string{digest.MD5}})
 	res := staticResolver{ts: []target{{dest: "127.0.0.1:9", transport: "SCTP"}, {dest: "127.0.0.1:9", transport: "SCTP"}}}
-	r := newRig(t, func(c *Config, d *Deps) {
-		d.Auth, d.Resolver = auth, res
+	r := outboundRig(t, res, func(c *Config, _ *Deps) {
 		c.TargetTimeout = time.Nanosecond // the timer races the send failure on every call
 	})
-	_ = r.store.Propose(context.Background(), state.PutRoom(state.Room{Name: "room1", HA1MD5: digest.HA1(digest.MD5, "room1", testDomain, "pw")}))
 	a := newPhone(t)
 	for i := range 20 {
-		c := &caller{p: a, to: r.addr, callID: fmt.Sprintf("unsent-%d@x", i), fromTag: "ft", cseq: 1}
-		req := a.build(c, sip.INVITE, "sip:bob@far.test", "", 1, testSDP)
-		req.From().Address = sip.Uri{Scheme: "sip", User: "room1", Host: testDomain}
-		a.send(r.addr, req)
-		ch := a.response(sip.INVITE, 407)
-		a.send(r.addr, ackFor(a, ch))
-		req = a.build(c, sip.INVITE, "sip:bob@far.test", "", 2, testSDP, "Proxy-Authorization: "+digestAnswer(t, ch, "room1", "pw", "sip:bob@far.test"))
-		req.From().Address = sip.Uri{Scheme: "sip", User: "room1", Host: testDomain}
-		a.send(r.addr, req)
+		a.dialOut(r, fmt.Sprintf("unsent-%d@x", i), "sip:bob@far.test", "pw")
 		if got := a.final(sip.INVITE); got.StatusCode < 400 {
 			t.Fatalf("call %d: %d", i, got.StatusCode)
 		}

@@ -30,9 +30,7 @@ func TestForkingFirstAnswerWins(t *testing.T) {
 	b1.reply(inv1, 487, "t1", "")
 	ok := a.response(sip.INVITE, 200)
 	c.ack(ok)
-	c.inDialog(sip.BYE, "")
-	b2.reply(b2.request(sip.BYE), 200, "", "")
-	r.waitIdle()
+	c.hangUp(r, b2)
 }
 
 // TestCallerCancelsWhileRinging: the caller's CANCEL cancels leg B and the caller gets 487.
@@ -140,9 +138,7 @@ func TestReliableProvisionalBothWays(t *testing.T) {
 	b.reply(inv, 200, "bt", testSDP)
 	b.request(sip.ACK)
 	c.ack(a.response(sip.INVITE, 200))
-	c.inDialog(sip.BYE, "")
-	b.reply(b.request(sip.BYE), 200, "", "")
-	r.waitIdle()
+	c.hangUp(r, b)
 }
 
 // TestReInviteAndGlare: a re-INVITE crosses to the other leg and its answer comes back; a second
@@ -170,9 +166,7 @@ func TestReInviteAndGlare(t *testing.T) {
 	a.response(sip.INFO, 200)
 	c.inDialog(sip.OPTIONS, "")
 	a.response(sip.OPTIONS, 200)
-	c.inDialog(sip.BYE, "")
-	b.reply(b.request(sip.BYE), 200, "", "")
-	r.waitIdle()
+	c.hangUp(r, b)
 }
 
 // TestSessionTimerEndsCallWhenPeerGone: the engine refreshes both legs; a leg that answers the

@@ -285,11 +285,6 @@ func (p *phone) invite(engine, room, body string, extra ...string) *caller {
 // build writes a request of dialog c as text and parses it, as a peer's stack would send it.
 func (p *phone) build(c *caller, method sip.RequestMethod, ruri, toTag string, cseq uint32, body string, extra ...string) *sip.Request {
 	p.t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s SIP/2.0\r\n", method, ruri)
-	fmt.Fprintf(&b, "Via: SIP/2.0/UDP %s;rport;branch=z9hG4bK%s\r\n", p.addr, sip.GenerateTagN(12))
-	fmt.Fprintf(&b, "Max-Forwards: 70\r\n")
-	fmt.Fprintf(&b, "From: \"Alice\" <sip:alice@outside.test>;tag=%s\r\n", c.fromTag)
 	to := "<sip:" + strings.TrimPrefix(strings.SplitN(ruri, ";", 2)[0], "sip:") + ">"
 	if method != sip.INVITE || toTag != "" {
 		to = "<sip:room@" + testDomain + ">"
@@ -297,10 +292,17 @@ func (p *phone) build(c *caller, method sip.RequestMethod, ruri, toTag string, c
 	if toTag != "" {
 		to += ";tag=" + toTag
 	}
-	fmt.Fprintf(&b, "To: %s\r\n", to)
-	fmt.Fprintf(&b, "Call-ID: %s\r\n", c.callID)
-	fmt.Fprintf(&b, "CSeq: %d %s\r\n", cseq, method)
-	fmt.Fprintf(&b, "Contact: <sip:alice@%s>\r\n", p.addr)
+	return p.text(method, ruri, "\"Alice\" <sip:alice@outside.test>;tag="+c.fromTag, to, c.callID, cseq, "alice", body, extra...)
+}
+
+// text writes a request as text from its parts and parses it.
+func (p *phone) text(method sip.RequestMethod, ruri, from, to, callID string, cseq uint32, user, body string, extra ...string) *sip.Request {
+	p.t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s SIP/2.0\r\n", method, ruri)
+	fmt.Fprintf(&b, "Via: SIP/2.0/UDP %s;rport;branch=z9hG4bK%s\r\n", p.addr, sip.GenerateTagN(12))
+	fmt.Fprintf(&b, "Max-Forwards: 70\r\nFrom: %s\r\nTo: %s\r\nCall-ID: %s\r\n", from, to, callID)
+	fmt.Fprintf(&b, "CSeq: %d %s\r\nContact: <sip:%s@%s>\r\n", cseq, method, user, p.addr)
 	for _, h := range extra {
 		b.WriteString(h + "\r\n")
 	}
@@ -392,26 +394,17 @@ func (p *phone) callee(inv *sip.Request, tag string) *callee {
 func (d *callee) request(method sip.RequestMethod, body string, extra ...string) *sip.Request {
 	d.p.t.Helper()
 	d.cseq++
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s SIP/2.0\r\n", method, d.inv.Contact().Address.String())
-	fmt.Fprintf(&b, "Via: SIP/2.0/UDP %s;rport;branch=z9hG4bK%s\r\n", d.p.addr, sip.GenerateTagN(12))
-	fmt.Fprintf(&b, "Max-Forwards: 70\r\n")
-	fmt.Fprintf(&b, "From: %s;tag=%s\r\n", d.inv.To().Address.String(), d.tag)
-	fmt.Fprintf(&b, "To: %s\r\n", d.inv.From().Value())
-	fmt.Fprintf(&b, "Call-ID: %s\r\n", d.inv.CallID().Value())
-	fmt.Fprintf(&b, "CSeq: %d %s\r\n", d.cseq, method)
-	fmt.Fprintf(&b, "Contact: <sip:room@%s>\r\n", d.p.addr)
-	for _, h := range extra {
-		b.WriteString(h + "\r\n")
-	}
-	if body != "" {
-		b.WriteString("Content-Type: application/sdp\r\n")
-	}
-	fmt.Fprintf(&b, "Content-Length: %d\r\n\r\n%s", len(body), body)
-	m, err := sip.ParseMessage([]byte(b.String()))
-	if err != nil {
-		d.p.t.Fatalf("test request does not parse: %v\n%s", err, b.String())
-	}
-	d.p.send(d.inv.Source(), m)
-	return m.(*sip.Request)
+	req := d.p.text(method, d.inv.Contact().Address.String(), d.inv.To().Address.String()+";tag="+d.tag,
+		d.inv.From().Value(), d.inv.CallID().Value(), d.cseq, "room", body, extra...)
+	d.p.send(d.inv.Source(), req)
+	return req
+}
+
+// hangUp ends an answered call from the caller's side; b is the callee phone.
+func (c *caller) hangUp(r *rig, b *phone) {
+	c.p.t.Helper()
+	c.inDialog(sip.BYE, "")
+	b.reply(b.request(sip.BYE), 200, "", "")
+	c.p.response(sip.BYE, 200)
+	r.waitIdle()
 }
