@@ -11,8 +11,11 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/icholy/digest"
 )
 
 // Wait is how long Eventually waits: generous, for -race builds on a loaded 2-core machine.
@@ -105,4 +108,19 @@ func RTP(pt uint8, seq uint16, ts, ssrc uint32, payload string) []byte {
 	binary.BigEndian.PutUint32(b[8:], ssrc)
 	copy(b[12:], payload)
 	return b
+}
+
+// DigestAnswer answers a digest challenge (a WWW-Authenticate or Proxy-Authenticate value) as a
+// UA does, for method and uri: the value of the Authorization or Proxy-Authorization header.
+func DigestAnswer(challenge, method, uri, user, password string) (string, error) {
+	chal, err := digest.ParseChallenge(challenge)
+	if err != nil {
+		return "", err
+	}
+	chal.Algorithm = strings.ToUpper(chal.Algorithm)
+	cred, err := digest.Digest(chal, digest.Options{Method: method, URI: uri, Username: user, Password: password, Count: 1})
+	if err != nil {
+		return "", err
+	}
+	return cred.String(), nil
 }

@@ -2,12 +2,9 @@ package b2bua
 
 import (
 	"context"
-	"crypto/md5"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -285,32 +282,18 @@ func ackFor(p *phone, res *sip.Response) *sip.Request {
 	return ack
 }
 
-var challengeField = regexp.MustCompile(`(\w+)="?([^",]*)"?`)
-
-// digestAnswer answers a 407 challenge as a UA does (RFC 7616, MD5, qop=auth when offered).
+// digestAnswer answers a 407 challenge as a UA does.
 func digestAnswer(t *testing.T, res *sip.Response, user, pw, uri string) string {
 	t.Helper()
 	h := res.GetHeader("Proxy-Authenticate")
 	if h == nil {
 		t.Fatal("no Proxy-Authenticate")
 	}
-	f := map[string]string{}
-	for _, m := range challengeField.FindAllStringSubmatch(strings.TrimPrefix(h.Value(), "Digest "), -1) {
-		f[m[1]] = m[2]
+	v, err := testutil.DigestAnswer(h.Value(), "INVITE", uri, user, pw)
+	if err != nil {
+		t.Fatal(err)
 	}
-	md := func(s string) string { x := md5.Sum([]byte(s)); return hex.EncodeToString(x[:]) }
-	ha1 := md(user + ":" + f["realm"] + ":" + pw)
-	ha2 := md("INVITE:" + uri)
-	out := fmt.Sprintf(`Digest username="%s", realm="%s", nonce="%s", uri="%s", algorithm=MD5`, user, f["realm"], f["nonce"], uri)
-	if strings.Contains(f["qop"], "auth") {
-		out += fmt.Sprintf(`, qop=auth, nc=00000001, cnonce="c0ffee", response="%s"`, md(ha1+":"+f["nonce"]+":00000001:c0ffee:auth:"+ha2))
-	} else {
-		out += fmt.Sprintf(`, response="%s"`, md(ha1+":"+f["nonce"]+":"+ha2))
-	}
-	if f["opaque"] != "" {
-		out += `, opaque="` + f["opaque"] + `"`
-	}
-	return out
+	return v
 }
 
 // TestTrunkSignature: a signed hand-over verifies for its call and room only, and not when stale.
