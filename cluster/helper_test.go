@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 )
 
 // faultNet is the test network: every node dials through it, so a test can cut chosen pairs
@@ -262,13 +264,7 @@ func (c *testCluster) running() []*testNode {
 // waitFor polls cond until it holds or the timeout passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	dl := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(dl) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.EventuallyWithin(t, timeout, what, cond)
 }
 
 // leader waits until the running nodes among ids (all running nodes if none) agree on a

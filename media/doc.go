@@ -8,7 +8,7 @@
 //	out, err := s.Offer(media.LegA, inviteBody, roomSource)  // forward out to leg B
 //	// ErrPoolExhausted, ErrSourceBusy → 503; ErrTooManyStreams, ErrBadSDP → 488
 //	out, err  = s.Answer(media.LegB, okBody, netip.AddrPort{}) // forward out to leg A
-//	// re-INVITE in either direction: Offer/Answer again; signalled NAT change: s.Relatch(leg)
+//	// re-INVITE in either direction: Offer/Answer again
 //	s.Close()      // on BYE; ports drain before reuse
 //	m.Close()      // on shutdown
 //
@@ -16,15 +16,12 @@
 //
 //	func NewManager(cfg Config) (*Manager, error)
 //	func (m *Manager) NewSession(id string, onTimeout func(reason string)) (*Session, error)
-//	func (m *Manager) Session(id string) *Session
 //	func (m *Manager) Stats() Stats
 //	func (m *Manager) Pool() *relay.Pool // shared with the TURN server
 //	func (m *Manager) Close() error
 //	func (s *Session) ID() string
 //	func (s *Session) Offer(from Leg, body []byte, preferred netip.AddrPort) ([]byte, error)
 //	func (s *Session) Answer(from Leg, body []byte, preferred netip.AddrPort) ([]byte, error)
-//	func (s *Session) Relatch(leg Leg)
-//	func (s *Session) OnHold() bool
 //	func (s *Session) Streams() []StreamStats
 //	func (s *Session) Close()
 //

@@ -2,19 +2,16 @@ package media
 
 import (
 	"bytes"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/netip"
-	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/portcullis-sbc/portcullis/media/sdp"
+
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 )
 
 var loopback = netip.MustParseAddr("127.0.0.1")
@@ -37,52 +34,28 @@ func newTestManager(t testing.TB, mod func(*Config)) *Manager {
 }
 
 // endpoint is one media socket of a fake room system.
-type endpoint struct {
-	t    testing.TB
-	conn *net.UDPConn
-}
+type endpoint struct{ *testutil.Endpoint }
 
 func newEndpoint(t testing.TB) *endpoint {
 	t.Helper()
-	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback, 0)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return &endpoint{t: t, conn: c}
+	return &endpoint{testutil.NewEndpoint(t, loopback)}
 }
 
-func (e *endpoint) port() int { return e.conn.LocalAddr().(*net.UDPAddr).Port }
+func (e *endpoint) port() int { return e.Port() }
 
 func rtp(pt uint8, seq uint16, payload string) []byte {
-	b := make([]byte, 12+len(payload))
-	b[0], b[1] = 0x80, pt
-	binary.BigEndian.PutUint16(b[2:], seq)
-	binary.BigEndian.PutUint32(b[4:], uint32(seq)*160)
-	binary.BigEndian.PutUint32(b[8:], 0x1234)
-	copy(b[12:], payload)
-	return b
+	return testutil.RTP(pt, seq, uint32(seq)*160, 0x1234, payload)
 }
 
 func (e *endpoint) send(to netip.AddrPort, b []byte) {
-	e.t.Helper()
-	if _, err := e.conn.WriteToUDPAddrPort(b, to); err != nil {
-		e.t.Fatal(err)
-	}
+	e.T.Helper()
+	e.Send(to, b)
 }
 
 func (e *endpoint) recv(d time.Duration) ([]byte, bool) {
-	e.t.Helper()
-	buf := make([]byte, 2048)
-	_ = e.conn.SetReadDeadline(time.Now().Add(d))
-	n, _, err := e.conn.ReadFromUDPAddrPort(buf)
-	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, false
-		}
-		e.t.Fatal(err)
-	}
-	return buf[:n], true
+	e.T.Helper()
+	b, _, ok := e.Recv(d)
+	return b, ok
 }
 
 // room is a fake room system with audio, main video and content video.
@@ -145,23 +118,4 @@ func exchange(t *testing.T, a, b *room, aDst, bDst []netip.AddrPort, seq uint16)
 			t.Fatalf("m-line %d: %s got %q (ok=%v), want %q", i, a.name, got, ok, msg)
 		}
 	}
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func checkGoroutines(t *testing.T) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		eventually(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before })
-	})
 }

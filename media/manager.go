@@ -165,13 +165,6 @@ func (m *Manager) NewSession(id string, onTimeout func(reason string)) (*Session
 	return s, nil
 }
 
-// Session returns the live session with id, or nil.
-func (m *Manager) Session(id string) *Session {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.sessions[id]
-}
-
 // holdUnanswered raises what src holds in unanswered calls from have to want ports and
 // returns what the session now holds, or refuses with ErrSourceBusy when that would pass the
 // cap. An exempt source holds nothing.

@@ -306,25 +306,6 @@ func (s *Session) release(i int) {
 	}
 }
 
-// Relatch opens a new learning window for leg on every stream (signalled
-// NAT change, re-INVITE from a moved endpoint).
-func (s *Session) Relatch(leg Leg) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, st := range s.streams {
-		if st != nil {
-			st.Relatch(leg.side())
-		}
-	}
-}
-
-// OnHold reports whether the last offer/answer put the call on hold.
-func (s *Session) OnHold() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.hold
-}
-
 // Streams returns a snapshot per relayed m-line, in m-line order.
 func (s *Session) Streams() []StreamStats {
 	s.mu.Lock()

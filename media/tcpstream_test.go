@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 	"github.com/portcullis-sbc/portcullis/media/sdp"
 )
 
@@ -87,7 +88,7 @@ func TestTCPRoles(t *testing.T) {
 			}
 		})
 	}
-	eventually(t, "no ports held", func() bool { st := m.Stats().Pool; return st.InUse == 0 && st.Draining == 0 })
+	testutil.Eventually(t, "no ports held", func() bool { st := m.Stats().Pool; return st.InUse == 0 && st.Draining == 0 })
 }
 
 // TestTCPSessionLifecycle: BFCP flows over the relay ports of a session,
@@ -96,7 +97,7 @@ func TestTCPRoles(t *testing.T) {
 // keeps the media timeout away, and an answer that drops the m-line
 // closes the connections and frees the ports.
 func TestTCPSessionLifecycle(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	m := newTestManager(t, func(c *Config) { c.Timeout = 600 * time.Millisecond })
 	timedOut := make(chan string, 1)
 	s, err := m.NewSession("c", func(r string) { timedOut <- r })
@@ -168,5 +169,5 @@ func TestTCPSessionLifecycle(t *testing.T) {
 		t.Fatalf("closed stream not accounted: %+v", ms)
 	}
 	s.Close()
-	eventually(t, "ports free", func() bool { st := m.Stats().Pool; return st.InUse == 0 && st.Draining == 0 })
+	testutil.Eventually(t, "ports free", func() bool { st := m.Stats().Pool; return st.InUse == 0 && st.Draining == 0 })
 }

@@ -20,10 +20,7 @@ func (n *Node) startAdmin() error {
 		return nil
 	}
 	deps := admin.Deps{Store: n.store, Domain: n.cfg.SIP.Domain, Calls: n.calls, Health: n.health, Ready: n.readiness, Metrics: n.metrics,
-		Collectors: []prometheus.Collector{n.edgeStats.Collector()}}
-	if n.cluster != nil {
-		deps.Cluster = n.cluster
-	}
+		Collectors: []prometheus.Collector{n.edgeStats.Collector()}, Cluster: n.cluster}
 	if n.guard != nil {
 		deps.Events = n.guard
 	}
@@ -70,7 +67,7 @@ func (n *Node) health() error {
 	if !n.isReady() {
 		return errNotReady
 	}
-	if n.cluster != nil && !n.cluster.Healthy() {
+	if !n.cluster.Healthy() {
 		return errors.New("no cluster leader known")
 	}
 	return nil

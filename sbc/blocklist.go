@@ -39,7 +39,7 @@ func (n *Node) startBlocklist(ctx context.Context) {
 	kick := n.kick
 	n.store.State().Observe(func(c state.Command) {
 		switch c.Type {
-		case state.CmdPutBan, state.CmdLiftBan, state.CmdExpire, state.CmdSetLists, 0: // 0: a snapshot was restored
+		case state.CmdPutBan, state.CmdLiftBan, state.CmdExpire, state.CmdSetLists, state.CmdRestored:
 			n.kickBlocklist()
 		}
 	})

@@ -162,7 +162,8 @@ func TestNoLeakAfter10kCalls(t *testing.T) {
 	t.Logf("goroutines back to %d (baseline %d)", runtime.NumGoroutine(), base)
 }
 
-// TestMemoryPerCall reports what an active call costs: 5,000 concurrent calls without media
+// TestMemoryPerCall measures what an active call costs, and fails above twice the figures in
+// README: 5,000 concurrent calls without media
 // (signalling, both dialogs, call table, timers), then as many calls as the open-file limit
 // allows with an audio stream relayed on both legs (four UDP sockets and their read loops per
 // call). Set PORTCULLIS_LOAD=1 to run it.
@@ -218,6 +219,11 @@ func measureCalls(t *testing.T, calls int, withMedia bool) {
 	}
 	if active < calls*99/100 {
 		t.Fatalf("only %d of %d calls up", active, calls)
+	}
+	// twice what README reports (33.6 KiB signalling, under 48 KiB with relayed audio): a
+	// regression that doubles what a call costs fails here
+	if limit := map[bool]float64{false: 64 << 10, true: 96 << 10}[withMedia]; per > limit {
+		t.Fatalf("%.1f KiB per call, more than the %.0f KiB bound", per/1024, limit/1024)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
 )
 
@@ -72,9 +73,11 @@ func TestTopologyHiding(t *testing.T) {
 		t.Fatalf("call: %v", call.final)
 	}
 	call.ack(call.final)
-	time.Sleep(100 * time.Millisecond)
-	room.mu.Lock() // the handler wrote roomInvite/roomRes under this lock
-	room.mu.Unlock()
+	testutil.Eventually(t, "the room's answer", func() bool {
+		room.mu.Lock() // the handler wrote roomInvite/roomRes under this lock
+		defer room.mu.Unlock()
+		return roomInvite != nil && roomRes != nil
+	})
 	// the room hangs up: its BYE carries its own Via branch
 	bye := sip.NewRequest(sip.BYE, roomInvite.Contact().Address)
 	bye.SetDestination(n.addr(t, "udp"))

@@ -19,6 +19,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
 	"github.com/portcullis-sbc/portcullis/sbc/guard"
 )
@@ -35,13 +36,7 @@ const haToken = "ha-test-admin-token-0123456789abcdef"
 // waitUntil polls cond until it holds, failing the test after d.
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.EventuallyWithin(t, d, what, cond)
 }
 
 // adminDo sends method path to the node's admin API at addr with the token.

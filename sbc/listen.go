@@ -133,5 +133,3 @@ func (n *Node) advertiseHost(b Bound) string {
 	}
 	return b.Addr.Addr().String()
 }
-
-var _ = config.Listen{}

@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/pion/rtp"
 
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 	"github.com/portcullis-sbc/portcullis/media"
 	"github.com/portcullis-sbc/portcullis/media/sdp"
 )
@@ -198,19 +199,14 @@ func TestMediaThroughRelay(t *testing.T) {
 	go func() { roomMedia.send(t, 100, 2000); close(sent) }() // both ends talk at once, as in a call
 	callerMedia.send(t, 100, 1000)
 	<-sent
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		done := true
+	testutil.Eventually(t, "100 packets each way on each stream", func() bool {
 		for i := 0; i < 3; i++ {
 			if roomMedia.received(i) < 100 || callerMedia.received(i) < 100 {
-				done = false
+				return false
 			}
 		}
-		if done {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return true
+	})
 	close(stop)
 	spray := <-sprayed
 	t.Logf("room got %d/%d/%d strays %d/%d/%d; caller got %d/%d/%d strays %d/%d/%d", roomMedia.received(0), roomMedia.received(1), roomMedia.received(2),

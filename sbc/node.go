@@ -41,7 +41,7 @@ type Node struct {
 	log *slog.Logger
 
 	store   state.Store
-	cluster *cluster.Node // nil when the store was injected (tests of the layers above)
+	cluster *cluster.Node // set by Start (openCluster); nil only on a node that never started
 	// clusterDial replaces the cluster's TCP dial (tests cut a node off the cluster network).
 	clusterDial func(ctx context.Context, addr string) (net.Conn, error)
 
@@ -155,10 +155,8 @@ func (n *Node) unsolicited(res *sip.Response) {
 // up with the cluster; see ready.go), after at most 30 s of catching up (the node then answers
 // 503 until it is ready), or at the first error (then everything started so far is closed).
 func (n *Node) Start(ctx context.Context) error {
-	if n.store == nil {
-		if err := n.openCluster(ctx); err != nil {
-			return err
-		}
+	if err := n.openCluster(ctx); err != nil {
+		return err
 	}
 	n.store = n.metrics.InstrumentStore(n.store) // write latency in /metrics
 	if err := n.startMedia(); err != nil {
@@ -338,10 +336,8 @@ func (n *Node) Banner() string {
 	for _, l := range n.bound {
 		fmt.Fprintf(&b, "  SIP      %-28s advertised as %s\n", l, n.advertiseHost(l))
 	}
-	if n.cluster != nil {
-		id, addr := n.cluster.Leader()
-		fmt.Fprintf(&b, "  cluster  %-28s leader %s (%s), %d member(s)\n", n.cluster.Addr(), id, addr, len(n.cluster.Members()))
-	}
+	id, addr := n.cluster.Leader()
+	fmt.Fprintf(&b, "  cluster  %-28s leader %s (%s), %d member(s)\n", n.cluster.Addr(), id, addr, len(n.cluster.Members()))
 	if n.media != nil {
 		fmt.Fprintf(&b, "  media    %-28s %d port pairs %s\n", n.cfg.Media.Bind, n.media.Stats().Pool.Pairs, n.cfg.Media.Ports)
 	}

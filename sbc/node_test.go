@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
 )
 
@@ -207,11 +208,5 @@ func TestBannedSourceDroppedBeforeParsing(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 3s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, "condition", cond)
 }

@@ -110,11 +110,8 @@ func (n *Node) refreshTrunkPeers(ctx context.Context) {
 }
 
 // runTrunkPeers keeps the set of trunk peers current until ctx ends (a single node has none:
-// its refresh reads an empty index). Nodes whose store was injected (tests) have no cluster.
+// its refresh reads an empty index).
 func (n *Node) runTrunkPeers(ctx context.Context) {
-	if n.cluster == nil {
-		return
-	}
 	n.goBackground(func() {
 		t := time.NewTicker(peerRefresh)
 		defer t.Stop()

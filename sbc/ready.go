@@ -48,10 +48,8 @@ func (n *Node) readiness() error {
 // retried until it succeeds or ctx ends (no leader yet, quorum lost).
 func (n *Node) becomeReady(ctx context.Context) {
 	start := time.Now()
-	if n.cluster != nil {
-		if err := n.cluster.WaitReady(ctx); err != nil {
-			return
-		}
+	if err := n.cluster.WaitReady(ctx); err != nil {
+		return
 	}
 	for _, step := range []struct {
 		name string

@@ -10,8 +10,8 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
-	"github.com/icholy/digest"
 
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
 )
 
@@ -81,7 +81,12 @@ func newTestUA(t *testing.T, name string) *testUA {
 	ctx, cancel := context.WithCancel(context.Background())
 	u.cancel = cancel
 	go func() { _ = u.srv.ListenAndServe(ctx, "udp", u.addr) }()
-	time.Sleep(50 * time.Millisecond)
+	// the client sends from the listener socket: wait until the transport layer holds it (sipgo
+	// says it listens before it pools the socket)
+	testutil.Eventually(t, "test UA "+u.addr+" listening", func() bool {
+		c, err := u.ua.TransportLayer().GetConnection("udp", u.addr)
+		return err == nil && c != nil
+	})
 	t.Cleanup(u.close)
 	return u
 }
@@ -310,16 +315,10 @@ func sipgoDigest(req *sip.Request, res *sip.Response, auth sipgo.DigestAuth) err
 	if h == nil {
 		return fmt.Errorf("407 without Proxy-Authenticate")
 	}
-	chal, err := digest.ParseChallenge(h.Value())
+	cred, err := testutil.DigestAnswer(h.Value(), string(req.Method), req.Recipient.String(), auth.Username, auth.Password)
 	if err != nil {
 		return err
 	}
-	chal.Algorithm = strings.ToUpper(chal.Algorithm)
-	cred, err := digest.Digest(chal, digest.Options{Method: string(req.Method), URI: req.Recipient.String(),
-		Username: auth.Username, Password: auth.Password, Count: 1})
-	if err != nil {
-		return err
-	}
-	req.AppendHeader(sip.NewHeader("Proxy-Authorization", cred.String()))
+	req.AppendHeader(sip.NewHeader("Proxy-Authorization", cred))
 	return nil
 }

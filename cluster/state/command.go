@@ -17,6 +17,9 @@ const Ignorable CmdType = 0x80
 
 // Command types. Never renumber: they are in every node's log.
 const (
+	// CmdRestored is never proposed (Apply refuses it as unknown): observers are told with a
+	// Command of this type that a snapshot was restored and the whole state may have changed.
+	CmdRestored           CmdType = 0
 	CmdPutRoom            CmdType = 1
 	CmdDeleteRoom         CmdType = 2
 	CmdPutBinding         CmdType = 3
@@ -36,7 +39,8 @@ const (
 )
 
 var cmdNames = map[CmdType]string{
-	CmdPutRoom: "put-room", CmdDeleteRoom: "delete-room", CmdPutBinding: "put-binding",
+	CmdRestored: "restored",
+	CmdPutRoom:  "put-room", CmdDeleteRoom: "delete-room", CmdPutBinding: "put-binding",
 	CmdDeleteBinding: "delete-binding", CmdDeleteRoomBindings: "delete-room-bindings",
 	CmdExpire: "expire", CmdPutBan: "put-ban", CmdLiftBan: "lift-ban", CmdSetLists: "set-lists",
 	CmdPutCall: "put-call", CmdEndCall: "end-call", CmdPutToken: "put-token",

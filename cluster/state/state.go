@@ -54,7 +54,7 @@ type State struct {
 	callPeers map[netip.Addr]int // legs of active calls per peer address or /64 (CallsWith)
 
 	obsMu     sync.RWMutex
-	observers []Observer
+	observers []*observer // copied on write: notify reads a snapshot without the lock
 	endedObs  []EndedObserver
 	ended     *Ended // what the command being applied ended (CmdEndCalls), for endedObs
 }
@@ -85,20 +85,29 @@ func (s *State) reset() {
 	s.sinkCursors = map[string]uint64{}
 }
 
+type observer struct{ fn Observer }
+
 // Observe registers fn to be called after every applied command and after a Restore (with a
-// zero Command).
-func (s *State) Observe(fn Observer) {
+// Command of type CmdRestored). Calling cancel unregisters fn (a component that stops, such as
+// a guard replaced on a config reload, must not stay in the list).
+func (s *State) Observe(fn Observer) (cancel func()) {
+	o := &observer{fn}
 	s.obsMu.Lock()
-	s.observers = append(s.observers, fn)
+	s.observers = append(s.observers[:len(s.observers):len(s.observers)], o)
 	s.obsMu.Unlock()
+	return func() {
+		s.obsMu.Lock()
+		defer s.obsMu.Unlock()
+		s.observers = slices.DeleteFunc(slices.Clone(s.observers), func(x *observer) bool { return x == o })
+	}
 }
 
 func (s *State) notify(c Command) {
 	s.obsMu.RLock()
 	obs := s.observers
 	s.obsMu.RUnlock()
-	for _, fn := range obs {
-		fn(c)
+	for _, o := range obs {
+		o.fn(c)
 	}
 }
 
@@ -851,7 +860,7 @@ func (s *State) Restore(r io.Reader) error {
 	s.flows, s.flowUnits, s.trunks, s.callPeers = n.flows, n.flowUnits, n.trunks, n.callPeers
 	s.flowMu.Unlock()
 	s.mu.Unlock()
-	s.notify(Command{})
+	s.notify(Command{Type: CmdRestored})
 	return nil
 }
 

@@ -18,7 +18,7 @@ const batch = 16
 func queued(b *testing.B) (*endpoint, *endpoint, []byte) {
 	b.Helper()
 	rx, tx := newEndpoint(b), newEndpoint(b)
-	_ = rx.conn.SetReadBuffer(1 << 20)
+	_ = rx.Conn.SetReadBuffer(1 << 20)
 	return rx, tx, rtpPacket(96, 1, 2, 3, string(make([]byte, 1000)))
 }
 
@@ -28,10 +28,10 @@ func BenchmarkReadSingle(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		for range batch {
-			_, _ = tx.conn.WriteToUDPAddrPort(pkt, rx.addr())
+			_, _ = tx.Conn.WriteToUDPAddrPort(pkt, rx.addr())
 		}
 		for range batch {
-			if _, _, err := rx.conn.ReadFromUDPAddrPort(buf); err != nil {
+			if _, _, err := rx.Conn.ReadFromUDPAddrPort(buf); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -40,7 +40,7 @@ func BenchmarkReadSingle(b *testing.B) {
 
 func BenchmarkReadBatch(b *testing.B) {
 	rx, tx, pkt := queued(b)
-	pc := ipv4.NewPacketConn(rx.conn)
+	pc := ipv4.NewPacketConn(rx.Conn)
 	msgs := make([]ipv4.Message, batch)
 	for i := range msgs {
 		msgs[i].Buffers = [][]byte{make([]byte, readBuffer)}
@@ -48,7 +48,7 @@ func BenchmarkReadBatch(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		for range batch {
-			_, _ = tx.conn.WriteToUDPAddrPort(pkt, rx.addr())
+			_, _ = tx.Conn.WriteToUDPAddrPort(pkt, rx.addr())
 		}
 		for got := 0; got < batch; {
 			n, err := pc.ReadBatch(msgs[:batch-got], 0)

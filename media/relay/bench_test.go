@@ -77,10 +77,10 @@ func BenchmarkRelaySockets(b *testing.B) {
 	b.ResetTimer()
 	for i := 1; b.Loop(); i++ {
 		pkt[2], pkt[3] = byte(i>>8), byte(i)
-		if _, err := ea.conn.WriteToUDPAddrPort(pkt, to); err != nil {
+		if _, err := ea.Conn.WriteToUDPAddrPort(pkt, to); err != nil {
 			b.Fatal(err)
 		}
-		if _, _, err := eb.conn.ReadFromUDPAddrPort(buf); err != nil {
+		if _, _, err := eb.Conn.ReadFromUDPAddrPort(buf); err != nil {
 			b.Fatal(err)
 		}
 	}

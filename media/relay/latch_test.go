@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 )
 
 // stranger is 127.0.0.77: another host than the endpoints (127.0.0.1), as an attacker on the
@@ -34,7 +36,7 @@ func newSprayer(t *testing.T, ip netip.Addr, targets ...netip.AddrPort) *sprayer
 		defer sp.wg.Done()
 		buf := make([]byte, 2048)
 		for {
-			if _, _, err := sp.e.conn.ReadFromUDPAddrPort(buf); err != nil {
+			if _, _, err := sp.e.Conn.ReadFromUDPAddrPort(buf); err != nil {
 				if errors.Is(err, os.ErrDeadlineExceeded) {
 					continue
 				}
@@ -58,7 +60,7 @@ func newSprayer(t *testing.T, ip netip.Addr, targets ...netip.AddrPort) *sprayer
 				if to.Port()%2 == 1 {
 					b = rtcpPacket(200)
 				}
-				if _, err := sp.e.conn.WriteToUDPAddrPort(b, to); err == nil {
+				if _, err := sp.e.Conn.WriteToUDPAddrPort(b, to); err == nil {
 					sp.sent.Add(1)
 				}
 			}
@@ -76,7 +78,7 @@ func (sp *sprayer) close() {
 	default:
 	}
 	close(sp.stop)
-	_ = sp.e.conn.Close()
+	_ = sp.e.Conn.Close()
 	sp.wg.Wait()
 }
 
@@ -93,7 +95,7 @@ func collect(t *testing.T, e *endpoint) *collector {
 		defer close(c.done)
 		buf := make([]byte, 2048)
 		for {
-			n, _, err := e.conn.ReadFromUDPAddrPort(buf)
+			n, _, err := e.Conn.ReadFromUDPAddrPort(buf)
 			if err != nil {
 				return
 			}
@@ -104,7 +106,7 @@ func collect(t *testing.T, e *endpoint) *collector {
 			}
 		}
 	}()
-	t.Cleanup(func() { _ = e.conn.Close(); <-c.done })
+	t.Cleanup(func() { _ = e.Conn.Close(); <-c.done })
 	return c
 }
 
@@ -124,7 +126,7 @@ func allPorts(pairs ...*Pair) []netip.AddrPort {
 // receives none of the caller's media, and after the answer the room's media reaches the
 // caller and the caller's reaches the room, with nothing of the stranger's injected.
 func TestStreamNoLatchBeforeSDP(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newTestPool(t, 50*time.Millisecond)
 	pa, pb := acquire(t, p), acquire(t, p)
 	a, b := newEndpoint(t), newEndpoint(t)
@@ -133,7 +135,7 @@ func TestStreamNoLatchBeforeSDP(t *testing.T) {
 	s.SetPeer(SideA, Peer{RTP: a.addr(), PayloadTypes: []uint8{0}, DefaultClock: 8000}) // the INVITE's offer
 	sp := newSprayer(t, stranger, allPorts(pa, pb)...)
 	ca, cb := collect(t, a), collect(t, b)
-	eventually(t, "the spray to reach both legs", func() bool {
+	testutil.Eventually(t, "the spray to reach both legs", func() bool {
 		st := s.Stats()
 		return seen(st.AToB) > 20 && seen(st.BToA) > 20
 	})
@@ -173,13 +175,13 @@ func TestStreamNoLatchBeforeSDP(t *testing.T) {
 // learning window must never become the peer: the endpoints, starting later, get all of each
 // other's media and none of the stranger's, and the stranger gets nothing.
 func TestStreamStrangerNeverLatches(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	const window = 50 * time.Millisecond
 	r := newRig(t, StreamConfig{LatchWindow: window}, false)
 	sp := newSprayer(t, stranger, allPorts(r.pa, r.pb)...)
 	ca, cb := collect(t, r.a), collect(t, r.b)
 	first := time.Now()
-	eventually(t, "the spray to outlast the learning window", func() bool {
+	testutil.Eventually(t, "the spray to outlast the learning window", func() bool {
 		st := r.s.Stats()
 		return st.AToB.Dropped > 20 && st.BToA.Dropped > 20 && time.Since(first) > 4*window
 	})
@@ -211,7 +213,7 @@ func TestStreamSignalledPeerDisplacesLatchedStranger(t *testing.T) {
 	early := newEndpoint(t)
 	early.send(local(r.pa), rtpPacket(0, 1, 0, 9, "early"))
 	r.b.mustRecv()
-	eventually(t, "the learning window to close", func() bool { return mono() > r.s.legs[0].rtp.latch.windowEnd.Load() })
+	testutil.Eventually(t, "the learning window to close", func() bool { return mono() > r.s.legs[0].rtp.latch.windowEnd.Load() })
 	early.send(local(r.pa), rtpPacket(0, 2, 160, 9, "early")) // still alive
 	r.b.mustRecv()
 	r.a.send(local(r.pa), rtpPacket(0, 1, 0, 1, "signalled"))
@@ -242,7 +244,7 @@ func TestStreamNewSDPRearmsLatch(t *testing.T) {
 	early := newEndpoint(t) // the signalled IP, another port: latches first
 	early.send(local(r.pa), rtpPacket(0, 1, 0, 9, "early"))
 	r.b.mustRecv()
-	eventually(t, "the learning window to close", func() bool { return mono() > r.s.legs[0].rtp.latch.windowEnd.Load() })
+	testutil.Eventually(t, "the learning window to close", func() bool { return mono() > r.s.legs[0].rtp.latch.windowEnd.Load() })
 	nat := newEndpointOn(t, registered)
 	nat.send(local(r.pa), rtpPacket(0, 1, 0, 1, "nat"))
 	if b, _, ok := r.b.recv(100 * time.Millisecond); ok {
@@ -281,7 +283,7 @@ func TestStreamRefusesDeniedPeers(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	victim.send(local(r.pa), rtpPacket(0, 1, 0, 1, "from-denied"))
-	eventually(t, "the denied source's packet to be dropped", func() bool { return r.s.Stats().AToB.Dropped == 1 })
+	testutil.Eventually(t, "the denied source's packet to be dropped", func() bool { return r.s.Stats().AToB.Dropped == 1 })
 	if _, ok := r.s.Latched(SideA); ok {
 		t.Fatal("a denied source latched")
 	}

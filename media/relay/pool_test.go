@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 )
 
 func TestPoolPairsAreEvenOdd(t *testing.T) {
@@ -45,7 +47,7 @@ func TestPoolExhaustion(t *testing.T) {
 // TestPoolDrain: a released pair keeps discarding for the drain time: it
 // forwards nothing and is not handed out again until the drain is over.
 func TestPoolDrain(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	const drain = 300 * time.Millisecond
 	p := newTestPool(t, drain)
 	pa, pb := acquire(t, p), acquire(t, p)
@@ -69,7 +71,7 @@ func TestPoolDrain(t *testing.T) {
 	if _, err := p.AcquirePort(port); !errors.Is(err, ErrPortUnavailable) {
 		t.Fatalf("AcquirePort during drain: err = %v, want ErrPortUnavailable", err)
 	}
-	eventually(t, "drain to finish", func() bool { return p.Stats().Draining == 0 })
+	testutil.Eventually(t, "drain to finish", func() bool { return p.Stats().Draining == 0 })
 	if since := time.Since(released); since < drain {
 		t.Fatalf("pair freed after %v, before the %v drain", since, drain)
 	}

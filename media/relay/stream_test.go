@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 )
 
 // setup builds a stream between two loopback endpoints with signalled
@@ -31,7 +33,7 @@ func newRig(t *testing.T, cfg StreamConfig, mux bool) *rig {
 }
 
 func TestStreamForwardsBothWays(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	for _, mux := range []bool{false, true} {
 		t.Run(fmt.Sprintf("rtcp-mux=%v", mux), func(t *testing.T) {
 			r := newRig(t, StreamConfig{}, mux)
@@ -59,7 +61,7 @@ func TestStreamForwardsBothWays(t *testing.T) {
 					}
 				}
 			}
-			eventually(t, "RTCP to be counted", func() bool { return r.s.Stats().AToB.RTCPPackets == 6 })
+			testutil.Eventually(t, "RTCP to be counted", func() bool { return r.s.Stats().AToB.RTCPPackets == 6 })
 			st := r.s.Stats()
 			if st.AToB.Packets != 5 || st.BToA.Packets != 5 || st.AToB.Lost != 0 {
 				t.Fatalf("stats %+v", st)
@@ -82,7 +84,7 @@ func TestStreamRTCPToOddPort(t *testing.T) {
 }
 
 func TestStreamCloseStopsForwarding(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	r := newRig(t, StreamConfig{}, false)
 	r.a.send(local(r.pa), rtpPacket(0, 1, 0, 1, "x"))
 	r.b.mustRecv()
@@ -97,7 +99,7 @@ func TestStreamCloseStopsForwarding(t *testing.T) {
 // during and after the learning window. It must receive nothing, the real
 // stream must not be hijacked and its loss must stay zero.
 func TestStreamRTPBleed(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	r := newRig(t, StreamConfig{LatchWindow: 300 * time.Millisecond}, false)
 	attacker := newEndpoint(t)
 	stop := make(chan struct{})
@@ -114,8 +116,8 @@ func TestStreamRTPBleed(t *testing.T) {
 			default:
 			}
 			seq++
-			_, _ = attacker.conn.WriteToUDPAddrPort(rtpPacket(0, seq, 0, 666, "evil"), local(r.pa))
-			_, _ = attacker.conn.WriteToUDPAddrPort(rtpPacket(0, seq, 0, 666, "evil"), local(r.pb))
+			_, _ = attacker.Conn.WriteToUDPAddrPort(rtpPacket(0, seq, 0, 666, "evil"), local(r.pa))
+			_, _ = attacker.Conn.WriteToUDPAddrPort(rtpPacket(0, seq, 0, 666, "evil"), local(r.pb))
 			time.Sleep(time.Millisecond)
 		}
 	}()
@@ -161,17 +163,17 @@ func TestStreamRTPBleed(t *testing.T) {
 // TestStreamNATRebinding: the room's source port changes mid-call. Packets
 // from the new port are dropped until Relatch; then media flows again.
 func TestStreamNATRebinding(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	r := newRig(t, StreamConfig{LatchWindow: 50 * time.Millisecond, Alive: time.Minute}, false)
 	r.a.send(local(r.pa), rtpPacket(0, 1, 0, 1, "old"))
 	r.b.mustRecv()
-	eventually(t, "learning window to close", func() bool { return mono() > r.s.legs[0].rtp.latch.windowEnd.Load() })
+	testutil.Eventually(t, "learning window to close", func() bool { return mono() > r.s.legs[0].rtp.latch.windowEnd.Load() })
 
 	moved := newEndpoint(t) // the same room after its NAT mapping changed
 	for i := range 3 {
 		moved.send(local(r.pa), rtpPacket(0, uint16(2+i), 0, 1, "new"))
 	}
-	eventually(t, "drops to be counted", func() bool { return r.s.Stats().AToB.Dropped == 3 })
+	testutil.Eventually(t, "drops to be counted", func() bool { return r.s.Stats().AToB.Dropped == 3 })
 	if b, _, ok := r.b.recv(100 * time.Millisecond); ok {
 		t.Fatalf("forwarded before relatch: %q", b)
 	}
@@ -197,7 +199,7 @@ func TestStreamSilentPeerRebindsOnSameIP(t *testing.T) {
 	r.a.send(local(r.pa), rtpPacket(0, 1, 0, 1, "old"))
 	r.b.mustRecv()
 	moved := newEndpoint(t)
-	eventually(t, "latched source to go stale", func() bool {
+	testutil.Eventually(t, "latched source to go stale", func() bool {
 		return mono()-r.s.legs[0].rtp.latch.lastSeen.Load() > int64(100*time.Millisecond)
 	})
 	moved.send(local(r.pa), rtpPacket(0, 2, 0, 1, "new"))
@@ -210,7 +212,7 @@ func TestStreamRejectsUnexpectedPayloadTypeForLatching(t *testing.T) {
 	r := newRig(t, StreamConfig{}, false)
 	r.a.send(local(r.pa), rtpPacket(8, 1, 0, 1, "pcma")) // PT 8 not in SDP
 	r.a.send(local(r.pa), []byte("not rtp at all"))
-	eventually(t, "invalid to be counted", func() bool { return r.s.Stats().AToB.Invalid == 2 })
+	testutil.Eventually(t, "invalid to be counted", func() bool { return r.s.Stats().AToB.Invalid == 2 })
 	if _, ok := r.s.Latched(SideA); ok {
 		t.Fatal("latched on an unexpected payload type")
 	}
@@ -262,7 +264,7 @@ func TestStreamSignallingAfterFirstPackets(t *testing.T) {
 	t.Cleanup(r.s.Close)
 	r.s.SetPeer(SideA, Peer{RTP: r.a.addr(), PayloadTypes: []uint8{0}, DefaultClock: 8000})
 	r.b.send(local(r.pb), rtpPacket(0, 1, 0, 2, "early")) // B's peer is not signalled yet
-	eventually(t, "the early packet to be dropped", func() bool { return r.s.Stats().BToA.Dropped == 1 })
+	testutil.Eventually(t, "the early packet to be dropped", func() bool { return r.s.Stats().BToA.Dropped == 1 })
 	if b, _, ok := r.a.recv(50 * time.Millisecond); ok {
 		t.Fatalf("relayed before the answer: %q", b)
 	}
@@ -284,7 +286,7 @@ func TestStreamSignallingAfterFirstPackets(t *testing.T) {
 // and relayed from the first packet (not held back as an unknown source for
 // the learning window).
 func TestStreamWildcardBindMatchesSignalledIPv4(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	base := 20000 + 2*rand.IntN(15000)
 	p, err := NewPool(PoolConfig{Bind: netip.IPv4Unspecified(), Min: base, Max: base + 3, Drain: 10 * time.Millisecond})
 	if err != nil {

@@ -18,6 +18,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 )
 
 // bfcp returns a BFCP message for a reliable transport (RFC 8855: version 1,
@@ -108,7 +110,7 @@ func closedByRelay(t *testing.T, c net.Conn, what string) {
 // HelloAck; bytes and reads are counted per direction and the connected
 // addresses show in the stats.
 func TestTCPStreamSplicesBFCP(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newTestPool(t, 50*time.Millisecond)
 	s := newTCPStream(t, p, TCPConfig{})
 	start := s.LastRTP()
@@ -120,7 +122,7 @@ func TestTCPStreamSplicesBFCP(t *testing.T) {
 	if _, err := a.Write(hello); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "A connected", func() bool { _, ok := s.Connected(SideA); return ok })
+	testutil.Eventually(t, "A connected", func() bool { _, ok := s.Connected(SideA); return ok })
 	b := dialFrom(t, "127.0.0.1", tcpAddr(s, SideB))
 	mustRead(t, b, hello)
 	ack := bfcp(12, 1, 10) // HelloAck with SUPPORTED-PRIMITIVES/-ATTRIBUTES: 40 bytes of attributes
@@ -157,7 +159,7 @@ func TestTCPStreamSplicesBFCP(t *testing.T) {
 // and an unsignalled leg's connection are reset and counted, and none of
 // their bytes reach the other leg.
 func TestTCPStreamRefusesStrangers(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newTestPool(t, 50*time.Millisecond)
 	s := newTCPStream(t, p, TCPConfig{})
 	// A signals a private address behind NAT and registered from 127.0.0.77.
@@ -171,7 +173,7 @@ func TestTCPStreamRefusesStrangers(t *testing.T) {
 
 	a := dialFrom(t, "127.0.0.77", tcpAddr(s, SideA))
 	b := dialFrom(t, "127.0.0.1", tcpAddr(s, SideB))
-	eventually(t, "both legs connected", func() bool {
+	testutil.Eventually(t, "both legs connected", func() bool {
 		_, okA := s.Connected(SideA)
 		_, okB := s.Connected(SideB)
 		return okA && okB
@@ -183,7 +185,7 @@ func TestTCPStreamRefusesStrangers(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustRead(t, b, msg) // the first bytes B sees are A's, nothing of the strangers'
-	eventually(t, "refusals counted", func() bool {
+	testutil.Eventually(t, "refusals counted", func() bool {
 		st := s.Stats()
 		return st.AToB.Dropped == 2 && st.BToA.Dropped == 2
 	})
@@ -195,7 +197,7 @@ func TestTCPStreamRefusesStrangers(t *testing.T) {
 // SDP never comes is refused after Pending, and no more than tcpMaxPending
 // may wait.
 func TestTCPStreamWaitsForSDP(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newTestPool(t, 50*time.Millisecond)
 	s := newTCPStream(t, p, TCPConfig{Pending: 5 * time.Second})
 	s.SetPeer(SideA, TCPPeer{Addr: loopback})
@@ -206,7 +208,7 @@ func TestTCPStreamWaitsForSDP(t *testing.T) {
 	if _, err := early.Write(hello); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "two connections waiting", func() bool {
+	testutil.Eventually(t, "two connections waiting", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return len(s.legs[SideB].waiting) == 2
@@ -237,7 +239,7 @@ func TestTCPStreamWaitsForSDP(t *testing.T) {
 // new connections from both (a=connection:new in a re-INVITE, or a client
 // that reconnects).
 func TestTCPStreamCloseMirrorsAndReconnects(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newTestPool(t, 50*time.Millisecond)
 	s := newTCPStream(t, p, TCPConfig{})
 	s.SetPeer(SideA, TCPPeer{Addr: loopback})
@@ -256,7 +258,7 @@ func TestTCPStreamCloseMirrorsAndReconnects(t *testing.T) {
 		_ = b.Close()
 		closedByRelay(t, a, "A after B left")
 		_ = a.Close()
-		eventually(t, "legs free again", func() bool {
+		testutil.Eventually(t, "legs free again", func() bool {
 			_, okA := s.Connected(SideA)
 			_, okB := s.Connected(SideB)
 			return !okA && !okB
@@ -271,7 +273,7 @@ func TestTCPStreamCloseMirrorsAndReconnects(t *testing.T) {
 // (a new connection is refused by the kernel), ends every goroutine and
 // hands the pairs back to the pool.
 func TestTCPStreamCloseReleases(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newTestPool(t, 50*time.Millisecond)
 	s, err := NewTCPStream(acquire(t, p), acquire(t, p), TCPConfig{})
 	if err != nil {
@@ -294,7 +296,7 @@ func TestTCPStreamCloseReleases(t *testing.T) {
 		_ = c.Close()
 		t.Fatal("relay still listening after Close")
 	}
-	eventually(t, "pairs free after draining", func() bool { return p.Stats().Free == p.Stats().Pairs })
+	testutil.Eventually(t, "pairs free after draining", func() bool { return p.Stats().Free == p.Stats().Pairs })
 }
 
 // TestTCPStreamPortTaken: when another socket holds the TCP port of a pair,
@@ -326,7 +328,7 @@ func TestTCPStreamPortTaken(t *testing.T) {
 // client pins the server's self-signed certificate, as a=fingerprint does)
 // and exchange BFCP inside; the relay counts the encrypted bytes.
 func TestTCPStreamSplicesTLS(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	pturn "github.com/pion/turn/v3"
 
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 	"github.com/portcullis-sbc/portcullis/media/relay"
 )
 
@@ -90,17 +91,6 @@ func allocate(t *testing.T, c *pturn.Client) net.PacketConn {
 	return rc
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestAllocateWithRoomCredentials(t *testing.T) {
 	before := runtime.NumGoroutine()
 	s := newServer(t, nil)
@@ -121,11 +111,11 @@ func TestAllocateWithRoomCredentials(t *testing.T) {
 		t.Fatalf("pool %+v", ps)
 	}
 	_ = rc.Close() // Refresh lifetime 0: the server frees the allocation
-	eventually(t, "allocation to be freed", func() bool { return s.Stats().Live == 0 })
-	eventually(t, "pair to leave use", func() bool { return s.pool.Stats().InUse == 0 })
+	testutil.Eventually(t, "allocation to be freed", func() bool { return s.Stats().Live == 0 })
+	testutil.Eventually(t, "pair to leave use", func() bool { return s.pool.Stats().InUse == 0 })
 	c.Close()
 	_ = s.Close()
-	eventually(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before+2 })
+	testutil.Eventually(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before+2 })
 }
 
 func TestAllocateRefused(t *testing.T) {

@@ -544,7 +544,9 @@ func (c *call) setup(targets []target, outboundURI *sip.Uri) {
 			for _, b := range branches {
 				if !b.final && !b.answered {
 					c.cancelBranch(b)
-					b.tx.Terminate()
+					if b.tx != nil { // nil when the INVITE could not be sent
+						b.tx.Terminate()
+					}
 				}
 			}
 		}

@@ -2,8 +2,6 @@ package b2bua
 
 import (
 	"net/netip"
-	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/emiago/sipgo/sip"
@@ -148,19 +146,3 @@ func routeSetFrom(m message, reverse bool) []sip.Uri {
 
 // allowsUpdate reports whether a message's Allow header lists UPDATE.
 func allowsUpdate(m message) bool { return hasOption(m, "Allow", "UPDATE") }
-
-// hostPort renders a URI's host and port (default port by transport) as a dial address.
-func hostPort(u sip.Uri, transport string) string {
-	port := u.Port
-	if port == 0 {
-		port = 5060
-		if transport == "TLS" || u.Scheme == "sips" {
-			port = 5061
-		}
-	}
-	h := u.Host
-	if strings.Contains(h, ":") && !strings.HasPrefix(h, "[") {
-		h = "[" + h + "]"
-	}
-	return h + ":" + strconv.Itoa(port)
-}

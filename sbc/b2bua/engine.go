@@ -136,9 +136,6 @@ type leg struct {
 	d *dialog
 }
 
-// ErrDraining is returned while the node is draining.
-var ErrDraining = errors.New("b2bua: draining")
-
 // ErrNoCall is returned for an unknown call ID (it wraps state.ErrNotFound).
 var ErrNoCall = fmt.Errorf("b2bua: no such call: %w", state.ErrNotFound)
 

@@ -82,6 +82,7 @@ func BenchmarkCheckRefusedDeny(b *testing.B) {
 
 func BenchmarkScannerMatch(b *testing.B) {
 	ua := "Poly/RealPresence Group 500 6.2.2.5 (Linux) (build 123456)"
+	defaultUA := compileDefaultUA(b)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(ua)))
 	for b.Loop() {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 )
 
 func TestParseFeed(t *testing.T) {
@@ -96,17 +97,6 @@ func startFeedServer(t *testing.T, fs *feedServer) string {
 	return srv.URL
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestFeedsFromFileAndHTTP(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "drop.txt")
@@ -137,7 +127,7 @@ func TestFeedsFromFileAndHTTP(t *testing.T) {
 		}
 		return out
 	}
-	waitFor(t, "both feeds", func() bool { return len(prefixes()) == 2 })
+	testutil.Eventually(t, "both feeds", func() bool { return len(prefixes()) == 2 })
 	if got := prefixes(); !slices.Equal(got, []string{"203.0.113.0/24", "2001:db8:bad::/48"}) {
 		t.Fatalf("FeedPrefixes = %v", got)
 	}
@@ -156,20 +146,20 @@ func TestFeedsFromFileAndHTTP(t *testing.T) {
 	// The server fails: the last good list stays.
 	fs.set("", http.StatusInternalServerError)
 	h := fs.hits.Load()
-	waitFor(t, "failed reloads", func() bool { return fs.hits.Load() >= h+3 })
+	testutil.Eventually(t, "failed reloads", func() bool { return fs.hits.Load() >= h+3 })
 	if v := g.Check(invite("[2001:db8:bad::1]:5060")); v.Rule != RuleThreatFeed {
 		t.Fatalf("after failures: %+v", v)
 	}
 	// A garbage body also keeps the last good list.
 	fs.set("<html>oops</html>", 0)
 	h = fs.hits.Load()
-	waitFor(t, "garbage reloads", func() bool { return fs.hits.Load() >= h+3 })
+	testutil.Eventually(t, "garbage reloads", func() bool { return fs.hits.Load() >= h+3 })
 	if v := g.Check(invite("[2001:db8:bad::1]:5060")); v.Rule != RuleThreatFeed {
 		t.Fatalf("after garbage: %+v", v)
 	}
 	// A new list is swapped in.
 	fs.set("198.51.100.200\n", 0)
-	waitFor(t, "new list", func() bool { return slices.Contains(prefixes(), "198.51.100.200/32") })
+	testutil.Eventually(t, "new list", func() bool { return slices.Contains(prefixes(), "198.51.100.200/32") })
 	if v := g.Check(invite("[2001:db8:bad::1]:5060")); !v.Allowed() {
 		t.Fatalf("removed from the feed: %+v", v)
 	}

@@ -53,7 +53,7 @@ type Guard struct {
 	domains     []string
 	rate, burst float64
 	running     atomic.Bool
-	ref         *observerRef
+	unobserve   func() // stops following the state (Close)
 }
 
 // Request is what the node extracts from a parsed, out-of-dialog SIP request. Strings are as
@@ -132,24 +132,14 @@ func New(cfg Config, store state.Store) (*Guard, error) {
 	g.rebuildRooms()
 	g.rememberSites()
 	g.refreshBans(cfg.Now().UnixNano())
-	ref := &observerRef{}
-	ref.g.Store(g)
-	g.ref = ref
-	store.State().Observe(func(c state.Command) {
-		if g := ref.g.Load(); g != nil {
-			g.observe(c)
-		}
-	})
+	g.unobserve = store.State().Observe(g.observe)
 	return g, nil
 }
-
-// observerRef lets a closed Guard be collected although the state keeps its observer.
-type observerRef struct{ g atomic.Pointer[Guard] }
 
 // Close stops the guard from following the cluster state, so that a guard replaced on a config
 // reload can be garbage collected. Stop Run (cancel its context) first. The guard still answers
 // afterwards, with the lists, rooms and bans it last saw.
-func (g *Guard) Close() { g.ref.g.Store(nil) }
+func (g *Guard) Close() { g.unobserve() }
 
 // observe follows the cluster state: lists are recompiled at once, bans are marked for a rebuild.
 func (g *Guard) observe(c state.Command) {
@@ -165,7 +155,7 @@ func (g *Guard) observe(c state.Command) {
 		g.rebuildRooms()
 	case state.CmdPutBinding:
 		g.bindingPut(c)
-	case 0: // a snapshot was restored
+	case state.CmdRestored:
 		g.rebuildLists()
 		g.rebuildRooms()
 		g.rememberSites()

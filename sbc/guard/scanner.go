@@ -179,12 +179,3 @@ func asciiLower(s string) string {
 	}
 	return string(b)
 }
-
-// IsScannerUserAgent reports whether ua contains one of DefaultScannerUserAgents (ignoring
-// ASCII case). The Guard uses its configured list; this is for tools and tests.
-func IsScannerUserAgent(ua string) bool {
-	_, ok := defaultUA.match(ua)
-	return ok
-}
-
-var defaultUA, _ = compileUA(DefaultScannerUserAgents)
