@@ -59,16 +59,16 @@ int fp_ingress(struct __sk_buff *skb)
 
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	struct iphdr *ip = (void *)(eth + 1);
 	if ((void *)(ip + 1) > data_end || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if (ip->frag_off & bpf_htons(0x3fff)) // MF or an offset: fragments go to userspace
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	struct udphdr *udp = (void *)(ip + 1);
 	__u8 *rtp = (void *)(udp + 1);
 	if ((void *)(rtp + 2) > data_end)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 
 	struct fp_key k = {
 		.saddr = ip->saddr, .daddr = ip->daddr, .sport = udp->source, .dport = udp->dest,
@@ -78,17 +78,17 @@ int fp_ingress(struct __sk_buff *skb)
 		k.daddr = 0;
 		v = bpf_map_lookup_elem(&fp_streams, &k);
 		if (!v)
-			return TC_ACT_OK;
+			return TC_ACT_UNSPEC;
 	}
 
 	__u32 ulen = bpf_ntohs(udp->len);
 	if (ulen < sizeof(struct udphdr) + 12 || (rtp[0] >> 6) != 2)
-		return TC_ACT_OK; // not RTP: userspace classifies it
+		return TC_ACT_UNSPEC; // not RTP: userspace classifies it
 	__u8 pt = rtp[1] & 0x7f;
 	if (pt >= 64 && pt <= 95)
-		return TC_ACT_OK; // RTCP (rtcp-mux): userspace
+		return TC_ACT_UNSPEC; // RTCP (rtcp-mux): userspace
 	if (!(v->pts[pt >> 6] & (1ULL << (pt & 63))))
-		return TC_ACT_OK; // payload type not offered: userspace decides
+		return TC_ACT_UNSPEC; // payload type not offered: userspace decides
 
 	__u32 old_saddr = ip->saddr, old_daddr = ip->daddr;
 	__u16 old_sport = udp->source, old_dport = udp->dest;
@@ -123,10 +123,12 @@ int fp_ingress(struct __sk_buff *skb)
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
 		return bpf_redirect_neigh(fib.ifindex, NULL, 0, 0);
 	// A local destination (loopback, another address of this host): the
-	// stack delivers it by the rewritten header. On lo the skb keeps the
+	// stack delivers it by the rewritten header (TC_ACT_UNSPEC is TCX_NEXT:
+	// other TCX programs still see the packet, as they do every packet this
+	// program does not take). On lo the skb keeps the
 	// local route it was sent with, so no 127/8 input route lookup (which
 	// would refuse it as martian) happens.
-	return TC_ACT_OK;
+	return TC_ACT_UNSPEC;
 }
 
 char __license[] SEC("license") = "Dual BSD/GPL";
