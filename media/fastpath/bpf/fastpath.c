@@ -61,7 +61,7 @@ int fp_ingress(struct __sk_buff *skb)
 	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return TC_ACT_UNSPEC;
 	struct iphdr *ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > data_end || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
+	if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
 		return TC_ACT_UNSPEC;
 	if (ip->frag_off & bpf_htons(0x3fff)) // MF or an offset: fragments go to userspace
 		return TC_ACT_UNSPEC;
