@@ -121,3 +121,45 @@ func TestStreamKernelPath(t *testing.T) {
 		t.Fatalf("B received %q after BYE", got)
 	}
 }
+
+// BenchmarkRelaySocketsKernel is BenchmarkRelaySockets with the stream's
+// media in the kernel fast path: the relay's reader never wakes up.
+func BenchmarkRelaySocketsKernel(b *testing.B) {
+	f, err := fastpath.Open([]string{"lo"})
+	if err != nil {
+		b.Skipf("SKIPPED LOUDLY: kernel fast path not available: %v", err)
+	}
+	b.Cleanup(func() { _ = f.Close() })
+	p := newTestPool(b, 10*time.Millisecond)
+	pa, pb := acquire(b, p), acquire(b, p)
+	ea, eb := newEndpoint(b), newEndpoint(b)
+	s := NewStream(pa, pb, StreamConfig{Kernel: f, LatchWindow: 50 * time.Millisecond})
+	b.Cleanup(s.Close)
+	s.SetPeer(SideA, Peer{RTP: ea.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
+	s.SetPeer(SideB, Peer{RTP: eb.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
+	pkt := rtpPacket(96, 0, 0, 1234, string(make([]byte, 1000)))
+	deadline := time.Now().Add(20 * time.Second)
+	for !s.kernel.dirs[SideA].installed.Load() || !s.kernel.dirs[SideB].installed.Load() {
+		if time.Now().After(deadline) {
+			b.Fatal("kernel entries not installed")
+		}
+		ea.send(local(pa), pkt)
+		eb.mustRecv()
+		eb.send(local(pb), pkt)
+		ea.mustRecv()
+	}
+	to := local(pa)
+	buf := make([]byte, readBuffer)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(pkt)))
+	b.ResetTimer()
+	for i := 1; b.Loop(); i++ {
+		pkt[2], pkt[3] = byte(i>>8), byte(i)
+		if _, err := ea.conn.WriteToUDPAddrPort(pkt, to); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := eb.conn.ReadFromUDPAddrPort(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
