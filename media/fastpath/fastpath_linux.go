@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -81,8 +82,17 @@ func (f *FastPath) Install(e Entry) error {
 	if err != nil {
 		return err
 	}
+	src, oif, err := egress(e.Dst.Addr().Unmap())
+	if err != nil {
+		return fmt.Errorf("fastpath: install %s -> %s: %w", e.Src, e.Dst, err)
+	}
+	if via == 0 {
+		// A socket on the wildcard address: the source the stack would pick.
+		via, _ = be32(src)
+	}
 	dst, _ := be32(e.Dst.Addr())
-	v := fpFpVal{NewSaddr: via, NewDaddr: dst, NewSport: be16(e.Via.Port()), NewDport: be16(e.Dst.Port()), Pts: ptMask(e.PayloadTypes)}
+	v := fpFpVal{NewSaddr: via, NewDaddr: dst, NewSport: be16(e.Via.Port()), NewDport: be16(e.Dst.Port()),
+		Oif: uint32(oif), Pts: ptMask(e.PayloadTypes)}
 	if err := f.objs.FpStreams.Update(&k, &v, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("fastpath: install %s -> %s: %w", e.Src, e.Dst, err)
 	}
@@ -151,4 +161,49 @@ func (f *FastPath) Close() error {
 	errs = append(errs, f.objs.Close())
 	f.objs = fpObjects{}
 	return errors.Join(errs...)
+}
+
+// egress asks the stack how it would send to dst: the source address it
+// picks and the interface that holds it, 0 when dst is an address of this
+// host (the stack delivers the rewritten packet itself). A connected UDP
+// socket does the route lookup; nothing is sent.
+func egress(dst netip.Addr) (netip.Addr, int, error) {
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 9)))
+	if err != nil {
+		return netip.Addr{}, 0, fmt.Errorf("no route to %s: %w", dst, err)
+	}
+	src := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+	_ = c.Close()
+	if dst.IsLoopback() {
+		return src, 0, nil
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return src, 0, err
+	}
+	oif := 0
+	for _, ifi := range ifs {
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			p, err := netip.ParsePrefix(a.String())
+			if err != nil {
+				continue
+			}
+			switch p.Addr().Unmap() {
+			case dst:
+				return src, 0, nil // one of ours
+			case src:
+				if ifi.Flags&net.FlagLoopback == 0 {
+					oif = ifi.Index
+				}
+			}
+		}
+	}
+	if oif == 0 {
+		return src, 0, fmt.Errorf("no interface holds %s, the source toward %s", src, dst)
+	}
+	return src, oif, nil
 }

@@ -27,7 +27,7 @@ type fpFpVal struct {
 	NewDaddr uint32
 	NewSport uint16
 	NewDport uint16
-	Pad      uint32
+	Oif      uint32
 	Pts      [2]uint64
 	Packets  uint64
 	Bytes    uint64

@@ -13,10 +13,6 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
-#ifndef AF_INET
-#define AF_INET 2
-#endif
-
 // All addresses and ports in network byte order.
 struct fp_key {
 	__u32 saddr; // the latched peer
@@ -30,7 +26,7 @@ struct fp_val {
 	__u32 new_daddr; // the other leg's latched peer
 	__u16 new_sport;
 	__u16 new_dport;
-	__u32 pad;
+	__u32 oif; // egress interface toward new_daddr, 0 = a local address: the stack delivers
 	__u64 pts[2]; // RTP payload types forwarded; others go to userspace
 	__u64 packets;
 	__u64 bytes; // UDP payload bytes, as userspace counts them
@@ -112,22 +108,15 @@ int fp_ingress(struct __sk_buff *skb)
 	bpf_skb_store_bytes(skb, UDP_SRC_OFF, &new_sport, 2, 0);
 	bpf_skb_store_bytes(skb, UDP_DST_OFF, &new_dport, 2, 0);
 
-	struct bpf_fib_lookup fib = {};
-	fib.family = AF_INET;
-	fib.l4_protocol = IPPROTO_UDP;
-	fib.tot_len = ulen + sizeof(struct iphdr);
-	fib.ipv4_src = new_saddr;
-	fib.ipv4_dst = new_daddr;
-	fib.ifindex = skb->ingress_ifindex;
-	long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT | BPF_FIB_LOOKUP_SKIP_NEIGH);
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
-		return bpf_redirect_neigh(fib.ifindex, NULL, 0, 0);
+	// Another host: out of the interface userspace found the route through,
+	// with the neighbour (ARP) resolution the stack would do.
+	if (v->oif)
+		return bpf_redirect_neigh(v->oif, NULL, 0, 0);
 	// A local destination (loopback, another address of this host): the
 	// stack delivers it by the rewritten header (TC_ACT_UNSPEC is TCX_NEXT:
 	// other TCX programs still see the packet, as they do every packet this
-	// program does not take). On lo the skb keeps the
-	// local route it was sent with, so no 127/8 input route lookup (which
-	// would refuse it as martian) happens.
+	// program does not take). On lo the skb keeps the local route it was sent
+	// with, so no 127/8 input route lookup (which would refuse it) happens.
 	return TC_ACT_UNSPEC;
 }
 
