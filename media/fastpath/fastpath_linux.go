@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
 )
 
 // FastPath is the loaded program and its stream map, attached at TC ingress of
@@ -28,6 +29,9 @@ func Open(ifaces []string) (*FastPath, error) {
 		return nil, fmt.Errorf("fastpath: no interface to attach to")
 	}
 	f := &FastPath{ifaces: ifaces}
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones
+	// need nothing (RemoveMemlock then does nothing). A failure shows in the load.
+	_ = rlimit.RemoveMemlock()
 	if err := loadFpObjects(&f.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
