@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/portcullis-sbc/portcullis/media/fastpath"
 	"github.com/portcullis-sbc/portcullis/media/relay"
 )
 
@@ -66,6 +67,10 @@ type Config struct {
 	// OwnAddrs are the node's own addresses, refused as media peers unless allowed. Bind,
 	// Advertise and the host's interface addresses are always included.
 	OwnAddrs []netip.Addr
+	// FastPath tries the kernel media path (media.fastpath: auto): latched RTP is
+	// forwarded by an eBPF program at TC ingress. Refused (no CAP_BPF and
+	// CAP_NET_ADMIN, old kernel), media stays in userspace. Default: off.
+	FastPath bool
 	// Logger is the component logger (default: discard).
 	Logger *slog.Logger
 }
@@ -76,6 +81,8 @@ type Manager struct {
 	log   *slog.Logger
 	pool  *relay.Pool
 	peers *relay.PeerFilter
+	fp    *fastpath.FastPath // nil: userspace only
+	mode  fastpath.Mode
 
 	mu         sync.Mutex
 	sessions   map[string]*Session
@@ -102,6 +109,7 @@ type Stats struct {
 	Bytes         uint64          `json:"bytes"`
 	Dropped       uint64          `json:"dropped"` // wrong-source packets
 	Lost          uint64          `json:"lost"`
+	FastPath      string          `json:"fastpath"` // media path: kernel or userspace
 }
 
 // NewManager validates cfg and starts the timeout ticker.
@@ -137,6 +145,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	own = append(own, relay.InterfaceAddrs()...)
 	m := &Manager{cfg: cfg, log: log, pool: pool, peers: relay.NewPeerFilter(cfg.AllowPeers, own),
 		sessions: map[string]*Session{}, unanswered: map[netip.Addr]int{}, cancel: cancel, done: make(chan struct{})}
+	m.fp, m.mode = openFastPath(cfg.FastPath, cfg.BindAddr, log)
 	go m.watch(ctx)
 	return m, nil
 }
@@ -219,6 +228,7 @@ func (m *Manager) Stats() Stats {
 	st := Stats{
 		Pool: m.pool.Stats(), SessionsTotal: m.sessionsTotal.Load(), Timeouts: m.timeouts.Load(),
 		Packets: m.closedPackets.Load(), Bytes: m.closedBytes.Load(), Dropped: m.closedDropped.Load(), Lost: m.closedLost.Load(),
+		FastPath: string(m.mode),
 	}
 	for _, s := range m.live() {
 		st.Sessions++
@@ -280,5 +290,17 @@ func (m *Manager) Close() error {
 	for _, s := range m.live() {
 		s.Close()
 	}
+	if m.fp != nil {
+		_ = m.fp.Close()
+	}
 	return m.pool.Close()
+}
+
+// kernelPath is what streams get as their kernel path: nil (not a typed nil
+// pointer) when media stays in userspace.
+func (m *Manager) kernelPath() relay.KernelPath {
+	if m.fp == nil {
+		return nil
+	}
+	return m.fp
 }

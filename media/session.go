@@ -278,7 +278,7 @@ func (s *Session) allocate(i int, md sdp.Media) (*stream, error) {
 		return nil, err
 	}
 	st := &stream{
-		Stream: relay.NewStream(pa, pb, relay.StreamConfig{LatchWindow: s.m.cfg.LatchWindow, Raw: !md.IsRTP(), Peers: s.m.peers,
+		Stream: relay.NewStream(pa, pb, relay.StreamConfig{LatchWindow: s.m.cfg.LatchWindow, Raw: !md.IsRTP(), Peers: s.m.peers, Kernel: s.m.kernelPath(),
 			Logger: s.m.log.With("session", s.id, "m", i)}),
 		media: md,
 		raw:   !md.IsRTP(),

@@ -145,6 +145,9 @@ type StreamConfig struct {
 	Peers *PeerFilter
 	// Logger receives rate-limited drop notices.
 	Logger *slog.Logger
+	// Kernel, when set, carries a direction's RTP in the kernel once both
+	// legs' latches are final (see [KernelPath]). Not used for Raw streams.
+	Kernel KernelPath
 }
 
 // Stream relays one m-line between two legs. Create it with [NewStream].
@@ -158,6 +161,7 @@ type Stream struct {
 	wg            sync.WaitGroup
 	started       int64
 	dropLog       rateGate
+	kernel        kernelState
 }
 
 type leg struct {
@@ -190,6 +194,10 @@ func NewStream(a, b *Pair, cfg StreamConfig) *Stream {
 	}
 	s := &Stream{log: cfg.Logger, peers: cfg.Peers, window: int64(cfg.LatchWindow), alive: int64(cfg.Alive), raw: cfg.Raw, started: mono()}
 	s.dropLog.every = 10 * time.Second
+	if !cfg.Raw {
+		s.kernel.path = cfg.Kernel
+	}
+	s.kernel.sync.every, s.kernel.log.every = 250*time.Millisecond, 10*time.Second
 	for i, p := range []*Pair{a, b} {
 		l := &s.legs[i]
 		l.pair = p
@@ -221,6 +229,7 @@ func (s *Stream) SetPeer(side Side, p Peer) {
 	if old != emptyPeer {
 		s.Relatch(side)
 	}
+	s.kernelRemove()
 }
 
 // Relatch opens a new learning window on both sockets facing side, for a
@@ -229,6 +238,7 @@ func (s *Stream) SetPeer(side Side, p Peer) {
 func (s *Stream) Relatch(side Side) {
 	s.legs[side].rtp.latch.relearn.Store(true)
 	s.legs[side].rtcp.latch.relearn.Store(true)
+	s.kernelRemove() // userspace sees the media again and relearns
 }
 
 // Latched returns the latched RTP source of side, if any.
@@ -239,6 +249,7 @@ func (s *Stream) Latched(side Side) (netip.AddrPort, bool) {
 // LastRTP returns the last time RTP arrived from either leg, or the stream's
 // creation time if none has.
 func (s *Stream) LastRTP() time.Time {
+	s.kernelSync()
 	last := max(s.started, s.legs[0].ctr.lastRTP.Load(), s.legs[1].ctr.lastRTP.Load())
 	return monoTime(last)
 }
@@ -255,6 +266,7 @@ type Stats struct {
 
 // Stats returns a snapshot of the counters.
 func (s *Stream) Stats() Stats {
+	s.kernelSync()
 	la, _ := s.Latched(SideA)
 	lb, _ := s.Latched(SideB)
 	return Stats{
@@ -269,6 +281,7 @@ func (s *Stream) Close() {
 	if s.closed.Swap(true) {
 		return
 	}
+	s.kernelRemove()
 	now := time.Now()
 	for i := range s.legs {
 		_ = s.legs[i].rtp.conn.SetReadDeadline(now)
@@ -324,6 +337,9 @@ func (s *Stream) forward(k *sock, b []byte, src netip.AddrPort, now int64) {
 		from.ctr.invalid.Add(1)
 		return
 	}
+	if s.kernel.path != nil && !k.isRTCP {
+		s.kernelHook(k, from)
+	}
 	switch k.latch.check(src, valid, pc, signalled, s.peers, s.window, s.alive, now) {
 	case verdictDrop:
 		if valid {
@@ -338,6 +354,11 @@ func (s *Stream) forward(k *sock, b []byte, src netip.AddrPort, now int64) {
 	case verdictLatched:
 		if !k.isRTCP {
 			k.seq.reset(&from.ctr)
+		}
+		s.kernelRemove()
+	case verdictAccept:
+		if kind == KindRTP && !k.isRTCP && s.kernel.path != nil && !s.kernel.dirs[k.side].installed.Load() {
+			s.kernelTry(k.side, src, pc, now)
 		}
 	}
 	tc := to.peer.Load()

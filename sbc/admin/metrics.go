@@ -165,6 +165,7 @@ var (
 	dSessions     = desc("portcullis_media_sessions", "Live media sessions.")
 	dStreams      = desc("portcullis_media_streams", "Live media streams.")
 	dTimeouts     = desc("portcullis_media_timeouts_total", "Calls ended for lack of RTP.")
+	dFastPath     = desc("portcullis_media_fastpath", "Media path in use: 1 for the active mode (kernel: eBPF fast path, userspace).", "mode")
 	dPorts        = desc("portcullis_relay_port_pairs", "Relay RTP/RTCP port pairs, by state (in_use, draining, free).", "state")
 	dPortsRefused = desc("portcullis_relay_port_refused_total", "Port pair acquisitions refused because the pool was exhausted.")
 	dSockDrops    = desc("portcullis_relay_socket_drops", "Kernel receive-queue drops summed over the relay's open sockets.")
@@ -187,7 +188,7 @@ var (
 	dRaftDropped   = desc("portcullis_raft_dropped_total", "Enqueued commands dropped because the queue was full.")
 	dRaftQueued    = desc("portcullis_raft_queued", "Commands waiting in the enqueue queue.")
 	allNodeMetrics = []*prometheus.Desc{dRooms, dRegistrations, dBans, dCalls, dRefusals,
-		dRTPPackets, dRTPBytes, dRTPLost, dRTPDropped, dSessions, dStreams, dTimeouts, dPorts, dPortsRefused, dSockDrops,
+		dRTPPackets, dRTPBytes, dRTPLost, dRTPDropped, dSessions, dStreams, dTimeouts, dFastPath, dPorts, dPortsRefused, dSockDrops,
 		dTURNLive, dTURNTotal, dTURNRefused, dTURNAuth, dTURNPeers, dTURNDropped,
 		dRaftState, dRaftTerm, dRaftCommit, dRaftApplied, dRaftApply, dRaftPeers, dRaftContact, dRaftProposed,
 		dRaftDropped, dRaftQueued}
@@ -248,6 +249,13 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(ch, dSessions, float64(m.Sessions))
 		gauge(ch, dStreams, float64(m.Streams))
 		counter(ch, dTimeouts, m.Timeouts)
+		for _, mode := range []string{"kernel", "userspace"} {
+			v := 0.0
+			if mode == m.FastPath || (m.FastPath == "" && mode == "userspace") {
+				v = 1
+			}
+			gauge(ch, dFastPath, v, mode)
+		}
 		gauge(ch, dPorts, float64(m.Pool.InUse), "in_use")
 		gauge(ch, dPorts, float64(m.Pool.Draining), "draining")
 		gauge(ch, dPorts, float64(m.Pool.Free), "free")

@@ -238,6 +238,7 @@ func TestUnknownPathsAndMethods(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	e := newEnv(t, func(_ *Config, d *Deps) {
 		d.Raft = func() cluster.Stats { return cluster.Stats{State: cluster.StateLeader, Term: 3} }
+		d.Media = func() media.Stats { return media.Stats{FastPath: "kernel"} }
 	})
 	e.propose(state.PutBinding(state.Binding{Room: "a", Contact: "sip:a@x", Node: "edge1", Expires: e.now.Add(time.Hour)}))
 	e.propose(state.PutCall(state.Call{ID: "c1", Node: "edge1", State: state.CallAnswered}))
@@ -269,6 +270,8 @@ func TestMetrics(t *testing.T) {
 		`portcullis_store_propose_seconds_count{command="put-ban"} 1`,
 		`portcullis_raft_state{state="leader"} 1`,
 		`portcullis_raft_term 3`,
+		`portcullis_media_fastpath{mode="kernel"} 1`,
+		`portcullis_media_fastpath{mode="userspace"} 0`,
 		`portcullis_admin_requests_total{code="200",route="GET /api/v1/rooms"} 1`,
 		`go_goroutines`,
 		`process_open_fds`,

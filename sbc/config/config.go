@@ -176,7 +176,15 @@ type Media struct {
 	// node's own addresses (the list TURN uses). Rooms on a private LAN need their network
 	// here. Default: none.
 	AllowPeers PrefixList `yaml:"allow_peers"`
+	// FastPath is the kernel media path: "auto" forwards latched RTP with an eBPF program at
+	// TC ingress when the node has CAP_BPF and CAP_NET_ADMIN and the kernel (6.6+, TCX)
+	// allows it, else media stays in userspace (said at start and in /metrics as
+	// portcullis_media_fastpath); "off" never tries. Default: off.
+	FastPath string `yaml:"fastpath"`
 }
+
+// FastPathOn reports whether media.fastpath asks for the kernel path.
+func (m Media) FastPathOn() bool { return m.FastPath == "auto" }
 
 // TURN configures the TURN server for ICE endpoints.
 type TURN struct {
@@ -371,7 +379,7 @@ func Default() Config {
 		Media: Media{
 			Bind: netip.IPv4Unspecified(), Ports: PortRange{Min: 20000, Max: 39999},
 			Drain: Duration(5e9), LatchWindow: Duration(2e9), Timeout: Duration(60e9),
-			HoldTimeout: Duration(2 * 3600e9), MaxStreams: 8, MaxUnansweredPorts: 192,
+			HoldTimeout: Duration(2 * 3600e9), MaxStreams: 8, MaxUnansweredPorts: 192, FastPath: "off",
 		},
 		TURN: TURN{
 			Listen: []Listen{{Transport: "udp", Addr: netip.MustParseAddrPort("0.0.0.0:3478")}},

@@ -75,6 +75,7 @@ func TestErrorsNameLineAndField(t *testing.T) {
 		{"turn without udp", "turn:\n  listen: [tcp://127.0.0.1:3478]\n", ":2:", "turn.listen"},
 		{"no media streams", "media:\n  drain: 5s\n  max_streams: 0\n", ":3:", "media.max_streams"},
 		{"unanswered cap below a stream", "media:\n  max_unanswered_ports: 2\n", ":2:", "media.max_unanswered_ports"},
+		{"fastpath neither auto nor off", "media:\n  ports: 20000-20099\n  fastpath: kernel\n", ":3:", "media.fastpath"},
 		{"bad media allow_peers", "media:\n  allow_peers: [10.0.0.0/99]\n", ":2:", "10.0.0.0/99"},
 		{"node lost too soon", "cluster:\n  bind: 127.0.0.1:7000\n  node_lost_after: 100ms\n", ":3:", "cluster.node_lost_after"},
 		{"heartbeat too short", "cluster:\n  bind: 127.0.0.1:7000\n  heartbeat_timeout: 5ms\n", ":3:", "cluster.heartbeat_timeout"},

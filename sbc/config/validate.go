@@ -179,6 +179,9 @@ func (c *Config) validateMedia(v *validator) {
 	if m.MaxStreams < 1 || m.MaxStreams > 64 {
 		v.fail("media.max_streams", "%d must be 1-64", m.MaxStreams)
 	}
+	if m.FastPath != "auto" && m.FastPath != "off" {
+		v.fail("media.fastpath", "%q must be auto or off", m.FastPath)
+	}
 	if m.MaxUnansweredPorts < 4 {
 		v.fail("media.max_unanswered_ports", "%d must be at least 4 (one stream)", m.MaxUnansweredPorts)
 	}
