@@ -55,7 +55,7 @@ func TestCallOverKernelPath(t *testing.T) {
 		t.Fatalf("%d kernel entries left after the BYE", got)
 	}
 	self := []byte("self")
-	b.audio.send(b.audio.conn.LocalAddr().(*net.UDPAddr).AddrPort(), self)
+	b.audio.send(b.audio.Conn.LocalAddr().(*net.UDPAddr).AddrPort(), self)
 	a.audio.send(aDst[0], rtp(0, seq, "after bye"))
 	if got, ok := b.audio.recv(2 * time.Second); !ok || !bytes.Equal(got, self) {
 		t.Fatalf("B got %q after the BYE", got)

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 	"net/netip"
 	"os"
 	"testing"
@@ -87,7 +88,7 @@ func TestStreamKernelPath(t *testing.T) {
 		x := newEndpointOn(t, ip)
 		x.send(local(r.pa), rtpPacket(0, 7, 7, 9, "bleed"))
 	}
-	eventually(t, "both strangers dropped", func() bool { return r.s.Stats().AToB.Dropped == 2 })
+	testutil.Eventually(t, "both strangers dropped", func() bool { return r.s.Stats().AToB.Dropped == 2 })
 	exchange("after strangers") // B's next packet is A's: nothing from the strangers came first
 
 	// A re-INVITE (new SDP for B) takes both directions back to userspace.
@@ -160,10 +161,10 @@ func BenchmarkRelaySocketsKernel(b *testing.B) {
 	b.ResetTimer()
 	for i := 1; b.Loop(); i++ {
 		pkt[2], pkt[3] = byte(i>>8), byte(i)
-		if _, err := ea.conn.WriteToUDPAddrPort(pkt, to); err != nil {
+		if _, err := ea.Conn.WriteToUDPAddrPort(pkt, to); err != nil {
 			b.Fatal(err)
 		}
-		if _, _, err := eb.conn.ReadFromUDPAddrPort(buf); err != nil {
+		if _, _, err := eb.Conn.ReadFromUDPAddrPort(buf); err != nil {
 			b.Fatal(err)
 		}
 	}
