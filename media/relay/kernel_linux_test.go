@@ -2,12 +2,12 @@ package relay
 
 import (
 	"bytes"
-	"github.com/portcullis-sbc/portcullis/internal/testutil"
 	"net/netip"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 	"github.com/portcullis-sbc/portcullis/media/fastpath"
 )
 
