@@ -406,3 +406,102 @@ func compareRelayed(sent, got string, offer bool) []string {
 	}
 	return errs
 }
+
+// TestCorpusChecksCatchDamage: the corpus comparison flags each kind of damage a rewrite could
+// do to a relayed SDP, so that a passing corpus run means the attributes really survived.
+func TestCorpusChecksCatchDamage(t *testing.T) {
+	sent := strings.Join([]string{"v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0",
+		"a=ice-options:trickle",
+		"m=audio 4000 RTP/SAVP 108 9", "b=TIAS:128000", "a=rtpmap:108 MP4A-LATM/90000", "a=rtpmap:9 G722/8000",
+		"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^48",
+		"a=candidate:1 1 UDP 2130706431 192.0.2.1 4000 typ host", "a=rtcp-mux", "a=sendrecv",
+		"m=application 5070 TCP/BFCP *", "a=setup:actpass", "a=connection:new", "a=floorctrl:c-s", "a=confid:1",
+		"a=floorid:2 mstrm:12", "a=userid:2", ""}, "\r\n")
+	relayed := strings.NewReplacer("m=audio 4000", "m=audio 30000", "m=application 5070", "m=application 30002",
+		"a=setup:actpass", "a=setup:passive", "a=ice-options:trickle\r\n", "",
+		"a=candidate:1 1 UDP 2130706431 192.0.2.1 4000 typ host\r\n", "").Replace(sent)
+	if errs := compareRelayed(sent, relayed, true); len(errs) != 0 {
+		t.Fatalf("a faithful relay flagged: %q", errs)
+	}
+	tests := []struct{ name, old, new string }{
+		{"a=crypto dropped", "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^48\r\n", ""},
+		{"a=crypto key changed", "inline:WVNf", "inline:XVNf"},
+		{"proto changed", "RTP/SAVP", "RTP/AVP"},
+		{"payload format dropped", "RTP/SAVP 108 9", "RTP/SAVP 108"},
+		{"rtpmap dropped", "a=rtpmap:9 G722/8000\r\n", ""},
+		{"attributes reordered", "a=confid:1\r\na=floorid:2 mstrm:12", "a=floorid:2 mstrm:12\r\na=confid:1"},
+		{"floorctrl dropped", "a=floorctrl:c-s\r\n", ""},
+		{"direction changed", "a=sendrecv", "a=sendonly"},
+		{"bandwidth dropped", "b=TIAS:128000\r\n", ""},
+		{"port not relayed", "m=audio 30000", "m=audio 4000"},
+		{"m-line rejected", "m=application 30002", "m=application 0"},
+		{"TCP setup not passive", "a=setup:passive", "a=setup:active"},
+		{"ICE leaked", "a=rtcp-mux", "a=ice-ufrag:abcd\r\na=rtcp-mux"},
+		{"rtcp-mux dropped from an offer", "a=rtcp-mux\r\n", ""},
+		{"m-line dropped", "m=application 30002 TCP/BFCP *", "x=gone"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := strings.Replace(relayed, tt.old, tt.new, 1)
+			if got == relayed {
+				t.Fatalf("mutation %q did not apply", tt.old)
+			}
+			if errs := compareRelayed(sent, got, true); len(errs) == 0 {
+				t.Fatalf("damage not flagged:\n%s", got)
+			}
+		})
+	}
+}
+
+// TestCorpusAnswers: answers keep the offer's m-line count and order, reject what the answerer
+// lacks, and follow the offer/answer rules for a=setup, a=crypto and a=floorctrl.
+func TestCorpusAnswers(t *testing.T) {
+	b, err := os.ReadFile("testdata/corpus/cisco/boardpro_teams-vimt.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := parseCorpus(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans := answerBlocks(p.room.all(), p.service.all())
+	var kinds []string
+	for _, blk := range ans {
+		kinds = append(kinds, fmt.Sprintf("%s/%d", mKind(blk), mPort(blk[0])))
+	}
+	want := []string{"audio/33000", "video:main/33002", "application:107/0", "video:slides/33004", "bfcp/33006"}
+	if !slices.Equal(kinds, want) {
+		t.Fatalf("answer m-lines %q, want %q", kinds, want)
+	}
+	if !slices.Contains(ans[4], "a=floorctrl:s-only") {
+		t.Fatalf("BFCP answer to c-s from an s-only server: %q", ans[4])
+	}
+	g, err := os.ReadFile("testdata/corpus/poly/g7500_zoom-crc.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err = parseCorpus(string(g)); err != nil {
+		t.Fatal(err)
+	}
+	ans = answerBlocks(p.service.all(), p.room.all()) // the room answers Zoom's offer
+	crypto := 0
+	for _, l := range ans[0] {
+		if strings.HasPrefix(l, "a=crypto:") {
+			crypto++
+		}
+	}
+	if crypto != 1 || !slices.Contains(ans[4], "a=floorctrl:c-only") {
+		t.Fatalf("room's answer: %d a=crypto in audio, BFCP %q", crypto, ans[4])
+	}
+	s, err := os.ReadFile("testdata/corpus/poly/studiox50_pexip.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err = parseCorpus(string(s)); err != nil {
+		t.Fatal(err)
+	}
+	ans = answerBlocks(p.room.all(), p.service.all())
+	if !slices.Contains(ans[0], "a=setup:active") || slices.Contains(ans[0], "a=setup:actpass") {
+		t.Fatalf("DTLS answer keeps actpass: %q", ans[0])
+	}
+}

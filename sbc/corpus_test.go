@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -82,7 +83,7 @@ func newCorpusEndpoint(t *testing.T, n int) *corpusEndpoint {
 				if err != nil {
 					return
 				}
-				if want := e.from[i].Load(); want != nil && src == *want && k >= 12 && buf[0]>>6 == 2 {
+				if want := e.from[i].Load(); want != nil && src == *want && k >= 12 {
 					e.got[i].Add(1)
 				}
 			}
@@ -166,8 +167,20 @@ func runCorpusCall(t *testing.T, n *Node, p corpusPair, roomCalls bool, farPort,
 
 	// Media, once the call is up: the caller's and the room's sockets send to the relay ports
 	// of audio and main video until each side has had packets from the relay.
-	checkCorpusMedia(t, n, a, b, offerAll, callee.all(), uac)
-	releaseCaller(t, uacPort, callID)
+	// Then content: the slides video and BFCP (UDP datagrams, or a TCP connection from each
+	// side to the relay, both answering a=setup:passive).
+	answerAll := answerBlocks(offerAll, callee.all())
+	checkCorpusMedia(t, n, a, b, []int{0, 1}, offerAll, answerAll, uac)
+	releaseCaller(t, uacPort, callID, 1)
+	content := []int{nMain}
+	if strings.Contains(offerAll[nMain+1][0], "UDP") && mPort(answerAll[nMain+1][0]) != 0 {
+		content = append(content, nMain+1)
+	}
+	checkCorpusMedia(t, n, a, b, content, offerAll, answerAll, uac)
+	if strings.Contains(offerAll[nMain+1][0], "TCP/BFCP") && mPort(answerAll[nMain+1][0]) != 0 {
+		checkCorpusTCP(t, n, nMain+1)
+	}
+	releaseCaller(t, uacPort, callID, 2)
 
 	uac.wait(t)
 	uas.wait(t)
@@ -204,26 +217,28 @@ func runCorpusCall(t *testing.T, n *Node, p corpusPair, roomCalls bool, farPort,
 	}
 }
 
-// checkCorpusMedia waits for the call's streams and sends RTP both ways on audio and main
-// video until each endpoint has received packets from its relay port. It fails if the caller
-// SIPp ends first.
-func checkCorpusMedia(t *testing.T, n *Node, a, b *corpusEndpoint, aBlocks, bBlocks [][]string, uac *sipp) {
+// checkCorpusMedia waits for the call's streams at the m-line indexes idx and sends packets
+// both ways on them (RTP with the sender's first payload type, BFCP Hello on BFCP m-lines)
+// until each endpoint has had packets from its relay port. It fails if the caller SIPp ends
+// first.
+func checkCorpusMedia(t *testing.T, n *Node, a, b *corpusEndpoint, idx []int, aBlocks, bBlocks [][]string, uac *sipp) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	var streams []media.StreamStats
+	want := func(i int) bool { return slices.Contains(idx, i) }
 	ready := func() bool {
 		streams = liveStreams(n)
 		ok := 0
 		for _, s := range streams {
-			if s.Index < 2 && s.PortA != 0 && s.PortB != 0 {
+			if want(s.Index) && s.PortA != 0 && s.PortB != 0 {
 				ok++
 			}
 		}
-		return ok == 2
+		return ok == len(idx)
 	}
 	for !ready() {
 		if time.Now().After(deadline) {
-			t.Fatal("the call's audio and main video streams did not come up")
+			t.Fatalf("the call's streams %v did not come up: %+v", idx, streams)
 		}
 		select {
 		case err := <-uac.done:
@@ -235,50 +250,104 @@ func checkCorpusMedia(t *testing.T, n *Node, a, b *corpusEndpoint, aBlocks, bBlo
 	type leg struct {
 		from  *corpusEndpoint
 		to    netip.AddrPort
-		pt    uint8
+		block []string
 		index int
 	}
 	var legs []leg
 	for _, s := range streams {
-		if s.Index >= 2 {
+		if !want(s.Index) {
 			continue
 		}
 		pa, pb := netip.AddrPortFrom(relay, uint16(s.PortA)), netip.AddrPortFrom(relay, uint16(s.PortB))
 		a.from[s.Index].Store(&pa)
 		b.from[s.Index].Store(&pb)
-		legs = append(legs, leg{a, pa, firstPT(aBlocks[s.Index]), s.Index}, leg{b, pb, firstPT(bBlocks[s.Index]), s.Index})
+		legs = append(legs, leg{a, pa, aBlocks[s.Index], s.Index}, leg{b, pb, bBlocks[s.Index], s.Index})
 	}
 	done := func() bool {
-		for i := range 2 {
+		for _, i := range idx {
 			if a.got[i].Load() < 5 || b.got[i].Load() < 5 {
 				return false
 			}
 		}
 		return true
 	}
-	pkt := make([]byte, 172)
+	report := func() string {
+		var parts []string
+		for _, i := range idx {
+			parts = append(parts, fmt.Sprintf("m=%d (%s): caller got %d, callee got %d", i, aBlocks[i][0], a.got[i].Load(), b.got[i].Load()))
+		}
+		return strings.Join(parts, "; ")
+	}
+	rtpPkt, bfcpPkt := make([]byte, 172), make([]byte, 12)
 	for seq := uint16(1); !done(); seq++ {
 		if time.Now().After(deadline) {
-			t.Fatalf("media through the relay: caller got audio %d video %d, callee got audio %d video %d packets",
-				a.got[0].Load(), a.got[1].Load(), b.got[0].Load(), b.got[1].Load())
+			t.Fatalf("media through the relay: %s", report())
 		}
 		for _, l := range legs {
-			// An RTP header (SRTP and DTLS-SRTP keep it in the clear) and an opaque payload.
-			pkt[0], pkt[1] = 0x80, l.pt&0x7f
-			pkt[2], pkt[3] = byte(seq>>8), byte(seq)
-			pkt[8], pkt[9], pkt[10], pkt[11] = 0x5e, 0xed, byte(l.index), byte(len(legs))
+			pkt := rtpPkt
+			if strings.Contains(l.block[0], "BFCP") {
+				// BFCP Hello (RFC 8855 section 5.1: version 2 over UDP, primitive 11).
+				pkt = bfcpPkt
+				pkt[0], pkt[1], pkt[2], pkt[3] = 0x40, 11, 0, 0
+				pkt[4], pkt[5], pkt[6], pkt[7] = 0, 0, 0, 1
+				pkt[8], pkt[9], pkt[10], pkt[11] = byte(seq>>8), byte(seq), 0, 2
+			} else {
+				// An RTP header (SRTP and DTLS-SRTP keep it in the clear) and an opaque payload.
+				pkt[0], pkt[1] = 0x80, firstPT(l.block)&0x7f
+				pkt[2], pkt[3] = byte(seq>>8), byte(seq)
+				pkt[8], pkt[9], pkt[10], pkt[11] = 0x5e, 0xed, byte(l.index), byte(len(legs))
+			}
 			if _, err := l.from.socks[l.index].WriteToUDPAddrPort(pkt, l.to); err != nil {
 				t.Fatal(err)
 			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	t.Logf("relayed both ways: %s", report())
+}
+
+// checkCorpusTCP connects to both relay ports of the TCP m-line at index, as the caller and
+// the callee (each told a=setup:passive), and sends a BFCP Hello each way through the relay.
+func checkCorpusTCP(t *testing.T, n *Node, index int) {
+	t.Helper()
+	var st media.StreamStats
+	waitUntil(t, 20*time.Second, "the TCP BFCP stream", func() bool {
+		for _, s := range liveStreams(n) {
+			if s.Index == index && s.PortA != 0 && s.PortB != 0 {
+				st = s
+				return true
+			}
+		}
+		return false
+	})
+	dial := func(port int) net.Conn {
+		c, err := net.DialTimeout("tcp", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)).String(), 5*time.Second)
+		if err != nil {
+			t.Fatalf("connecting to the relay's BFCP port %d: %v", port, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	ca, cb := dial(st.PortA), dial(st.PortB)
+	for _, dir := range []struct {
+		from, to net.Conn
+		user     uint16
+	}{{ca, cb, 2}, {cb, ca, 5}} {
+		if _, err := dir.from.Write(bfcpFrame(11, 1, dir.user, dir.user)); err != nil {
+			t.Fatal(err)
+		}
+		prim, _, err := readBFCP(dir.to, 10*time.Second)
+		if err != nil || prim != 11 {
+			t.Fatalf("BFCP Hello through the TCP relay: primitive %d, %v", prim, err)
+		}
+	}
+	t.Logf("relayed both ways: m=%d TCP/BFCP Hello", index)
 }
 
 // releaseCaller sends the caller SIPp the INFO its scenario waits for after the ACK (test
 // control, straight to SIPp; it matches the call by Call-ID): the call goes on to the
 // re-INVITEs.
-func releaseCaller(t *testing.T, port int, callID string) {
+func releaseCaller(t *testing.T, port int, callID string, cseq int) {
 	t.Helper()
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -289,7 +358,7 @@ func releaseCaller(t *testing.T, port int, callID string) {
 	msg := "INFO sip:caller@127.0.0.1:" + strconv.Itoa(port) + " SIP/2.0\r\n" +
 		"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-corpus-" + randHex() + "\r\n" +
 		"From: <sip:control@127.0.0.1>;tag=control\r\nTo: <sip:caller@127.0.0.1>\r\n" +
-		"Call-ID: " + callID + "\r\nCSeq: 1 INFO\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+		"Call-ID: " + callID + "\r\nCSeq: " + strconv.Itoa(cseq) + " INFO\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
 	if _, err := c.WriteToUDP([]byte(msg), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}); err != nil {
 		t.Fatal(err)
 	}
@@ -441,11 +510,14 @@ func uacScenario(p corpusPair, roomCalls bool, ua, domain string, bodies corpusM
 	b.WriteString("  <recv response=\"200\" rtd=\"true\" rrs=\"true\"/>\n")
 	b.WriteString(inDialog("ACK", cseq, ""))
 	b.WriteString("  <recv request=\"INFO\"/>\n")
-	for _, body := range bodies[1:] {
+	for k, body := range bodies[1:] {
 		cseq++
 		b.WriteString(inDialog("INVITE", cseq, body))
 		b.WriteString("  <recv response=\"100\" optional=\"true\"/>\n  <recv response=\"200\"/>\n")
 		b.WriteString(inDialog("ACK", cseq, ""))
+		if k == 0 {
+			b.WriteString("  <recv request=\"INFO\"/>\n") // content media checked
+		}
 	}
 	cseq++
 	b.WriteString(inDialog("BYE", cseq, ""))
