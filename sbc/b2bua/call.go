@@ -319,7 +319,7 @@ func (e *Engine) prepare(req *sip.Request, tx sip.ServerTransaction, dir state.D
 			respond(tx, r)
 			return nil
 		}
-		c.media = s
+		c.setMedia(s)
 	}
 	c.bOffer = req.Body()
 	if !c.offerless && c.media != nil {
@@ -1027,6 +1027,23 @@ func legName(l media.Leg) string {
 	return "callee"
 }
 
+// setMedia attaches the call's media session. The call is already in the engine's table, so
+// other goroutines (MediaStats for the admin API, a hang-up) may look at it at once: they read
+// it through mediaSession, under c.mu.
+func (c *call) setMedia(s Session) {
+	c.mu.Lock()
+	c.media = s
+	c.mu.Unlock()
+}
+
+// mediaSession returns the call's media session (nil when it has none), for goroutines other
+// than the call's own.
+func (c *call) mediaSession() Session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.media
+}
+
 // finish ends the call's bookkeeping: the record, the media, the table.
 func (c *call) finish(status int, reason string) {
 	c.mu.Lock()
@@ -1045,9 +1062,10 @@ func (c *call) finish(status int, reason string) {
 	answered := c.answered
 	st := c.status
 	recorded := c.recorded
+	m := c.media
 	c.mu.Unlock()
-	if c.media != nil {
-		c.media.Close()
+	if m != nil {
+		m.Close()
 	}
 	now := time.Now().UTC()
 	rec := state.CallRecord{Call: c.snapshot(), Ended: now, EndReason: reason, Status: st}

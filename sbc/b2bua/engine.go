@@ -282,7 +282,7 @@ func (e *Engine) MediaStats(id string) (any, bool) {
 		return nil, false
 	}
 	type streamer interface{ Streams() []media.StreamStats }
-	if s, ok := c.media.(streamer); ok {
+	if s, ok := c.mediaSession().(streamer); ok {
 		return s.Streams(), true
 	}
 	return nil, true
