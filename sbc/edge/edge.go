@@ -37,6 +37,7 @@ type Stats struct {
 	RefusedPrefix   atomic.Uint64 // connections over the per-/64 cap (IPv6)
 	RefusedGlobal   atomic.Uint64 // connections over the global cap
 	OpenConns       atomic.Int64  // open TCP/TLS connections (of the listeners sharing these Stats)
+	Accepted        atomic.Uint64 // TCP/TLS connections accepted and handed to the SIP stack
 	ClosedSlow      atomic.Uint64 // connections closed for a message that took too long
 	ClosedIdle      atomic.Uint64 // connections closed idle
 	ClosedTooLarge  atomic.Uint64 // connections closed for an oversized or badly framed message
@@ -201,6 +202,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
+		l.stats.Accepted.Add(1)
 		return &Conn{Conn: c, l: l, remote: netip.AddrPortFrom(src, ap.Port()), accepted: time.Now(),
 			framer: newFramer(l.limits.MaxMessageSize)}, nil
 	}

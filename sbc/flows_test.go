@@ -1,0 +1,318 @@
+package sbc
+
+import (
+	"bufio"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
+
+	"github.com/portcullis-sbc/portcullis/sbc/config"
+)
+
+// streamRoom is a room system on one TCP or TLS connection it dialled itself, speaking SIP
+// as written (no SIP stack: nothing it does can open a second connection). It also listens at
+// the address its Contact names and counts what connects there: a node that dials the Contact
+// instead of using the registered flow is caught (behind NAT that address is unreachable).
+type streamRoom struct {
+	t         *testing.T
+	transport string // TCP or TLS
+	conn      net.Conn
+	contact   string // host:port of the Contact listener
+	contactLn net.Listener
+	dialled   atomic.Int64 // connections accepted at the Contact address
+	msgs      chan sip.Message
+	pongs     chan struct{}
+	closed    chan struct{}
+}
+
+func dialStreamRoom(t *testing.T, n *Node, transport string) *streamRoom {
+	t.Helper()
+	network := strings.ToLower(transport)
+	addr := n.addr(t, network)
+	host, _, _ := net.SplitHostPort(addr)
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &streamRoom{t: t, transport: transport, contact: ln.Addr().String(), contactLn: ln,
+		msgs: make(chan sip.Message, 64), pongs: make(chan struct{}, 16), closed: make(chan struct{})}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			r.dialled.Add(1)
+			c.Close()
+		}
+	}()
+	if transport == "TLS" {
+		r.conn, err = tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	} else {
+		r.conn, err = net.Dial("tcp", addr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.conn.Close(); ln.Close() })
+	go r.read()
+	return r
+}
+
+// read splits the stream into messages; a CRLF between messages is a keepalive pong.
+func (r *streamRoom) read() {
+	defer close(r.closed)
+	br := bufio.NewReader(r.conn)
+	for {
+		b, err := br.ReadByte()
+		if err != nil {
+			return
+		}
+		if b == '\r' || b == '\n' {
+			if b == '\n' {
+				select {
+				case r.pongs <- struct{}{}:
+				default:
+				}
+			}
+			continue
+		}
+		_ = br.UnreadByte()
+		var head strings.Builder
+		cl := 0
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			head.WriteString(line)
+			if line == "\r\n" {
+				break
+			}
+			if name, v, ok := strings.Cut(line, ":"); ok && (strings.EqualFold(strings.TrimSpace(name), "Content-Length") || strings.TrimSpace(name) == "l") {
+				cl, _ = strconv.Atoi(strings.TrimSpace(v))
+			}
+		}
+		body := make([]byte, cl)
+		if _, err := io.ReadFull(br, body); err != nil {
+			return
+		}
+		m, err := sip.ParseMessage(append([]byte(head.String()), body...))
+		if err != nil {
+			r.t.Errorf("room: unparsable message: %v\n%s", err, head.String())
+			continue
+		}
+		r.msgs <- m
+	}
+}
+
+func (r *streamRoom) send(msg string) {
+	r.t.Helper()
+	if _, err := r.conn.Write([]byte(msg)); err != nil {
+		r.t.Fatalf("room write: %v", err)
+	}
+}
+
+// next returns the next message for which match holds.
+func (r *streamRoom) next(within time.Duration, match func(sip.Message) bool) sip.Message {
+	r.t.Helper()
+	deadline := time.After(within)
+	for {
+		select {
+		case m := <-r.msgs:
+			if match(m) {
+				return m
+			}
+		case <-deadline:
+			r.t.Fatalf("room: no expected message within %s", within)
+			return nil
+		}
+	}
+}
+
+func isStatus(code int) func(sip.Message) bool {
+	return func(m sip.Message) bool { res, ok := m.(*sip.Response); return ok && res.StatusCode == code }
+}
+
+func isMethod(method sip.RequestMethod) func(sip.Message) bool {
+	return func(m sip.Message) bool { req, ok := m.(*sip.Request); return ok && req.Method == method }
+}
+
+// register registers the room over its connection; params go on the Contact (e.g.
+// +sip.instance and reg-id for RFC 5626 flows).
+func (r *streamRoom) register(n *Node, room, password, params string) {
+	r.t.Helper()
+	domain := n.cfg.SIP.Domain
+	local := r.conn.LocalAddr().String()
+	callID := randHex()
+	reg := func(cseq int, auth string) string {
+		return "REGISTER sip:" + domain + " SIP/2.0\r\n" +
+			"Via: SIP/2.0/" + r.transport + " " + local + ";branch=z9hG4bK-" + randHex() + ";rport\r\n" +
+			"Max-Forwards: 70\r\nFrom: <sip:" + room + "@" + domain + ">;tag=r" + callID[:6] + "\r\n" +
+			"To: <sip:" + room + "@" + domain + ">\r\nCall-ID: " + callID + "\r\nCSeq: " + strconv.Itoa(cseq) + " REGISTER\r\n" +
+			"Supported: outbound, path\r\n" +
+			"Contact: <sip:" + room + "@" + r.contact + ";transport=" + strings.ToLower(r.transport) + ">" + params + "\r\nExpires: 300\r\n" +
+			auth + "Content-Length: 0\r\n\r\n"
+	}
+	r.send(reg(1, ""))
+	res := r.next(5*time.Second, isStatus(401)).(*sip.Response)
+	chal, err := digest.ParseChallenge(res.GetHeader("WWW-Authenticate").Value())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	chal.Algorithm = strings.ToUpper(chal.Algorithm)
+	cred, err := digest.Digest(chal, digest.Options{Method: "REGISTER", URI: "sip:" + domain, Username: room, Password: password, Count: 1})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.send(reg(2, "Authorization: "+cred.String()+"\r\n"))
+	r.next(5*time.Second, isStatus(200))
+}
+
+// answerInvite waits for an INVITE and answers it 200 with SDP (addr in c=), returning it.
+func (r *streamRoom) answerInvite(room, tag, sdp string) *sip.Request {
+	r.t.Helper()
+	inv := r.next(10*time.Second, isMethod(sip.INVITE)).(*sip.Request)
+	res := sip.NewResponseFromRequest(inv, 200, "OK", []byte(sdp))
+	if !res.To().Params.Has("tag") {
+		res.To().Params.Add("tag", tag)
+	}
+	ct := sip.Uri{Scheme: "sip", User: room, Host: hostOf(r.contact), Port: portOf(r.contact), UriParams: sip.NewParams()}
+	ct.UriParams.Add("transport", strings.ToLower(r.transport))
+	res.AppendHeader(&sip.ContactHeader{Address: ct})
+	res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	r.send(res.String())
+	r.next(10*time.Second, isMethod(sip.ACK))
+	return inv
+}
+
+// reply answers req over the connection.
+func (r *streamRoom) reply(req *sip.Request, code int) {
+	r.t.Helper()
+	r.send(sip.NewResponseFromRequest(req, code, "OK", nil).String())
+}
+
+// bye hangs up the call of inv (an INVITE the room answered with tag) from the room's side.
+func (r *streamRoom) bye(inv *sip.Request, tag string) {
+	r.t.Helper()
+	local := r.conn.LocalAddr().String()
+	to := inv.From()
+	from := inv.To()
+	msg := "BYE " + inv.Contact().Address.String() + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/" + r.transport + " " + local + ";branch=z9hG4bK-" + randHex() + ";rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <" + from.Address.String() + ">;tag=" + tag + "\r\n" +
+		"To: " + to.Value() + "\r\nCall-ID: " + inv.CallID().Value() + "\r\nCSeq: 5 BYE\r\nContent-Length: 0\r\n\r\n"
+	r.send(msg)
+	r.next(10*time.Second, isStatus(200))
+}
+
+func hostOf(hp string) string { h, _, _ := net.SplitHostPort(hp); return h }
+func portOf(hp string) int    { _, p, _ := net.SplitHostPort(hp); n, _ := strconv.Atoi(p); return n }
+
+// streamRoomSDP is a room's answer with its media on addr.
+func streamRoomSDP(addr string) string {
+	ip := "IP4"
+	if strings.Contains(addr, ":") {
+		ip = "IP6"
+	}
+	return "v=0\r\no=room 1 1 IN " + ip + " " + addr + "\r\ns=-\r\nc=IN " + ip + " " + addr + "\r\nt=0 0\r\n" +
+		"m=audio 41000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+}
+
+// TestStreamFlowCarriesTheCall (issue 13 item 5): a room registered over TLS (and TCP) on one
+// connection it dialled gets its calls, a re-INVITE and a BYE down that connection, and its own
+// BYE goes up it: the node's listener accepts exactly one connection, and nothing ever
+// connects to the room's Contact address (sipgo issue 361: in-dialog requests must reuse the
+// flow, not dial the Contact).
+func TestStreamFlowCarriesTheCall(t *testing.T) {
+	for _, tr := range []string{"TLS", "TCP"} {
+		t.Run(tr, func(t *testing.T) {
+			cfg := callConfig(t)
+			if tr == "TLS" {
+				cfg.SIP.TLS.Cert, cfg.SIP.TLS.Key = selfSigned(t, t.TempDir())
+				cfg.SIP.Listen = append(cfg.SIP.Listen, config.Listen{Transport: "tls", Addr: netip.MustParseAddrPort("127.0.0.1:0")})
+			}
+			n := startNode(t, cfg)
+			before := n.edgeStats.Accepted.Load()
+			room := dialStreamRoom(t, n, tr)
+			room.register(n, "boardroom", "s3cret-board", "")
+			caller := newTestUA(t, "caller")
+
+			// Call 1: the caller re-INVITEs, then hangs up.
+			done := make(chan *testCall, 1)
+			go func() { done <- caller.invite(n, roomURI(n, "boardroom"), "visitor", "outside.example", testSDP, nil) }()
+			room.answerInvite("boardroom", "roomtag1", streamRoomSDP("127.0.0.1"))
+			call := <-done
+			if call.final == nil || call.final.StatusCode != 200 {
+				t.Fatalf("call 1: %v", call.final)
+			}
+			call.ack(call.final)
+			reinv := make(chan *sip.Response, 1)
+			go func() { reinv <- call.do(sip.INVITE, testSDP, sip.NewHeader("Content-Type", "application/sdp")) }()
+			re := room.next(10*time.Second, isMethod(sip.INVITE)).(*sip.Request)
+			res := sip.NewResponseFromRequest(re, 200, "OK", []byte(streamRoomSDP("127.0.0.1")))
+			res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+			room.send(res.String())
+			if r := <-reinv; r.StatusCode != 200 {
+				t.Fatalf("re-INVITE: %d", r.StatusCode)
+			}
+			room.next(10*time.Second, isMethod(sip.ACK))
+			byeDone := make(chan *sip.Response, 1)
+			go func() { byeDone <- call.do(sip.BYE, "") }()
+			room.reply(room.next(10*time.Second, isMethod(sip.BYE)).(*sip.Request), 200)
+			if r := <-byeDone; r.StatusCode != 200 {
+				t.Fatalf("caller's BYE: %d", r.StatusCode)
+			}
+
+			// Call 2: the room hangs up.
+			go func() { done <- caller.invite(n, roomURI(n, "boardroom"), "visitor", "outside.example", testSDP, nil) }()
+			inv := room.answerInvite("boardroom", "roomtag2", streamRoomSDP("127.0.0.1"))
+			call = <-done
+			if call.final == nil || call.final.StatusCode != 200 {
+				t.Fatalf("call 2: %v", call.final)
+			}
+			call.ack(call.final)
+			room.bye(inv, "roomtag2")
+			caller.waitRequest(sip.BYE, 10*time.Second)
+
+			if got := n.edgeStats.Accepted.Load() - before; got != 1 {
+				t.Errorf("the node's %s listener accepted %d connections, want 1", tr, got)
+			}
+			if got := room.dialled.Load(); got != 0 {
+				t.Errorf("the node dialled the room's Contact %d times instead of using its flow", got)
+			}
+		})
+	}
+}
+
+// TestStreamKeepalivePong (RFC 5626 section 4.4.1): a double-CRLF ping on a registered TLS or
+// TCP flow is answered with a CRLF pong on that connection.
+func TestStreamKeepalivePong(t *testing.T) {
+	cfg := callConfig(t)
+	cfg.SIP.TLS.Cert, cfg.SIP.TLS.Key = selfSigned(t, t.TempDir())
+	cfg.SIP.Listen = append(cfg.SIP.Listen, config.Listen{Transport: "tls", Addr: netip.MustParseAddrPort("127.0.0.1:0")})
+	n := startNode(t, cfg)
+	for _, tr := range []string{"TLS", "TCP"} {
+		t.Run(tr, func(t *testing.T) {
+			room := dialStreamRoom(t, n, tr)
+			room.register(n, "boardroom", "s3cret-board", "")
+			for i := range 3 {
+				room.send("\r\n\r\n")
+				select {
+				case <-room.pongs:
+				case <-time.After(5 * time.Second):
+					t.Fatalf("ping %d: no pong", i)
+				}
+			}
+		})
+	}
+}
