@@ -14,6 +14,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
+	"github.com/pion/stun/v2"
 
 	"github.com/portcullis-sbc/portcullis/sbc/config"
 )
@@ -314,5 +315,81 @@ func TestStreamKeepalivePong(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSTUNKeepaliveAnswered (RFC 5626 section 4.4.2): STUN Binding requests on the SIP UDP port
+// are answered with a Binding success response carrying the sender's XOR-MAPPED-ADDRESS; a
+// stream of them (a room's keepalives) leaves no malformed event, no ban, and the source's SIP
+// is still served.
+func TestSTUNKeepaliveAnswered(t *testing.T) {
+	n := startNode(t, callConfig(t))
+	node := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(n.addr(t, "udp")))
+	const src = "127.0.0.32"
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(src)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 1500)
+	for i := range 50 {
+		req := stun.MustBuild(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
+		if _, err := c.WriteToUDP(req.Raw, node); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		nr, _, err := c.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("binding request %d not answered: %v", i, err)
+		}
+		res := &stun.Message{Raw: append([]byte(nil), buf[:nr]...)}
+		if err := res.Decode(); err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		if res.Type != stun.BindingSuccess || res.TransactionID != req.TransactionID {
+			t.Fatalf("response %d: %s, transaction %x want %x", i, res.Type, res.TransactionID, req.TransactionID)
+		}
+		var xa stun.XORMappedAddress
+		if err := xa.GetFrom(res); err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		if want := c.LocalAddr().(*net.UDPAddr); !xa.IP.Equal(want.IP) || xa.Port != want.Port {
+			t.Fatalf("XOR-MAPPED-ADDRESS %s:%d, want %s", xa.IP, xa.Port, want)
+		}
+	}
+	if got := sipRequestFrom(t, c, node, "OPTIONS"); !strings.HasPrefix(got, "SIP/2.0 200") {
+		t.Fatalf("OPTIONS after the keepalives: %q", got)
+	}
+	if evs := events(n, src, ""); len(evs) != 0 {
+		t.Fatalf("keepalives left events: %s", ruleSummary(evs))
+	}
+	if _, banned := banOf(n, src); banned {
+		t.Fatal("keepalives banned their source")
+	}
+	if s := &n.edgeStats; s.STUNAnswered.Load() != 50 || s.DroppedNotSIP.Load() != 0 {
+		t.Fatalf("edge counters: STUN answered %d, not SIP %d", s.STUNAnswered.Load(), s.DroppedNotSIP.Load())
+	}
+}
+
+// sipRequestFrom sends a raw out-of-dialog request from c and returns the answer's first line.
+func sipRequestFrom(t *testing.T, c *net.UDPConn, to *net.UDPAddr, method string) string {
+	t.Helper()
+	local := c.LocalAddr().String()
+	msg := method + " sip:video.test SIP/2.0\r\nVia: SIP/2.0/UDP " + local + ";branch=z9hG4bK-" + randHex() + ";rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:probe@video.test>;tag=" + randHex()[:8] + "\r\nTo: <sip:video.test>\r\n" +
+		"Call-ID: " + randHex() + "\r\nCSeq: 1 " + method + "\r\nContent-Length: 0\r\n\r\n"
+	if _, err := c.WriteToUDP([]byte(msg), to); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		nr, _, err := c.ReadFromUDP(buf)
+		if err != nil {
+			return ""
+		}
+		if line, _, _ := strings.Cut(string(buf[:nr]), "\r\n"); strings.HasPrefix(line, "SIP/2.0") && !strings.HasPrefix(line, "SIP/2.0 1") {
+			return line
+		}
 	}
 }
