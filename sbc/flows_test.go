@@ -393,3 +393,47 @@ func sipRequestFrom(t *testing.T, c *net.UDPConn, to *net.UDPAddr, method string
 		}
 	}
 }
+
+// TestOutboundFlowFailover (RFC 5626, issue 15): a room that registers one UA instance over two
+// TCP flows (reg-id 1 and 2, same Contact) keeps both; a call goes down one flow only (the
+// newest), never both; when that flow's socket closes, the next call reaches the room over
+// the other.
+func TestOutboundFlowFailover(t *testing.T) {
+	n := startNode(t, callConfig(t))
+	const inst = `;+sip.instance="<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>"`
+	older := dialStreamRoom(t, n, "TCP")
+	older.register(n, "boardroom", "s3cret-board", inst+";reg-id=1")
+	newer := dialStreamRoom(t, n, "TCP")
+	newer.contact = older.contact // one UA, one Contact, two flows
+	newer.register(n, "boardroom", "s3cret-board", inst+";reg-id=2")
+	if bs := n.reg.Bindings("boardroom"); len(bs) != 2 {
+		t.Fatalf("want a binding per flow, got %+v", bs)
+	}
+	caller := newTestUA(t, "caller")
+	call := func(room *streamRoom, tag string) (*testCall, *sip.Request) {
+		t.Helper()
+		done := make(chan *testCall, 1)
+		go func() { done <- caller.invite(n, roomURI(n, "boardroom"), "visitor", "outside.example", testSDP, nil) }()
+		inv := room.answerInvite("boardroom", tag, streamRoomSDP("127.0.0.1"))
+		c := <-done
+		if c.final == nil || c.final.StatusCode != 200 {
+			t.Fatalf("call: %v", c.final)
+		}
+		c.ack(c.final)
+		return c, inv
+	}
+	c1, inv1 := call(newer, "flow2")
+	byeDone := make(chan *sip.Response, 1)
+	go func() { byeDone <- c1.do(sip.BYE, "") }()
+	newer.reply(newer.next(10*time.Second, isMethod(sip.BYE)).(*sip.Request), 200)
+	<-byeDone
+
+	newer.conn.Close()
+	_, inv2 := call(older, "flow1")
+	if inv2.CallID().Value() == inv1.CallID().Value() {
+		t.Fatal("call 1 was forked to both flows of the instance")
+	}
+	if older.dialled.Load() != 0 {
+		t.Fatal("the node dialled the room's Contact")
+	}
+}
