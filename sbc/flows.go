@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -26,13 +27,23 @@ var ErrFlowGone = errors.New("registered flow closed")
 // reliable transports, so sipgo takes the pooled connection of the destination (the flow the
 // room registered on, sipgo issue 361 for in-dialog requests). A destination that is a
 // registered flow with no connection any more is refused with ErrFlowGone instead of dialled.
+//
+// It also sends a request to a peer of the other address family (an IPv6 room of a node whose
+// first listener is IPv4, or the reverse) from the node's listener of that family, with that
+// listener in Via and in our Contact: the peer's answers and in-dialog requests come back to
+// an address it can reach.
 type flowRequester struct {
 	ua         *sipgo.UserAgent
 	registered func(netip.AddrPort) bool // a room's binding names this source
+	// listener is the node's first listener of transport (udp, tcp, tls) in the family of
+	// v6 and its advertised host; first is the first listener of transport of any family.
+	listener func(transport string, v6 bool) (b Bound, host string, ok bool)
+	first    func(transport string) (b Bound, host string, ok bool)
 }
 
 // Request sends req in a new client transaction, or writes it when it is an ACK.
 func (f flowRequester) Request(ctx context.Context, req *sip.Request) (sip.ClientTransaction, error) {
+	f.family(req)
 	if sip.IsReliable(req.Transport()) {
 		req.Laddr = sip.Addr{}
 		if err := f.checkFlow(req); err != nil {
@@ -58,4 +69,36 @@ func (f flowRequester) checkFlow(req *sip.Request) error {
 		return fmt.Errorf("%w: %s %s", ErrFlowGone, req.Transport(), dst)
 	}
 	return nil
+}
+
+// family points req's Via, Contact and (UDP) local address at the node's listener of the
+// destination's address family when the default one (the first listener) is of the other.
+func (f flowRequester) family(req *sip.Request) {
+	if f.listener == nil || f.first == nil {
+		return
+	}
+	dst, err := netip.ParseAddrPort(req.Destination())
+	if err != nil {
+		return
+	}
+	tr := strings.ToLower(req.Transport())
+	v6 := dst.Addr().Is6() && !dst.Addr().Is4In6()
+	def, defHost, ok := f.first(tr)
+	if !ok || (def.Addr.Addr().Is6() && !def.Addr.Addr().Is4In6()) == v6 {
+		return
+	}
+	b, host, ok := f.listener(tr, v6)
+	if !ok {
+		return // no listener of that family: sipgo's choice stands
+	}
+	port := int(b.Addr.Port())
+	if via := req.Via(); via != nil && via.Host == defHost {
+		via.Host, via.Port = host, port
+	}
+	if ct := req.Contact(); ct != nil && ct.Address.Host == defHost && ct.Address.Port == int(def.Addr.Port()) {
+		ct.Address.Host, ct.Address.Port = host, port
+	}
+	if tr == "udp" {
+		req.Laddr = sip.Addr{IP: b.Addr.Addr().AsSlice(), Port: port}
+	}
 }

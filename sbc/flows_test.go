@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -37,8 +38,12 @@ type streamRoom struct {
 
 func dialStreamRoom(t *testing.T, n *Node, transport string) *streamRoom {
 	t.Helper()
-	network := strings.ToLower(transport)
-	addr := n.addr(t, network)
+	return dialStreamRoomAt(t, n.addr(t, strings.ToLower(transport)), transport)
+}
+
+// dialStreamRoomAt is dialStreamRoom to the node's listener at addr.
+func dialStreamRoomAt(t *testing.T, addr, transport string) *streamRoom {
+	t.Helper()
 	host, _, _ := net.SplitHostPort(addr)
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
@@ -436,4 +441,145 @@ func TestOutboundFlowFailover(t *testing.T) {
 	if older.dialled.Load() != 0 {
 		t.Fatal("the node dialled the room's Contact")
 	}
+}
+
+// requireIPv6Loopback skips, loudly, where the host has no ::1.
+func requireIPv6Loopback(t *testing.T) {
+	t.Helper()
+	l, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		if os.Getenv("PORTCULLIS_CI") == "1" {
+			t.Fatalf("no IPv6 loopback on this host: %v", err)
+		}
+		t.Skipf("SKIPPED: no IPv6 loopback (::1) on this host: %v", err)
+	}
+	l.Close()
+}
+
+// boundOf is the node's first listener of transport in the family of v6.
+func boundOf(t *testing.T, n *Node, transport string, v6 bool) string {
+	t.Helper()
+	for _, b := range n.Bound() {
+		if b.Transport == transport && b.Addr.Addr().Is6() == v6 {
+			return b.Addr.String()
+		}
+	}
+	t.Fatalf("no %s listener (IPv6 %v)", transport, v6)
+	return ""
+}
+
+// dualStackConfig is a node on 127.0.0.1 and [::1], its relay on both families.
+func dualStackConfig(t *testing.T) config.Config {
+	cfg := callConfig(t)
+	v4, v6 := netip.MustParseAddrPort("127.0.0.1:0"), netip.MustParseAddrPort("[::1]:0")
+	cfg.SIP.Listen = []config.Listen{{Transport: "udp", Addr: v4}, {Transport: "tcp", Addr: v4},
+		{Transport: "udp", Addr: v6}, {Transport: "tcp", Addr: v6}}
+	cfg.Media.Bind = netip.MustParseAddr("::")
+	cfg.Media.Advertise = netip.MustParseAddr("127.0.0.1")
+	cfg.Media.Advertise6 = netip.MustParseAddr("::1")
+	cfg.Media.AllowPeers = append(cfg.Media.AllowPeers, netip.MustParsePrefix("::1/128"))
+	return cfg
+}
+
+// rtpSocket is a media endpoint: a UDP socket on host.
+func rtpSocket(t *testing.T, host string) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(host)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func sdpFor(c *net.UDPConn) string {
+	ap := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	ip, fam := ap.Addr().Unmap().String(), "IP4"
+	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
+		fam = "IP6"
+	}
+	return "v=0\r\no=ep 1 1 IN " + fam + " " + ip + "\r\ns=-\r\nc=IN " + fam + " " + ip + "\r\nt=0 0\r\n" +
+		"m=audio " + strconv.Itoa(int(ap.Port())) + " RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+}
+
+// relayOf is the relay address:port in an SDP body (c= and the first m=).
+func relayOf(t *testing.T, body []byte) netip.AddrPort {
+	t.Helper()
+	var addr netip.Addr
+	port := 0
+	for _, l := range strings.Split(string(body), "\r\n") {
+		if f := strings.Fields(l); strings.HasPrefix(l, "c=IN ") && len(f) == 3 {
+			addr, _ = netip.ParseAddr(f[2])
+		}
+		if f := strings.Fields(l); strings.HasPrefix(l, "m=") && port == 0 && len(f) > 1 {
+			port, _ = strconv.Atoi(f[1])
+		}
+	}
+	if !addr.IsValid() || port == 0 {
+		t.Fatalf("no relay address in\n%s", body)
+	}
+	return netip.AddrPortFrom(addr, uint16(port))
+}
+
+// rtpReaches sends RTP from 'from' to relay until 'to' receives some (within a deadline).
+func rtpReaches(t *testing.T, from *net.UDPConn, relay netip.AddrPort, to *net.UDPConn) {
+	t.Helper()
+	pkt := make([]byte, 172)
+	pkt[0], pkt[1] = 0x80, 0
+	got := make(chan struct{})
+	go func() {
+		buf := make([]byte, 1500)
+		_ = to.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, _, err := to.ReadFromUDP(buf); err == nil {
+			close(got)
+		}
+	}()
+	deadline := time.After(10 * time.Second)
+	for seq := 0; ; seq++ {
+		pkt[3] = byte(seq)
+		_, _ = from.WriteToUDPAddrPort(pkt, relay)
+		select {
+		case <-got:
+			return
+		case <-deadline:
+			t.Fatalf("RTP from %s via %s never reached %s", from.LocalAddr(), relay, to.LocalAddr())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// TestIPv6RoomMixedCall (issue 13 item 7): a room registered over IPv6 ([::1], TCP) is called
+// by an IPv4 caller: each leg gets an SDP of its own family (c=IN IP6 ::1 to the room, c=IN IP4
+// to the caller), the room is given an IPv6 Contact, media flows both ways through the
+// dual-stack relay, and the room's BYE ends the call.
+func TestIPv6RoomMixedCall(t *testing.T) {
+	requireIPv6Loopback(t)
+	n := startNode(t, dualStackConfig(t))
+	room := dialStreamRoomAt(t, boundOf(t, n, "tcp", true), "TCP")
+	room.register(n, "boardroom", "s3cret-board", "")
+	roomRTP, callerRTP := rtpSocket(t, "::1"), rtpSocket(t, "127.0.0.1")
+	caller := newTestUA(t, "caller")
+	done := make(chan *testCall, 1)
+	go func() {
+		done <- caller.invite(n, roomURI(n, "boardroom"), "visitor", "outside.example", sdpFor(callerRTP), nil)
+	}()
+	inv := room.answerInvite("boardroom", "v6room", sdpFor(roomRTP))
+	call := <-done
+	if call.final == nil || call.final.StatusCode != 200 {
+		t.Fatalf("call: %v", call.final)
+	}
+	call.ack(call.final)
+	if b := string(inv.Body()); !strings.Contains(b, "c=IN IP6 ::1\r\n") || strings.Contains(b, "IP4") {
+		t.Errorf("the IPv6 room was offered\n%s", b)
+	}
+	if b := string(call.final.Body()); !strings.Contains(b, "c=IN IP4 127.0.0.1\r\n") || strings.Contains(b, "IP6") {
+		t.Errorf("the IPv4 caller was answered\n%s", b)
+	}
+	if h := inv.Contact().Address.Host; !strings.Contains(h, ":") {
+		t.Errorf("the IPv6 room was given Contact host %q", h)
+	}
+	rtpReaches(t, callerRTP, relayOf(t, call.final.Body()), roomRTP)
+	rtpReaches(t, roomRTP, relayOf(t, inv.Body()), callerRTP)
+	room.bye(inv, "v6room")
+	caller.waitRequest(sip.BYE, 10*time.Second)
 }

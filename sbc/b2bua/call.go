@@ -692,7 +692,11 @@ func (c *call) startBranch(ctx context.Context, t target, events chan<- branchEv
 		if req.GetHeader("Content-Type") == nil {
 			req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 		}
-		req.SetBody(c.bOffer)
+		body := c.bOffer
+		if f, ok := c.media.(familyReaddresser); ok && !t.trunk && t.peer.IsValid() {
+			body = f.ForPeer(body, t.peer) // an IPv6 room gets the relay's IPv6 address
+		}
+		req.SetBody(body)
 	}
 	req.SetDestination(t.dest)
 	req.SetTransport(t.transport)
@@ -739,6 +743,12 @@ func (c *call) startBranch(ctx context.Context, t target, events chan<- branchEv
 		}
 	}()
 	return b
+}
+
+// familyReaddresser is a media session that can rewrite an offer for the address family of
+// the branch it goes to (media.Session: media.advertise6).
+type familyReaddresser interface {
+	ForPeer(body []byte, peer netip.AddrPort) []byte
 }
 
 // late handles a branch's response after the setup loop ended: an answer that nobody wants
