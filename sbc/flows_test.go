@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
 	"github.com/pion/stun/v2"
@@ -582,4 +583,75 @@ func TestIPv6RoomMixedCall(t *testing.T) {
 	rtpReaches(t, roomRTP, relayOf(t, inv.Body()), callerRTP)
 	room.bye(inv, "v6room")
 	caller.waitRequest(sip.BYE, 10*time.Second)
+}
+
+// TestIPv6RoomOverUDP (issue 13 item 7): a room registered over UDP on [::1] is called by an
+// IPv4 caller (the INVITE leaves from the node's IPv6 listener, which is in its Via and
+// Contact, with an IPv6 c= line) and calls an IPv4 room itself (its answer names the node's
+// IPv6 address, so its ACK and BYE reach the node); both calls end with a BYE.
+func TestIPv6RoomOverUDP(t *testing.T) {
+	requireIPv6Loopback(t)
+	n := startNode(t, dualStackConfig(t))
+	pc, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	pc.Close()
+	room := newTestUAOn(t, "room6", "::1", port)
+	room.node = boundOf(t, n, "udp", true)
+	room.register(n, "boardroom", "s3cret-board")
+	roomRTP := rtpSocket(t, "::1")
+	var inv *sip.Request
+	room.handleInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		room.mu.Lock()
+		inv = req
+		room.mu.Unlock()
+		room.answer(req, tx, sdpFor(roomRTP))
+	})
+	caller := newTestUA(t, "caller")
+	callerRTP := rtpSocket(t, "127.0.0.1")
+	call := caller.invite(n, roomURI(n, "boardroom"), "visitor", "outside.example", sdpFor(callerRTP), nil)
+	if call.final == nil || call.final.StatusCode != 200 {
+		t.Fatalf("v4 caller -> v6 room: %v", call.final)
+	}
+	call.ack(call.final)
+	room.mu.Lock()
+	got := inv
+	room.mu.Unlock()
+	if b := string(got.Body()); !strings.Contains(b, "c=IN IP6 ::1\r\n") {
+		t.Errorf("the IPv6 room was offered\n%s", b)
+	}
+	if via := got.Via(); strings.Trim(via.Host, "[]") != "::1" || via.Port != portOf(room.node) {
+		t.Errorf("INVITE to the IPv6 room has Via %s", via.Value())
+	}
+	if ct := got.Contact().Address; strings.Trim(ct.Host, "[]") != "::1" || ct.Port != portOf(room.node) {
+		t.Errorf("INVITE to the IPv6 room has Contact %s", ct.String())
+	}
+	rtpReaches(t, callerRTP, relayOf(t, call.final.Body()), roomRTP)
+	rtpReaches(t, roomRTP, relayOf(t, got.Body()), callerRTP)
+	if res := call.do(sip.BYE, ""); res.StatusCode != 200 {
+		t.Fatalf("BYE: %d", res.StatusCode)
+	}
+	room.waitRequest(sip.BYE, 10*time.Second)
+
+	// The IPv6 room calls the IPv4 room2.
+	room2 := newTestUA(t, "room2")
+	room2.register(n, "room2", "room2-pass")
+	out := room.invite(n, roomURI(n, "room2"), "boardroom", n.cfg.SIP.Domain, sdpFor(roomRTP),
+		&sipgo.DigestAuth{Username: "boardroom", Password: "s3cret-board"})
+	if out.final == nil || out.final.StatusCode != 200 {
+		t.Fatalf("v6 room -> v4 room: %v", out.final)
+	}
+	if ct := out.final.Contact().Address; strings.Trim(ct.Host, "[]") != "::1" {
+		t.Errorf("the IPv6 caller was answered with Contact %s", ct.String())
+	}
+	if b := string(out.final.Body()); !strings.Contains(b, "c=IN IP6 ::1\r\n") {
+		t.Errorf("the IPv6 caller was answered\n%s", b)
+	}
+	out.ack(out.final)
+	if res := out.do(sip.BYE, ""); res.StatusCode != 200 {
+		t.Fatalf("BYE from the IPv6 room: %d", res.StatusCode)
+	}
+	room2.waitRequest(sip.BYE, 10*time.Second)
 }

@@ -888,7 +888,7 @@ func (c *call) responseA(code int, reason string, body []byte) *sip.Response {
 		to.Params.Add("tag", c.a.localTag)
 	}
 	if code > 100 && code < 300 {
-		res.AppendHeader(&sip.ContactHeader{Address: c.e.cfg.Contact(c.transport)})
+		res.AppendHeader(&sip.ContactHeader{Address: c.e.contactFor(c.transport, c.a.peer)})
 	}
 	if c.e.cfg.UserAgent != "" && !c.e.cfg.PassUserAgent {
 		res.AppendHeader(sip.NewHeader("Server", c.e.cfg.UserAgent))
