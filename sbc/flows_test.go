@@ -655,3 +655,29 @@ func TestIPv6RoomOverUDP(t *testing.T) {
 	}
 	room2.waitRequest(sip.BYE, 10*time.Second)
 }
+
+// TestOutboundFlowFailoverSilent (RFC 5626 section 5.3, issue 15): when the flow a call goes
+// down is open but dead (the INVITE is written and nothing comes back, not even 100), the call
+// moves to the instance's other flow after the target timeout (4 s) and is answered there.
+func TestOutboundFlowFailoverSilent(t *testing.T) {
+	cfg := callConfig(t)
+	cfg.Calls.RingTimeout = config.Duration(30 * time.Second)
+	n := startNode(t, cfg)
+	const inst = `;+sip.instance="<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf7>"`
+	older := dialStreamRoom(t, n, "TCP")
+	older.register(n, "boardroom", "s3cret-board", inst+";reg-id=1")
+	dead := dialStreamRoom(t, n, "TCP")
+	dead.contact = older.contact
+	dead.register(n, "boardroom", "s3cret-board", inst+";reg-id=2")
+	caller := newTestUA(t, "caller")
+	caller.timeout = 30 * time.Second
+	done := make(chan *testCall, 1)
+	go func() { done <- caller.invite(n, roomURI(n, "boardroom"), "visitor", "outside.example", testSDP, nil) }()
+	dead.next(10*time.Second, isMethod(sip.INVITE)) // written down the dead flow, never answered
+	older.answerInvite("boardroom", "flow1", streamRoomSDP("127.0.0.1"))
+	call := <-done
+	if call.final == nil || call.final.StatusCode != 200 {
+		t.Fatalf("call: %v", call.final)
+	}
+	call.ack(call.final)
+}
