@@ -681,3 +681,48 @@ func TestOutboundFlowFailoverSilent(t *testing.T) {
 	}
 	call.ack(call.final)
 }
+
+// TestOutboundFlowsOnTwoNodes (RFC 5626, issue 15): one UA instance registers a flow through
+// edge1 (reg-id 1) and one through edge2 (reg-id 2); a caller on edge3 reaches it over the
+// newest flow (edge2); when that flow's socket closes, edge2 cannot deliver and the call moves
+// to the flow on edge1; when edge2 itself is gone, calls still reach the room through edge1.
+func TestOutboundFlowsOnTwoNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three-node cluster test skipped in -short mode")
+	}
+	nodes := startCluster(t, callConfig)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	const inst = `;+sip.instance="<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf8>"`
+	flow1 := dialStreamRoom(t, n1, "TCP")
+	flow1.register(n1, "boardroom", "s3cret-board", inst+";reg-id=1")
+	flow2 := dialStreamRoom(t, n2, "TCP")
+	flow2.contact = flow1.contact
+	flow2.register(n2, "boardroom", "s3cret-board", inst+";reg-id=2")
+	waitUntil(t, 10*time.Second, "both flows visible on edge3", func() bool {
+		bs := n3.Store().State().Bindings("boardroom", time.Now())
+		return len(bs) == 2 && bs[0].Node != bs[1].Node
+	})
+	caller := newTestUA(t, "caller")
+	call := func(room *streamRoom, tag string) {
+		t.Helper()
+		done := make(chan *testCall, 1)
+		go func() {
+			done <- caller.invite(n3, roomURI(n3, "boardroom"), "visitor", "outside.example", testSDP, nil)
+		}()
+		room.answerInvite("boardroom", tag, streamRoomSDP("127.0.0.1"))
+		c := <-done
+		if c.final == nil || c.final.StatusCode != 200 {
+			t.Fatalf("call: %v", c.final)
+		}
+		c.ack(c.final)
+		byeDone := make(chan *sip.Response, 1)
+		go func() { byeDone <- c.do(sip.BYE, "") }()
+		room.reply(room.next(10*time.Second, isMethod(sip.BYE)).(*sip.Request), 200)
+		<-byeDone
+	}
+	call(flow2, "viaedge2")
+	flow2.conn.Close()
+	call(flow1, "viaedge1")
+	n2.Close()
+	call(flow1, "edge2gone")
+}

@@ -537,6 +537,15 @@ func (c *call) setup(targets []target, outboundURI *sip.Uri) {
 				if code == 503 && len(pendingTargets) > 0 && winner == nil {
 					continue // RFC 3263: the next target
 				}
+				if b.t.trunk && !b.answered && len(b.t.alt) > 0 && (code == 408 || code == 480 || code == 503) &&
+					winner == nil && !timedOut && !c.isCancelled() {
+					// the other node could not reach the instance over its flow: the next flow
+					next := b.t.alt[0]
+					next.alt = b.t.alt[1:]
+					e.log.Info("flow failed on its node; trying the next one", "call", c.id, "node", b.t.node, "status", code, "next", next.dest)
+					start(next)
+					continue
+				}
 				if code >= 300 && code < 400 && c.e.cfg.Follow3xx && outboundURI != nil && winner == nil {
 					for _, h := range res.GetHeaders("Contact") {
 						if ch, ok := h.(*sip.ContactHeader); ok && len(pendingTargets) < 5 {
@@ -713,7 +722,8 @@ func (c *call) startBranch(ctx context.Context, t target, events chan<- branchEv
 	b.tx = tx
 	var silent <-chan time.Time // a flow with alternates that says nothing is given up on
 	if len(t.alt) > 0 {
-		st := time.NewTimer(e.cfg.TargetTimeout)
+		// TargetTimeout, but within the first half of the ring time: the next flow must ring too
+		st := time.NewTimer(min(e.cfg.TargetTimeout, e.cfg.RingTimeout/2))
 		silent = st.C
 		go func() { <-tx.Done(); st.Stop() }()
 	}
