@@ -137,3 +137,25 @@ func headerValue(res *sip.Response, name string) string {
 	}
 	return ""
 }
+
+// FuzzFlowOf: any +sip.instance and reg-id a Contact carries gives a flow or an error, never a
+// crash, and a reg-id only with an instance, in 1..2^31-1.
+func FuzzFlowOf(f *testing.F) {
+	f.Add(`"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>"`, "1")
+	f.Add(`"<urn:uuid:x>"`, "0")
+	f.Add("", "2")
+	f.Add(`"`, "99999999999")
+	f.Add(`""`, "-1")
+	f.Fuzz(func(t *testing.T, instance, regID string) {
+		c := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "r", Host: "192.0.2.1"}, Params: sip.NewParams()}
+		c.Params.Add("+sip.instance", instance)
+		c.Params.Add("reg-id", regID)
+		inst, id, err := flowOf(c)
+		if err != nil {
+			return
+		}
+		if id < 0 || (inst == "" && id != 0) {
+			t.Fatalf("flowOf(%q, %q) = %q, %d", instance, regID, inst, id)
+		}
+	})
+}
