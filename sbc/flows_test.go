@@ -222,6 +222,20 @@ func (r *streamRoom) bye(inv *sip.Request, tag string) {
 	r.next(10*time.Second, isStatus(200))
 }
 
+// waitNoCalls waits until the nodes hold no call (a room with drop-in denied is busy until its
+// last call is gone from the table, a moment after the BYE's 200).
+func waitNoCalls(t *testing.T, nodes ...*Node) {
+	t.Helper()
+	waitUntil(t, 10*time.Second, "no calls left", func() bool {
+		for _, n := range nodes {
+			if n.calls.Active() > 0 || n.Store().State().RoomInCall("boardroom", "") {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func hostOf(hp string) string { h, _, _ := net.SplitHostPort(hp); return h }
 func portOf(hp string) int    { _, p, _ := net.SplitHostPort(hp); n, _ := strconv.Atoi(p); return n }
 
@@ -281,6 +295,7 @@ func TestStreamFlowCarriesTheCall(t *testing.T) {
 			}
 
 			// Call 2: the room hangs up.
+			waitNoCalls(t, n)
 			go func() { done <- caller.invite(n, roomURI(n, "boardroom"), "visitor", "outside.example", testSDP, nil) }()
 			inv := room.answerInvite("boardroom", "roomtag2", streamRoomSDP("127.0.0.1"))
 			call = <-done
@@ -435,6 +450,7 @@ func TestOutboundFlowFailover(t *testing.T) {
 	<-byeDone
 
 	newer.conn.Close()
+	waitNoCalls(t, n)
 	_, inv2 := call(older, "flow1")
 	if inv2.CallID().Value() == inv1.CallID().Value() {
 		t.Fatal("call 1 was forked to both flows of the instance")
@@ -636,6 +652,7 @@ func TestIPv6RoomOverUDP(t *testing.T) {
 	room.waitRequest(sip.BYE, 10*time.Second)
 
 	// The IPv6 room calls the IPv4 room2.
+	waitNoCalls(t, n)
 	room2 := newTestUA(t, "room2")
 	room2.register(n, "room2", "room2-pass")
 	out := room.invite(n, roomURI(n, "room2"), "boardroom", n.cfg.SIP.Domain, sdpFor(roomRTP),
@@ -722,7 +739,9 @@ func TestOutboundFlowsOnTwoNodes(t *testing.T) {
 	}
 	call(flow2, "viaedge2")
 	flow2.conn.Close()
+	waitNoCalls(t, n1, n2, n3)
 	call(flow1, "viaedge1")
+	waitNoCalls(t, n1, n2, n3)
 	n2.Close()
 	call(flow1, "edge2gone")
 }
