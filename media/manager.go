@@ -35,6 +35,10 @@ type Config struct {
 	// Advertise is the address written into SDP (the public media address).
 	// Defaults to BindAddr when that is not unspecified.
 	Advertise netip.Addr
+	// Advertise6, when set, is written into SDP instead of Advertise toward a leg whose peer
+	// is on IPv6 (BindAddr must then be "::" or IPv6, so the relay sockets take both
+	// families). The family of a leg is learnt from the signalling source of its SDP.
+	Advertise6 netip.Addr
 	// PortMin and PortMax bound the RTP/RTCP port range (inclusive).
 	PortMin, PortMax int
 	// Drain is how long released ports discard traffic before reuse (5 s).
@@ -142,6 +146,9 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	own := append([]netip.Addr{cfg.BindAddr, cfg.Advertise}, cfg.OwnAddrs...)
+	if cfg.Advertise6.IsValid() {
+		own = append(own, cfg.Advertise6)
+	}
 	own = append(own, relay.InterfaceAddrs()...)
 	m := &Manager{cfg: cfg, log: log, pool: pool, peers: relay.NewPeerFilter(cfg.AllowPeers, own),
 		sessions: map[string]*Session{}, unanswered: map[netip.Addr]int{}, cancel: cancel, done: make(chan struct{})}
@@ -303,4 +310,15 @@ func (m *Manager) kernelPath() relay.KernelPath {
 		return nil
 	}
 	return m.fp
+}
+
+// is6 reports whether a is an IPv6 peer (not an IPv4 address mapped into IPv6).
+func is6(a netip.Addr) bool { return a.Is6() && !a.Is4In6() }
+
+// advertiseFor is the relay address written into SDP sent toward a peer on IPv6 (v6) or not.
+func (m *Manager) advertiseFor(v6 bool) netip.Addr {
+	if a := m.cfg.Advertise6; a.IsValid() && v6 {
+		return a
+	}
+	return m.cfg.Advertise
 }

@@ -52,6 +52,7 @@ type Session struct {
 	hold      bool
 	lastSig   time.Time // last offer/answer
 	version   [2]uint64 // o= version last sent toward each leg
+	v6        [2]bool   // the leg's peer signals over IPv6: its SDP carries Config.Advertise6
 	lastBody  [2][]byte // last body sent toward each leg, without o=
 	fired     bool
 	answered  bool       // leg B has sent SDP (or leg A answered B's offer)
@@ -114,7 +115,10 @@ func (s *Session) negotiate(from Leg, body []byte, preferred netip.AddrPort, off
 		}
 	}
 	to := from.other()
-	opts := sdp.Options{Addr: s.m.cfg.Advertise, StripICE: !s.m.cfg.KeepICE, Media: make([]sdp.Target, len(info.Media))}
+	if preferred.Addr().IsValid() {
+		s.v6[from] = is6(preferred.Addr())
+	}
+	opts := sdp.Options{Addr: s.m.advertiseFor(s.v6[to]), StripICE: !s.m.cfg.KeepICE, Media: make([]sdp.Target, len(info.Media))}
 	if offer {
 		s.offerMux = make([]bool, len(info.Media))
 	}
@@ -363,4 +367,31 @@ func (s *Session) Close() {
 	s.answer()
 	s.mu.Unlock()
 	s.m.forget(s)
+}
+
+// ForPeer returns body, an SDP this session wrote toward a leg whose peer was not known yet
+// (an offer forked to several bindings), with the relay address of peer's family: with
+// Config.Advertise6 set, an IPv6 peer gets it in o=, c= and a=rtcp in place of Advertise, an
+// IPv4 peer the reverse. The relay sockets take both families on the same ports.
+func (s *Session) ForPeer(body []byte, peer netip.AddrPort) []byte {
+	a4, a6 := s.m.cfg.Advertise, s.m.cfg.Advertise6
+	if !a6.IsValid() || !peer.Addr().IsValid() || a4 == a6 {
+		return body
+	}
+	from, to := a4, a6
+	if !is6(peer.Addr()) {
+		from, to = a6, a4
+	}
+	old := []byte(sdpAddrType(from) + " " + from.Unmap().String() + "\r\n")
+	if !bytes.Contains(body, old) {
+		return body
+	}
+	return bytes.ReplaceAll(body, old, []byte(sdpAddrType(to)+" "+to.Unmap().String()+"\r\n"))
+}
+
+func sdpAddrType(a netip.Addr) string {
+	if is6(a) {
+		return "IN IP6"
+	}
+	return "IN IP4"
 }

@@ -34,7 +34,7 @@ func (n *Node) startCalls() error {
 	}
 	e, err := b2bua.New(b2bua.Config{
 		Domain: n.cfg.SIP.Domain, NodeID: n.cfg.Node.ID,
-		Contact: n.contactURI, Local: n.isLocalHost, Bindings: n.callBindings,
+		Contact: n.contactURI, ContactFor: n.contactFor, Local: n.isLocalHost, Bindings: n.callBindings,
 		RingTimeout: k.RingTimeout.D(), MaxDuration: k.MaxDuration.D(), SessionExpires: k.SessionExpires.D(),
 		MinSE: k.MinSE.D(), RequireSDP: k.RequireSDP, Follow3xx: k.Follow3xx,
 		UserAgent: n.cfg.SIP.UserAgent, PassUserAgent: n.cfg.SIP.PassUserAgent,
@@ -69,6 +69,19 @@ func (n *Node) contactURI(transport string) sip.Uri {
 	if tr == "tcp" || tr == "tls" {
 		u.UriParams = sip.HeaderParams{}
 		u.UriParams.Add("transport", tr)
+	}
+	return u
+}
+
+// contactFor is our Contact toward a peer: on the listener of the peer's address family when
+// the first listener of the transport is of the other family.
+func (n *Node) contactFor(transport string, peer netip.AddrPort) sip.Uri {
+	u := n.contactURI(transport)
+	v6 := peer.Addr().Is6() && !peer.Addr().Is4In6()
+	if b, host, ok := n.boundOfFamily(strings.ToLower(transport), v6); ok {
+		if first, _ := n.firstBound(strings.ToLower(transport)); b != first {
+			u.Host, u.Port = host, int(b.Addr.Port())
+		}
 	}
 	return u
 }

@@ -133,3 +133,31 @@ func (n *Node) advertiseHost(b Bound) string {
 	}
 	return b.Addr.Addr().String()
 }
+
+// boundOfFamily is the first listener of transport in the family of v6, with its advertised
+// host (sip.advertise applies to the first listener's family only: another family's listener
+// is advertised as bound).
+func (n *Node) boundOfFamily(transport string, v6 bool) (Bound, string, bool) {
+	first, _ := n.firstBound(transport)
+	for _, b := range n.bound {
+		if b.Transport == transport && (b.Addr.Addr().Is6() && !b.Addr.Addr().Is4In6()) == v6 {
+			if b == first {
+				return b, n.advertiseHost(b), true
+			}
+			if b.Addr.Addr().IsUnspecified() {
+				return Bound{}, "", false // no address of our own to name
+			}
+			return b, b.Addr.Addr().String(), true
+		}
+	}
+	return Bound{}, "", false
+}
+
+// firstBoundHost is the first listener of transport with its advertised host.
+func (n *Node) firstBoundHost(transport string) (Bound, string, bool) {
+	b, ok := n.firstBound(transport)
+	if !ok {
+		return Bound{}, "", false
+	}
+	return b, n.advertiseHost(b), true
+}

@@ -22,7 +22,7 @@ func (n *Node) startMedia() error {
 	m := n.cfg.Media
 	adv := m.AdvertiseAddr() // SDP and TURN relay address alike, defaulted as documented
 	mm, err := media.NewManager(media.Config{
-		BindAddr: m.Bind, Advertise: adv, PortMin: m.Ports.Min, PortMax: m.Ports.Max,
+		BindAddr: m.Bind, Advertise: adv, Advertise6: m.Advertise6, PortMin: m.Ports.Min, PortMax: m.Ports.Max,
 		Drain: m.Drain.D(), LatchWindow: m.LatchWindow.D(), Timeout: m.Timeout.D(), HoldTimeout: m.HoldTimeout.D(),
 		KeepICE: !m.StripICEOn(), Logger: n.log.With("component", "media"),
 		MaxStreams: m.MaxStreams, MaxUnansweredPorts: m.MaxUnansweredPorts, Exempt: n.mediaExempt,

@@ -180,6 +180,8 @@ func (n *Node) Start(ctx context.Context) error {
 		n.Close()
 		return fmt.Errorf("sip client: %w", err)
 	}
+	n.client.TxRequester = flowRequester{ua: n.ua, registered: func(a netip.AddrPort) bool { return n.store.State().RegisteredFlow(a) },
+		listener: n.boundOfFamily, first: n.firstBoundHost}
 	if err := n.startGuard(); err != nil {
 		n.Close()
 		return err

@@ -3,6 +3,8 @@ package sbc
 import (
 	"context"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +29,8 @@ type testUA struct {
 	cli    *sipgo.Client
 	cancel context.CancelFunc
 
+	host    string        // the UA's IP (127.0.0.1 unless newTestUAOn)
+	node    string        // the node's address it sends to; empty: the node's first UDP listener
 	tag     string        // To tag for new dialogs; empty: random
 	timeout time.Duration // how long invite waits for a final answer (default 15s)
 
@@ -41,8 +45,13 @@ const testSDP = "v=0\r\no=ua 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r
 
 func newTestUA(t *testing.T, name string) *testUA {
 	t.Helper()
-	port := testpeer.FreeUDPPort(t)
-	u := &testUA{t: t, name: name, port: port, addr: fmt.Sprintf("127.0.0.1:%d", port), requests: make(chan *sip.Request, 64)}
+	return newTestUAOn(t, name, "127.0.0.1", testpeer.FreeUDPPort(t))
+}
+
+// newTestUAOn is newTestUA on host:port (an IPv6 UA: "::1").
+func newTestUAOn(t *testing.T, name, host string, port int) *testUA {
+	t.Helper()
+	u := &testUA{t: t, name: name, port: port, host: host, addr: net.JoinHostPort(host, strconv.Itoa(port)), requests: make(chan *sip.Request, 64)}
 	var err error
 	if u.ua, err = sipgo.NewUA(sipgo.WithUserAgent(name)); err != nil {
 		t.Fatal(err)
@@ -50,7 +59,7 @@ func newTestUA(t *testing.T, name string) *testUA {
 	if u.srv, err = sipgo.NewServer(u.ua); err != nil {
 		t.Fatal(err)
 	}
-	if u.cli, err = sipgo.NewClient(u.ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientPort(port),
+	if u.cli, err = sipgo.NewClient(u.ua, sipgo.WithClientHostname(host), sipgo.WithClientPort(port),
 		sipgo.WithClientConnectionAddr(u.addr)); err != nil {
 		t.Fatal(err)
 	}
@@ -89,6 +98,14 @@ func newTestUA(t *testing.T, name string) *testUA {
 	})
 	t.Cleanup(u.close)
 	return u
+}
+
+// nodeAddr is where the UA sends its requests to the node.
+func (u *testUA) nodeAddr(n *Node) string {
+	if u.node != "" {
+		return u.node
+	}
+	return n.addr(u.t, "udp")
 }
 
 // handleInvite sets how the UA answers INVITEs.
@@ -137,7 +154,7 @@ func (u *testUA) answer(req *sip.Request, tx sip.ServerTransaction, sdp string) 
 		}
 		res := sip.NewResponseFromRequest(req, code, map[int]string{180: "Ringing", 200: "OK"}[code], body)
 		res.To().Params.Add("tag", tag)
-		res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: u.name, Host: "127.0.0.1", Port: u.port}})
+		res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: u.name, Host: u.host, Port: u.port}})
 		if body != nil {
 			res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 		}
@@ -149,13 +166,13 @@ func (u *testUA) answer(req *sip.Request, tx sip.ServerTransaction, sdp string) 
 func (u *testUA) register(n *Node, room, password string) {
 	u.t.Helper()
 	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: n.cfg.SIP.Domain})
-	req.SetDestination(n.addr(u.t, "udp"))
+	req.SetDestination(u.nodeAddr(n))
 	to := &sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: room, Host: n.cfg.SIP.Domain}}
 	from := &sip.FromHeader{Address: to.Address}
 	from.Params.Add("tag", sip.GenerateTagN(8))
 	req.AppendHeader(to)
 	req.AppendHeader(from)
-	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: room, Host: "127.0.0.1", Port: u.port}})
+	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: room, Host: u.host, Port: u.port}})
 	req.AppendHeader(sip.NewHeader("Expires", "300"))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -182,13 +199,13 @@ type testCall struct {
 func (u *testUA) invite(n *Node, target sip.Uri, fromUser, fromHost string, sdp string, auth *sipgo.DigestAuth, hdrs ...sip.Header) *testCall {
 	u.t.Helper()
 	req := sip.NewRequest(sip.INVITE, target)
-	req.SetDestination(n.addr(u.t, "udp"))
+	req.SetDestination(u.nodeAddr(n))
 	from := &sip.FromHeader{DisplayName: u.name, Address: sip.Uri{Scheme: "sip", User: fromUser, Host: fromHost}}
 	from.Params.Add("tag", sip.GenerateTagN(10))
 	req.AppendHeader(from)
 	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: target.User, Host: target.Host}})
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
-	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: u.name, Host: "127.0.0.1", Port: u.port}})
+	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: u.name, Host: u.host, Port: u.port}})
 	for _, h := range hdrs {
 		req.AppendHeader(h)
 	}

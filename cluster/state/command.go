@@ -127,7 +127,8 @@ func DeleteRoom(name string) Command { return newCommand(CmdDeleteRoom, roomKey{
 // PutBinding creates or refreshes a binding (keyed by room and contact).
 func PutBinding(b Binding) Command { return newCommand(CmdPutBinding, b) }
 
-// DeleteBinding removes one binding.
+// DeleteBinding removes one binding, named by its Key (its Contact URI unless it is an RFC 5626
+// flow).
 func DeleteBinding(room, contact string) Command {
 	return newCommand(CmdDeleteBinding, bindingKey{room, contact})
 }

@@ -2,6 +2,7 @@ package state
 
 import (
 	"net/netip"
+	"strconv"
 	"time"
 )
 
@@ -50,6 +51,20 @@ type Binding struct {
 	UserAgent string    `json:"user_agent,omitempty"`
 	Expires   time.Time `json:"expires"`
 	Updated   time.Time `json:"updated"`
+	// Instance (+sip.instance) and RegID (reg-id) name an RFC 5626 flow of one UA instance: a
+	// room may keep one binding per instance and reg-id, each on its own flow, and a
+	// re-registration of the same pair replaces that flow's binding only.
+	Instance string `json:"instance,omitempty"`
+	RegID    int    `json:"reg_id,omitempty"`
+}
+
+// Key identifies the binding among its room's: the instance and reg-id when the room
+// registered with +sip.instance (RFC 5626 section 6), otherwise the Contact URI.
+func (b Binding) Key() string {
+	if b.Instance == "" {
+		return b.Contact
+	}
+	return b.Instance + ";reg-id=" + strconv.Itoa(b.RegID)
 }
 
 // Ban refuses every packet from Prefix until Until.

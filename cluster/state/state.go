@@ -183,7 +183,7 @@ func (s *State) apply(c Command) error {
 		if err != nil {
 			return err
 		}
-		s.dropBindings(k.Room, func(b Binding) bool { return b.Contact == k.Contact })
+		s.dropBindings(k.Room, func(b Binding) bool { return b.Key() == k.Contact })
 	case CmdDeleteRoomBindings:
 		k, err := decode[roomKey](c)
 		if err != nil {
@@ -372,7 +372,9 @@ func (s *State) Bindings(room string, now time.Time) []Binding {
 		}
 	}
 	s.mu.RUnlock()
-	slices.SortFunc(out, func(a, b Binding) int { return cmp.Compare(a.Contact, b.Contact) })
+	slices.SortFunc(out, func(a, b Binding) int {
+		return cmp.Or(cmp.Compare(a.Contact, b.Contact), cmp.Compare(a.Key(), b.Key()))
+	})
 	return out
 }
 
@@ -389,7 +391,7 @@ func (s *State) AllBindings(now time.Time) []Binding {
 	}
 	s.mu.RUnlock()
 	slices.SortFunc(out, func(a, b Binding) int {
-		return cmp.Or(cmp.Compare(a.Room, b.Room), cmp.Compare(a.Contact, b.Contact))
+		return cmp.Or(cmp.Compare(a.Room, b.Room), cmp.Compare(a.Contact, b.Contact), cmp.Compare(a.Key(), b.Key()))
 	})
 	return out
 }
@@ -521,8 +523,8 @@ func (s *State) putBinding(b Binding) {
 		m = map[string]Binding{}
 		s.bindings[b.Room] = m
 	}
-	old, had := m[b.Contact]
-	m[b.Contact] = b
+	old, had := m[b.Key()]
+	m[b.Key()] = b
 	s.flowMu.Lock()
 	if had {
 		s.indexFlow(old, -1)
@@ -801,7 +803,7 @@ func (f *Frozen) WriteTo(w io.Writer) (int64, error) {
 	sn := &f.snap
 	slices.SortFunc(sn.Rooms, func(a, b Room) int { return cmp.Compare(a.Name, b.Name) })
 	slices.SortFunc(sn.Bindings, func(a, b Binding) int {
-		return cmp.Or(cmp.Compare(a.Room, b.Room), cmp.Compare(a.Contact, b.Contact))
+		return cmp.Or(cmp.Compare(a.Room, b.Room), cmp.Compare(a.Contact, b.Contact), cmp.Compare(a.Key(), b.Key()))
 	})
 	slices.SortFunc(sn.Bans, func(a, b Ban) int { return cmp.Compare(a.Prefix.String(), b.Prefix.String()) })
 	slices.SortFunc(sn.Calls, func(a, b Call) int { return cmp.Compare(a.ID, b.ID) })

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -180,6 +181,10 @@ type target struct {
 	peer      netip.AddrPort
 	trunk     bool   // another node, which holds the room's flow
 	node      string // that node (trunk)
+	// alt are the other flows of the same UA instance (RFC 5626 +sip.instance), tried in
+	// order when this one fails with a transport error or says nothing within TargetTimeout:
+	// one INVITE per instance, never one per flow (RFC 5626 section 5.3).
+	alt []target
 }
 
 // inbound sends a call to every binding of a room: directly over the flows this node holds, and
@@ -206,30 +211,7 @@ func (e *Engine) inbound(req *sip.Request, tx sip.ServerTransaction, roomName, c
 		respond(tx, sip.NewResponseFromRequest(req, code, ReasonPhrase(code), nil))
 		return
 	}
-	var targets []target
-	viaNode := map[string]bool{}
-	down := 0 // flows on members that cannot take the call
-	for _, b := range e.cfg.Bindings(roomName) {
-		if b.Node != "" && b.Node != e.cfg.NodeID {
-			if fromTrunk || b.Local == "" || viaNode[b.Node] {
-				continue
-			}
-			if e.flowNodeDown(b.Node) {
-				down++
-				continue
-			}
-			viaNode[b.Node] = true
-			targets = append(targets, target{uri: sip.Uri{Scheme: "sip", User: roomName, Host: e.cfg.Domain},
-				dest: b.Local, transport: "UDP", trunk: true, node: b.Node})
-			continue
-		}
-		var u sip.Uri
-		if err := sip.ParseUri(b.Contact, &u); err != nil {
-			continue
-		}
-		peer, _ := netip.ParseAddrPort(b.Source)
-		targets = append(targets, target{uri: u, dest: b.Source, transport: strings.ToUpper(b.Transport), peer: peer})
-	}
+	targets, down := e.targets(roomName, fromTrunk)
 	if len(targets) == 0 {
 		if dec.Quiet {
 			e.log.Debug("call to an unregistered room dropped (stealth)", "room", roomName, "source", req.Source())
@@ -252,6 +234,64 @@ func (e *Engine) inbound(req *sip.Request, tx sip.ServerTransaction, roomName, c
 	c.b.localName = displayName(from.DisplayName)
 	c.b.remote = sip.Uri{Scheme: "sip", User: roomName, Host: e.cfg.Domain}
 	c.setup(targets, nil) // the handler must not return before the final answer: sipgo ends the transaction then
+}
+
+// targets are the branches of an inbound call: one per binding held here, one per other node
+// holding bindings (over the trunk), and one per UA instance that registered several RFC 5626
+// flows, whose other flows are its alternates: this node's flows first, the newest first, then
+// the other nodes'. Flows on members that are down are skipped and counted in down.
+func (e *Engine) targets(roomName string, fromTrunk bool) (targets []target, down int) {
+	bs := slices.Clone(e.cfg.Bindings(roomName))
+	local := func(b state.Binding) bool { return b.Node == "" || b.Node == e.cfg.NodeID }
+	slices.SortStableFunc(bs, func(a, b state.Binding) int {
+		if la, lb := local(a), local(b); la != lb {
+			if la {
+				return -1
+			}
+			return 1
+		}
+		return b.Updated.Compare(a.Updated)
+	})
+	viaNode := map[string]bool{}
+	instance := map[string]int{} // instance -> its target's index
+	for _, b := range bs {
+		var t target
+		if !local(b) {
+			if fromTrunk || b.Local == "" {
+				continue
+			}
+			if e.flowNodeDown(b.Node) {
+				down++
+				continue
+			}
+			t = target{uri: sip.Uri{Scheme: "sip", User: roomName, Host: e.cfg.Domain},
+				dest: b.Local, transport: "UDP", trunk: true, node: b.Node}
+		} else {
+			var u sip.Uri
+			if err := sip.ParseUri(b.Contact, &u); err != nil {
+				continue
+			}
+			peer, _ := netip.ParseAddrPort(b.Source)
+			t = target{uri: u, dest: b.Source, transport: strings.ToUpper(b.Transport), peer: peer}
+		}
+		if b.Instance != "" {
+			if i, ok := instance[b.Instance]; ok {
+				if !t.trunk || !slices.ContainsFunc(targets[i].alt, func(a target) bool { return a.node == t.node }) {
+					targets[i].alt = append(targets[i].alt, t)
+				}
+				continue
+			}
+			instance[b.Instance] = len(targets)
+		}
+		if t.trunk {
+			if viaNode[t.node] {
+				continue
+			}
+			viaNode[t.node] = true
+		}
+		targets = append(targets, t)
+	}
+	return targets, down
 }
 
 // outbound sends a room's call to the world.
@@ -455,6 +495,14 @@ func (c *call) setup(targets []target, outboundURI *sip.Uri) {
 				if !b.final {
 					b.final = true
 					live--
+					if len(b.t.alt) > 0 && winner == nil && !timedOut && !c.isCancelled() {
+						// RFC 5626 section 5.3: this flow failed; the instance's next one
+						next := b.t.alt[0]
+						next.alt = b.t.alt[1:]
+						e.log.Info("flow failed; trying the next one", "call", c.id, "dest", b.t.dest, "next", next.dest, "error", ev.err)
+						start(next)
+						continue
+					}
 					if best == 0 {
 						best = 408
 					}
@@ -491,6 +539,15 @@ func (c *call) setup(targets []target, outboundURI *sip.Uri) {
 				code := res.StatusCode
 				if code == 503 && len(pendingTargets) > 0 && winner == nil {
 					continue // RFC 3263: the next target
+				}
+				if b.t.trunk && !b.answered && len(b.t.alt) > 0 && (code == 408 || code == 480 || code == 503) &&
+					winner == nil && !timedOut && !c.isCancelled() {
+					// the other node could not reach the instance over its flow: the next flow
+					next := b.t.alt[0]
+					next.alt = b.t.alt[1:]
+					e.log.Info("flow failed on its node; trying the next one", "call", c.id, "node", b.t.node, "status", code, "next", next.dest)
+					start(next)
+					continue
 				}
 				if code >= 300 && code < 400 && c.e.cfg.Follow3xx && outboundURI != nil && winner == nil {
 					for _, h := range res.GetHeaders("Contact") {
@@ -649,7 +706,11 @@ func (c *call) startBranch(ctx context.Context, t target, events chan<- branchEv
 		if req.GetHeader("Content-Type") == nil {
 			req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 		}
-		req.SetBody(c.bOffer)
+		body := c.bOffer
+		if f, ok := c.media.(familyReaddresser); ok && !t.trunk && t.peer.IsValid() {
+			body = f.ForPeer(body, t.peer) // an IPv6 room gets the relay's IPv6 address
+		}
+		req.SetBody(body)
 	}
 	req.SetDestination(t.dest)
 	req.SetTransport(t.transport)
@@ -664,10 +725,21 @@ func (c *call) startBranch(ctx context.Context, t target, events chan<- branchEv
 		return b
 	}
 	b.tx = tx
+	var silent <-chan time.Time // a flow with alternates that says nothing is given up on
+	if len(t.alt) > 0 {
+		// TargetTimeout, but within the first half of the ring time: the next flow must ring too
+		st := time.NewTimer(min(e.cfg.TargetTimeout, e.cfg.RingTimeout/2))
+		silent = st.C
+		go func() { <-tx.Done(); st.Stop() }()
+	}
 	go func() {
 		for {
 			select {
+			case <-silent:
+				silent = nil
+				tx.Terminate() // nothing at all, not even 100: the next flow (tx.Done reports it)
 			case res := <-tx.Responses():
+				silent = nil
 				select {
 				case events <- branchEvent{b: b, res: res}:
 				case <-ctx.Done():
@@ -686,6 +758,12 @@ func (c *call) startBranch(ctx context.Context, t target, events chan<- branchEv
 		}
 	}()
 	return b
+}
+
+// familyReaddresser is a media session that can rewrite an offer for the address family of
+// the branch it goes to (media.Session: media.advertise6).
+type familyReaddresser interface {
+	ForPeer(body []byte, peer netip.AddrPort) []byte
 }
 
 // late handles a branch's response after the setup loop ended: an answer that nobody wants
@@ -825,7 +903,7 @@ func (c *call) responseA(code int, reason string, body []byte) *sip.Response {
 		to.Params.Add("tag", c.a.localTag)
 	}
 	if code > 100 && code < 300 {
-		res.AppendHeader(&sip.ContactHeader{Address: c.e.cfg.Contact(c.transport)})
+		res.AppendHeader(&sip.ContactHeader{Address: c.e.contactFor(c.transport, c.a.peer)})
 	}
 	if c.e.cfg.UserAgent != "" && !c.e.cfg.PassUserAgent {
 		res.AppendHeader(sip.NewHeader("Server", c.e.cfg.UserAgent))

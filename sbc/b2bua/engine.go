@@ -24,6 +24,9 @@ type Config struct {
 	NodeID string
 	// Contact returns our Contact URI on a transport (UDP, TCP, TLS).
 	Contact func(transport string) sip.Uri
+	// ContactFor, when set, is our Contact in answers to a peer at peer: the listener of the
+	// peer's address family (an IPv6 caller must not be told an IPv4 Contact). Nil: Contact.
+	ContactFor func(transport string, peer netip.AddrPort) sip.Uri
 	// Local reports whether a request-URI host is this node (the domain or one of our addresses).
 	Local func(host string) bool
 	// Bindings returns where a room is reachable now (its registrations).
@@ -349,4 +352,12 @@ func isIP(host string) bool {
 func sourceAddr(req *sip.Request) netip.AddrPort {
 	ap, _ := netip.ParseAddrPort(req.Source())
 	return ap
+}
+
+// contactFor is our Contact in an answer to the peer at peer.
+func (e *Engine) contactFor(transport string, peer netip.AddrPort) sip.Uri {
+	if e.cfg.ContactFor != nil && peer.IsValid() {
+		return e.cfg.ContactFor(transport, peer)
+	}
+	return e.cfg.Contact(transport)
 }

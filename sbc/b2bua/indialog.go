@@ -222,7 +222,7 @@ func (c *call) relayOffer(d *dialog, req *sip.Request, tx sip.ServerTransaction,
 		d.setSDP(back)
 	}
 	if res.IsSuccess() {
-		reply.AppendHeader(&sip.ContactHeader{Address: e.cfg.Contact(d.transport)})
+		reply.AppendHeader(&sip.ContactHeader{Address: e.contactFor(d.transport, d.peer)})
 		reply.AppendHeader(sip.NewHeader("Allow", allowMethods))
 	}
 	if req.Method != sip.INVITE || !res.IsSuccess() {

@@ -103,6 +103,9 @@ func (c *Config) exampleWarnings(file string, lines map[string]int) []Warning {
 	if c.Media.Advertise.IsValid() {
 		addr("media.advertise", c.Media.Advertise.String())
 	}
+	if c.Media.Advertise6.IsValid() {
+		addr("media.advertise6", c.Media.Advertise6.String())
+	}
 	addr("sip.advertise", c.SIP.Advertise)
 	for i, l := range c.SIP.Listen {
 		addr(fmt.Sprintf("sip.listen[%d]", i), l.Addr.String())

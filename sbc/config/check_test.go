@@ -16,6 +16,8 @@ func TestErrorsNameTheRealFault(t *testing.T) {
 	}{
 		{"bad media address", "media:\n  bind: not-an-ip\n", []string{"portcullis.yaml:2:", "media.bind", `"not-an-ip"`, "IP address"}, "ParseAddr"},
 		{"bad advertise", "media:\n  advertise: 10.0.0\n", []string{":2:", "media.advertise", "IP address"}, "ParseAddr"},
+		{"advertise6 not IPv6", "media:\n  bind: \"::\"\n  advertise6: 192.0.2.1\n", []string{":3:", "media.advertise6", "IPv6"}, ""},
+		{"advertise6 on an IPv4 relay", "media:\n  bind: 0.0.0.0\n  advertise6: 2001:db8::1\n", []string{":3:", "media.advertise6", "media.bind"}, ""},
 		{"bad allow_peers", "turn:\n  allow_peers: [10.0.0.0/33]\n", []string{":2:", "turn.allow_peers[0]", "CIDR"}, "ParsePrefix"},
 		{"port out of range", "sip:\n  listen: [udp://0.0.0.0:70000]\n", []string{":2:", "sip.listen[0]", "port 70000", "1-65535"}, "literal IP"},
 		{"port zero", "sip:\n  listen: [udp://0.0.0.0:0]\n", []string{":2:", "sip.listen[0]", "port 0"}, "literal IP"},

@@ -152,6 +152,10 @@ type Media struct {
 	// Advertise is the address written into SDP (public address behind 1:1 NAT).
 	// Default: Bind, or the host's primary address when Bind is 0.0.0.0.
 	Advertise netip.Addr `yaml:"advertise"`
+	// Advertise6 is the IPv6 address written into SDP for legs whose peer is on IPv6, when
+	// Advertise is IPv4 (a dual-stack relay: bind "::"). Default: none, every leg gets
+	// Advertise.
+	Advertise6 netip.Addr `yaml:"advertise6"`
 	// Ports is the RTP/RTCP port range (pairs: even RTP, odd RTCP). Default: 20000-39999.
 	Ports PortRange `yaml:"ports"`
 	// Drain keeps a released port bound and discarding before reuse. Default: 5s.

@@ -170,6 +170,14 @@ func (c *Config) validateMedia(v *validator) {
 	if m.Advertise.IsValid() && m.Advertise.IsUnspecified() {
 		v.fail("media.advertise", "must be an address peers can reach, not %s", m.Advertise)
 	}
+	if a := m.Advertise6; a.IsValid() {
+		switch {
+		case !a.Is6() || a.Is4In6() || a.IsUnspecified():
+			v.fail("media.advertise6", "must be an IPv6 address peers can reach, not %s", a)
+		case m.Bind.Is4():
+			v.fail("media.advertise6", "needs a relay on IPv6: media.bind is %s (use :: for both families)", m.Bind)
+		}
+	}
 	if m.Ports.Max-m.Ports.Min < 3 {
 		v.fail("media.ports", "range %s is too small", m.Ports)
 	}

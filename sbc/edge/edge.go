@@ -32,11 +32,13 @@ type Stats struct {
 	DroppedRate     atomic.Uint64 // datagrams over their source's rate (Meter)
 	DroppedOversize atomic.Uint64 // datagrams over the size limit
 	DroppedNotSIP   atomic.Uint64 // datagrams that are not SIP (Classify), dropped before parsing
-	DroppedSTUN     atomic.Uint64 // STUN datagrams on a SIP port, dropped before parsing
+	DroppedSTUN     atomic.Uint64 // STUN datagrams on a SIP port, kept from the SIP parser (answered or not)
+	STUNAnswered    atomic.Uint64 // STUN Binding requests (RFC 5626 keepalives) answered
 	RefusedConns    atomic.Uint64 // connections over the per-source cap
 	RefusedPrefix   atomic.Uint64 // connections over the per-/64 cap (IPv6)
 	RefusedGlobal   atomic.Uint64 // connections over the global cap
 	OpenConns       atomic.Int64  // open TCP/TLS connections (of the listeners sharing these Stats)
+	Accepted        atomic.Uint64 // TCP/TLS connections accepted and handed to the SIP stack
 	ClosedSlow      atomic.Uint64 // connections closed for a message that took too long
 	ClosedIdle      atomic.Uint64 // connections closed idle
 	ClosedTooLarge  atomic.Uint64 // connections closed for an oversized or badly framed message
@@ -69,6 +71,7 @@ type PacketConn struct {
 	notSIP NotSIP
 	meter  Meter
 	tap    Tap
+	stun   [stunResponseMax]byte // the STUN response being written (the single read loop's)
 }
 
 // SetTap sets the function told about every datagram written. Call it before the first write.
@@ -114,6 +117,12 @@ func (c *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		switch Classify(b[:n]) {
 		case DatagramSTUN:
 			c.stats.DroppedSTUN.Add(1)
+			// An RFC 5626 keepalive: answered from here, the SIP stack never sees it.
+			if k := BindingResponse(c.stun[:], b[:n], netip.AddrPortFrom(src, ap.Port())); k > 0 {
+				if _, err := c.UDPConn.WriteToUDPAddrPort(c.stun[:k], ap); err == nil {
+					c.stats.STUNAnswered.Add(1)
+				}
+			}
 			continue
 		case DatagramNotSIP:
 			c.stats.DroppedNotSIP.Add(1)
@@ -201,6 +210,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
+		l.stats.Accepted.Add(1)
 		return &Conn{Conn: c, l: l, remote: netip.AddrPortFrom(src, ap.Port()), accepted: time.Now(),
 			framer: newFramer(l.limits.MaxMessageSize)}, nil
 	}

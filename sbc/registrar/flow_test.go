@@ -72,3 +72,90 @@ func TestRouteOverTCPFlow(t *testing.T) {
 		t.Fatal("room never saw the OPTIONS")
 	}
 }
+
+// TestOutboundFlowsKeptPerRegID (RFC 5626 section 6): a room registering the same Contact and
+// +sip.instance on two flows with reg-id 1 and 2 keeps both bindings, each with its own source;
+// a re-registration with reg-id 1 from a new flow replaces that binding only; one with no
+// instance is keyed by its Contact as before; a bad reg-id is refused.
+func TestOutboundFlowsKeptPerRegID(t *testing.T) {
+	reg, addr, _ := startServer(t)
+	const inst = `;+sip.instance="<urn:uuid:00000000-0000-1000-8000-000A95A0E128>"`
+	contact := "<sip:boardroom@127.0.0.1:5099;transport=udp>" + inst
+	sources := map[int]string{}
+	for _, id := range []string{"1", "2"} {
+		res := registerContact(t, addr, "boardroom", "s3cret", "300", contact+";reg-id="+id)
+		if res.StatusCode != 200 {
+			t.Fatalf("reg-id %s: %d", id, res.StatusCode)
+		}
+		if headerValue(res, "Require") != "outbound" {
+			t.Errorf("reg-id %s: 200 without Require: outbound", id)
+		}
+	}
+	bs := reg.Bindings("boardroom")
+	if len(bs) != 2 {
+		t.Fatalf("want 2 flows, got %+v", bs)
+	}
+	for _, b := range bs {
+		if b.Instance != "<urn:uuid:00000000-0000-1000-8000-000A95A0E128>" || (b.RegID != 1 && b.RegID != 2) {
+			t.Fatalf("binding %+v", b)
+		}
+		sources[b.RegID] = b.Source
+	}
+	if sources[1] == sources[2] {
+		t.Fatalf("both flows have source %s", sources[1])
+	}
+	if res := registerContact(t, addr, "boardroom", "s3cret", "300", contact+";reg-id=1"); res.StatusCode != 200 {
+		t.Fatalf("re-register: %d", res.StatusCode)
+	}
+	bs = reg.Bindings("boardroom")
+	if len(bs) != 2 {
+		t.Fatalf("re-registration of reg-id 1: want 2 flows, got %+v", bs)
+	}
+	for _, b := range bs {
+		if b.RegID == 1 && b.Source == sources[1] {
+			t.Errorf("reg-id 1 still on its old flow %s", b.Source)
+		}
+		if b.RegID == 2 && b.Source != sources[2] {
+			t.Errorf("reg-id 2 moved to %s", b.Source)
+		}
+	}
+	if res := registerContact(t, addr, "boardroom", "s3cret", "300", contact+";reg-id=x"); res.StatusCode != 400 {
+		t.Errorf("reg-id x: %d, want 400", res.StatusCode)
+	}
+	// Unregistering one flow leaves the other.
+	if res := registerContact(t, addr, "boardroom", "s3cret", "0", contact+";reg-id=2"); res.StatusCode != 200 {
+		t.Fatalf("unregister reg-id 2: %d", res.StatusCode)
+	}
+	if bs = reg.Bindings("boardroom"); len(bs) != 1 || bs[0].RegID != 1 {
+		t.Fatalf("after unregistering reg-id 2: %+v", bs)
+	}
+}
+
+func headerValue(res *sip.Response, name string) string {
+	if h := res.GetHeader(name); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+// FuzzFlowOf: any +sip.instance and reg-id a Contact carries gives a flow or an error, never a
+// crash, and a reg-id only with an instance, in 1..2^31-1.
+func FuzzFlowOf(f *testing.F) {
+	f.Add(`"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>"`, "1")
+	f.Add(`"<urn:uuid:x>"`, "0")
+	f.Add("", "2")
+	f.Add(`"`, "99999999999")
+	f.Add(`""`, "-1")
+	f.Fuzz(func(t *testing.T, instance, regID string) {
+		c := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "r", Host: "192.0.2.1"}, Params: sip.NewParams()}
+		c.Params.Add("+sip.instance", instance)
+		c.Params.Add("reg-id", regID)
+		inst, id, err := flowOf(c)
+		if err != nil {
+			return
+		}
+		if id < 0 || (inst == "" && id != 0) {
+			t.Fatalf("flowOf(%q, %q) = %q, %d", instance, regID, inst, id)
+		}
+	})
+}

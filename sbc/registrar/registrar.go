@@ -233,14 +233,15 @@ func (r *Registrar) register(req *sip.Request, tx sip.ServerTransaction, room st
 				respond(tx, req, 500, "Server Internal Error")
 				return
 			}
-			r.ok(req, tx, room)
+			r.ok(req, tx, room, false)
 			return
 		}
 	}
 	current := map[string]state.Binding{}
 	for _, b := range r.Bindings(room) {
-		current[b.Contact] = b
+		current[b.Key()] = b
 	}
+	outbound := false // an RFC 5626 flow was registered: the 200 says Require: outbound
 	var puts []state.Binding
 	var dels []string
 	for _, c := range contacts {
@@ -258,11 +259,18 @@ func (r *Registrar) register(req *sip.Request, tx sip.ServerTransaction, room st
 			exp = time.Duration(n) * time.Second
 		}
 		uri := c.Address.String()
-		if old, ok := current[uri]; ok && old.CallID == callID && cseq <= old.CSeq {
+		instance, regID, err := flowOf(c)
+		if err != nil {
+			respond(tx, req, 400, "Bad Request")
+			return
+		}
+		outbound = outbound || regID > 0
+		key := state.Binding{Contact: uri, Instance: instance, RegID: regID}.Key()
+		if old, ok := current[key]; ok && old.CallID == callID && cseq <= old.CSeq {
 			continue // RFC 3261 10.3: an older request for this binding
 		}
 		if exp == 0 {
-			dels = append(dels, uri)
+			dels = append(dels, key)
 			continue
 		}
 		if exp < r.cfg.MinExpires {
@@ -278,11 +286,11 @@ func (r *Registrar) register(req *sip.Request, tx sip.ServerTransaction, room st
 		puts = append(puts, state.Binding{Room: room, Contact: uri, Source: req.Source(), Transport: strings.ToUpper(req.Transport()),
 			Local: r.cfg.Trunk,
 			Node:  r.cfg.NodeID, CallID: callID, CSeq: cseq, UserAgent: userAgent(req),
-			Expires: now.Add(exp), Updated: now})
+			Expires: now.Add(exp), Updated: now, Instance: instance, RegID: regID})
 	}
 	n := len(current)
 	for _, p := range puts {
-		if _, ok := current[p.Contact]; !ok {
+		if _, ok := current[p.Key()]; !ok {
 			n++
 		}
 	}
@@ -302,7 +310,26 @@ func (r *Registrar) register(req *sip.Request, tx sip.ServerTransaction, room st
 			return
 		}
 	}
-	r.ok(req, tx, room)
+	r.ok(req, tx, room, outbound)
+}
+
+// flowOf reads a Contact's RFC 5626 flow: its +sip.instance (quotes removed) and reg-id. A
+// reg-id without an instance is ignored (RFC 5626 section 6); one that is not a number in
+// 1..2^31-1 is an error.
+func flowOf(c *sip.ContactHeader) (instance string, regID int, err error) {
+	instance, _ = c.Params.Get("+sip.instance")
+	instance = strings.Trim(instance, `"`)
+	if instance == "" {
+		return "", 0, nil
+	}
+	if v, ok := c.Params.Get("reg-id"); ok {
+		n, perr := strconv.ParseUint(v, 10, 31)
+		if perr != nil || n == 0 {
+			return "", 0, fmt.Errorf("%w: reg-id %q", ErrBadContact, v)
+		}
+		regID = int(n)
+	}
+	return instance, regID, nil
 }
 
 func userAgent(req *sip.Request) string {
@@ -312,13 +339,23 @@ func userAgent(req *sip.Request) string {
 	return ""
 }
 
-// ok answers 200 listing all current contacts with their remaining expiry.
-func (r *Registrar) ok(req *sip.Request, tx sip.ServerTransaction, room string) {
+// ok answers 200 listing all current contacts with their remaining expiry (and flow, RFC 5626).
+func (r *Registrar) ok(req *sip.Request, tx sip.ServerTransaction, room string, outbound bool) {
 	now := r.cfg.Now()
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	for _, b := range r.Bindings(room) {
 		secs := int(b.Expires.Sub(now).Round(time.Second) / time.Second)
-		res.AppendHeader(sip.NewHeader("Contact", "<"+b.Contact+">;expires="+strconv.Itoa(secs)))
+		v := "<" + b.Contact + ">;expires=" + strconv.Itoa(secs)
+		if b.Instance != "" {
+			v += `;+sip.instance="` + b.Instance + `"`
+		}
+		if b.RegID > 0 {
+			v += ";reg-id=" + strconv.Itoa(b.RegID)
+		}
+		res.AppendHeader(sip.NewHeader("Contact", v))
+	}
+	if outbound {
+		res.AppendHeader(sip.NewHeader("Require", "outbound"))
 	}
 	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(time.RFC1123)))
 	_ = tx.Respond(res)
@@ -357,7 +394,7 @@ func (r *Registrar) Tick(ctx context.Context) {
 	for _, rm := range st.Rooms() {
 		for _, b := range st.Bindings(rm.Name, time.Time{}) {
 			if !b.Expires.After(now) && b.Node == r.cfg.NodeID {
-				_ = r.store.Propose(ctx, state.DeleteBinding(b.Room, b.Contact))
+				_ = r.store.Propose(ctx, state.DeleteBinding(b.Room, b.Key()))
 			}
 		}
 	}
@@ -376,7 +413,7 @@ func (r *Registrar) Tick(ctx context.Context) {
 			continue
 		}
 		if closed[b.Transport+"|"+b.Source] {
-			_ = r.store.Propose(ctx, state.DeleteBinding(b.Room, b.Contact))
+			_ = r.store.Propose(ctx, state.DeleteBinding(b.Room, b.Key()))
 			continue
 		}
 		if b.Transport == "UDP" && r.client != nil {
@@ -391,7 +428,7 @@ func (r *Registrar) Tick(ctx context.Context) {
 }
 
 func (r *Registrar) ping(ctx context.Context, b state.Binding) {
-	key := b.Room + "|" + b.Contact
+	key := b.Room + "|" + b.Key()
 	var to sip.Uri
 	if err := sip.ParseUri(b.Contact, &to); err != nil {
 		return
@@ -420,6 +457,6 @@ func (r *Registrar) ping(ctx context.Context, b state.Binding) {
 	r.mu.Unlock()
 	if drop {
 		r.log.Info("keepalive failed; dropping binding", "room", b.Room, "source", b.Source)
-		_ = r.store.Propose(ctx, state.DeleteBinding(b.Room, b.Contact))
+		_ = r.store.Propose(ctx, state.DeleteBinding(b.Room, b.Key()))
 	}
 }
