@@ -155,19 +155,11 @@ func (n *Node) noLeader(ctx context.Context, last error) error {
 
 // applyLocal applies on this node, which believes it is the leader.
 func (n *Node) applyLocal(ctx context.Context, batch [][]byte) []error {
-	timeout := time.Until(deadline(ctx))
-	futs := make([]raft.ApplyFuture, len(batch))
-	for i, b := range batch {
-		futs[i] = n.raft.Apply(b, timeout)
-	}
 	errs := make([]error, len(batch))
-	for i, f := range futs {
-		err := n.await(ctx, f)
-		switch {
+	for i, r := range n.group.submit(ctx, batch) { // group commit (batch.go)
+		switch err := r.err; {
 		case err == nil:
-			if e, ok := f.Response().(error); ok {
-				errs[i] = e
-			}
+			errs[i] = r.resp
 		case retryable(err):
 			errs[i] = err
 		case errors.Is(err, raft.ErrRaftShutdown):

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -65,6 +66,9 @@ type Node struct {
 	readyOnce sync.Once
 
 	lost lostTracker // leader's view of members it cannot reach (lost.go)
+
+	group     *committer    // group commit of the leader's writes (batch.go)
+	logWrites atomic.Uint64 // Raft log appends, each one bolt commit with its fsyncs (batch.go)
 }
 
 var _ state.Store = (*Node)(nil)
@@ -183,7 +187,7 @@ func (n *Node) startRaft(ctx context.Context, joinAddrs []string) error {
 		return fmt.Errorf("cluster: open raft log: %w", err)
 	}
 	n.store = store
-	logs, err := raft.NewLogCache(512, store)
+	logs, err := raft.NewLogCache(512, &countingLogStore{BoltStore: store, writes: &n.logWrites})
 	if err != nil {
 		return err
 	}
@@ -217,6 +221,8 @@ func (n *Node) startRaft(ctx context.Context, joinAddrs []string) error {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
 	n.raft = r
+	n.group = newCommitter(r, func() time.Duration { return n.cfg.ApplyTimeout }, cmp.Or(cfg.groupMax, groupMax))
+	n.goTracked(func() { n.group.run(n.ctx) })
 	n.mux.start()
 	n.goTracked(func() { n.watchLeadership(notify) })
 
