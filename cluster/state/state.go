@@ -241,7 +241,7 @@ func (s *State) apply(c Command) error {
 		r.Seq = s.recordSeq
 		r.State = CallEnded
 		s.records = append(s.records, r)
-		s.records = trim(s.records, DefaultKeepRecords)
+		s.records = trimTail(s.records, DefaultKeepRecords)
 	case CmdEndCalls:
 		e, err := s.applyEndCalls(c)
 		if err != nil {
@@ -279,6 +279,18 @@ func (s *State) apply(c Command) error {
 		return fmt.Errorf("%w: %s", ErrUnknownCommand, c.Type)
 	}
 	return nil
+}
+
+// trimTail keeps the last keep elements without copying them: the dropped head stays in the
+// backing array until the next append outgrows it, which then copies only what is kept. So an
+// append to a full log costs O(1) amortized, not a copy of the log (trim's), with memory bounded
+// to about twice keep.
+func trimTail[T any](s []T, keep int) []T {
+	if len(s) <= keep {
+		return s
+	}
+	clear(s[:len(s)-keep]) // release what the dropped elements point to
+	return s[len(s)-keep:]
 }
 
 func trim[T any](s []T, keep int) []T {
