@@ -129,38 +129,54 @@ func TestLogWriteRate(t *testing.T) {
 }
 
 // BenchmarkFSMApply is the state apply path a follower runs for every committed entry: decode
-// and apply 64 binding refreshes, as 64 entries (one per command) or as one batch entry. One op
-// is one command.
+// and apply 64 hot commands (binding refreshes, or calls: PutCall then EndCall), as 64 entries
+// (one per command) or as one batch entry. One op is one command.
 func BenchmarkFSMApply(b *testing.B) {
 	const n = 64
-	cmds := make([][]byte, n)
-	for i := range cmds {
-		cmds[i] = state.PutBinding(state.Binding{Room: "room" + strconv.Itoa(i), Contact: "sip:room" + strconv.Itoa(i) + "@x",
-			Source: "10.0.0." + strconv.Itoa(i) + ":5060", Node: "a", Expires: time.Now().Add(time.Hour)}).Encode()
+	now := time.Now()
+	mixes := map[string][][]byte{}
+	for i := range n {
+		is := strconv.Itoa(i)
+		mixes["bindings"] = append(mixes["bindings"], state.PutBinding(state.Binding{Room: "room" + is, Contact: "sip:room" + is + "@192.0.2.1:5060",
+			Source: "192.0.2.1:5060", Transport: "UDP", Node: "a", CallID: "reg-" + is, CSeq: 7, UserAgent: "Room/1.0",
+			Expires: now.Add(time.Hour), Updated: now}).Encode())
+		call := state.Call{ID: "call-" + is, Room: "room" + is, Direction: state.Inbound, From: "sip:alice@example.com",
+			To: "sip:room" + is + "@sbc.example.com", Source: "198.51.100.7:5060", Node: "a", State: state.CallAnswered,
+			A:       state.Leg{CallID: "a-" + is, LocalTag: "lt", RemoteTag: "rt", Peer: "198.51.100.7:5060", Transport: "UDP"},
+			B:       state.Leg{CallID: "b-" + is, LocalTag: "lt2", RemoteTag: "rt2", Peer: "192.0.2.1:5060", Transport: "UDP"},
+			Started: now, Answered: now}
+		if i%2 == 0 {
+			mixes["calls"] = append(mixes["calls"], state.PutCall(call).Encode())
+		} else {
+			mixes["calls"] = append(mixes["calls"], state.EndCall(state.CallRecord{Call: call, Ended: now, EndReason: "bye", Status: 200}).Encode())
+		}
 	}
-	for _, mode := range []string{"entry-per-command", "batch"} {
-		b.Run(mode, func(b *testing.B) {
-			f := newFSM(state.New(), testLogger(b), nil)
-			var logs []*raft.Log
-			if mode == "batch" {
-				logs = []*raft.Log{{Type: raft.LogCommand, Data: state.EncodeBatch(cmds)}}
-			} else {
-				for _, c := range cmds {
-					logs = append(logs, &raft.Log{Type: raft.LogCommand, Data: c})
+	for _, mix := range []string{"bindings", "calls"} {
+		cmds := mixes[mix]
+		for _, mode := range []string{"entry-per-command", "batch"} {
+			b.Run(mix+"/"+mode, func(b *testing.B) {
+				f := newFSM(state.New(), testLogger(b), nil)
+				var logs []*raft.Log
+				if mode == "batch" {
+					logs = []*raft.Log{{Type: raft.LogCommand, Data: state.EncodeBatch(cmds)}}
+				} else {
+					for _, c := range cmds {
+						logs = append(logs, &raft.Log{Type: raft.LogCommand, Data: c})
+					}
 				}
-			}
-			b.ReportAllocs()
-			start := time.Now()
-			for i := 0; i < b.N; i += n {
-				idx := uint64(i) + 1
-				for j, l := range logs {
-					l.Index = idx + uint64(j)
+				b.ReportAllocs()
+				start := time.Now()
+				for i := 0; i < b.N; i += n {
+					idx := uint64(i) + 1
+					for j, l := range logs {
+						l.Index = idx + uint64(j)
+					}
+					if out := f.ApplyBatch(logs); len(out) != len(logs) {
+						b.Fatal("short answer")
+					}
 				}
-				if out := f.ApplyBatch(logs); len(out) != len(logs) {
-					b.Fatal("short answer")
-				}
-			}
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "commands/s")
-		})
+				b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "commands/s")
+			})
+		}
 	}
 }

@@ -102,7 +102,7 @@ func (s *State) notify(c Command) {
 // non-ignorable type or a newer version means this node cannot follow the log and must stop;
 // other errors (a bad payload) are returned to the proposer and change nothing.
 func (s *State) Apply(c Command) error {
-	if c.Version > cmdVersion {
+	if c.Version > cmdVersion || c.Version == binVersion && !hot(c.Type) {
 		if c.Type&Ignorable != 0 {
 			return nil
 		}
@@ -160,7 +160,7 @@ func (s *State) apply(c Command) error {
 		delete(s.rooms, k.Room)
 		s.dropBindings(k.Room, nil)
 	case CmdPutBinding:
-		b, err := decode[Binding](c)
+		b, err := decodeHot(c, DecodeBinding)
 		if err != nil {
 			return err
 		}
@@ -226,13 +226,13 @@ func (s *State) apply(c Command) error {
 		}
 		s.lists = l
 	case CmdPutCall:
-		call, err := decode[Call](c)
+		call, err := decodeHot(c, DecodeCall)
 		if err != nil {
 			return err
 		}
 		s.putCall(call)
 	case CmdEndCall:
-		r, err := decode[CallRecord](c)
+		r, err := decodeHot(c, DecodeCallRecord)
 		if err != nil {
 			return err
 		}
