@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync/atomic"
@@ -48,6 +49,9 @@ type committer struct {
 	in      chan groupReq
 	slots   chan struct{}
 	max     int // commands per entry; 1 writes one entry per command (benchmarks compare)
+	// modern reports whether every member applies batch entries and binary payloads; until it
+	// does, the committer writes one plain JSON entry per command, as older binaries did.
+	modern func() bool
 }
 
 func newCommitter(r *raft.Raft, timeout func() time.Duration, max int) *committer {
@@ -138,8 +142,17 @@ func (c *committer) flush(group []groupReq, count int) {
 	for _, r := range group {
 		all = append(all, r.cmds...)
 	}
+	per := c.max
+	if c.modern != nil && !c.modern() {
+		per = 1
+		for i, b := range all {
+			if l, err := state.Legacy(b); err == nil {
+				all[i] = l
+			} // else: leave it; the FSM answers its error to its caller
+		}
+	}
 	for len(all) > 0 {
-		k := min(len(all), c.max)
+		k := min(len(all), per)
 		if k == 1 {
 			entries = append(entries, all[0])
 		} else {
@@ -190,6 +203,65 @@ func appendN(s []applyResult, r applyResult, n int) []applyResult {
 		s = append(s, r)
 	}
 	return s
+}
+
+// Log formats. A node says which it applies (ping); the leader writes batch entries and binary
+// payloads only once every member of the configuration has said it applies them, and tells
+// followers (apply answers), which forward JSON until then. So during a rolling upgrade no older
+// member is sent an entry it would have to stop on.
+const (
+	formatsJSON   = 1 // one JSON command per entry: what every binary applies
+	formatsModern = 2 // state.CmdBatch entries and binary payloads (state.binVersion)
+)
+
+// logFormats is what this node applies.
+func (n *Node) logFormats() int { return cmp.Or(n.cfg.formats, formatsModern) }
+
+// clusterFormats is what every member applies, as far as this leader knows.
+func (n *Node) clusterFormats() int {
+	if n.allFormats.Load() {
+		return formatsModern
+	}
+	return formatsJSON
+}
+
+func (n *Node) sawFormats(id string, f int) {
+	n.formatsMu.Lock()
+	defer n.formatsMu.Unlock()
+	if n.memberFormats == nil {
+		n.memberFormats = map[string]int{}
+	}
+	n.memberFormats[id] = f
+}
+
+// updateFormats recomputes allFormats over the configuration's servers (after a ping round).
+func (n *Node) updateFormats(servers []raft.Server) {
+	n.formatsMu.Lock()
+	defer n.formatsMu.Unlock()
+	ok := n.logFormats() >= formatsModern
+	for _, s := range servers {
+		if string(s.ID) != n.cfg.NodeID && n.memberFormats[string(s.ID)] < formatsModern {
+			ok = false
+		}
+	}
+	n.allFormats.Store(ok)
+}
+
+// forLeader re-encodes commands as JSON unless the leader last said every member applies
+// binary payloads.
+func (n *Node) forLeader(cmds [][]byte) [][]byte {
+	if n.leaderFormats.Load() >= formatsModern {
+		return cmds
+	}
+	out := make([][]byte, len(cmds))
+	for i, b := range cmds {
+		if l, err := state.Legacy(b); err == nil {
+			out[i] = l
+		} else {
+			out[i] = b
+		}
+	}
+	return out
 }
 
 // countingLogStore counts the Raft log's appends: each is one bolt transaction, committed with

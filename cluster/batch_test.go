@@ -180,3 +180,80 @@ func BenchmarkFSMApply(b *testing.B) {
 		}
 	}
 }
+
+// During a rolling upgrade a member may be an older binary that stops on a batch entry or a
+// binary payload: until every member says it applies them, the leader writes one JSON entry per
+// command and followers forward JSON. Once the old member is upgraded, batches resume.
+func TestOlderMemberGetsJSONEntries(t *testing.T) {
+	c := newTestCluster(t)
+	a := c.start("a", nil)
+	must(t, a.n.WaitLeader(ctxT(t, 5*time.Second)))
+	tok, err := a.n.JoinToken(time.Minute)
+	must(t, err)
+	c.start("b", func(cfg *Config) { cfg.Join = []string{a.addr}; cfg.JoinToken = tok })
+	old := c.start("c", func(cfg *Config) { cfg.Join = []string{a.addr}; cfg.JoinToken = tok; cfg.formats = formatsJSON })
+	c.converge(10 * time.Second)
+	waitFor(t, 10*time.Second, "the leader to hear every member's formats", func() bool {
+		l := c.leader(5 * time.Second)
+		l.n.formatsMu.Lock()
+		defer l.n.formatsMu.Unlock()
+		return len(l.n.memberFormats) == 2
+	})
+	ctx := ctxT(t, 60*time.Second)
+	burst := func(round int) {
+		t.Helper()
+		var wg sync.WaitGroup
+		for i := range 64 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tn := c.running()[i%3]
+				err := tn.n.Propose(ctx, state.PutBinding(state.Binding{Room: "r" + strconv.Itoa(i), Contact: "sip:" + strconv.Itoa(round) + "@x",
+					Node: tn.id, Expires: time.Now().Add(time.Hour)}))
+				if err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	for round := range 5 {
+		burst(round)
+	}
+	lead := c.leader(5 * time.Second)
+	first, _ := lead.n.store.FirstIndex()
+	last, _ := lead.n.store.LastIndex()
+	hot := 0
+	for i := first; i <= last; i++ {
+		var l raft.Log
+		must(t, lead.n.store.GetLog(i, &l))
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		cmd, err := state.DecodeCommand(l.Data)
+		must(t, err)
+		if cmd.Type == state.CmdBatch || cmd.Version != 1 {
+			t.Fatalf("entry %d: %s v%d written while %s applies only JSON", i, cmd.Type, cmd.Version, old.id)
+		}
+		if cmd.Type == state.CmdPutBinding {
+			hot++
+		}
+	}
+	if hot != 5*64 {
+		t.Fatalf("%d bindings in the log, want %d", hot, 5*64)
+	}
+	if old.n.fsm.haltErr() != nil {
+		t.Fatal(old.n.fsm.haltErr())
+	}
+	// Upgrade c: batches come once the leader has heard from it.
+	c.kill(old.id)
+	old.cfg.formats = 0
+	c.restart(old.id)
+	round := 5
+	waitFor(t, 30*time.Second, "batch entries after the upgrade", func() bool {
+		burst(round)
+		round++
+		return c.leader(5*time.Second).n.fsm.batches.Load() > 0
+	})
+	c.converge(10 * time.Second)
+}

@@ -77,6 +77,8 @@ type Config struct {
 	beforeApply func()
 	// groupMax overrides how many commands one log entry may carry (1: no grouping, benchmarks).
 	groupMax int
+	// formats overrides the log formats this node says it applies (tests play an older node).
+	formats int
 }
 
 // Defaults.

@@ -96,7 +96,7 @@ func (n *Node) applyAnywhere(ctx context.Context, enc [][]byte) []error {
 		if n.raft.State() == raft.Leader {
 			res = n.applyLocal(ctx, batch)
 		} else {
-			resp, err := n.callLeader(ctx, &rpcRequest{Op: opApply, Cmds: batch})
+			resp, err := n.callLeader(ctx, &rpcRequest{Op: opApply, Cmds: n.forLeader(batch)})
 			if err != nil {
 				if !errors.Is(err, ErrNoLeader) && n.stopped() == nil {
 					err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
@@ -106,6 +106,7 @@ func (n *Node) applyAnywhere(ctx context.Context, enc [][]byte) []error {
 				}
 				break
 			}
+			n.leaderFormats.Store(int32(resp.Formats))
 			res = make([]error, len(batch))
 			for j := range batch {
 				switch {
@@ -389,7 +390,7 @@ func (n *Node) handleConn(c net.Conn, service byte) {
 // leader's address when this node is not the leader; the caller retries there.
 func (n *Node) handleRPC(req *rpcRequest) *rpcResponse {
 	if req.Op == opPing {
-		return &rpcResponse{}
+		return &rpcResponse{Formats: n.logFormats()}
 	}
 	if err := n.stopped(); err != nil {
 		// Nothing was done: the caller may retry on the leader, wherever it is now.
@@ -404,7 +405,7 @@ func (n *Node) handleRPC(req *rpcRequest) *rpcResponse {
 	switch req.Op {
 	case opApply:
 		errs := n.applyLocal(ctx, req.Cmds)
-		resp := &rpcResponse{Errs: make([]*rpcError, len(errs))}
+		resp := &rpcResponse{Errs: make([]*rpcError, len(errs)), Formats: n.clusterFormats()}
 		for i, err := range errs {
 			if retryable(err) {
 				err = fmt.Errorf("%w: %w", ErrNotLeader, err)

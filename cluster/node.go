@@ -69,6 +69,11 @@ type Node struct {
 
 	group     *committer    // group commit of the leader's writes (batch.go)
 	logWrites atomic.Uint64 // Raft log appends, each one bolt commit with its fsyncs (batch.go)
+
+	formatsMu     sync.Mutex
+	memberFormats map[string]int // leader's view: log formats each member said it applies
+	allFormats    atomic.Bool    // leader: every member applies batch entries and binary payloads
+	leaderFormats atomic.Int32   // follower: what the leader last said the cluster applies
 }
 
 var _ state.Store = (*Node)(nil)
@@ -222,6 +227,7 @@ func (n *Node) startRaft(ctx context.Context, joinAddrs []string) error {
 	}
 	n.raft = r
 	n.group = newCommitter(r, func() time.Duration { return n.cfg.ApplyTimeout }, cmp.Or(cfg.groupMax, groupMax))
+	n.group.modern = n.allFormats.Load
 	n.goTracked(func() { n.group.run(n.ctx) })
 	n.mux.start()
 	n.goTracked(func() { n.watchLeadership(notify) })

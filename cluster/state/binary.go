@@ -250,3 +250,26 @@ func BindingOf(c Command) (Binding, error) {
 	}
 	return decodeHot(c, DecodeBinding)
 }
+
+// Legacy returns the encoded command b in the form a node without binary payloads applies: a
+// hot command at binVersion is re-encoded as JSON (version 1); anything else is returned as it
+// is. Used while some member of the cluster may be older.
+func Legacy(b []byte) ([]byte, error) {
+	c, err := DecodeCommand(b)
+	if err != nil || c.Version != binVersion || !hot(c.Type) {
+		return b, err
+	}
+	var v any
+	switch c.Type {
+	case CmdPutBinding:
+		v, err = DecodeBinding(c.Payload)
+	case CmdPutCall:
+		v, err = DecodeCall(c.Payload)
+	case CmdEndCall:
+		v, err = DecodeCallRecord(c.Payload)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.Type, err)
+	}
+	return newCommand(c.Type, v).Encode(), nil
+}
