@@ -207,11 +207,18 @@ func TestOlderMemberGetsJSONEntries(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				tn := c.running()[i%3]
-				err := tn.n.Propose(ctx, state.PutBinding(state.Binding{Room: "r" + strconv.Itoa(i), Contact: "sip:" + strconv.Itoa(round) + "@x",
-					Node: tn.id, Expires: time.Now().Add(time.Hour)}))
-				if err != nil {
-					t.Error(err)
+				for { // a loaded machine may lose leadership: retry, as Enqueue does (idempotent)
+					run := c.running()
+					tn := run[i%len(run)]
+					err := tn.n.Propose(ctx, state.PutBinding(state.Binding{Room: "r" + strconv.Itoa(i), Contact: "sip:" + strconv.Itoa(round) + "@x",
+						Node: tn.id, Expires: time.Now().Add(time.Hour)}))
+					if err == nil {
+						return
+					}
+					if !isAny(err, ErrOutcomeUnknown, ErrNoLeader) || ctx.Err() != nil {
+						t.Error(err)
+						return
+					}
 				}
 			}()
 		}
@@ -239,8 +246,8 @@ func TestOlderMemberGetsJSONEntries(t *testing.T) {
 			hot++
 		}
 	}
-	if hot != 5*64 {
-		t.Fatalf("%d bindings in the log, want %d", hot, 5*64)
+	if hot < 5*64 { // retried writes may be there twice
+		t.Fatalf("%d bindings in the log, want at least %d", hot, 5*64)
 	}
 	if old.n.fsm.haltErr() != nil {
 		t.Fatal(old.n.fsm.haltErr())
