@@ -97,6 +97,7 @@ func TestLogWriteRate(t *testing.T) {
 		c.start("c", func(cfg *Config) { mod(cfg); cfg.Join = []string{a.addr}; cfg.JoinToken = tok })
 		c.converge(10 * time.Second)
 		lead, fol := c.leader(5*time.Second), c.follower()
+		waitFor(t, 10*time.Second, "the leader to know every member applies batches", lead.n.allFormats.Load)
 		w0, e0, i0 := lead.n.logWrites.Load(), lead.n.fsm.applied.Load(), lead.n.raft.LastIndex()
 		start := time.Now()
 		tick := time.NewTicker(10 * time.Millisecond)
