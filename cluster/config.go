@@ -75,6 +75,10 @@ type Config struct {
 	trailingLogs uint64
 	// beforeApply, when set, runs before the FSM applies each batch (tests hold a node behind).
 	beforeApply func()
+	// groupMax overrides how many commands one log entry may carry (1: no grouping, benchmarks).
+	groupMax int
+	// formats overrides the log formats this node says it applies (tests play an older node).
+	formats int
 }
 
 // Defaults.

@@ -41,7 +41,7 @@ func (n *Node) forwardApply(ctx context.Context, batch [][]byte, readOwn bool) (
 	defer cancel()
 	stop := n.cancelOnLeaderChange(actx, cancel)
 	defer stop()
-	resp, err := n.callLeader(actx, &rpcRequest{Op: opApply, Cmds: batch})
+	resp, err := n.callLeader(actx, &rpcRequest{Op: opApply, Cmds: n.forLeader(batch)})
 	if err != nil {
 		return nil, err
 	}

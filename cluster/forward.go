@@ -114,6 +114,7 @@ func (n *Node) applyAnywhere(ctx context.Context, enc [][]byte, readOwn bool) []
 				}
 				break
 			}
+			n.leaderFormats.Store(int32(resp.Formats))
 			res = make([]error, len(batch))
 			for j := range batch {
 				switch {
@@ -172,20 +173,12 @@ func (n *Node) applyLocal(ctx context.Context, batch [][]byte) []error {
 // that index, so it reads its own writes.
 func (n *Node) applyLocalIndex(ctx context.Context, batch [][]byte) ([]error, uint64) {
 	var index uint64
-	timeout := time.Until(deadline(ctx))
-	futs := make([]raft.ApplyFuture, len(batch))
-	for i, b := range batch {
-		futs[i] = n.raft.Apply(b, timeout)
-	}
 	errs := make([]error, len(batch))
-	for i, f := range futs {
-		err := n.await(ctx, f)
-		switch {
+	for i, r := range n.group.submit(ctx, batch) { // group commit (batch.go)
+		switch err := r.err; {
 		case err == nil:
-			index = max(index, f.Index())
-			if e, ok := f.Response().(error); ok {
-				errs[i] = e
-			}
+			index = max(index, r.index)
+			errs[i] = r.resp
 		case retryable(err):
 			errs[i] = err
 		case errors.Is(err, raft.ErrRaftShutdown):
@@ -415,7 +408,7 @@ func (n *Node) handleConn(c net.Conn, service byte) {
 // leader's address when this node is not the leader; the caller retries there.
 func (n *Node) handleRPC(req *rpcRequest) *rpcResponse {
 	if req.Op == opPing {
-		return &rpcResponse{}
+		return &rpcResponse{Formats: n.logFormats()}
 	}
 	if err := n.stopped(); err != nil {
 		// Nothing was done: the caller may retry on the leader, wherever it is now.
@@ -430,7 +423,7 @@ func (n *Node) handleRPC(req *rpcRequest) *rpcResponse {
 	switch req.Op {
 	case opApply:
 		errs, index := n.applyLocalIndex(ctx, req.Cmds)
-		resp := &rpcResponse{Errs: make([]*rpcError, len(errs)), Index: index}
+		resp := &rpcResponse{Errs: make([]*rpcError, len(errs)), Index: index, Formats: n.clusterFormats()}
 		for i, err := range errs {
 			if retryable(err) {
 				err = fmt.Errorf("%w: %w", ErrNotLeader, err)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"compress/gzip"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,6 +30,7 @@ type fsm struct {
 	halted  atomic.Pointer[error]
 	lastCmd atomic.Uint64 // index of the last command or configuration entry applied
 	applied atomic.Uint64 // commands applied (diagnostics)
+	batches atomic.Uint64 // batch entries applied (group commit, diagnostics)
 
 	mu      sync.Mutex
 	waiters []indexWaiter // woken when lastCmd reaches their index
@@ -54,8 +54,8 @@ func newFSM(st *state.State, log *slog.Logger, onHalt func(error)) *fsm {
 func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 
 // ApplyBatch applies committed entries in order. The response for a command is the error from
-// state.Apply (nil on success); a fatal error halts the node and every later entry answers
-// ErrHalted without touching the state.
+// state.Apply (nil on success), or a []error for a batch entry; a fatal error halts the node and
+// every later entry answers ErrHalted without touching the state.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	if f.before != nil {
 		f.before()
@@ -71,11 +71,8 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		if l.Type != raft.LogCommand {
 			continue // configuration entries only move the index
 		}
-		c, err := state.DecodeCommand(l.Data)
-		if err == nil {
-			err = f.st.Apply(c)
-		}
-		if err != nil && (state.Fatal(err) || errors.Is(err, state.ErrShortCommand)) {
+		res, err := f.applyEntry(l.Data)
+		if err != nil {
 			herr := fmt.Errorf("%w: entry %d (term %d): %w", ErrHalted, l.Index, l.Term, err)
 			f.halted.Store(&herr)
 			last = l.Index - 1
@@ -87,13 +84,51 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			}
 			continue
 		}
-		f.applied.Add(1)
-		out[i] = err
+		out[i] = res
 	}
 	if last > 0 {
 		f.advance(last)
 	}
 	return out
+}
+
+// applyEntry applies one command entry. The response is the error from state.Apply (nil on
+// success), or for a batch entry a []error with one result per inner command. A non-nil second
+// result is fatal: the node cannot follow the log.
+func (f *fsm) applyEntry(data []byte) (any, error) {
+	c, err := state.DecodeCommand(data)
+	if err != nil {
+		return nil, err
+	}
+	if c.Type != state.CmdBatch {
+		return f.applyOne(c)
+	}
+	inner, err := state.DecodeBatch(c.Version, c.Payload)
+	if err != nil {
+		return nil, err // a leader wrote it: a bad batch is as fatal as an unknown command
+	}
+	f.batches.Add(1)
+	errs := make([]error, len(inner))
+	for j, b := range inner {
+		ic, err := state.DecodeCommand(b)
+		if err != nil {
+			return nil, err
+		}
+		if errs[j], err = f.applyOne(ic); err != nil {
+			return nil, err
+		}
+	}
+	return errs, nil
+}
+
+// applyOne applies one command: the first result is its outcome, the second a fatal error.
+func (f *fsm) applyOne(c state.Command) (error, error) {
+	err := f.st.Apply(c)
+	if err != nil && state.Fatal(err) {
+		return nil, err
+	}
+	f.applied.Add(1)
+	return err, nil
 }
 
 func (f *fsm) advance(idx uint64) {

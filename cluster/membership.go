@@ -139,16 +139,18 @@ func (n *Node) pingMembers(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			pctx, cancel := context.WithTimeout(ctx, n.pingInterval())
-			_, err := n.rpc.call(pctx, string(s.Address), &rpcRequest{Op: opPing})
+			resp, err := n.rpc.call(pctx, string(s.Address), &rpcRequest{Op: opPing})
 			cancel()
 			if err == nil {
 				n.healthMu.Lock()
 				n.contact[string(s.ID)] = time.Now()
 				n.healthMu.Unlock()
+				n.sawFormats(string(s.ID), resp.Formats)
 			}
 		}()
 	}
 	wg.Wait()
+	n.updateFormats(f.Configuration().Servers)
 }
 
 // Leader returns the leader's ID and address, empty when none is known.

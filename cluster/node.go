@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -66,6 +67,14 @@ type Node struct {
 
 	lost  lostTracker // leader's view of members it cannot reach (lost.go)
 	reach reachView   // this node's view of the members it reaches (reach.go)
+
+	group     *committer    // group commit of the leader's writes (batch.go)
+	logWrites atomic.Uint64 // Raft log appends, each one bolt commit with its fsyncs (batch.go)
+
+	formatsMu     sync.Mutex
+	memberFormats map[string]int // leader's view: log formats each member said it applies
+	allFormats    atomic.Bool    // leader: every member applies batch entries and binary payloads
+	leaderFormats atomic.Int32   // follower: what the leader last said the cluster applies
 }
 
 var _ state.Store = (*Node)(nil)
@@ -184,7 +193,7 @@ func (n *Node) startRaft(ctx context.Context, joinAddrs []string) error {
 		return fmt.Errorf("cluster: open raft log: %w", err)
 	}
 	n.store = store
-	logs, err := raft.NewLogCache(512, store)
+	logs, err := raft.NewLogCache(512, &countingLogStore{BoltStore: store, writes: &n.logWrites})
 	if err != nil {
 		return err
 	}
@@ -218,6 +227,9 @@ func (n *Node) startRaft(ctx context.Context, joinAddrs []string) error {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
 	n.raft = r
+	n.group = newCommitter(r, func() time.Duration { return n.cfg.ApplyTimeout }, cmp.Or(cfg.groupMax, groupMax))
+	n.group.modern = n.allFormats.Load
+	n.goTracked(func() { n.group.run(n.ctx) })
 	n.mux.start()
 	n.goTracked(func() { n.watchLeadership(notify) })
 

@@ -46,6 +46,9 @@ type rpcResponse struct {
 	Members []Member    `json:"members,omitempty"`
 	Cert    []byte      `json:"cert,omitempty"`
 	CA      []byte      `json:"ca,omitempty"`
+	// Formats: the log formats the answering node applies (ping), or the whole cluster does
+	// (apply, from the leader); see batch.go. Absent from older nodes.
+	Formats int `json:"formats,omitempty"`
 }
 
 func writeFrame(w io.Writer, v any) error {

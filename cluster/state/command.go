@@ -55,8 +55,12 @@ func (t CmdType) String() string {
 	return fmt.Sprintf("cmd(%d)", uint8(t))
 }
 
-// cmdVersion is the payload version this binary writes. Apply accepts versions up to it.
-const cmdVersion = 1
+// cmdVersion is the newest payload version this binary reads: JSON payloads are version 1, the
+// binary payloads of the hot commands binVersion (binary.go).
+const (
+	jsonVersion = 1
+	cmdVersion  = binVersion
+)
 
 // Command is one change to the state: a type and its JSON payload.
 type Command struct {
@@ -86,7 +90,7 @@ func newCommand(t CmdType, payload any) Command {
 		// Every payload is a plain struct of this package: failing to marshal is a programming error.
 		panic(fmt.Sprintf("state: marshal %s: %v", t, err))
 	}
-	return Command{Type: t, Version: cmdVersion, Payload: p}
+	return Command{Type: t, Version: jsonVersion, Payload: p}
 }
 
 type roomKey struct {
@@ -125,7 +129,9 @@ func PutRoom(r Room) Command { return newCommand(CmdPutRoom, r) }
 func DeleteRoom(name string) Command { return newCommand(CmdDeleteRoom, roomKey{name}) }
 
 // PutBinding creates or refreshes a binding (keyed by room and contact).
-func PutBinding(b Binding) Command { return newCommand(CmdPutBinding, b) }
+func PutBinding(b Binding) Command {
+	return newBinary(CmdPutBinding, func(w *binWriter) { w.binding(&b) })
+}
 
 // DeleteBinding removes one binding, named by its Key (its Contact URI unless it is an RFC 5626
 // flow).
@@ -159,10 +165,12 @@ func LiftBan(p netip.Prefix) Command { return newCommand(CmdLiftBan, prefixKey{p
 func SetLists(l Lists) Command { return newCommand(CmdSetLists, l) }
 
 // PutCall creates or updates an active call.
-func PutCall(c Call) Command { return newCommand(CmdPutCall, c) }
+func PutCall(c Call) Command { return newBinary(CmdPutCall, func(w *binWriter) { w.call(&c) }) }
 
 // EndCall removes an active call and appends its record (Seq is assigned by Apply).
-func EndCall(r CallRecord) Command { return newCommand(CmdEndCall, r) }
+func EndCall(r CallRecord) Command {
+	return newBinary(CmdEndCall, func(w *binWriter) { w.record(&r) })
+}
 
 // PutToken creates an admin token.
 func PutToken(t Token) Command { return newCommand(CmdPutToken, t) }

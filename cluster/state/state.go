@@ -115,7 +115,7 @@ func (s *State) notify(c Command) {
 // non-ignorable type or a newer version means this node cannot follow the log and must stop;
 // other errors (a bad payload) are returned to the proposer and change nothing.
 func (s *State) Apply(c Command) error {
-	if c.Version > cmdVersion {
+	if c.Version > cmdVersion || c.Version == binVersion && !hot(c.Type) {
 		if c.Type&Ignorable != 0 {
 			return nil
 		}
@@ -173,7 +173,7 @@ func (s *State) apply(c Command) error {
 		delete(s.rooms, k.Room)
 		s.dropBindings(k.Room, nil)
 	case CmdPutBinding:
-		b, err := decode[Binding](c)
+		b, err := decodeHot(c, DecodeBinding)
 		if err != nil {
 			return err
 		}
@@ -239,13 +239,13 @@ func (s *State) apply(c Command) error {
 		}
 		s.lists = l
 	case CmdPutCall:
-		call, err := decode[Call](c)
+		call, err := decodeHot(c, DecodeCall)
 		if err != nil {
 			return err
 		}
 		s.putCall(call)
 	case CmdEndCall:
-		r, err := decode[CallRecord](c)
+		r, err := decodeHot(c, DecodeCallRecord)
 		if err != nil {
 			return err
 		}
@@ -254,7 +254,7 @@ func (s *State) apply(c Command) error {
 		r.Seq = s.recordSeq
 		r.State = CallEnded
 		s.records = append(s.records, r)
-		s.records = trim(s.records, DefaultKeepRecords)
+		s.records = trimTail(s.records, DefaultKeepRecords)
 	case CmdEndCalls:
 		e, err := s.applyEndCalls(c)
 		if err != nil {
@@ -294,6 +294,18 @@ func (s *State) apply(c Command) error {
 		return fmt.Errorf("%w: %s", ErrUnknownCommand, c.Type)
 	}
 	return nil
+}
+
+// trimTail keeps the last keep elements without copying them: the dropped head stays in the
+// backing array until the next append outgrows it, which then copies only what is kept. So an
+// append to a full log costs O(1) amortized, not a copy of the log (trim's), with memory bounded
+// to about twice keep.
+func trimTail[T any](s []T, keep int) []T {
+	if len(s) <= keep {
+		return s
+	}
+	clear(s[:len(s)-keep]) // release what the dropped elements point to
+	return s[len(s)-keep:]
 }
 
 func trim[T any](s []T, keep int) []T {

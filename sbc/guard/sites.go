@@ -2,7 +2,6 @@ package guard
 
 import (
 	"cmp"
-	"encoding/json"
 	"net/netip"
 	"slices"
 	"sync"
@@ -91,10 +90,8 @@ func (s *sites) prune(now time.Time) {
 
 // bindingPut records the site of a binding just put into the state.
 func (g *Guard) bindingPut(c state.Command) {
-	var b struct {
-		Source string `json:"source"`
-	}
-	if json.Unmarshal(c.Payload, &b) != nil {
+	b, err := state.BindingOf(c) // binary or JSON payload
+	if err != nil {
 		return
 	}
 	ap, err := netip.ParseAddrPort(b.Source)
