@@ -35,7 +35,11 @@ func (n *Node) startAdmin() error {
 		t := n.turn
 		deps.TURN = func() turn.Stats { return t.Stats() }
 	}
-	srv, err := admin.New(admin.FromConfig(n.cfg, n.cfg.Node.ID, n.log), deps) // admin adds component=admin
+	ac := admin.FromConfig(n.cfg, n.cfg.Node.ID, n.log)
+	if n.acme != nil && n.cfg.ACME.Admin {
+		ac.TLSConfig = n.acme.TLSConfig("h2", "http/1.1")
+	}
+	srv, err := admin.New(ac, deps) // admin adds component=admin
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}

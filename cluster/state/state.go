@@ -38,6 +38,7 @@ type State struct {
 	audit     []AuditEntry
 	auditSeq  uint64
 	trunkKey  []byte // signs calls handed between nodes
+	acme      acmeState
 	applied   uint64 // commands applied, for diagnostics
 
 	// flows counts the bindings registered from each source address and port, flowUnits from
@@ -273,6 +274,9 @@ func (s *State) apply(c Command) error {
 		s.audit = append(s.audit, e)
 		s.audit = trim(s.audit, DefaultKeepAudit)
 	default:
+		if ok, err := s.applyACME(c); ok {
+			return err
+		}
 		if c.Type&Ignorable != 0 {
 			return nil
 		}
@@ -731,18 +735,19 @@ func (s *State) Counts() Counts {
 // snapshot is the serialised form of the state. Maps become sorted slices so that the same state
 // always gives the same bytes (and Hash).
 type snapshot struct {
-	Version   int          `json:"version"`
-	Rooms     []Room       `json:"rooms"`
-	Bindings  []Binding    `json:"bindings"`
-	Bans      []Ban        `json:"bans"`
-	Lists     Lists        `json:"lists"`
-	Calls     []Call       `json:"calls"`
-	Records   []CallRecord `json:"records"`
-	RecordSeq uint64       `json:"record_seq"`
-	Tokens    []Token      `json:"tokens"`
-	Audit     []AuditEntry `json:"audit"`
-	AuditSeq  uint64       `json:"audit_seq"`
-	TrunkKey  []byte       `json:"trunk_key,omitempty"`
+	Version   int           `json:"version"`
+	Rooms     []Room        `json:"rooms"`
+	Bindings  []Binding     `json:"bindings"`
+	Bans      []Ban         `json:"bans"`
+	Lists     Lists         `json:"lists"`
+	Calls     []Call        `json:"calls"`
+	Records   []CallRecord  `json:"records"`
+	RecordSeq uint64        `json:"record_seq"`
+	Tokens    []Token       `json:"tokens"`
+	Audit     []AuditEntry  `json:"audit"`
+	AuditSeq  uint64        `json:"audit_seq"`
+	TrunkKey  []byte        `json:"trunk_key,omitempty"`
+	ACME      *acmeSnapshot `json:"acme,omitempty"`
 }
 
 // Frozen is a consistent copy of the state taken under the read lock, cheap to take; WriteTo does
@@ -755,7 +760,7 @@ func (s *State) Freeze() *Frozen {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	f := &Frozen{snap: snapshot{Version: 1, Lists: s.lists, RecordSeq: s.recordSeq, AuditSeq: s.auditSeq, TrunkKey: s.trunkKey,
-		Records: s.records[:len(s.records):len(s.records)], Audit: s.audit[:len(s.audit):len(s.audit)]}}
+		ACME: s.acme.freeze(), Records: s.records[:len(s.records):len(s.records)], Audit: s.audit[:len(s.audit):len(s.audit)]}}
 	for _, r := range s.rooms {
 		f.snap.Rooms = append(f.snap.Rooms, r)
 	}
@@ -832,6 +837,7 @@ func (s *State) Restore(r io.Reader) error {
 	s.rooms, s.bindings, s.bans, s.calls, s.roomCalls, s.tokens = n.rooms, n.bindings, n.bans, n.calls, n.roomCalls, n.tokens
 	s.lists, s.records, s.recordSeq, s.audit, s.auditSeq = sn.Lists, sn.Records, sn.RecordSeq, sn.Audit, sn.AuditSeq
 	s.trunkKey = sn.TrunkKey
+	s.acme = sn.ACME.thaw()
 	s.flowMu.Lock()
 	s.flows, s.flowUnits, s.trunks, s.callPeers = n.flows, n.flowUnits, n.trunks, n.callPeers
 	s.flowMu.Unlock()

@@ -16,6 +16,7 @@ type Config struct {
 	Admin     Admin     `yaml:"admin"`
 	Cluster   Cluster   `yaml:"cluster"`
 	Guard     Guard     `yaml:"guard"`
+	ACME      ACME      `yaml:"acme"`
 	Rooms     []Room    `yaml:"rooms"`
 }
 
@@ -366,6 +367,7 @@ func Default() Config {
 			Quota:  10, UnauthRate: 10, UnauthBurst: 20,
 		},
 		Admin:   Admin{Listen: "127.0.0.1:8443"},
+		ACME:    ACME{Challenge: "tls-alpn-01"},
 		Cluster: Cluster{Bind: "127.0.0.1:7000", NodeLostAfter: Duration(3e9)},
 		Guard: Guard{
 			BanTime: Duration(3600e9), BanMax: Duration(168 * 3600e9), RequestRate: 20, RequestBurst: 40,
