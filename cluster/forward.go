@@ -397,7 +397,7 @@ func (n *Node) handleConn(c net.Conn, service byte) {
 // leader's address when this node is not the leader; the caller retries there.
 func (n *Node) handleRPC(req *rpcRequest) *rpcResponse {
 	if req.Op == opPing {
-		return &rpcResponse{}
+		return &rpcResponse{Time: time.Now()}
 	}
 	if err := n.stopped(); err != nil {
 		// Nothing was done: the caller may retry on the leader, wherever it is now.

@@ -46,6 +46,8 @@ type rpcResponse struct {
 	Members []Member    `json:"members,omitempty"`
 	Cert    []byte      `json:"cert,omitempty"`
 	CA      []byte      `json:"ca,omitempty"`
+	// Time is the answering node's clock (ping), for the leader's clock-skew view.
+	Time time.Time `json:"time,omitzero"`
 }
 
 func writeFrame(w io.Writer, v any) error {

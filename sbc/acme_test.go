@@ -244,4 +244,11 @@ func TestACMEHTTP01(t *testing.T) {
 		sc, _ := n.Store().State().Certificate()
 		return err == nil && s == sc.Serial
 	})
+	// portcullis doctor's report names the ACME certificate and its expiry.
+	sc, _ := n.Store().State().Certificate()
+	rep := n.doctorReport()
+	if len(rep.Certificates) != 1 || rep.Certificates[0].Source != "acme" || rep.Certificates[0].Serial != sc.Serial ||
+		!rep.Certificates[0].NotAfter.Equal(sc.NotAfter) || rep.Certificates[0].Error != "" {
+		t.Fatalf("doctor report certificates %+v, state serial %s", rep.Certificates, sc.Serial)
+	}
 }

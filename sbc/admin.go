@@ -20,7 +20,7 @@ func (n *Node) startAdmin() error {
 		return nil
 	}
 	deps := admin.Deps{Store: n.store, Domain: n.cfg.SIP.Domain, Calls: n.calls, Health: n.health, Ready: n.readiness, Metrics: n.metrics,
-		Collectors: []prometheus.Collector{n.edgeStats.Collector()}}
+		Collectors: []prometheus.Collector{n.edgeStats.Collector()}, Doctor: n.doctorReport}
 	if n.cluster != nil {
 		deps.Cluster = n.cluster
 	}

@@ -100,6 +100,8 @@ type Deps struct {
 	Media func() media.Stats
 	TURN  func() turn.Stats
 	Raft  func() cluster.Stats
+	// Doctor reports this node's own facts for `portcullis doctor` (GET /api/v1/node/doctor).
+	Doctor func() NodeReport
 	// Collectors are extra Prometheus collectors to register (e.g. SIP edge counters).
 	Collectors []prometheus.Collector
 }
