@@ -397,7 +397,11 @@ func (n *Node) handleConn(c net.Conn, service byte) {
 // leader's address when this node is not the leader; the caller retries there.
 func (n *Node) handleRPC(req *rpcRequest) *rpcResponse {
 	if req.Op == opPing {
-		return &rpcResponse{Time: time.Now()}
+		now := time.Now
+		if n.cfg.clock != nil {
+			now = n.cfg.clock
+		}
+		return &rpcResponse{Time: now()}
 	}
 	if err := n.stopped(); err != nil {
 		// Nothing was done: the caller may retry on the leader, wherever it is now.
