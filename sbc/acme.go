@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -50,8 +51,9 @@ func (n *Node) startACME() error {
 	if err != nil {
 		return fmt.Errorf("acme: challenge listener %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: n.acme.HTTPHandler(), ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: nil, IdleTimeout: 30 * time.Second}
+	// Handshake and request errors are a peer's doing: through the rate-limited logger, at Debug.
+	srv := &http.Server{Handler: n.acme.HTTPHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second,
+		ErrorLog: slog.NewLogLogger(n.log.With("component", "acme-challenge").Handler(), slog.LevelDebug)}
 	n.acmeAddr = boundAddr(ln.Addr())
 	n.closers = append(n.closers, srv)
 	if a.Challenge == acmecert.TLSALPN01 {
