@@ -71,6 +71,8 @@ type Config struct {
 	dial func(ctx context.Context, addr string) (net.Conn, error)
 	// expireEvery is the leader's expiry sweep period (tests shorten it). Default: 5s.
 	expireEvery time.Duration
+	// clock is the time a node answers pings with (tests skew it). Default: time.Now.
+	clock func() time.Time
 	// trailingLogs overrides how many entries stay after a snapshot (tests). Default: 2048.
 	trailingLogs uint64
 	// beforeApply, when set, runs before the FSM applies each batch (tests hold a node behind).

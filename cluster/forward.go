@@ -408,7 +408,11 @@ func (n *Node) handleConn(c net.Conn, service byte) {
 // leader's address when this node is not the leader; the caller retries there.
 func (n *Node) handleRPC(req *rpcRequest) *rpcResponse {
 	if req.Op == opPing {
-		return &rpcResponse{Formats: n.logFormats()}
+		now := time.Now
+		if n.cfg.clock != nil {
+			now = n.cfg.clock
+		}
+		return &rpcResponse{Time: now(), Formats: n.logFormats()}
 	}
 	if err := n.stopped(); err != nil {
 		// Nothing was done: the caller may retry on the leader, wherever it is now.

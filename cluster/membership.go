@@ -34,6 +34,9 @@ type Member struct {
 	Healthy bool `json:"healthy"`
 	// LastContact is when the leader last reached it (zero if never or unknown).
 	LastContact time.Time `json:"last_contact,omitzero"`
+	// ClockOffset is its clock minus the leader's, measured by the leader's last ping (within
+	// half a round trip; 0 on the leader and when unknown).
+	ClockOffset time.Duration `json:"clock_offset,omitempty"`
 }
 
 // Members returns the members as the leader sees them (asked over RPC from a follower), or
@@ -81,6 +84,7 @@ func (n *Node) localMembers() []Member {
 		case isLeader:
 			m.State = StateFollower
 			m.LastContact = n.contact[string(s.ID)]
+			m.ClockOffset = n.offsets[string(s.ID)]
 			m.Healthy = time.Since(m.LastContact) < stale
 			if !m.Healthy {
 				m.State = StateUnknown
@@ -139,11 +143,17 @@ func (n *Node) pingMembers(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			pctx, cancel := context.WithTimeout(ctx, n.pingInterval())
+			sent := time.Now()
 			resp, err := n.rpc.call(pctx, string(s.Address), &rpcRequest{Op: opPing})
 			cancel()
 			if err == nil {
+				now := time.Now()
 				n.healthMu.Lock()
-				n.contact[string(s.ID)] = time.Now()
+				n.contact[string(s.ID)] = now
+				if !resp.Time.IsZero() { // an older node does not send its clock
+					// its clock minus ours at the middle of the round trip (NTP-style)
+					n.offsets[string(s.ID)] = resp.Time.Sub(sent.Add(now.Sub(sent) / 2))
+				}
 				n.healthMu.Unlock()
 				n.sawFormats(string(s.ID), resp.Formats)
 			}

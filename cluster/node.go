@@ -57,7 +57,8 @@ type Node struct {
 	leaderCancel context.CancelFunc
 
 	healthMu sync.Mutex
-	contact  map[string]time.Time // leader's view: last successful ping per member
+	contact  map[string]time.Time     // leader's view: last successful ping per member
+	offsets  map[string]time.Duration // leader's view: member's clock minus ours, at the last ping
 
 	lastApply atomic.Int64 // latency of the last Propose, ns
 	proposed  atomic.Uint64
@@ -162,7 +163,7 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 	n = &Node{
 		cfg: cfg, log: log, advertise: advertise, st: state.New(), tls: tm,
 		done: make(chan struct{}), queue: make(chan state.Command, queueSize),
-		leaderSig: make(chan struct{}), contact: map[string]time.Time{}, ready: make(chan struct{}),
+		leaderSig: make(chan struct{}), contact: map[string]time.Time{}, offsets: map[string]time.Duration{}, ready: make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.fsm = newFSM(n.st, log, func(err error) { go n.halt(err) })
@@ -385,6 +386,7 @@ func (n *Node) setLeader(v bool) {
 		n.leaderCtx, n.leaderCancel = context.WithCancel(n.ctx)
 		n.healthMu.Lock()
 		clear(n.contact)
+		clear(n.offsets)
 		n.lost.reset(time.Now())
 		n.healthMu.Unlock()
 		n.log.Info("this node is the leader", "term", n.raft.CurrentTerm())

@@ -49,6 +49,8 @@ type rpcResponse struct {
 	// Formats: the log formats the answering node applies (ping), or the whole cluster does
 	// (apply, from the leader); see batch.go. Absent from older nodes.
 	Formats int `json:"formats,omitempty"`
+	// Time is the answering node's clock (ping), for the leader's clock-skew view.
+	Time time.Time `json:"time,omitzero"`
 }
 
 func writeFrame(w io.Writer, v any) error {

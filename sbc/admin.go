@@ -20,7 +20,7 @@ func (n *Node) startAdmin() error {
 		return nil
 	}
 	deps := admin.Deps{Store: n.store, Domain: n.cfg.SIP.Domain, Calls: n.calls, Health: n.health, Ready: n.readiness, Metrics: n.metrics,
-		Collectors: []prometheus.Collector{n.edgeStats.Collector()}, Cluster: n.cluster}
+		Collectors: []prometheus.Collector{n.edgeStats.Collector()}, Cluster: n.cluster, Doctor: n.doctorReport}
 	if n.guard != nil {
 		deps.Events = n.guard
 	}
@@ -32,7 +32,11 @@ func (n *Node) startAdmin() error {
 		t := n.turn
 		deps.TURN = func() turn.Stats { return t.Stats() }
 	}
-	srv, err := admin.New(admin.FromConfig(n.cfg, n.cfg.Node.ID, n.log), deps) // admin adds component=admin
+	ac := admin.FromConfig(n.cfg, n.cfg.Node.ID, n.log)
+	if n.acme != nil && n.cfg.ACME.Admin {
+		ac.TLSConfig = n.acme.TLSConfig("h2", "http/1.1")
+	}
+	srv, err := admin.New(ac, deps) // admin adds component=admin
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}

@@ -85,6 +85,9 @@ func (n *Node) bindSIP(ctx context.Context) error {
 }
 
 func (n *Node) sipTLSConfig() (*tls.Config, error) {
+	if n.acme != nil {
+		return n.sipTLSConfigACME()
+	}
 	cert, err := tls.LoadX509KeyPair(n.cfg.SIP.TLS.Cert, n.cfg.SIP.TLS.Key)
 	if err != nil {
 		return nil, fmt.Errorf("sip tls: load %s / %s: %w", n.cfg.SIP.TLS.Cert, n.cfg.SIP.TLS.Key, err)

@@ -21,6 +21,7 @@ import (
 	"github.com/portcullis-sbc/portcullis/cluster/state"
 	"github.com/portcullis-sbc/portcullis/media"
 	"github.com/portcullis-sbc/portcullis/media/turn"
+	"github.com/portcullis-sbc/portcullis/sbc/acmecert"
 	"github.com/portcullis-sbc/portcullis/sbc/admin"
 	"github.com/portcullis-sbc/portcullis/sbc/b2bua"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
@@ -73,6 +74,11 @@ type Node struct {
 	guard   *guard.Guard
 	sinks   *sinks.Shipper // records and events leaving the box (sinks.go); nil: none
 	kick    chan struct{}  // rebuild the edge blocklist
+
+	acme           *acmecert.Manager // nil without acme: (acme.go)
+	acmeAddr       netip.AddrPort    // the challenge listener
+	acmeCheckEvery time.Duration     // 0: defaultACMECheck (tests shorten it)
+	acmeBackoff    time.Duration     // 0: acmecert's default (tests shorten it)
 
 	localBanMu sync.Mutex
 	localBans  map[netip.Prefix]time.Time // this node's bans not yet applied by the cluster
@@ -164,6 +170,10 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	n.routes()
+	if err := n.startACME(); err != nil {
+		n.Close()
+		return err
+	}
 	if err := n.bindSIP(ctx); err != nil {
 		n.Close()
 		return err
@@ -210,6 +220,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.runGuard(bg)
 	n.runSinks(bg)
 	n.runTrunkPeers(bg)
+	n.runACME(bg)
 	n.serveAdmin(bg)
 	n.serveSIP()
 	n.log.Info("node started", "node", n.cfg.Node.ID, "domain", n.cfg.SIP.Domain, "listeners", len(n.bound))

@@ -39,6 +39,7 @@ type State struct {
 	audit     []AuditEntry
 	auditSeq  uint64
 	trunkKey  []byte // signs calls handed between nodes
+	acme      acmeState
 	applied   uint64 // commands applied, for diagnostics
 	// sinkCursors is the last call record delivered to each sink (sinks.go).
 	sinkCursors map[string]uint64
@@ -288,6 +289,9 @@ func (s *State) apply(c Command) error {
 		s.audit = append(s.audit, e)
 		s.audit = trim(s.audit, DefaultKeepAudit)
 	default:
+		if ok, err := s.applyACME(c); ok {
+			return err
+		}
 		if c.Type&Ignorable != 0 {
 			return nil
 		}
@@ -760,18 +764,19 @@ func (s *State) Counts() Counts {
 // snapshot is the serialised form of the state. Maps become sorted slices so that the same state
 // always gives the same bytes (and Hash).
 type snapshot struct {
-	Version   int          `json:"version"`
-	Rooms     []Room       `json:"rooms"`
-	Bindings  []Binding    `json:"bindings"`
-	Bans      []Ban        `json:"bans"`
-	Lists     Lists        `json:"lists"`
-	Calls     []Call       `json:"calls"`
-	Records   []CallRecord `json:"records"`
-	RecordSeq uint64       `json:"record_seq"`
-	Tokens    []Token      `json:"tokens"`
-	Audit     []AuditEntry `json:"audit"`
-	AuditSeq  uint64       `json:"audit_seq"`
-	TrunkKey  []byte       `json:"trunk_key,omitempty"`
+	Version   int           `json:"version"`
+	Rooms     []Room        `json:"rooms"`
+	Bindings  []Binding     `json:"bindings"`
+	Bans      []Ban         `json:"bans"`
+	Lists     Lists         `json:"lists"`
+	Calls     []Call        `json:"calls"`
+	Records   []CallRecord  `json:"records"`
+	RecordSeq uint64        `json:"record_seq"`
+	Tokens    []Token       `json:"tokens"`
+	Audit     []AuditEntry  `json:"audit"`
+	AuditSeq  uint64        `json:"audit_seq"`
+	TrunkKey  []byte        `json:"trunk_key,omitempty"`
+	ACME      *acmeSnapshot `json:"acme,omitempty"`
 	// SinkCursors: encoding/json writes map keys sorted, so the bytes stay canonical.
 	SinkCursors map[string]uint64 `json:"sink_cursors,omitempty"`
 }
@@ -786,7 +791,7 @@ func (s *State) Freeze() *Frozen {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	f := &Frozen{snap: snapshot{Version: 1, Lists: s.lists, RecordSeq: s.recordSeq, AuditSeq: s.auditSeq, TrunkKey: s.trunkKey,
-		Records: s.records[:len(s.records):len(s.records)], Audit: s.audit[:len(s.audit):len(s.audit)]}}
+		ACME: s.acme.freeze(), Records: s.records[:len(s.records):len(s.records)], Audit: s.audit[:len(s.audit):len(s.audit)]}}
 	if len(s.sinkCursors) > 0 {
 		f.snap.SinkCursors = maps.Clone(s.sinkCursors)
 	}
@@ -870,6 +875,7 @@ func (s *State) Restore(r io.Reader) error {
 	if s.sinkCursors == nil {
 		s.sinkCursors = map[string]uint64{}
 	}
+	s.acme = sn.ACME.thaw()
 	s.flowMu.Lock()
 	s.flows, s.flowUnits, s.trunks, s.callPeers = n.flows, n.flowUnits, n.trunks, n.callPeers
 	s.flowMu.Unlock()

@@ -30,6 +30,7 @@ commands:
   check --config FILE     validate a config file and exit
   health [--config FILE]  exit 0 if the node on this host answers SIP (HEALTHCHECK, probes)
   ctl <area> <action>     drive a running node through its admin API (see ctl --help)
+  doctor [--config FILE]  check a running node as an operator would and say what to fix
   token create --scope read|admin --name NAME
                           create an admin API token on this node (through its local socket)
   cluster init|join-token manage cluster certificates and join tokens (see --help)
@@ -55,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return health(args[1:], stdout, stderr)
 	case "ctl":
 		return runCtl(args[1:], stdout, stderr)
+	case "doctor":
+		return runDoctor(args[1:], stdout, stderr)
 	case "token":
 		return runToken(args[1:], stdout, stderr)
 	case "cluster":

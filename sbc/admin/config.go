@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -28,6 +29,9 @@ type Config struct {
 	// TLSCert and TLSKey are PEM files; when set the API speaks HTTPS only (TLS 1.2 or later).
 	// Default: none (plain HTTP, which config validation allows on loopback only).
 	TLSCert, TLSKey string
+	// TLSConfig, when set and TLSCert is not, serves HTTPS with it (the ACME certificate,
+	// hot-swapped by its GetCertificate). Default: none.
+	TLSConfig *tls.Config
 	// AllowedHosts are Host/Origin names accepted besides loopback addresses and "localhost"
 	// (DNS rebinding protection). The check runs on a loopback listener, and on any listener
 	// when this list is not empty. Default: none.
@@ -96,6 +100,8 @@ type Deps struct {
 	Media func() media.Stats
 	TURN  func() turn.Stats
 	Raft  func() cluster.Stats
+	// Doctor reports this node's own facts for `portcullis doctor` (GET /api/v1/node/doctor).
+	Doctor func() NodeReport
 	// Collectors are extra Prometheus collectors to register (e.g. SIP edge counters).
 	Collectors []prometheus.Collector
 }

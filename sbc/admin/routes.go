@@ -41,6 +41,7 @@ func (s *Server) apiRoutes() []route {
 	return []route{
 		{"GET", "/api/v1/openapi.json", "", nil, s.openAPI},
 		{"GET", "/api/v1/health", R, nil, s.getHealth},
+		{"GET", "/api/v1/node/doctor", R, nil, s.getDoctor},
 
 		{"GET", "/api/v1/rooms", R, nil, s.listRooms},
 		{"POST", "/api/v1/rooms", A, nil, s.createRoom},

@@ -189,6 +189,8 @@ func (s *Server) Listen() error {
 		}
 		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12,
 			Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}})
+	} else if s.cfg.TLSConfig != nil {
+		ln = tls.NewListener(ln, s.cfg.TLSConfig)
 	}
 	if s.cfg.Socket != "" {
 		sl, err := listenSocket(s.cfg.Socket, s.log)
@@ -219,7 +221,7 @@ func (s *Server) URL() string {
 		return ""
 	}
 	scheme := "http"
-	if s.cfg.TLSCert != "" {
+	if s.cfg.TLSCert != "" || s.cfg.TLSConfig != nil {
 		scheme = "https"
 	}
 	return scheme + "://" + a.String()

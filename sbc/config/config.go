@@ -16,6 +16,7 @@ type Config struct {
 	Admin     Admin     `yaml:"admin"`
 	Cluster   Cluster   `yaml:"cluster"`
 	Guard     Guard     `yaml:"guard"`
+	ACME      ACME      `yaml:"acme"`
 	Rooms     []Room    `yaml:"rooms"`
 	// Sinks send call records and security events out of the box (sinks.go). Default: none.
 	Sinks []Sink `yaml:"sinks"`
@@ -392,6 +393,7 @@ func Default() Config {
 		Admin: Admin{Listen: "127.0.0.1:8443"},
 		Cluster: Cluster{Bind: "127.0.0.1:7000", NodeLostAfter: Duration(3e9), HeartbeatTimeout: Duration(500e6),
 			ElectionTimeout: Duration(500e6), LeaderLeaseTimeout: Duration(250e6)},
+		ACME: ACME{Challenge: "tls-alpn-01"},
 		Guard: Guard{
 			BanTime: Duration(3600e9), BanMax: Duration(168 * 3600e9), RequestRate: 20, RequestBurst: 40,
 			DatagramRate: 400, DatagramBurst: 800,

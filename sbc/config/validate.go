@@ -62,6 +62,7 @@ func (c *Config) validate(file string, lines map[string]int) error {
 	c.validateGuard(v)
 	c.validateRooms(v)
 	c.validateSinks(v)
+	c.validateACME(v)
 	return errors.Join(v.errs...)
 }
 
@@ -80,7 +81,7 @@ func (c *Config) validateSIP(v *validator) {
 			v.fail(fmt.Sprintf("sip.listen[%d]", i), "%s is listed twice", key)
 		}
 		seen[key] = true
-		if l.Transport == "tls" {
+		if l.Transport == "tls" && (!c.ACME.Enabled() || s.TLS.Cert != "" || s.TLS.Key != "") {
 			checkTLS(v, "sip.tls", s.TLS)
 		}
 	}
@@ -224,7 +225,7 @@ func (c *Config) validateNet(v *validator) {
 	if err != nil {
 		v.fail("admin.listen", "%q must be HOST:PORT", c.Admin.Listen)
 	} else if ip, err := netip.ParseAddr(host); (err != nil || !ip.IsLoopback()) && host != "localhost" {
-		if c.Admin.TLS.Cert == "" {
+		if c.Admin.TLS.Cert == "" && !(c.ACME.Enabled() && c.ACME.Admin) {
 			v.fail("admin.listen", "%q is not a loopback address: the API then needs admin.tls", c.Admin.Listen)
 		}
 	}
