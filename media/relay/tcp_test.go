@@ -40,12 +40,31 @@ func bfcp(prim uint8, tid uint16, words int) []byte {
 
 func newTCPStream(t *testing.T, p *Pool, cfg TCPConfig) *TCPStream {
 	t.Helper()
-	s, err := NewTCPStream(acquire(t, p), acquire(t, p), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openTCPStream(t, p, cfg)
 	t.Cleanup(s.Close)
 	return s
+}
+
+// openTCPStream opens a TCP stream on two pairs of p. Ports are picked at random and the pool's
+// range overlaps the kernel's ephemeral ports, so another socket of the test process may hold
+// one of them: like the media session, it then tries other pairs (handing the refused ones back).
+func openTCPStream(t *testing.T, p *Pool, cfg TCPConfig) *TCPStream {
+	t.Helper()
+	var err error
+	for range 8 {
+		a, b := acquire(t, p), acquire(t, p)
+		var s *TCPStream
+		if s, err = NewTCPStream(a, b, cfg); err == nil {
+			return s
+		}
+		a.ReleaseNow()
+		b.ReleaseNow()
+		if !errors.Is(err, ErrPortUnavailable) {
+			break
+		}
+	}
+	t.Fatal(err)
+	return nil
 }
 
 func tcpAddr(s *TCPStream, side Side) string {
@@ -275,10 +294,7 @@ func TestTCPStreamCloseMirrorsAndReconnects(t *testing.T) {
 func TestTCPStreamCloseReleases(t *testing.T) {
 	testutil.CheckGoroutines(t)
 	p := newTestPool(t, 50*time.Millisecond)
-	s, err := NewTCPStream(acquire(t, p), acquire(t, p), TCPConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openTCPStream(t, p, TCPConfig{})
 	s.SetPeer(SideA, TCPPeer{Addr: loopback})
 	s.SetPeer(SideB, TCPPeer{Addr: loopback})
 	a := dialFrom(t, "127.0.0.1", tcpAddr(s, SideA))
