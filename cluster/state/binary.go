@@ -132,6 +132,8 @@ func (w *binWriter) binding(b *Binding) {
 	w.str(b.UserAgent)
 	w.time(b.Expires)
 	w.time(b.Updated)
+	w.str(b.Instance)
+	w.int(int64(b.RegID))
 }
 
 func (r *binReader) binding(b *Binding) {
@@ -144,6 +146,12 @@ func (r *binReader) binding(b *Binding) {
 	}
 	b.UserAgent = r.str()
 	b.Expires, b.Updated = r.time(), r.time()
+	b.Instance = r.str()
+	if id := r.int(); id < 0 || id > 1<<31-1 {
+		r.fail("reg-id")
+	} else {
+		b.RegID = int(id)
+	}
 }
 
 func (w *binWriter) leg(l *Leg) {
