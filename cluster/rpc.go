@@ -11,6 +11,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/portcullis-sbc/portcullis/internal/connpeek"
 )
 
 // Internal RPC between members (and the join handshake): each message is a 4-byte big-endian
@@ -132,7 +134,7 @@ func (c *rpcConn) reuse() bool {
 	err := <-c.watch
 	_ = c.c.SetReadDeadline(time.Time{})
 	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout() && !peerGone(c.c)
+	return errors.As(err, &ne) && ne.Timeout() && !connpeek.PeerGone(c.c)
 }
 
 const maxIdlePerPeer = 32

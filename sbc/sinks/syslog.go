@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/portcullis-sbc/portcullis/internal/connpeek"
 )
 
 // syslogSender writes RFC 5424 messages: one per UDP datagram (RFC 5426), or octet-counted on
@@ -93,7 +95,7 @@ func (s *syslogSender) send(ctx context.Context, items []Item) error {
 	if s.closed {
 		return ErrClosed
 	}
-	if s.conn != nil && s.spec.Network != "udp" && peerGone(s.conn) {
+	if s.conn != nil && s.spec.Network != "udp" && connpeek.PeerGone(s.conn) {
 		// The server closed the connection while it was idle: writing into it would seem to
 		// succeed and lose the batch.
 		_ = s.conn.Close()

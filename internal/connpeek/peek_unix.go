@@ -1,6 +1,6 @@
 //go:build unix
 
-package sinks
+package connpeek
 
 import (
 	"crypto/tls"
@@ -9,10 +9,10 @@ import (
 	"syscall"
 )
 
-// peerGone reports whether the peer of an idle connection has closed it or sent something
-// (which a syslog server never should): a non-blocking MSG_PEEK on the socket. It
+// PeerGone reports whether the peer of an idle connection has closed it or sent something
+// (which an idle RPC or syslog connection never should): a non-blocking MSG_PEEK on the socket. It
 // answers false when it cannot tell.
-func peerGone(c net.Conn) bool {
+func PeerGone(c net.Conn) bool {
 	for {
 		switch x := c.(type) {
 		case *tls.Conn:
