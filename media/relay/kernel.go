@@ -109,31 +109,30 @@ func (s *Stream) kernelTry(side Side, src netip.AddrPort, pc *peerConf, now int6
 
 // kernelRemove removes both directions, accounting what the kernel forwarded.
 func (s *Stream) kernelRemove() {
-	ks := &s.kernel
-	if ks.path == nil || (!ks.dirs[0].installed.Load() && !ks.dirs[1].installed.Load()) {
-		return
-	}
-	ks.mu.Lock()
-	defer ks.mu.Unlock()
-	now := mono()
-	for i := range ks.dirs {
-		d := &ks.dirs[i]
-		if !d.installed.Load() {
-			continue
+	s.eachInstalled(func(side Side, d *kernelDir, now int64) {
+		c, err := s.kernel.path.Remove(d.match)
+		if err != nil && s.kernel.log.allow() {
+			s.log.Warn("kernel media path: remove failed", "side", side.String(), "err", err)
 		}
-		c, err := ks.path.Remove(d.match)
-		if err != nil && ks.log.allow() {
-			s.log.Warn("kernel media path: remove failed", "side", Side(i).String(), "err", err)
-		}
-		s.kernelAccount(Side(i), c, now)
+		s.kernelAccount(side, c, now)
 		d.installed.Store(false)
 		d.resync.Store(true)
-	}
+	})
 }
 
 // kernelSync adds what the kernel forwarded since the last call to the
 // stream's counters.
 func (s *Stream) kernelSync() {
+	s.eachInstalled(func(side Side, d *kernelDir, now int64) {
+		if c, err := s.kernel.path.Counters(d.match); err == nil {
+			s.kernelAccount(side, c, now)
+		}
+	})
+}
+
+// eachInstalled calls fn for each direction installed in the kernel, under the kernel lock;
+// it takes no lock when none is (the common case of a userspace stream).
+func (s *Stream) eachInstalled(fn func(side Side, d *kernelDir, now int64)) {
 	ks := &s.kernel
 	if ks.path == nil || (!ks.dirs[0].installed.Load() && !ks.dirs[1].installed.Load()) {
 		return
@@ -142,12 +141,8 @@ func (s *Stream) kernelSync() {
 	defer ks.mu.Unlock()
 	now := mono()
 	for i := range ks.dirs {
-		d := &ks.dirs[i]
-		if !d.installed.Load() {
-			continue
-		}
-		if c, err := ks.path.Counters(d.match); err == nil {
-			s.kernelAccount(Side(i), c, now)
+		if d := &ks.dirs[i]; d.installed.Load() {
+			fn(Side(i), d, now)
 		}
 	}
 }
