@@ -114,17 +114,8 @@ func TestRegisterViaFollowerAnswersWrite(t *testing.T) {
 // rather than being handed to the dead node (the caller waited for a 408: 32 s, or the ring
 // timeout).
 func TestCallToRoomOnDeadNode(t *testing.T) {
-	if testing.Short() {
-		t.Skip("three-node cluster test skipped in -short mode")
-	}
-	nodes := startCluster(t, haConfig)
+	nodes, _ := haRoomOnEdge1(t)
 	n1, n2 := nodes[0], nodes[1]
-	room := newTestUA(t, "room")
-	room.register(n1, "boardroom", "s3cret-board")
-	waitUntil(t, 5*time.Second, "the binding on edge2", func() bool {
-		bs := n2.Store().State().Bindings("boardroom", time.Now())
-		return len(bs) == 1 && bs[0].Local != ""
-	})
 	n1.Close()
 	waitUntil(t, 30*time.Second, "edge1 seen down from edge2", func() bool {
 		for _, m := range n2.cluster.Members() {
@@ -152,17 +143,8 @@ func TestCallToRoomOnDeadNode(t *testing.T) {
 // and a rolling restart lost calls); the room re-registering on edge1 meanwhile gets the
 // shortest expiry; once the room has moved to edge2 the drain goes on and ends.
 func TestDrainRelaysCallsForItsRooms(t *testing.T) {
-	if testing.Short() {
-		t.Skip("three-node cluster test skipped in -short mode")
-	}
-	nodes := startCluster(t, haConfig)
+	nodes, room := haRoomOnEdge1(t)
 	n1, n2 := nodes[0], nodes[1]
-	room := newTestUA(t, "room")
-	room.register(n1, "boardroom", "s3cret-board")
-	waitUntil(t, 5*time.Second, "the binding on edge2", func() bool {
-		bs := n2.Store().State().Bindings("boardroom", time.Now())
-		return len(bs) == 1 && bs[0].Local != ""
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	drained := make(chan time.Time, 1)

@@ -39,6 +39,24 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	testutil.EventuallyWithin(t, d, what, cond)
 }
 
+// haRoomOnEdge1 starts the three-node HA cluster with the room "boardroom" registered through
+// edge1 and seen (with its trunk address) on edge2. It skips in -short mode.
+func haRoomOnEdge1(t *testing.T) ([]*Node, *testUA) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("three-node cluster test skipped in -short mode")
+	}
+	nodes := startCluster(t, haConfig)
+	n1, n2 := nodes[0], nodes[1]
+	room := newTestUA(t, "room")
+	room.register(n1, "boardroom", "s3cret-board")
+	waitUntil(t, 5*time.Second, "the binding on edge2", func() bool {
+		bs := n2.Store().State().Bindings("boardroom", time.Now())
+		return len(bs) == 1 && bs[0].Local != ""
+	})
+	return nodes, room
+}
+
 // adminDo sends method path to the node's admin API at addr with the token.
 func adminDo(t *testing.T, addr, method, path string) (int, http.Header, string) {
 	t.Helper()
@@ -65,17 +83,8 @@ func haConfig(t *testing.T) config.Config {
 // 486 and its leg on edge1 lived until the media timeout. Now, within the detection time, the
 // room gets a BYE from edge1, the call has a record "node lost" and the room takes a new call.
 func TestNodeLostFreesRoom(t *testing.T) {
-	if testing.Short() {
-		t.Skip("three-node cluster test skipped in -short mode")
-	}
-	nodes := startCluster(t, haConfig)
+	nodes, room := haRoomOnEdge1(t)
 	n1, n2 := nodes[0], nodes[1]
-	room := newTestUA(t, "room")
-	room.register(n1, "boardroom", "s3cret-board")
-	waitUntil(t, 5*time.Second, "the binding on edge2", func() bool {
-		bs := n2.Store().State().Bindings("boardroom", time.Now())
-		return len(bs) == 1 && bs[0].Local != ""
-	})
 	caller := newTestUA(t, "caller")
 	call := caller.invite(n2, roomURI(n2, "boardroom"), "visitor", "outside.example", testSDP, nil)
 	if call.final == nil || call.final.StatusCode != 200 {
