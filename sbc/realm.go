@@ -53,10 +53,10 @@ func (n *Node) resolveDomain(ctx context.Context) error {
 	wctx, cancel := context.WithTimeout(ctx, readyWait)
 	defer cancel()
 	if err := n.cluster.WaitReady(wctx); err != nil {
-		return fmt.Errorf("%w (%v): set sip.domain, or start the node while the cluster has a leader", errRealmUnknown, err)
+		return fmt.Errorf("%w: %w (set sip.domain, or start the node while the cluster has a leader)", errRealmUnknown, err)
 	}
 	if err := n.ensureRealm(wctx); err != nil {
-		return fmt.Errorf("%w: %v", errRealmUnknown, err)
+		return fmt.Errorf("%w: %w", errRealmUnknown, err)
 	}
 	d := n.store.State().Realm()
 	if !config.ValidDomain(d) {
