@@ -55,13 +55,18 @@ func testSingleNode(d *docker, image string) {
 	t.Logf("single node answers OPTIONS at %s %s after start", addr, took.Round(time.Millisecond))
 
 	// The registrar runs: a REGISTER is challenged (there are no rooms, so that is all it can do).
-	res, err := ua.do(addr, sipReq{method: "REGISTER", uri: "sip:portcullis.local", hdrs: [][2]string{
-		{"From", "<sip:nobody@portcullis.local>;tag=" + token(8)}, {"To", "<sip:nobody@portcullis.local>"},
+	// No sip.domain: the node's IP is a domain it serves, and the realm is the recorded one.
+	host := addr.IP.String()
+	res, err := ua.do(addr, sipReq{method: "REGISTER", uri: "sip:" + host, hdrs: [][2]string{
+		{"From", "<sip:nobody@" + host + ">;tag=" + token(8)}, {"To", "<sip:nobody@" + host + ">"},
 		{"Call-ID", token(16)}, {"CSeq", "1 REGISTER"},
 		{"Contact", fmt.Sprintf("<sip:nobody@%s:%d>", ua.host, ua.port)}, {"Expires", "300"},
 	}}, 5*time.Second)
 	if err != nil || res.status != 401 || res.get("WWW-Authenticate") == "" {
 		t.Fatalf("REGISTER: want a 401 digest challenge, got %v %v", res, err)
+	}
+	if strings.Contains(strings.ToLower(res.get("WWW-Authenticate")), "portcullis") {
+		t.Errorf("the default realm names the product: %s", res.get("WWW-Authenticate"))
 	}
 
 	// Non-root: the configured user, the process's UID, and the owner of what it wrote in /data.

@@ -13,7 +13,8 @@ import (
 // doctorReport is this node's own view for `portcullis doctor` (GET /api/v1/node/doctor).
 func (n *Node) doctorReport() admin.NodeReport {
 	r := admin.NodeReport{Node: n.cfg.Node.ID, Version: Version, Time: time.Now().UTC(), DataDir: n.cfg.Node.DataDir,
-		MediaAdvertise: n.cfg.Media.AdvertiseAddr().String(), Listeners: []string{}, Certificates: []admin.CertReport{}}
+		MediaAdvertise: n.cfg.Media.AdvertiseAddr().String(), Listeners: []string{}, Certificates: []admin.CertReport{},
+		Realm: n.cfg.SIP.Domain, RealmSource: n.domainSource}
 	r.DiskFree, r.DiskTotal = diskSpace(n.cfg.Node.DataDir)
 	tls := false
 	for _, b := range n.bound {

@@ -88,6 +88,11 @@ type Node struct {
 	// unsolicitedResponses counts responses that matched no transaction.
 	unsolicitedResponses atomic.Uint64
 
+	// domainSource says where cfg.SIP.Domain comes from (realm.go); realmWarned: the warning
+	// that it differs from the recorded realm was logged.
+	domainSource string
+	realmWarned  bool
+
 	draining bool
 	mu       sync.Mutex
 
@@ -162,6 +167,10 @@ func (n *Node) unsolicited(res *sip.Response) {
 // 503 until it is ready), or at the first error (then everything started so far is closed).
 func (n *Node) Start(ctx context.Context) error {
 	if err := n.openCluster(ctx); err != nil {
+		return err
+	}
+	if err := n.resolveDomain(ctx); err != nil {
+		n.Close()
 		return err
 	}
 	n.store = n.metrics.InstrumentStore(n.store) // write latency in /metrics
@@ -345,7 +354,7 @@ func (n *Node) Close() error {
 // Banner is a readable block saying what the node listens on, printed at start.
 func (n *Node) Banner() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Portcullis %s node %q serving domain %s\n", Version, n.cfg.Node.ID, n.cfg.SIP.Domain)
+	fmt.Fprintf(&b, "Portcullis %s node %q serving domain %s (digest realm; %s)\n", Version, n.cfg.Node.ID, n.cfg.SIP.Domain, n.domainSource)
 	for _, l := range n.bound {
 		fmt.Fprintf(&b, "  SIP      %-28s advertised as %s\n", l, n.advertiseHost(l))
 	}

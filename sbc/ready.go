@@ -55,6 +55,7 @@ func (n *Node) becomeReady(ctx context.Context) {
 		name string
 		do   func(context.Context) error
 	}{
+		{"SIP realm", n.ensureRealm},
 		{"rooms from config", n.applyConfigRooms},
 		{"trunk key", n.ensureTrunkKey},
 		{"end calls of the previous process", n.endOwnGhosts},

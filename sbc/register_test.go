@@ -45,10 +45,10 @@ func registerRoomClient(t *testing.T, n *Node, transport, password string) (*sip
 		t.Fatal(err)
 	}
 	addr := n.addr(t, transport)
-	req := sip.NewRequest(sip.REGISTER, sip.Uri{Host: "video.test"})
+	req := sip.NewRequest(sip.REGISTER, sip.Uri{Host: n.cfg.SIP.Domain})
 	req.SetDestination(addr)
 	req.SetTransport(map[string]string{"udp": "UDP", "tcp": "TCP", "tls": "TLS"}[transport])
-	to := &sip.ToHeader{Address: sip.Uri{User: "boardroom", Host: "video.test"}}
+	to := &sip.ToHeader{Address: sip.Uri{User: "boardroom", Host: n.cfg.SIP.Domain}}
 	req.AppendHeader(to)
 	from := &sip.FromHeader{Address: to.Address, Params: sip.NewParams()}
 	from.Params.Add("tag", sip.GenerateTagN(8))
@@ -263,9 +263,9 @@ func TestExpiredNonceIsStale(t *testing.T) {
 	ua, _ := sipgo.NewUA()
 	t.Cleanup(func() { ua.Close() })
 	cl, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
-	req := sip.NewRequest(sip.REGISTER, sip.Uri{Host: "video.test"})
+	req := sip.NewRequest(sip.REGISTER, sip.Uri{Host: n.cfg.SIP.Domain})
 	req.SetDestination(n.addr(t, "udp"))
-	to := &sip.ToHeader{Address: sip.Uri{User: "boardroom", Host: "video.test"}}
+	to := &sip.ToHeader{Address: sip.Uri{User: "boardroom", Host: n.cfg.SIP.Domain}}
 	from := &sip.FromHeader{Address: to.Address, Params: sip.NewParams()}
 	from.Params.Add("tag", sip.GenerateTagN(8))
 	req.AppendHeader(to)

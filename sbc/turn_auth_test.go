@@ -156,7 +156,12 @@ func TestTURNAllocateGuessesBanSource(t *testing.T) {
 // newTURNClient is a pion TURN client on src.
 func newTURNClient(t *testing.T, n *Node, src, user, pass, realm string) *pturn.Client {
 	t.Helper()
-	conn := udpFrom(t, src)
+	return newTURNClientOn(t, n, udpFrom(t, src), user, pass, realm)
+}
+
+// newTURNClientOn is newTURNClient on conn.
+func newTURNClientOn(t *testing.T, n *Node, conn net.PacketConn, user, pass, realm string) *pturn.Client {
+	t.Helper()
 	c, err := pturn.NewClient(&pturn.ClientConfig{
 		STUNServerAddr: n.turn.Addr().String(), TURNServerAddr: n.turn.Addr().String(),
 		Conn: conn, Username: user, Password: pass, Realm: realm, RTO: 200 * time.Millisecond,

@@ -86,6 +86,7 @@ func checkWire(t *testing.T, w *wire) {
 	}
 	methods := map[string]int{}
 	for _, m := range msgs {
+		checkNeutral(t, m.transport+" to "+m.to, m.b) // nothing names the product (issue 13 item 8)
 		first, _, _ := strings.Cut(string(m.b), " ")
 		if first == "SIP/2.0" {
 			first = string(m.b[8:11])

@@ -96,6 +96,14 @@ func (s *State) apply(c Command) error {
 		if len(s.trunkKey) == 0 && len(k.Key) >= 16 {
 			s.trunkKey = k.Key
 		}
+	case CmdSetRealm:
+		r, err := decode[realmArg](c)
+		if err != nil {
+			return err
+		}
+		if s.realm == "" {
+			s.realm = r.Realm
+		}
 	case CmdDeleteNodeBindings:
 		k, err := decode[nodeKey](c)
 		if err != nil {

@@ -36,6 +36,8 @@ const (
 	CmdDeleteNodeBindings CmdType = 14
 	CmdAudit              CmdType = Ignorable | 15
 	CmdSetTrunkKey        CmdType = 16
+	// CmdSetRealm is ignorable: a node older than it uses its configured sip.domain anyway.
+	CmdSetRealm CmdType = Ignorable | 28
 )
 
 var cmdNames = map[CmdType]string{
@@ -45,7 +47,7 @@ var cmdNames = map[CmdType]string{
 	CmdExpire: "expire", CmdPutBan: "put-ban", CmdLiftBan: "lift-ban", CmdSetLists: "set-lists",
 	CmdPutCall: "put-call", CmdEndCall: "end-call", CmdPutToken: "put-token",
 	CmdDeleteToken: "delete-token", CmdDeleteNodeBindings: "delete-node-bindings", CmdAudit: "audit",
-	CmdSetTrunkKey: "set-trunk-key",
+	CmdSetTrunkKey: "set-trunk-key", CmdSetRealm: "set-realm",
 }
 
 func (t CmdType) String() string {
@@ -187,4 +189,13 @@ func SetTrunkKey(key []byte) Command { return newCommand(CmdSetTrunkKey, trunkKe
 
 type trunkKey struct {
 	Key []byte `json:"key"`
+}
+
+// SetRealm records the cluster's SIP domain and digest realm for nodes whose sip.domain is unset.
+// It is written once, by the first node to start, and only if none is recorded yet: the stored
+// HA1 of every room depends on it.
+func SetRealm(realm string) Command { return newCommand(CmdSetRealm, realmArg{realm}) }
+
+type realmArg struct {
+	Realm string `json:"realm"`
 }

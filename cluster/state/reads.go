@@ -298,3 +298,10 @@ func (s *State) TrunkKey() []byte {
 	defer s.mu.RUnlock()
 	return s.trunkKey
 }
+
+// Realm returns the SIP domain and digest realm recorded for the cluster ("" until one is).
+func (s *State) Realm() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.realm
+}

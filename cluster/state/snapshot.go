@@ -28,6 +28,7 @@ type snapshot struct {
 	Audit     []AuditEntry  `json:"audit"`
 	AuditSeq  uint64        `json:"audit_seq"`
 	TrunkKey  []byte        `json:"trunk_key,omitempty"`
+	Realm     string        `json:"realm,omitempty"`
 	ACME      *acmeSnapshot `json:"acme,omitempty"`
 	// SinkCursors: encoding/json writes map keys sorted, so the bytes stay canonical.
 	SinkCursors map[string]uint64 `json:"sink_cursors,omitempty"`
@@ -43,7 +44,8 @@ func (s *State) Freeze() *Frozen {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	f := &Frozen{snap: snapshot{Version: 1, Lists: s.lists, RecordSeq: s.recordSeq, AuditSeq: s.auditSeq, TrunkKey: s.trunkKey,
-		ACME: s.acme.freeze(), Records: s.records[:len(s.records):len(s.records)], Audit: s.audit[:len(s.audit):len(s.audit)]}}
+		Realm: s.realm,
+		ACME:  s.acme.freeze(), Records: s.records[:len(s.records):len(s.records)], Audit: s.audit[:len(s.audit):len(s.audit)]}}
 	if len(s.sinkCursors) > 0 {
 		f.snap.SinkCursors = maps.Clone(s.sinkCursors)
 	}
@@ -122,7 +124,7 @@ func (s *State) Restore(r io.Reader) error {
 	s.mu.Lock()
 	s.rooms, s.bindings, s.bans, s.calls, s.roomCalls, s.tokens = n.rooms, n.bindings, n.bans, n.calls, n.roomCalls, n.tokens
 	s.lists, s.records, s.recordSeq, s.audit, s.auditSeq = sn.Lists, sn.Records, sn.RecordSeq, sn.Audit, sn.AuditSeq
-	s.trunkKey = sn.TrunkKey
+	s.trunkKey, s.realm = sn.TrunkKey, sn.Realm
 	s.sinkCursors = sn.SinkCursors
 	if s.sinkCursors == nil {
 		s.sinkCursors = map[string]uint64{}

@@ -30,6 +30,7 @@ type State struct {
 	audit     []AuditEntry
 	auditSeq  uint64
 	trunkKey  []byte // signs calls handed between nodes
+	realm     string // the SIP domain of nodes whose sip.domain is unset (SetRealm)
 	acme      acmeState
 	applied   uint64 // commands applied, for diagnostics
 	// sinkCursors is the last call record delivered to each sink (sinks.go).

@@ -154,6 +154,24 @@ func TestTrunkKeySetOnceAndSnapshotted(t *testing.T) {
 	}
 }
 
+func TestRealmSetOnceAndSnapshotted(t *testing.T) {
+	s := New()
+	if s.Realm() != "" {
+		t.Fatalf("a new state has realm %q", s.Realm())
+	}
+	applyAll(t, s, SetRealm("k7dq2m9xw4ta"), SetRealm("racing-node"))
+	if s.Realm() != "k7dq2m9xw4ta" {
+		t.Fatalf("realm replaced: %q", s.Realm())
+	}
+	r := roundTrip(t, s)
+	if r.Realm() != s.Realm() || r.Hash() != s.Hash() {
+		t.Fatalf("realm lost in the snapshot: %q", r.Realm())
+	}
+	if CmdSetRealm&Ignorable == 0 {
+		t.Fatal("set-realm must be ignorable: an older node in a rolling upgrade skips it")
+	}
+}
+
 func TestRoomInCallIndex(t *testing.T) {
 	s := New()
 	apply := func(cs ...Command) { t.Helper(); applyAll(t, s, cs...) }

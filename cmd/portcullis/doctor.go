@@ -155,6 +155,7 @@ func (d *doctor) run(cfg *config.Config) {
 		}
 	}
 	d.listeners(cfg, rep)
+	d.realm(cfg, rep, apiUp)
 	d.advertise(cfg, rep, apiUp)
 	if !apiUp {
 		return
@@ -278,6 +279,28 @@ func addrClass(a netip.Addr) (level, string) {
 		return lvWarn, "private: only rooms and callers on this network can reach it"
 	}
 	return lvOK, ""
+}
+
+// realm says which SIP domain and digest realm the node uses, and warns when it names the product
+// (a scanner reads it in every challenge).
+func (d *doctor) realm(cfg *config.Config, rep admin.NodeReport, apiUp bool) {
+	realm, src := rep.Realm, rep.RealmSource
+	if !apiUp || realm == "" {
+		if cfg == nil {
+			return
+		}
+		realm, src = cfg.SIP.Domain, "sip.domain"
+		if realm == "" {
+			d.line(lvOK, "sip realm", "sip.domain unset: the realm recorded in the cluster's state", "")
+			return
+		}
+	}
+	if strings.Contains(strings.ToLower(realm), "portcullis") {
+		d.line(lvWarn, "sip realm", fmt.Sprintf("%s (%s) names the product in every digest challenge", realm, src),
+			"set sip.domain to your own domain on every node, then set each room's password again (stored HA1 depend on the realm)")
+		return
+	}
+	d.line(lvOK, "sip realm", fmt.Sprintf("%s (%s)", realm, src), "")
 }
 
 func (d *doctor) advertise(cfg *config.Config, rep admin.NodeReport, apiUp bool) {

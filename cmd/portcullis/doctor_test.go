@@ -82,6 +82,7 @@ func TestDoctorFindsBadSetup(t *testing.T) {
 		`(?m)^OK    listener +tcp://127\.0\.0\.1:\d+ answers$`,
 		`(?m)^OK    listener +tls://127\.0\.0\.1:\d+ answers$`,
 		`(?m)^OK    clock +the node's clock is `,
+		`(?m)^OK    sip realm +video\.test \(sip\.domain\)$`,
 		`(?m)^FAIL  media address +advertised 192\.0\.2\.10 is a documentation address .*\n +fix: set media\.advertise`,
 		`(?m)^WARN  sip address +advertised 127\.0\.0\.1 is loopback`,
 		`(?m)^WARN  room +boardroom is not registered\n +fix: on the room system: registrar`,

@@ -91,10 +91,11 @@ func loadConfig(name string, args []string, stderr io.Writer) (config.Config, []
 }
 
 func check(args []string, stdout, stderr io.Writer) int {
-	_, warns, ok := loadConfig("check", args, stderr)
+	cfg, warns, ok := loadConfig("check", args, stderr)
 	if !ok {
 		return 1
 	}
+	fmt.Fprintf(stdout, "SIP domain and digest realm: %s\n", cfg.SIP.DomainSource())
 	for _, w := range warns {
 		fmt.Fprintf(stderr, "portcullis: config: warning: %s\n", w)
 	}

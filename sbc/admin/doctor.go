@@ -13,6 +13,10 @@ type NodeReport struct {
 	Time    time.Time `json:"time"` // the node's clock, for the skew with the caller's
 	// Listeners are the bound SIP listeners (transport://ip:port).
 	Listeners []string `json:"listeners"`
+	// Realm is the SIP domain and digest realm in use, RealmSource where it comes from
+	// (sip.domain, or recorded in the cluster's state).
+	Realm       string `json:"realm"`
+	RealmSource string `json:"realm_source"`
 	// SIPAdvertise and MediaAdvertise are the addresses written into SIP headers and SDP.
 	SIPAdvertise   string `json:"sip_advertise"`
 	MediaAdvertise string `json:"media_advertise"`

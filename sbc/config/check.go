@@ -129,6 +129,10 @@ func (c *Config) exampleWarnings(file string, lines map[string]int) []Warning {
 			warn(fmt.Sprintf("rooms[%d].password", i), "a placeholder password (an example left in place?): set the room's own")
 		}
 	}
+	if strings.Contains(strings.ToLower(c.SIP.Domain), "portcullis") {
+		warn("sip.domain", "%q names the product in every digest challenge (a scanner's fingerprint): set your own domain, "+
+			"or remove the key on a cluster without rooms; rooms' stored HA1 depend on it (see the README, upgrade)", c.SIP.Domain)
+	}
 	if c.TURN.Secret != "" && placeholder(c.TURN.Secret) {
 		warn("turn.secret", "a placeholder secret: set a random one")
 	}

@@ -142,3 +142,27 @@ func joinWarnings(ws []Warning) string {
 	}
 	return b.String()
 }
+
+// TestProductDomainWarns: a sip.domain that names the product (the old default, set explicitly)
+// is a scanner's fingerprint in every challenge: check says so; the shipped default sets none.
+func TestProductDomainWarns(t *testing.T) {
+	_, warns, err := Check(writeFile(t, "sip:\n  domain: portcullis.local\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := joinWarnings(warns); !strings.Contains(got, `portcullis.yaml:2: sip.domain: "portcullis.local" names the product`) {
+		t.Errorf("no warning for the product's domain:\n%s", got)
+	}
+	if d := Default().SIP.Domain; d != "" {
+		t.Errorf("default sip.domain %q: the cluster records a neutral one", d)
+	}
+	for _, tt := range []struct {
+		in   string
+		want bool
+	}{{"video.example.com", true}, {"3f9a2c71be04", true}, {"198.51.100.7", true}, {"", false},
+		{"a b", false}, {"2001:db8::1", false}, {"x\"y", false}, {"ro@m", false}, {"tab\t", false}} {
+		if got := ValidDomain(tt.in); got != tt.want {
+			t.Errorf("ValidDomain(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}

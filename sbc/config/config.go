@@ -50,7 +50,10 @@ type TLS struct {
 // SIP configures the signalling edge.
 type SIP struct {
 	// Domain is the SIP domain rooms register in (sip:ROOM@DOMAIN) and the digest realm.
-	// Default: portcullis.local.
+	// Default: none, so that nothing names the product: the cluster records one at its first
+	// start (sip.advertise when it is a host name or IPv4 address, else a random token) and every
+	// node uses it; a cluster whose state predates the recording keeps LegacyDomain, the
+	// stored HA1 of its rooms depending on it. A configured domain always wins.
 	Domain string `yaml:"domain"`
 	// Listen lists the listeners. Default: [udp://0.0.0.0:5060, tcp://0.0.0.0:5060].
 	// A tls:// listener needs TLS.Cert and TLS.Key.
@@ -363,7 +366,6 @@ func Default() Config {
 		Node: Node{DataDir: "./data", DrainTimeout: Duration(30e9)},
 		Log:  Log{Level: "info", Format: "text"},
 		SIP: SIP{
-			Domain: "portcullis.local",
 			Listen: []Listen{
 				{Transport: "udp", Addr: netip.MustParseAddrPort("0.0.0.0:5060")},
 				{Transport: "tcp", Addr: netip.MustParseAddrPort("0.0.0.0:5060")},

@@ -68,8 +68,8 @@ func (c *Config) validate(file string, lines map[string]int) error {
 
 func (c *Config) validateSIP(v *validator) {
 	s := &c.SIP
-	if s.Domain == "" || strings.ContainsAny(s.Domain, " @:;/") {
-		v.fail("sip.domain", "%q must be a domain name such as video.example.com", s.Domain)
+	if s.Domain != "" && !ValidDomain(s.Domain) {
+		v.fail("sip.domain", "%q must be a domain name such as video.example.com (or unset: the cluster records one)", s.Domain)
 	}
 	if len(s.Listen) == 0 {
 		v.fail("sip.listen", "needs at least one listener")
