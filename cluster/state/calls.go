@@ -1,0 +1,41 @@
+// Calls: the active calls and the records of ended ones (the indexes are kept in index.go, calls
+// ended on behalf of their owner in calls_owner.go), and the key that signs calls handed between
+// nodes.
+
+package state
+
+func (s *State) applyPutCall(c Command) error {
+	call, err := decodeHot(c, DecodeCall)
+	if err != nil {
+		return err
+	}
+	s.putCall(call)
+	return nil
+}
+
+// applyEndCall removes an active call and appends its record with the next Seq.
+func (s *State) applyEndCall(c Command) error {
+	r, err := decodeHot(c, DecodeCallRecord)
+	if err != nil {
+		return err
+	}
+	s.dropCall(r.ID)
+	s.recordSeq++
+	r.Seq = s.recordSeq
+	r.State = CallEnded
+	s.records = append(s.records, r)
+	s.records = trimTail(s.records, DefaultKeepRecords)
+	return nil
+}
+
+// applySetTrunkKey sets the trunk key once: a later command (another first node) changes nothing.
+func (s *State) applySetTrunkKey(c Command) error {
+	k, err := decode[trunkKey](c)
+	if err != nil {
+		return err
+	}
+	if len(s.trunkKey) == 0 && len(k.Key) >= 16 {
+		s.trunkKey = k.Key
+	}
+	return nil
+}

@@ -1,0 +1,39 @@
+// Admin API: its tokens and the audit log of its writes.
+
+package state
+
+import "fmt"
+
+func (s *State) applyPutToken(c Command) error {
+	t, err := decode[Token](c)
+	if err != nil {
+		return err
+	}
+	s.tokens[t.ID] = t
+	return nil
+}
+
+func (s *State) applyDeleteToken(c Command) error {
+	k, err := decode[idKey](c)
+	if err != nil {
+		return err
+	}
+	if _, ok := s.tokens[k.ID]; !ok {
+		return fmt.Errorf("token %q: %w", k.ID, ErrNotFound)
+	}
+	delete(s.tokens, k.ID)
+	return nil
+}
+
+// applyAudit appends an audit entry with the next Seq.
+func (s *State) applyAudit(c Command) error {
+	e, err := decode[AuditEntry](c)
+	if err != nil {
+		return err
+	}
+	s.auditSeq++
+	e.Seq = s.auditSeq
+	s.audit = append(s.audit, e)
+	s.audit = trim(s.audit, DefaultKeepAudit)
+	return nil
+}
