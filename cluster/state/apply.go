@@ -68,7 +68,7 @@ var appliers = [256]applier{
 	CmdSetLists:           (*State).applySetLists,
 	CmdPutCall:            (*State).applyPutCall,
 	CmdEndCall:            (*State).applyEndCall,
-	CmdEndCalls:           (*State).applyEndCalls,
+	CmdEndCalls:           (*State).applyEndCallsCommand,
 	CmdSetTrunkKey:        (*State).applySetTrunkKey,
 	CmdSinkCursor:         (*State).applySinkCursor,
 	CmdPutToken:           (*State).applyPutToken,

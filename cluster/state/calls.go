@@ -39,3 +39,14 @@ func (s *State) applySetTrunkKey(c Command) error {
 	}
 	return nil
 }
+
+// applyEndCallsCommand applies CmdEndCalls (calls_owner.go) and keeps what it ended for the
+// ended observers, told once the lock is released (Apply).
+func (s *State) applyEndCallsCommand(c Command) error {
+	e, err := s.applyEndCalls(c)
+	if err != nil {
+		return err
+	}
+	s.ended = &e
+	return nil
+}

@@ -81,18 +81,9 @@ func (s *State) notifyEnded(e Ended) {
 	}
 }
 
-// applyEndCalls ends the selected calls. Callers hold mu; what ended is passed to the ended
-// observers once the lock is released (Apply).
-func (s *State) applyEndCalls(c Command) error {
-	e, err := s.endCalls(c)
-	if err != nil {
-		return err
-	}
-	s.ended = &e
-	return nil
-}
-
-func (s *State) endCalls(c Command) (Ended, error) {
+// applyEndCalls ends the selected calls. Callers hold mu; the result is passed to the ended
+// observers once the lock is released.
+func (s *State) applyEndCalls(c Command) (Ended, error) {
 	a, err := decode[endCalls](c)
 	if err != nil {
 		return Ended{}, err
