@@ -148,48 +148,17 @@ func main() {
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 	sip.SetDefaultLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 
-	var err error
-	for _, a := range []struct {
-		s   string
-		dst *netip.AddrPort
-	}{{*edge, &cfg.edge}, {*calleeAddr, &cfg.calleeAddr}, {*callerAddr, &cfg.callerAddr}} {
-		if *a.dst, err = netip.ParseAddrPort(a.s); err == nil {
-			err = loopbackOnly(a.dst.Addr().String())
-		}
-		if err != nil {
-			fatal(fmt.Errorf("address %q: %v (need IPv4 loopback host:port)", a.s, err))
-		}
+	kinds, err := cfg.complete(*edge, *calleeAddr, *callerAddr, *hold)
+	if err != nil {
+		fatal(err)
 	}
-	if cfg.user == "" {
-		cfg.user = cfg.aor
-	}
-	if cfg.calls < 1 || cfg.rate <= 0 || *hold <= 0 || cfg.videoPPS < 1 || cfg.workers < 1 {
-		fatal(fmt.Errorf("-calls, -rate, -hold, -video-pps and -workers must be positive"))
-	}
-	cfg.hold = time.Duration(*hold * float64(time.Second))
-	kinds := []*streamKind{{idx: 0, media: "audio", pt: 0, codec: "PCMU/8000", pps: 50, size: 172, tsHz: 8000}}
-	if cfg.video {
-		kinds = append(kinds, &streamKind{idx: 1, media: "video", pt: 96, codec: "H264/90000", pps: cfg.videoPPS, size: 1200, tsHz: 90000})
-	}
-
 	var out any
-	if *sink != "" {
-		step := 3 * time.Second
-		flag.Visit(func(f *flag.Flag) {
-			if f.Name == "hold" {
-				step = cfg.hold
-			}
-		})
-		out, err = runSink(cfg, kinds, *sink, step)
-	} else if *selftest {
-		step := 3 * time.Second
-		flag.Visit(func(f *flag.Flag) {
-			if f.Name == "hold" {
-				step = cfg.hold
-			}
-		})
-		out, err = runSelftest(cfg, kinds, step)
-	} else {
+	switch {
+	case *sink != "":
+		out, err = runSink(cfg, kinds, *sink, stepOf(cfg))
+	case *selftest:
+		out, err = runSelftest(cfg, kinds, stepOf(cfg))
+	default:
 		out, err = runCalls(cfg, kinds)
 	}
 	if out != nil {
@@ -199,6 +168,46 @@ func main() {
 	if err != nil {
 		fatal(err)
 	}
+}
+
+// complete fills cfg from the flags that need parsing (loopback addresses, the hold time in
+// seconds) and defaults, checks the bounds and returns the stream kinds of every call.
+func (cfg *config) complete(edge, calleeAddr, callerAddr string, hold float64) ([]*streamKind, error) {
+	for _, a := range []struct {
+		s   string
+		dst *netip.AddrPort
+	}{{edge, &cfg.edge}, {calleeAddr, &cfg.calleeAddr}, {callerAddr, &cfg.callerAddr}} {
+		var err error
+		if *a.dst, err = netip.ParseAddrPort(a.s); err == nil {
+			err = loopbackOnly(a.dst.Addr().String())
+		}
+		if err != nil {
+			return nil, fmt.Errorf("address %q: %v (need IPv4 loopback host:port)", a.s, err)
+		}
+	}
+	if cfg.user == "" {
+		cfg.user = cfg.aor
+	}
+	if cfg.calls < 1 || cfg.rate <= 0 || hold <= 0 || cfg.videoPPS < 1 || cfg.workers < 1 {
+		return nil, fmt.Errorf("-calls, -rate, -hold, -video-pps and -workers must be positive")
+	}
+	cfg.hold = time.Duration(hold * float64(time.Second))
+	kinds := []*streamKind{{idx: 0, media: "audio", pt: 0, codec: "PCMU/8000", pps: 50, size: 172, tsHz: 8000}}
+	if cfg.video {
+		kinds = append(kinds, &streamKind{idx: 1, media: "video", pt: 96, codec: "H264/90000", pps: cfg.videoPPS, size: 1200, tsHz: 90000})
+	}
+	return kinds, nil
+}
+
+// stepOf is the length of one step of -sink and -selftest: -hold when given, else 3 s.
+func stepOf(cfg config) time.Duration {
+	step := 3 * time.Second
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name == "hold" {
+			step = cfg.hold
+		}
+	})
+	return step
 }
 
 func fatal(err error) {
@@ -216,30 +225,13 @@ func runCalls(cfg config, kinds []*streamKind) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	calleePorts, callerPorts := newPortRange(eng, calleeNet), newPortRange(eng, callerNet)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-
-	room, err := newSipSide("callload-room", cfg.aor, cfg.calleeAddr)
+	ce, cr, closeSides, err := newSides(ctx, cfg, kinds, eng)
 	if err != nil {
 		return nil, err
 	}
-	defer room.close()
-	ce := &callee{sipSide: room, eng: eng, ports: calleePorts, hold: cfg.hold, edge: cfg.edge,
-		aor: cfg.aor, user: cfg.user, pass: cfg.pass, ctx: ctx, kinds: map[string]*streamKind{}}
-	for _, k := range kinds {
-		ce.kinds[k.media] = k
-	}
-	ce.start()
-
-	callerSide, err := newSipSide("callload", "caller", cfg.callerAddr)
-	if err != nil {
-		return nil, err
-	}
-	defer callerSide.close()
-	cr := &caller{sipSide: callerSide, eng: eng, ports: callerPorts, kinds: kinds, hold: cfg.hold,
-		edge: cfg.edge, aor: cfg.aor, user: cfg.user, pass: cfg.pass}
-	cr.start()
+	defer closeSides()
 
 	granted, err := ce.register(ctx, 3600)
 	if err != nil {
@@ -253,20 +245,8 @@ func runCalls(cfg config, kinds []*streamKind) (*report, error) {
 		ce.keepRegistered(regCtx, granted)
 		close(regDone)
 	}()
-
-	results := make([]callResult, cfg.calls)
-	var wg sync.WaitGroup
-	start := time.Now()
 	go progress(regCtx, cr)
-	for i := range cfg.calls {
-		time.Sleep(time.Until(start.Add(time.Duration(float64(i) / cfg.rate * float64(time.Second)))))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i] = cr.call(ctx)
-		}()
-	}
-	wg.Wait()
+	results := placeCalls(ctx, cfg, cr)
 	regStop()
 	<-regDone
 	cancel() // releases callee calls whose BYE never arrived
@@ -278,6 +258,60 @@ func runCalls(cfg config, kinds []*streamKind) (*report, error) {
 	ucancel()
 	eng.stop()
 
+	tally(rep, results)
+	fillMedia(rep, eng.stats())
+	rep.CalleeInvites, rep.CalleeNoAck, rep.CalleeRejected = ce.invites.Load(), ce.noAck.Load(), ce.rejected.Load()
+	rep.HostUDPDrops = udpDrops() - drops0
+	el := time.Since(wall).Seconds()
+	rep.WallS = round3(el)
+	rep.ToolCPUPct = round3((cpuSeconds() - cpu0) / el * 100)
+	return rep, nil
+}
+
+// newSides starts the two SIP user agents of a run: the callee (the room system, on
+// cfg.calleeAddr) and the caller; closeSides closes both.
+func newSides(ctx context.Context, cfg config, kinds []*streamKind, eng *engine) (ce *callee, cr *caller, closeSides func(), err error) {
+	room, err := newSipSide("callload-room", cfg.aor, cfg.calleeAddr)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ce = &callee{sipSide: room, eng: eng, ports: newPortRange(eng, calleeNet), hold: cfg.hold, edge: cfg.edge,
+		aor: cfg.aor, user: cfg.user, pass: cfg.pass, ctx: ctx, kinds: map[string]*streamKind{}}
+	for _, k := range kinds {
+		ce.kinds[k.media] = k
+	}
+	ce.start()
+
+	callerSide, err := newSipSide("callload", "caller", cfg.callerAddr)
+	if err != nil {
+		room.close()
+		return nil, nil, nil, err
+	}
+	cr = &caller{sipSide: callerSide, eng: eng, ports: newPortRange(eng, callerNet), kinds: kinds, hold: cfg.hold,
+		edge: cfg.edge, aor: cfg.aor, user: cfg.user, pass: cfg.pass}
+	cr.start()
+	return ce, cr, func() { callerSide.close(); room.close() }, nil
+}
+
+// placeCalls places cfg.calls calls at cfg.rate per second and waits for them all.
+func placeCalls(ctx context.Context, cfg config, cr *caller) []callResult {
+	results := make([]callResult, cfg.calls)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range cfg.calls {
+		time.Sleep(time.Until(start.Add(time.Duration(float64(i) / cfg.rate * float64(time.Second)))))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = cr.call(ctx)
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+// tally counts the calls' outcomes and call setup times into rep.
+func tally(rep *report, results []callResult) {
 	var setups []float64
 	rep.FailReasons = map[string]int{}
 	for _, r := range results {
@@ -300,13 +334,6 @@ func runCalls(cfg config, kinds []*streamKind) (*report, error) {
 	if len(setups) > 0 {
 		rep.SetupMax = round3(setups[len(setups)-1])
 	}
-	fillMedia(rep, eng.stats())
-	rep.CalleeInvites, rep.CalleeNoAck, rep.CalleeRejected = ce.invites.Load(), ce.noAck.Load(), ce.rejected.Load()
-	rep.HostUDPDrops = udpDrops() - drops0
-	el := time.Since(wall).Seconds()
-	rep.WallS = round3(el)
-	rep.ToolCPUPct = round3((cpuSeconds() - cpu0) / el * 100)
-	return rep, nil
 }
 
 func fillMedia(rep *report, st mediaStats) {
