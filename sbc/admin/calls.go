@@ -178,14 +178,6 @@ func (s *Server) listRecords(w http.ResponseWriter, r *http.Request, _ Principal
 		return invalid("order", "must be oldest or newest")
 	}
 	recs := s.deps.Store.State().Records(rq)
-	out := list[state.CallRecord]{Items: recs}
-	if len(recs) > limit {
-		out.Items = recs[:limit]
-		out.NextCursor = cursor(recs[limit-1].Seq)
-	}
-	if out.Items == nil {
-		out.Items = []state.CallRecord{}
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, pageOf(recs, limit, func(r state.CallRecord) uint64 { return r.Seq }))
 	return nil
 }

@@ -325,4 +325,16 @@ func listOf[T any](items []T) list[T] {
 	return list[T]{Items: items}
 }
 
+// pageOf is the page of a paged list: items holds up to limit+1 entries read past the cursor,
+// and the extra one, when there, only says that another page follows (from the Seq of the
+// last entry shown).
+func pageOf[T any](items []T, limit int, seq func(T) uint64) list[T] {
+	out := listOf(items)
+	if len(items) > limit {
+		out.Items = items[:limit]
+		out.NextCursor = cursor(seq(items[limit-1]))
+	}
+	return out
+}
+
 func itoa(i int) string { return strconv.Itoa(i) }

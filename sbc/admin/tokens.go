@@ -107,14 +107,6 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ Principal) 
 		return err
 	}
 	es := s.deps.Store.State().AuditLog(after, limit+1)
-	out := list[state.AuditEntry]{Items: es}
-	if len(es) > limit {
-		out.Items = es[:limit]
-		out.NextCursor = cursor(es[limit-1].Seq)
-	}
-	if out.Items == nil {
-		out.Items = []state.AuditEntry{}
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, pageOf(es, limit, func(e state.AuditEntry) uint64 { return e.Seq }))
 	return nil
 }
