@@ -148,11 +148,7 @@ func parseCursor(r *http.Request) (uint64, error) {
 
 func (s *Server) listRecords(w http.ResponseWriter, r *http.Request, _ Principal) error {
 	now := s.now()
-	limit, err := qInt(r, "limit", defaultPage, 1, maxPage)
-	if err != nil {
-		return err
-	}
-	after, err := parseCursor(r)
+	limit, after, err := pageArgs(r)
 	if err != nil {
 		return err
 	}

@@ -98,11 +98,7 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, p Principal
 }
 
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ Principal) error {
-	limit, err := qInt(r, "limit", defaultPage, 1, maxPage)
-	if err != nil {
-		return err
-	}
-	after, err := parseCursor(r)
+	limit, after, err := pageArgs(r)
 	if err != nil {
 		return err
 	}
