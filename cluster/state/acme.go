@@ -78,11 +78,7 @@ type acmeState struct {
 	challenges map[string]Challenge // by token
 }
 
-func (s *State) applyPutACMEAccount(c Command) error {
-	a, err := decode[ACMEAccount](c)
-	if err != nil {
-		return err
-	}
+func (s *State) applyPutACMEAccount(a ACMEAccount) error {
 	if len(a.KeyPEM) == 0 {
 		return fmt.Errorf("%w: ACME account without a key", ErrBadPayload)
 	}
@@ -90,11 +86,7 @@ func (s *State) applyPutACMEAccount(c Command) error {
 	return nil
 }
 
-func (s *State) applyPutCertificate(c Command) error {
-	cert, err := decode[Certificate](c)
-	if err != nil {
-		return err
-	}
+func (s *State) applyPutCertificate(cert Certificate) error {
 	if len(cert.CertPEM) == 0 || len(cert.KeyPEM) == 0 {
 		return fmt.Errorf("%w: certificate without certificate or key", ErrBadPayload)
 	}
@@ -102,11 +94,7 @@ func (s *State) applyPutCertificate(c Command) error {
 	return nil
 }
 
-func (s *State) applyPutChallenge(c Command) error {
-	ch, err := decode[Challenge](c)
-	if err != nil {
-		return err
-	}
+func (s *State) applyPutChallenge(ch Challenge) error {
 	if ch.Token == "" {
 		return fmt.Errorf("%w: challenge without a token", ErrBadPayload)
 	}
@@ -117,11 +105,7 @@ func (s *State) applyPutChallenge(c Command) error {
 	return nil
 }
 
-func (s *State) applyDeleteChallenge(c Command) error {
-	k, err := decode[idKey](c)
-	if err != nil {
-		return err
-	}
+func (s *State) applyDeleteChallenge(k idKey) error {
 	delete(s.acme.challenges, k.ID)
 	return nil
 }

@@ -54,30 +54,54 @@ type applier func(s *State, c Command) error
 
 // appliers is the dispatch table of Apply: command type -> handler, built here and only here (a
 // type given twice does not compile). A type without a handler is unknown: skipped when it is
-// ignorable, fatal otherwise. CmdRestored has none: it is never proposed.
+// ignorable, fatal otherwise. CmdRestored has none: it is never proposed. Most handlers take
+// their decoded payload (on, onHot); a payload that does not decode changes nothing.
 var appliers = [256]applier{
-	CmdPutRoom:            (*State).applyPutRoom,
-	CmdDeleteRoom:         (*State).applyDeleteRoom,
-	CmdPutBinding:         (*State).applyPutBinding,
-	CmdDeleteBinding:      (*State).applyDeleteBinding,
-	CmdDeleteRoomBindings: (*State).applyDeleteRoomBindings,
-	CmdDeleteNodeBindings: (*State).applyDeleteNodeBindings,
-	CmdExpire:             (*State).applyExpire,
-	CmdPutBan:             (*State).applyPutBan,
-	CmdLiftBan:            (*State).applyLiftBan,
-	CmdSetLists:           (*State).applySetLists,
-	CmdPutCall:            (*State).applyPutCall,
-	CmdEndCall:            (*State).applyEndCall,
+	CmdPutRoom:            on((*State).applyPutRoom),
+	CmdDeleteRoom:         on((*State).applyDeleteRoom),
+	CmdPutBinding:         onHot(DecodeBinding, (*State).applyPutBinding),
+	CmdDeleteBinding:      on((*State).applyDeleteBinding),
+	CmdDeleteRoomBindings: on((*State).applyDeleteRoomBindings),
+	CmdDeleteNodeBindings: on((*State).applyDeleteNodeBindings),
+	CmdExpire:             on((*State).applyExpire),
+	CmdPutBan:             on((*State).applyPutBan),
+	CmdLiftBan:            on((*State).applyLiftBan),
+	CmdSetLists:           on((*State).applySetLists),
+	CmdPutCall:            onHot(DecodeCall, (*State).applyPutCall),
+	CmdEndCall:            onHot(DecodeCallRecord, (*State).applyEndCall),
 	CmdEndCalls:           (*State).applyEndCallsCommand,
-	CmdSetTrunkKey:        (*State).applySetTrunkKey,
+	CmdSetTrunkKey:        on((*State).applySetTrunkKey),
 	CmdSinkCursor:         (*State).applySinkCursor,
-	CmdPutToken:           (*State).applyPutToken,
-	CmdDeleteToken:        (*State).applyDeleteToken,
-	CmdAudit:              (*State).applyAudit,
-	CmdPutACMEAccount:     (*State).applyPutACMEAccount,
-	CmdPutCertificate:     (*State).applyPutCertificate,
-	CmdPutChallenge:       (*State).applyPutChallenge,
-	CmdDeleteChallenge:    (*State).applyDeleteChallenge,
+	CmdPutToken:           on((*State).applyPutToken),
+	CmdDeleteToken:        on((*State).applyDeleteToken),
+	CmdAudit:              on((*State).applyAudit),
+	CmdPutACMEAccount:     on((*State).applyPutACMEAccount),
+	CmdPutCertificate:     on((*State).applyPutCertificate),
+	CmdPutChallenge:       on((*State).applyPutChallenge),
+	CmdDeleteChallenge:    on((*State).applyDeleteChallenge),
+}
+
+// on is the handler of a command whose JSON payload is a T.
+func on[T any](apply func(s *State, v T) error) applier {
+	return func(s *State, c Command) error {
+		v, err := decode[T](c)
+		if err != nil {
+			return err
+		}
+		return apply(s, v)
+	}
+}
+
+// onHot is the handler of a hot command, whose payload is a T in binary (decoded by bin) or
+// JSON by its version (binary.go).
+func onHot[T any](bin func([]byte) (T, error), apply func(s *State, v T) error) applier {
+	return func(s *State, c Command) error {
+		v, err := decodeHot(c, bin)
+		if err != nil {
+			return err
+		}
+		return apply(s, v)
+	}
 }
 
 func (s *State) apply(c Command) error {

@@ -4,11 +4,7 @@ package state
 
 import "fmt"
 
-func (s *State) applyPutBan(c Command) error {
-	b, err := decode[Ban](c)
-	if err != nil {
-		return err
-	}
+func (s *State) applyPutBan(b Ban) error {
 	if !b.Prefix.IsValid() {
 		return fmt.Errorf("%w: ban without a valid prefix", ErrBadPayload)
 	}
@@ -17,11 +13,7 @@ func (s *State) applyPutBan(c Command) error {
 	return nil
 }
 
-func (s *State) applyLiftBan(c Command) error {
-	k, err := decode[prefixKey](c)
-	if err != nil {
-		return err
-	}
+func (s *State) applyLiftBan(k prefixKey) error {
 	p := k.Prefix.Masked()
 	if _, ok := s.bans[p]; !ok {
 		return fmt.Errorf("ban %s: %w", p, ErrNotFound)
@@ -30,11 +22,7 @@ func (s *State) applyLiftBan(c Command) error {
 	return nil
 }
 
-func (s *State) applySetLists(c Command) error {
-	l, err := decode[Lists](c)
-	if err != nil {
-		return err
-	}
+func (s *State) applySetLists(l Lists) error {
 	s.lists = l
 	return nil
 }

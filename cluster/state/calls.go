@@ -4,21 +4,13 @@
 
 package state
 
-func (s *State) applyPutCall(c Command) error {
-	call, err := decodeHot(c, DecodeCall)
-	if err != nil {
-		return err
-	}
+func (s *State) applyPutCall(call Call) error {
 	s.putCall(call)
 	return nil
 }
 
 // applyEndCall removes an active call and appends its record with the next Seq.
-func (s *State) applyEndCall(c Command) error {
-	r, err := decodeHot(c, DecodeCallRecord)
-	if err != nil {
-		return err
-	}
+func (s *State) applyEndCall(r CallRecord) error {
 	s.dropCall(r.ID)
 	s.recordSeq++
 	r.Seq = s.recordSeq
@@ -29,11 +21,7 @@ func (s *State) applyEndCall(c Command) error {
 }
 
 // applySetTrunkKey sets the trunk key once: a later command (another first node) changes nothing.
-func (s *State) applySetTrunkKey(c Command) error {
-	k, err := decode[trunkKey](c)
-	if err != nil {
-		return err
-	}
+func (s *State) applySetTrunkKey(k trunkKey) error {
 	if len(s.trunkKey) == 0 && len(k.Key) >= 16 {
 		s.trunkKey = k.Key
 	}

@@ -4,16 +4,8 @@ package state
 
 import "time"
 
-func (s *State) applyExpire(c Command) error {
-	a, err := decode[expireArgs](c)
-	if err != nil {
-		return err
-	}
-	s.expire(a)
-	return nil
-}
-
-func (s *State) expire(a expireArgs) {
+// applyExpire drops the bindings and bans that expired at a.Now and trims the logs.
+func (s *State) applyExpire(a expireArgs) error {
 	for room := range s.bindings {
 		s.dropBindings(room, func(b Binding) bool { return !b.Expires.After(a.Now) })
 	}
@@ -28,6 +20,7 @@ func (s *State) expire(a expireArgs) {
 	if a.KeepAudit > 0 {
 		s.audit = trim(s.audit, a.KeepAudit)
 	}
+	return nil
 }
 
 // Due reports whether Expire at now would drop anything: a binding or a ban that expired at or

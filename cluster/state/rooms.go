@@ -4,11 +4,7 @@ package state
 
 import "fmt"
 
-func (s *State) applyPutRoom(c Command) error {
-	r, err := decode[Room](c)
-	if err != nil {
-		return err
-	}
+func (s *State) applyPutRoom(r Room) error {
 	if r.Name == "" {
 		return fmt.Errorf("%w: room without a name", ErrBadPayload)
 	}
@@ -17,11 +13,7 @@ func (s *State) applyPutRoom(c Command) error {
 }
 
 // applyDeleteRoom removes a room and its bindings.
-func (s *State) applyDeleteRoom(c Command) error {
-	k, err := decode[roomKey](c)
-	if err != nil {
-		return err
-	}
+func (s *State) applyDeleteRoom(k roomKey) error {
 	if _, ok := s.rooms[k.Room]; !ok {
 		return fmt.Errorf("room %q: %w", k.Room, ErrNotFound)
 	}

@@ -4,20 +4,12 @@ package state
 
 import "fmt"
 
-func (s *State) applyPutToken(c Command) error {
-	t, err := decode[Token](c)
-	if err != nil {
-		return err
-	}
+func (s *State) applyPutToken(t Token) error {
 	s.tokens[t.ID] = t
 	return nil
 }
 
-func (s *State) applyDeleteToken(c Command) error {
-	k, err := decode[idKey](c)
-	if err != nil {
-		return err
-	}
+func (s *State) applyDeleteToken(k idKey) error {
 	if _, ok := s.tokens[k.ID]; !ok {
 		return fmt.Errorf("token %q: %w", k.ID, ErrNotFound)
 	}
@@ -26,11 +18,7 @@ func (s *State) applyDeleteToken(c Command) error {
 }
 
 // applyAudit appends an audit entry with the next Seq.
-func (s *State) applyAudit(c Command) error {
-	e, err := decode[AuditEntry](c)
-	if err != nil {
-		return err
-	}
+func (s *State) applyAudit(e AuditEntry) error {
 	s.auditSeq++
 	e.Seq = s.auditSeq
 	s.audit = append(s.audit, e)
