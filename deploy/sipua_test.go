@@ -2,19 +2,18 @@ package deploy
 
 import (
 	"bytes"
-	"crypto/md5"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 )
 
 // A minimal SIP user agent over UDP, written from the RFC rather than with the library the node
@@ -378,96 +377,16 @@ func (ua *sipUA) register(dst *net.UDPAddr, r registration, timeout time.Duratio
 	return ua.do(dst, mk(2, auth), timeout)
 }
 
-// answerChallenge computes an Authorization header for the first challenge whose algorithm we
-// know (RFC 8760: SHA-256 or MD5), with qop=auth when offered.
+// answerChallenge answers the first challenge whose algorithm testutil.DigestAnswer knows (the
+// node offers SHA-256 and MD5, RFC 8760), with qop=auth when offered, as the other tests' user
+// agents do.
 func answerChallenge(challenges []string, user, password, method, uri string) (string, error) {
 	for _, c := range challenges {
-		scheme, rest, _ := strings.Cut(c, " ")
-		if !strings.EqualFold(scheme, "Digest") {
-			continue
+		if a, err := testutil.DigestAnswer(c, method, uri, user, password); err == nil {
+			return a, nil
 		}
-		p := authParams(rest)
-		alg := p["algorithm"]
-		var h func() hash.Hash
-		switch strings.ToUpper(alg) {
-		case "", "MD5":
-			h = md5.New
-		case "SHA-256":
-			h = sha256.New
-		default:
-			continue
-		}
-		var b strings.Builder
-		fmt.Fprintf(&b, `Digest username="%s", realm="%s", nonce="%s", uri="%s"`, user, p["realm"], p["nonce"], uri)
-		if alg != "" {
-			fmt.Fprintf(&b, ", algorithm=%s", alg)
-		}
-		if qops := p["qop"]; qops != "" && containsToken(qops, "auth") {
-			cnonce, nc := token(12), "00000001"
-			resp := digestResponse(h, user, p["realm"], password, method, uri, p["nonce"], nc, cnonce, "auth")
-			fmt.Fprintf(&b, `, response="%s", qop=auth, nc=%s, cnonce="%s"`, resp, nc, cnonce)
-		} else {
-			fmt.Fprintf(&b, `, response="%s"`, digestResponse(h, user, p["realm"], password, method, uri, p["nonce"], "", "", ""))
-		}
-		if o, ok := p["opaque"]; ok {
-			fmt.Fprintf(&b, `, opaque="%s"`, o)
-		}
-		return b.String(), nil
 	}
 	return "", fmt.Errorf("no digest challenge with a known algorithm in %q", challenges)
-}
-
-// digestResponse is the digest response (RFC 2617 3.2.2.1, RFC 7616 3.4.1); qop "" is the
-// RFC 2069 form.
-func digestResponse(h func() hash.Hash, user, realm, password, method, uri, nonce, nc, cnonce, qop string) string {
-	hx := func(s string) string {
-		d := h()
-		d.Write([]byte(s))
-		return hex.EncodeToString(d.Sum(nil))
-	}
-	ha1 := hx(user + ":" + realm + ":" + password)
-	ha2 := hx(method + ":" + uri)
-	if qop == "" {
-		return hx(ha1 + ":" + nonce + ":" + ha2)
-	}
-	return hx(ha1 + ":" + nonce + ":" + nc + ":" + cnonce + ":" + qop + ":" + ha2)
-}
-
-// authParams parses `k=v, k="v, w"` pairs.
-func authParams(s string) map[string]string {
-	p := map[string]string{}
-	for s = strings.TrimSpace(s); s != ""; {
-		k, rest, ok := strings.Cut(s, "=")
-		if !ok {
-			break
-		}
-		k = strings.ToLower(strings.TrimSpace(k))
-		rest = strings.TrimSpace(rest)
-		var v string
-		if strings.HasPrefix(rest, `"`) {
-			end := strings.Index(rest[1:], `"`)
-			if end < 0 {
-				break
-			}
-			v, rest = rest[1:1+end], rest[2+end:]
-		} else {
-			v, rest, _ = strings.Cut(rest, ",")
-			rest = "," + rest
-		}
-		p[k] = strings.TrimSpace(v)
-		_, rest, _ = strings.Cut(rest, ",")
-		s = strings.TrimSpace(rest)
-	}
-	return p
-}
-
-func containsToken(list, tok string) bool {
-	for _, t := range strings.Split(list, ",") {
-		if strings.EqualFold(strings.TrimSpace(t), tok) {
-			return true
-		}
-	}
-	return false
 }
 
 // contacts returns the Contact URIs of a REGISTER response (the current bindings).

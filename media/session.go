@@ -93,14 +93,8 @@ func (s *Session) negotiate(from Leg, body []byte, preferred netip.AddrPort, off
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
-	relayed := 0
-	for _, md := range info.Media {
-		if !md.Rejected() && md.Relayable() {
-			relayed++
-		}
-	}
-	if limit := s.m.cfg.MaxStreams; relayed > limit || len(info.Media) > 4*limit {
-		return nil, fmt.Errorf("%w: %d m-lines, %d to relay (limit %d)", ErrTooManyStreams, len(info.Media), relayed, limit)
+	if err := s.m.checkStreams(info); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -122,59 +116,8 @@ func (s *Session) negotiate(from Leg, body []byte, preferred netip.AddrPort, off
 	if offer {
 		s.offerMux = make([]bool, len(info.Media))
 	}
-	var allocErr error
-	for i, md := range info.Media {
-		if !md.Rejected() && md.RelayableTCP() {
-			if opts.Media[i], err = s.negotiateTCP(from, i, md, preferred, offer, allocErr == nil); err != nil {
-				allocErr = err
-			}
-			continue
-		}
-		s.releaseTCP(i)
-		if md.Rejected() || !md.Relayable() {
-			s.release(i)
-			continue
-		}
-		st := s.streamAt(i)
-		if st != nil && st.raw != !md.IsRTP() {
-			s.release(i) // the m-line changed transport kind
-			st = nil
-		}
-		if st == nil {
-			if !offer {
-				continue // answer accepts an m-line we rejected: keep it rejected
-			}
-			if allocErr != nil {
-				continue
-			}
-			if st, err = s.allocate(i, md); err != nil {
-				allocErr = err
-				continue
-			}
-		}
-		st.media = md
-		peer := peerOf(md, preferred.Addr())
-		mux := md.RTCPMux
-		if offer {
-			s.offerMux[i] = md.RTCPMux
-		} else {
-			mux = md.RTCPMux && i < len(s.offerMux) && s.offerMux[i]
-			peer.RTCPMux = mux
-			// The offerer muxes only if the answer accepted it.
-			if op := s.peerAt(to, i); op != nil {
-				op.RTCPMux = mux
-				st.SetPeer(to.side(), *op)
-			}
-		}
-		s.setPeer(from, i, peer)
-		st.SetPeer(from.side(), peer)
-		opts.Media[i] = sdp.Target{Port: st.LocalPort(to.side()), RTCPMux: mux}
-	}
-	for i := len(info.Media); i < max(len(s.streams), len(s.tcp)); i++ {
-		s.release(i)
-	}
-	if allocErr != nil {
-		return nil, allocErr
+	if err := s.negotiateStreams(from, info, preferred, offer, opts.Media); err != nil {
+		return nil, err
 	}
 	if offer {
 		s.offerHold = info.OnHold()
@@ -185,6 +128,95 @@ func (s *Session) negotiate(from Leg, body []byte, preferred netip.AddrPort, off
 	s.lastSig = time.Now()
 	s.fired = false
 	return s.rewrite(to, body, opts)
+}
+
+// checkStreams refuses a description with more relayed m-lines than MaxStreams (or more than
+// four times as many m-lines in all).
+func (m *Manager) checkStreams(info *sdp.Session) error {
+	relayed := 0
+	for _, md := range info.Media {
+		if !md.Rejected() && md.Relayable() {
+			relayed++
+		}
+	}
+	if limit := m.cfg.MaxStreams; relayed > limit || len(info.Media) > 4*limit {
+		return fmt.Errorf("%w: %d m-lines, %d to relay (limit %d)", ErrTooManyStreams, len(info.Media), relayed, limit)
+	}
+	return nil
+}
+
+// negotiateStreams sets up, updates or releases the stream of every m-line of info, sent by
+// leg from, and fills targets (one per m-line) with what the rewritten body advertises. After
+// an allocation fails, no other stream is allocated and the error is returned. Callers hold mu.
+func (s *Session) negotiateStreams(from Leg, info *sdp.Session, preferred netip.AddrPort, offer bool, targets []sdp.Target) error {
+	var allocErr error
+	for i, md := range info.Media {
+		if !md.Rejected() && md.RelayableTCP() {
+			t, err := s.negotiateTCP(from, i, md, preferred, offer, allocErr == nil)
+			targets[i] = t
+			if err != nil {
+				allocErr = err
+			}
+			continue
+		}
+		s.releaseTCP(i)
+		if md.Rejected() || !md.Relayable() {
+			s.release(i)
+			continue
+		}
+		st, err := s.streamFor(i, md, offer, allocErr == nil)
+		if err != nil {
+			allocErr = err
+			continue
+		}
+		if st != nil {
+			targets[i] = s.connect(from, i, st, md, preferred.Addr(), offer)
+		}
+	}
+	for i := len(info.Media); i < max(len(s.streams), len(s.tcp)); i++ {
+		s.release(i)
+	}
+	return allocErr
+}
+
+// streamFor returns the UDP stream of m-line i for md: the current one unless the m-line
+// changed transport kind, else a new one for an offer (when mayAlloc). It returns nil when the
+// m-line stays rejected (an answer accepts an m-line we rejected) or may not be allocated.
+func (s *Session) streamFor(i int, md sdp.Media, offer, mayAlloc bool) (*stream, error) {
+	st := s.streamAt(i)
+	if st != nil && st.raw != !md.IsRTP() {
+		s.release(i) // the m-line changed transport kind
+		st = nil
+	}
+	if st != nil {
+		return st, nil
+	}
+	if !offer || !mayAlloc {
+		return nil, nil
+	}
+	return s.allocate(i, md)
+}
+
+// connect points stream st at the peer that leg from described in md, settles RTCP mux (the
+// offerer muxes only if the answer accepted it) and returns the target the other leg is sent.
+func (s *Session) connect(from Leg, i int, st *stream, md sdp.Media, preferred netip.Addr, offer bool) sdp.Target {
+	to := from.other()
+	st.media = md
+	peer := peerOf(md, preferred)
+	mux := md.RTCPMux
+	if offer {
+		s.offerMux[i] = md.RTCPMux
+	} else {
+		mux = md.RTCPMux && i < len(s.offerMux) && s.offerMux[i]
+		peer.RTCPMux = mux
+		if op := s.peerAt(to, i); op != nil {
+			op.RTCPMux = mux
+			st.SetPeer(to.side(), *op)
+		}
+	}
+	s.setPeer(from, i, peer)
+	st.SetPeer(from.side(), peer)
+	return sdp.Target{Port: st.LocalPort(to.side()), RTCPMux: mux}
 }
 
 // rewrite produces the body for leg to, bumping the o= version only when

@@ -78,49 +78,36 @@ type acmeState struct {
 	challenges map[string]Challenge // by token
 }
 
-// applyACME applies an ACME command; ok is false for any other type.
-func (s *State) applyACME(c Command) (ok bool, err error) {
-	switch c.Type {
-	case CmdPutACMEAccount:
-		a, err := decode[ACMEAccount](c)
-		if err != nil {
-			return true, err
-		}
-		if len(a.KeyPEM) == 0 {
-			return true, fmt.Errorf("%w: ACME account without a key", ErrBadPayload)
-		}
-		s.acme.account = &a
-	case CmdPutCertificate:
-		cert, err := decode[Certificate](c)
-		if err != nil {
-			return true, err
-		}
-		if len(cert.CertPEM) == 0 || len(cert.KeyPEM) == 0 {
-			return true, fmt.Errorf("%w: certificate without certificate or key", ErrBadPayload)
-		}
-		s.acme.cert = &cert
-	case CmdPutChallenge:
-		ch, err := decode[Challenge](c)
-		if err != nil {
-			return true, err
-		}
-		if ch.Token == "" {
-			return true, fmt.Errorf("%w: challenge without a token", ErrBadPayload)
-		}
-		if s.acme.challenges == nil {
-			s.acme.challenges = map[string]Challenge{}
-		}
-		s.acme.challenges[ch.Token] = ch
-	case CmdDeleteChallenge:
-		k, err := decode[idKey](c)
-		if err != nil {
-			return true, err
-		}
-		delete(s.acme.challenges, k.ID)
-	default:
-		return false, nil
+func (s *State) applyPutACMEAccount(a ACMEAccount) error {
+	if len(a.KeyPEM) == 0 {
+		return fmt.Errorf("%w: ACME account without a key", ErrBadPayload)
 	}
-	return true, nil
+	s.acme.account = &a
+	return nil
+}
+
+func (s *State) applyPutCertificate(cert Certificate) error {
+	if len(cert.CertPEM) == 0 || len(cert.KeyPEM) == 0 {
+		return fmt.Errorf("%w: certificate without certificate or key", ErrBadPayload)
+	}
+	s.acme.cert = &cert
+	return nil
+}
+
+func (s *State) applyPutChallenge(ch Challenge) error {
+	if ch.Token == "" {
+		return fmt.Errorf("%w: challenge without a token", ErrBadPayload)
+	}
+	if s.acme.challenges == nil {
+		s.acme.challenges = map[string]Challenge{}
+	}
+	s.acme.challenges[ch.Token] = ch
+	return nil
+}
+
+func (s *State) applyDeleteChallenge(k idKey) error {
+	delete(s.acme.challenges, k.ID)
+	return nil
 }
 
 // ACMEAccount returns the recorded ACME account, if any.

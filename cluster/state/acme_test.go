@@ -1,7 +1,6 @@
 package state
 
 import (
-	"bytes"
 	"errors"
 	"testing"
 	"time"
@@ -25,14 +24,7 @@ func TestACMEStateApplyAndSnapshot(t *testing.T) {
 	if ch, ok := s.ChallengeFor("tls-alpn-01", "sip.EXAMPLE.com"); !ok || ch.Token != "t1" {
 		t.Fatalf("challenge by domain: %+v %v", ch, ok)
 	}
-	var buf bytes.Buffer
-	if _, err := s.Freeze().WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	r := New()
-	if err := r.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
+	r := roundTrip(t, s)
 	if r.Hash() != s.Hash() {
 		t.Fatal("restored state differs")
 	}

@@ -1,4 +1,5 @@
-// Applying commands: the one entry point of every change (Apply), its dispatch, and expiry.
+// Applying commands: the one entry point of every change (Apply) and its dispatch table; the
+// handlers live with their domain (rooms.go, bindings.go, bans.go, calls.go, tokens.go, ...).
 
 package state
 
@@ -6,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 )
 
 // Apply changes the state by one command. It is deterministic. An error for an unknown,
@@ -49,160 +49,70 @@ func decode[T any](c Command) (T, error) {
 	return v, nil
 }
 
-func (s *State) apply(c Command) error {
-	switch c.Type {
-	case CmdPutRoom:
-		r, err := decode[Room](c)
+// applier applies one command type's payload. Callers hold mu.
+type applier func(s *State, c Command) error
+
+// appliers is the dispatch table of Apply: command type -> handler, built here and only here (a
+// type given twice does not compile). A type without a handler is unknown: skipped when it is
+// ignorable, fatal otherwise. CmdRestored has none: it is never proposed. Most handlers take
+// their decoded payload (on, onHot); a payload that does not decode changes nothing.
+var appliers = [256]applier{
+	CmdPutRoom:            on((*State).applyPutRoom),
+	CmdDeleteRoom:         on((*State).applyDeleteRoom),
+	CmdPutBinding:         onHot(DecodeBinding, (*State).applyPutBinding),
+	CmdDeleteBinding:      on((*State).applyDeleteBinding),
+	CmdDeleteRoomBindings: on((*State).applyDeleteRoomBindings),
+	CmdDeleteNodeBindings: on((*State).applyDeleteNodeBindings),
+	CmdExpire:             on((*State).applyExpire),
+	CmdPutBan:             on((*State).applyPutBan),
+	CmdLiftBan:            on((*State).applyLiftBan),
+	CmdSetLists:           on((*State).applySetLists),
+	CmdPutCall:            onHot(DecodeCall, (*State).applyPutCall),
+	CmdEndCall:            onHot(DecodeCallRecord, (*State).applyEndCall),
+	CmdEndCalls:           (*State).applyEndCallsCommand,
+	CmdSetTrunkKey:        on((*State).applySetTrunkKey),
+	CmdSetRealm:           on((*State).applySetRealm),
+	CmdSinkCursor:         (*State).applySinkCursor,
+	CmdPutToken:           on((*State).applyPutToken),
+	CmdDeleteToken:        on((*State).applyDeleteToken),
+	CmdAudit:              on((*State).applyAudit),
+	CmdPutACMEAccount:     on((*State).applyPutACMEAccount),
+	CmdPutCertificate:     on((*State).applyPutCertificate),
+	CmdPutChallenge:       on((*State).applyPutChallenge),
+	CmdDeleteChallenge:    on((*State).applyDeleteChallenge),
+}
+
+// on is the handler of a command whose JSON payload is a T.
+func on[T any](apply func(s *State, v T) error) applier {
+	return func(s *State, c Command) error {
+		v, err := decode[T](c)
 		if err != nil {
 			return err
 		}
-		if r.Name == "" {
-			return fmt.Errorf("%w: room without a name", ErrBadPayload)
-		}
-		s.rooms[r.Name] = r
-	case CmdDeleteRoom:
-		k, err := decode[roomKey](c)
-		if err != nil {
-			return err
-		}
-		if _, ok := s.rooms[k.Room]; !ok {
-			return fmt.Errorf("room %q: %w", k.Room, ErrNotFound)
-		}
-		delete(s.rooms, k.Room)
-		s.dropBindings(k.Room, nil)
-	case CmdPutBinding:
-		b, err := decodeHot(c, DecodeBinding)
-		if err != nil {
-			return err
-		}
-		s.putBinding(b)
-	case CmdDeleteBinding:
-		k, err := decode[bindingKey](c)
-		if err != nil {
-			return err
-		}
-		s.dropBindings(k.Room, func(b Binding) bool { return b.Key() == k.Contact })
-	case CmdDeleteRoomBindings:
-		k, err := decode[roomKey](c)
-		if err != nil {
-			return err
-		}
-		s.dropBindings(k.Room, nil)
-	case CmdSetTrunkKey:
-		k, err := decode[trunkKey](c)
-		if err != nil {
-			return err
-		}
-		if len(s.trunkKey) == 0 && len(k.Key) >= 16 {
-			s.trunkKey = k.Key
-		}
-	case CmdSetRealm:
-		r, err := decode[realmArg](c)
-		if err != nil {
-			return err
-		}
-		if s.realm == "" {
-			s.realm = r.Realm
-		}
-	case CmdDeleteNodeBindings:
-		k, err := decode[nodeKey](c)
-		if err != nil {
-			return err
-		}
-		for room := range s.bindings {
-			s.dropBindings(room, func(b Binding) bool { return b.Node == k.Node })
-		}
-	case CmdExpire:
-		a, err := decode[expireArgs](c)
-		if err != nil {
-			return err
-		}
-		s.expire(a)
-	case CmdPutBan:
-		b, err := decode[Ban](c)
-		if err != nil {
-			return err
-		}
-		if !b.Prefix.IsValid() {
-			return fmt.Errorf("%w: ban without a valid prefix", ErrBadPayload)
-		}
-		b.Prefix = b.Prefix.Masked()
-		s.bans[b.Prefix] = b
-	case CmdLiftBan:
-		k, err := decode[prefixKey](c)
-		if err != nil {
-			return err
-		}
-		p := k.Prefix.Masked()
-		if _, ok := s.bans[p]; !ok {
-			return fmt.Errorf("ban %s: %w", p, ErrNotFound)
-		}
-		delete(s.bans, p)
-	case CmdSetLists:
-		l, err := decode[Lists](c)
-		if err != nil {
-			return err
-		}
-		s.lists = l
-	case CmdPutCall:
-		call, err := decodeHot(c, DecodeCall)
-		if err != nil {
-			return err
-		}
-		s.putCall(call)
-	case CmdEndCall:
-		r, err := decodeHot(c, DecodeCallRecord)
-		if err != nil {
-			return err
-		}
-		s.dropCall(r.ID)
-		s.recordSeq++
-		r.Seq = s.recordSeq
-		r.State = CallEnded
-		s.records = append(s.records, r)
-		s.records = trimTail(s.records, DefaultKeepRecords)
-	case CmdEndCalls:
-		e, err := s.applyEndCalls(c)
-		if err != nil {
-			return err
-		}
-		s.ended = &e
-	case CmdSinkCursor:
-		return s.applySinkCursor(c)
-	case CmdPutToken:
-		t, err := decode[Token](c)
-		if err != nil {
-			return err
-		}
-		s.tokens[t.ID] = t
-	case CmdDeleteToken:
-		k, err := decode[idKey](c)
-		if err != nil {
-			return err
-		}
-		if _, ok := s.tokens[k.ID]; !ok {
-			return fmt.Errorf("token %q: %w", k.ID, ErrNotFound)
-		}
-		delete(s.tokens, k.ID)
-	case CmdAudit:
-		e, err := decode[AuditEntry](c)
-		if err != nil {
-			return err
-		}
-		s.auditSeq++
-		e.Seq = s.auditSeq
-		s.audit = append(s.audit, e)
-		s.audit = trim(s.audit, DefaultKeepAudit)
-	default:
-		if ok, err := s.applyACME(c); ok {
-			return err
-		}
-		if c.Type&Ignorable != 0 {
-			return nil
-		}
-		return fmt.Errorf("%w: %s", ErrUnknownCommand, c.Type)
+		return apply(s, v)
 	}
-	return nil
+}
+
+// onHot is the handler of a hot command, whose payload is a T in binary (decoded by bin) or
+// JSON by its version (binary.go).
+func onHot[T any](bin func([]byte) (T, error), apply func(s *State, v T) error) applier {
+	return func(s *State, c Command) error {
+		v, err := decodeHot(c, bin)
+		if err != nil {
+			return err
+		}
+		return apply(s, v)
+	}
+}
+
+func (s *State) apply(c Command) error {
+	if h := appliers[c.Type]; h != nil {
+		return h(s, c)
+	}
+	if c.Type&Ignorable != 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrUnknownCommand, c.Type)
 }
 
 // trimTail keeps the last keep elements without copying them: the dropped head stays in the
@@ -223,41 +133,4 @@ func trim[T any](s []T, keep int) []T {
 	}
 	// Copy so the dropped head is released rather than pinned by the backing array.
 	return append([]T(nil), s[len(s)-keep:]...)
-}
-
-func (s *State) expire(a expireArgs) {
-	for room := range s.bindings {
-		s.dropBindings(room, func(b Binding) bool { return !b.Expires.After(a.Now) })
-	}
-	for p, b := range s.bans {
-		if !b.Until.After(a.Now) {
-			delete(s.bans, p)
-		}
-	}
-	if a.KeepRecords > 0 {
-		s.records = trim(s.records, a.KeepRecords)
-	}
-	if a.KeepAudit > 0 {
-		s.audit = trim(s.audit, a.KeepAudit)
-	}
-}
-
-// Due reports whether Expire at now would drop anything: a binding or a ban that expired at or
-// before now. The leader checks it before proposing an Expire, so an idle cluster writes nothing.
-func (s *State) Due(now time.Time) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for _, m := range s.bindings {
-		for _, b := range m {
-			if !b.Expires.After(now) {
-				return true
-			}
-		}
-	}
-	for _, b := range s.bans {
-		if !b.Until.After(now) {
-			return true
-		}
-	}
-	return false
 }

@@ -17,33 +17,35 @@ func (s *State) Room(name string) (Room, bool) {
 	return r, ok
 }
 
-// Rooms returns every room, sorted by name.
-func (s *State) Rooms() []Room {
+// sortedValues copies the values of the map get returns (read under the read lock) for which
+// keep holds (nil: all of them) and sorts the copy by order, outside the lock.
+func sortedValues[K comparable, V any](s *State, get func() map[K]V, keep func(V) bool, order func(a, b V) int) []V {
 	s.mu.RLock()
-	out := make([]Room, 0, len(s.rooms))
-	for _, r := range s.rooms {
-		out = append(out, r)
+	m := get()
+	out := make([]V, 0, len(m))
+	for _, v := range m {
+		if keep == nil || keep(v) {
+			out = append(out, v)
+		}
 	}
 	s.mu.RUnlock()
-	slices.SortFunc(out, func(a, b Room) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, order)
 	return out
+}
+
+// Rooms returns every room, sorted by name.
+func (s *State) Rooms() []Room {
+	return sortedValues(s, func() map[string]Room { return s.rooms }, nil,
+		func(a, b Room) int { return cmp.Compare(a.Name, b.Name) })
 }
 
 // Bindings returns the bindings of a room that are still valid at now, oldest contact first.
 func (s *State) Bindings(room string, now time.Time) []Binding {
-	s.mu.RLock()
-	m := s.bindings[room]
-	out := make([]Binding, 0, len(m))
-	for _, b := range m {
-		if b.Expires.After(now) {
-			out = append(out, b)
-		}
-	}
-	s.mu.RUnlock()
-	slices.SortFunc(out, func(a, b Binding) int {
-		return cmp.Or(cmp.Compare(a.Contact, b.Contact), cmp.Compare(a.Key(), b.Key()))
-	})
-	return out
+	return sortedValues(s, func() map[string]Binding { return s.bindings[room] },
+		func(b Binding) bool { return b.Expires.After(now) },
+		func(a, b Binding) int {
+			return cmp.Or(cmp.Compare(a.Contact, b.Contact), cmp.Compare(a.Key(), b.Key()))
+		})
 }
 
 // AllBindings returns every binding valid at now, sorted by room and contact.
@@ -66,16 +68,9 @@ func (s *State) AllBindings(now time.Time) []Binding {
 
 // Bans returns every ban still in force at now, sorted by prefix.
 func (s *State) Bans(now time.Time) []Ban {
-	s.mu.RLock()
-	out := make([]Ban, 0, len(s.bans))
-	for _, b := range s.bans {
-		if b.Until.After(now) {
-			out = append(out, b)
-		}
-	}
-	s.mu.RUnlock()
-	slices.SortFunc(out, func(a, b Ban) int { return cmp.Compare(a.Prefix.String(), b.Prefix.String()) })
-	return out
+	return sortedValues(s, func() map[netip.Prefix]Ban { return s.bans },
+		func(b Ban) bool { return b.Until.After(now) },
+		func(a, b Ban) int { return cmp.Compare(a.Prefix.String(), b.Prefix.String()) })
 }
 
 // Ban returns the ban of exactly this prefix, expired or not.
@@ -175,16 +170,8 @@ func (s *State) TrunkAddrs(except string) []string {
 
 // Calls returns every active call, oldest first.
 func (s *State) Calls() []Call {
-	s.mu.RLock()
-	out := make([]Call, 0, len(s.calls))
-	for _, c := range s.calls {
-		out = append(out, c)
-	}
-	s.mu.RUnlock()
-	slices.SortFunc(out, func(a, b Call) int {
-		return cmp.Or(a.Started.Compare(b.Started), cmp.Compare(a.ID, b.ID))
-	})
-	return out
+	return sortedValues(s, func() map[string]Call { return s.calls }, nil,
+		func(a, b Call) int { return cmp.Or(a.Started.Compare(b.Started), cmp.Compare(a.ID, b.ID)) })
 }
 
 // RecordQuery selects call records. Zero fields match everything.
@@ -245,14 +232,8 @@ func (s *State) Records(q RecordQuery) []CallRecord {
 
 // Tokens returns every admin token, sorted by ID.
 func (s *State) Tokens() []Token {
-	s.mu.RLock()
-	out := make([]Token, 0, len(s.tokens))
-	for _, t := range s.tokens {
-		out = append(out, t)
-	}
-	s.mu.RUnlock()
-	slices.SortFunc(out, func(a, b Token) int { return cmp.Compare(a.ID, b.ID) })
-	return out
+	return sortedValues(s, func() map[string]Token { return s.tokens }, nil,
+		func(a, b Token) int { return cmp.Compare(a.ID, b.ID) })
 }
 
 // AuditLog returns audit entries with Seq > afterSeq, at most limit (0: 100).

@@ -21,14 +21,7 @@ func TestSinkCursor(t *testing.T) {
 	if err := s.Apply(SinkCursor("", 3)); !errors.Is(err, ErrBadPayload) {
 		t.Fatalf("cursor without a sink: %v", err)
 	}
-	var buf bytes.Buffer
-	if _, err := s.Freeze().WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	r := New()
-	if err := r.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
+	r := roundTrip(t, s)
 	if r.SinkCursor("siem") != 9 || r.SinkCursor("file") != 2 || r.SinkCursor("other") != 0 {
 		t.Fatalf("restored cursors siem=%d file=%d", r.SinkCursor("siem"), r.SinkCursor("file"))
 	}

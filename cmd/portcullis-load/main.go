@@ -42,7 +42,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -52,10 +51,8 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -148,48 +145,17 @@ func main() {
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 	sip.SetDefaultLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 
-	var err error
-	for _, a := range []struct {
-		s   string
-		dst *netip.AddrPort
-	}{{*edge, &cfg.edge}, {*calleeAddr, &cfg.calleeAddr}, {*callerAddr, &cfg.callerAddr}} {
-		if *a.dst, err = netip.ParseAddrPort(a.s); err == nil {
-			err = loopbackOnly(a.dst.Addr().String())
-		}
-		if err != nil {
-			fatal(fmt.Errorf("address %q: %v (need IPv4 loopback host:port)", a.s, err))
-		}
+	kinds, err := cfg.complete(*edge, *calleeAddr, *callerAddr, *hold)
+	if err != nil {
+		fatal(err)
 	}
-	if cfg.user == "" {
-		cfg.user = cfg.aor
-	}
-	if cfg.calls < 1 || cfg.rate <= 0 || *hold <= 0 || cfg.videoPPS < 1 || cfg.workers < 1 {
-		fatal(fmt.Errorf("-calls, -rate, -hold, -video-pps and -workers must be positive"))
-	}
-	cfg.hold = time.Duration(*hold * float64(time.Second))
-	kinds := []*streamKind{{idx: 0, media: "audio", pt: 0, codec: "PCMU/8000", pps: 50, size: 172, tsHz: 8000}}
-	if cfg.video {
-		kinds = append(kinds, &streamKind{idx: 1, media: "video", pt: 96, codec: "H264/90000", pps: cfg.videoPPS, size: 1200, tsHz: 90000})
-	}
-
 	var out any
-	if *sink != "" {
-		step := 3 * time.Second
-		flag.Visit(func(f *flag.Flag) {
-			if f.Name == "hold" {
-				step = cfg.hold
-			}
-		})
-		out, err = runSink(cfg, kinds, *sink, step)
-	} else if *selftest {
-		step := 3 * time.Second
-		flag.Visit(func(f *flag.Flag) {
-			if f.Name == "hold" {
-				step = cfg.hold
-			}
-		})
-		out, err = runSelftest(cfg, kinds, step)
-	} else {
+	switch {
+	case *sink != "":
+		out, err = runSink(cfg, kinds, *sink, stepOf(cfg))
+	case *selftest:
+		out, err = runSelftest(cfg, kinds, stepOf(cfg))
+	default:
 		out, err = runCalls(cfg, kinds)
 	}
 	if out != nil {
@@ -201,138 +167,49 @@ func main() {
 	}
 }
 
+// complete fills cfg from the flags that need parsing (loopback addresses, the hold time in
+// seconds) and defaults, checks the bounds and returns the stream kinds of every call.
+func (cfg *config) complete(edge, calleeAddr, callerAddr string, hold float64) ([]*streamKind, error) {
+	for _, a := range []struct {
+		s   string
+		dst *netip.AddrPort
+	}{{edge, &cfg.edge}, {calleeAddr, &cfg.calleeAddr}, {callerAddr, &cfg.callerAddr}} {
+		var err error
+		if *a.dst, err = netip.ParseAddrPort(a.s); err == nil {
+			err = loopbackOnly(a.dst.Addr().String())
+		}
+		if err != nil {
+			return nil, fmt.Errorf("address %q: %v (need IPv4 loopback host:port)", a.s, err)
+		}
+	}
+	if cfg.user == "" {
+		cfg.user = cfg.aor
+	}
+	if cfg.calls < 1 || cfg.rate <= 0 || hold <= 0 || cfg.videoPPS < 1 || cfg.workers < 1 {
+		return nil, fmt.Errorf("-calls, -rate, -hold, -video-pps and -workers must be positive")
+	}
+	cfg.hold = time.Duration(hold * float64(time.Second))
+	kinds := []*streamKind{{idx: 0, media: "audio", pt: 0, codec: "PCMU/8000", pps: 50, size: 172, tsHz: 8000}}
+	if cfg.video {
+		kinds = append(kinds, &streamKind{idx: 1, media: "video", pt: 96, codec: "H264/90000", pps: cfg.videoPPS, size: 1200, tsHz: 90000})
+	}
+	return kinds, nil
+}
+
+// stepOf is the length of one step of -sink and -selftest: -hold when given, else 3 s.
+func stepOf(cfg config) time.Duration {
+	step := 3 * time.Second
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name == "hold" {
+			step = cfg.hold
+		}
+	})
+	return step
+}
+
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "portcullis-load:", err)
 	os.Exit(1)
-}
-
-// runCalls is the SIP run: register the callee, place the calls, collect the figures.
-func runCalls(cfg config, kinds []*streamKind) (*report, error) {
-	wall := time.Now()
-	cpu0, drops0 := cpuSeconds(), udpDrops()
-	rep := &report{Calls: cfg.calls}
-
-	eng, err := newEngine(cfg.calls*2*len(kinds)+256, cfg.workers, kinds, cfg.rtpPort)
-	if err != nil {
-		return nil, err
-	}
-	calleePorts, callerPorts := newPortRange(eng, calleeNet), newPortRange(eng, callerNet)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-
-	room, err := newSipSide("callload-room", cfg.aor, cfg.calleeAddr)
-	if err != nil {
-		return nil, err
-	}
-	defer room.close()
-	ce := &callee{sipSide: room, eng: eng, ports: calleePorts, hold: cfg.hold, edge: cfg.edge,
-		aor: cfg.aor, user: cfg.user, pass: cfg.pass, ctx: ctx, kinds: map[string]*streamKind{}}
-	for _, k := range kinds {
-		ce.kinds[k.media] = k
-	}
-	ce.start()
-
-	callerSide, err := newSipSide("callload", "caller", cfg.callerAddr)
-	if err != nil {
-		return nil, err
-	}
-	defer callerSide.close()
-	cr := &caller{sipSide: callerSide, eng: eng, ports: callerPorts, kinds: kinds, hold: cfg.hold,
-		edge: cfg.edge, aor: cfg.aor, user: cfg.user, pass: cfg.pass}
-	cr.start()
-
-	granted, err := ce.register(ctx, 3600)
-	if err != nil {
-		rep.Failed, rep.Error = cfg.calls, err.Error()
-		return rep, err
-	}
-	slog.Info("registered", "aor", cfg.aor, "expires", granted)
-	regCtx, regStop := context.WithCancel(ctx)
-	regDone := make(chan struct{})
-	go func() {
-		ce.keepRegistered(regCtx, granted)
-		close(regDone)
-	}()
-
-	results := make([]callResult, cfg.calls)
-	var wg sync.WaitGroup
-	start := time.Now()
-	go progress(regCtx, cr)
-	for i := range cfg.calls {
-		time.Sleep(time.Until(start.Add(time.Duration(float64(i) / cfg.rate * float64(time.Second)))))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i] = cr.call(ctx)
-		}()
-	}
-	wg.Wait()
-	regStop()
-	<-regDone
-	cancel() // releases callee calls whose BYE never arrived
-	ce.finish()
-	uctx, ucancel := context.WithTimeout(context.Background(), 5*time.Second)
-	if _, err := ce.register(uctx, 0); err != nil {
-		slog.Warn("un-REGISTER failed", "err", err)
-	}
-	ucancel()
-	eng.stop()
-
-	var setups []float64
-	rep.FailReasons = map[string]int{}
-	for _, r := range results {
-		if !r.ok {
-			rep.Failed++
-			rep.FailReasons[r.reason]++
-			continue
-		}
-		rep.OK++
-		setups = append(setups, float64(r.setup.Microseconds())/1000)
-		if r.byeFailed {
-			rep.ByeFailed++
-		}
-		if r.remoteBye {
-			rep.RemoteBye++
-		}
-	}
-	slices.Sort(setups)
-	rep.SetupP50, rep.SetupP99 = round3(pctl(setups, 0.50)), round3(pctl(setups, 0.99))
-	if len(setups) > 0 {
-		rep.SetupMax = round3(setups[len(setups)-1])
-	}
-	fillMedia(rep, eng.stats())
-	rep.CalleeInvites, rep.CalleeNoAck, rep.CalleeRejected = ce.invites.Load(), ce.noAck.Load(), ce.rejected.Load()
-	rep.HostUDPDrops = udpDrops() - drops0
-	el := time.Since(wall).Seconds()
-	rep.WallS = round3(el)
-	rep.ToolCPUPct = round3((cpuSeconds() - cpu0) / el * 100)
-	return rep, nil
-}
-
-func fillMedia(rep *report, st mediaStats) {
-	rep.RTPSent, rep.RTPRecv = st.Sent, st.Recv
-	rep.LossPct = lossPct(st.Sent, st.Recv)
-	rep.SteadyLossPct = lossPct(st.Sent-st.SuSent, st.Recv-st.SuRecv)
-	rep.StartupLossPct = lossPct(st.SuSent, st.SuRecv)
-	rep.LatP50, rep.LatP99, rep.LatMax = us(st.LatP50), us(st.LatP99), us(st.LatMax)
-	rep.PPSRelayed, rep.PPSSentPeak = st.PeakRecvPPS, st.PeakSentPPS
-	rep.Reordered, rep.Duplicates, rep.Misrouted, rep.Garbage, rep.SendErrors = st.Reordered, st.Dup, st.Misrouted, st.Garbage, st.SendErr
-	rep.SendSkipped, rep.ToolRxDrops = st.Skipped, st.ToolDrops
-	// The tool could not keep its own schedule or read fast enough: figures include its limits.
-	rep.ToolLimited = st.Skipped > 0 || st.ToolDrops > 0 || st.SendErr > 0
-}
-
-func progress(ctx context.Context, cr *caller) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			slog.Info("progress", "active", cr.active.Load(), "answered", cr.answered.Load(), "failed", cr.failed.Load())
-		}
-	}
 }
 
 // ---- selftest ----

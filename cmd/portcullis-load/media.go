@@ -84,10 +84,6 @@ type endpoint struct {
 
 func (ep *endpoint) addr() netip.Addr { return netip.AddrFrom4(ep.ip) }
 
-func (ep *endpoint) key() uint64 {
-	return uint64(binary.BigEndian.Uint32(ep.ip[:]))<<16 | uint64(ep.port)
-}
-
 // usock is one UDP socket bound to 0.0.0.0:port (it receives for every 127.x address).
 type usock struct {
 	fd   int
@@ -104,8 +100,6 @@ type portRange struct {
 }
 
 func newPortRange(eng *engine, net byte) *portRange { return &portRange{eng: eng, net: net} }
-
-func (r *portRange) size() int { return 65534 }
 
 func (r *portRange) open(k *streamKind) (*endpoint, error) {
 	n := r.next.Add(1)%65534 + 1

@@ -239,48 +239,21 @@ func (c *callee) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	defer dlg.Close()
 
-	// One socket per offered audio/video stream; anything else is declined with port 0.
-	var eps []*endpoint
-	var dsts []netip.AddrPort
-	var ks []*streamKind
-	var pts []uint8
-	answer := newSDP(c.addr.Addr().String())
-	for _, md := range offer.MediaDescriptions {
-		k := c.kinds[md.MediaName.Media]
-		dst, derr := mediaTarget(&offer, md)
-		m := &sdp.MediaDescription{MediaName: sdp.MediaName{Media: md.MediaName.Media, Protos: md.MediaName.Protos,
-			Formats: md.MediaName.Formats[:min(1, len(md.MediaName.Formats))]}}
-		answer.MediaDescriptions = append(answer.MediaDescriptions, m)
-		if k == nil || derr != nil || len(md.MediaName.Formats) == 0 {
-			continue // port 0: declined
-		}
-		ep, err := c.ports.open(k)
-		if err == nil {
-			err = c.eng.watch(ep)
-		}
-		if err != nil {
-			slog.Warn("callee: media socket", "err", err)
-			c.rejected.Add(1)
-			_ = dlg.Respond(503, "Service Unavailable", nil)
-			c.closeAll(eps, nil)
-			return
-		}
-		pt, _ := strconv.Atoi(md.MediaName.Formats[0])
-		m.MediaName.Port.Value = ep.port
-		m.ConnectionInformation = connInfo(ep)
-		if rtpmap, ok := md.Attribute("rtpmap"); ok {
-			m.Attributes = append(m.Attributes, sdp.NewAttribute("rtpmap", rtpmap))
-		}
-		m.Attributes = append(m.Attributes, sdp.NewPropertyAttribute("sendrecv"))
-		eps, dsts, ks, pts = append(eps, ep), append(dsts, dst), append(ks, k), append(pts, uint8(pt))
+	answer, streams, err := c.answerMedia(&offer)
+	if err != nil {
+		slog.Warn("callee: media socket", "err", err)
+		c.rejected.Add(1)
+		_ = dlg.Respond(503, "Service Unavailable", nil)
+		c.closeAll(streams.endpoints(), nil)
+		return
 	}
 	body, _ := answer.Marshal()
 
 	// Media starts as the 200 OK leaves: a relay that latches needs our packets promptly.
 	var flows []*flow
 	start := nowNs()
-	for i, ep := range eps {
-		if f, err := c.eng.send(ep, dsts[i], ks[i], pts[i], start, c.hold); err == nil {
+	for _, st := range streams {
+		if f, err := c.eng.send(st.ep, st.dst, st.kind, st.pt, start, c.hold); err == nil {
 			flows = append(flows, f)
 		} else {
 			slog.Warn("callee: media", "err", err)
@@ -294,7 +267,60 @@ func (c *callee) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	case <-dlg.Context().Done(): // BYE
 	case <-c.ctx.Done(): // run over
 	}
-	c.closeAll(eps, flows)
+	c.closeAll(streams.endpoints(), flows)
+}
+
+// calleeStream is one accepted stream of a call: our endpoint, where the offer sends it, its
+// kind and payload type.
+type calleeStream struct {
+	ep   *endpoint
+	dst  netip.AddrPort
+	kind *streamKind
+	pt   uint8
+}
+
+type calleeStreams []calleeStream
+
+func (s calleeStreams) endpoints() []*endpoint {
+	eps := make([]*endpoint, 0, len(s))
+	for _, st := range s {
+		eps = append(eps, st.ep)
+	}
+	return eps
+}
+
+// answerMedia opens one socket per offered audio/video stream (anything else is declined with
+// port 0) and returns the answer and the accepted streams (on error, those opened so far, for
+// the caller to close).
+func (c *callee) answerMedia(offer *sdp.SessionDescription) (*sdp.SessionDescription, calleeStreams, error) {
+	var streams calleeStreams
+	answer := newSDP(c.addr.Addr().String())
+	for _, md := range offer.MediaDescriptions {
+		k := c.kinds[md.MediaName.Media]
+		dst, derr := mediaTarget(offer, md)
+		m := &sdp.MediaDescription{MediaName: sdp.MediaName{Media: md.MediaName.Media, Protos: md.MediaName.Protos,
+			Formats: md.MediaName.Formats[:min(1, len(md.MediaName.Formats))]}}
+		answer.MediaDescriptions = append(answer.MediaDescriptions, m)
+		if k == nil || derr != nil || len(md.MediaName.Formats) == 0 {
+			continue // port 0: declined
+		}
+		ep, err := c.ports.open(k)
+		if err == nil {
+			err = c.eng.watch(ep)
+		}
+		if err != nil {
+			return nil, streams, err
+		}
+		pt, _ := strconv.Atoi(md.MediaName.Formats[0])
+		m.MediaName.Port.Value = ep.port
+		m.ConnectionInformation = connInfo(ep)
+		if rtpmap, ok := md.Attribute("rtpmap"); ok {
+			m.Attributes = append(m.Attributes, sdp.NewAttribute("rtpmap", rtpmap))
+		}
+		m.Attributes = append(m.Attributes, sdp.NewPropertyAttribute("sendrecv"))
+		streams = append(streams, calleeStream{ep: ep, dst: dst, kind: k, pt: uint8(pt)})
+	}
+	return answer, streams, nil
 }
 
 // finish refuses new calls and waits for the calls in progress (ctx must be cancelled).
@@ -326,174 +352,6 @@ func (c *callee) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	res := sip.NewSDPResponseFromRequest(req, dlg.InviteResponse.Body())
 	res.AppendHeader(&c.contact)
 	_ = tx.Respond(res)
-}
-
-// ---- caller ----
-
-type caller struct {
-	*sipSide
-	dialogs         *sipgo.DialogClientCache
-	eng             *engine
-	ports           *portRange
-	kinds           []*streamKind
-	hold            time.Duration
-	edge            netip.AddrPort
-	aor, user, pass string
-
-	active, answered, failed atomic.Int64 // progress only
-}
-
-type callResult struct {
-	ok, byeFailed, remoteBye bool
-	reason                   string
-	setup                    time.Duration
-}
-
-func (c *caller) start() {
-	c.dialogs = sipgo.NewDialogClientCache(c.cli, c.contact)
-	c.srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
-		if err := c.dialogs.ReadBye(req, tx); err != nil {
-			_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
-		}
-	})
-	c.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) { // session refresh: same offer again
-		dlg, err := c.dialogs.MatchRequestDialog(req)
-		if err != nil {
-			_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
-			return
-		}
-		res := sip.NewSDPResponseFromRequest(req, dlg.InviteRequest.Body())
-		res.AppendHeader(&c.contact)
-		_ = tx.Respond(res)
-	})
-	c.srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {})
-}
-
-// call places one call: INVITE with the offer, ACK, media both ways for hold, then BYE.
-func (c *caller) call(ctx context.Context) (res callResult) {
-	var eps []*endpoint
-	var flows []*flow
-	c.active.Add(1)
-	defer func() {
-		c.active.Add(-1)
-		if !res.ok {
-			c.failed.Add(1)
-		}
-		for _, f := range flows {
-			f.stop.Store(true)
-			<-f.done
-		}
-		for _, ep := range eps {
-			c.eng.release(ep)
-		}
-	}()
-	offer := newSDP(c.addr.Addr().String())
-	for _, k := range c.kinds {
-		ep, err := c.ports.open(k)
-		if err == nil {
-			err = c.eng.watch(ep)
-		}
-		if err != nil {
-			slog.Warn("caller: media socket", "err", err)
-			res.reason = "tool_media_socket"
-			return
-		}
-		eps = append(eps, ep)
-		m := mediaOffer(k, ep.port)
-		m.ConnectionInformation = connInfo(ep)
-		offer.MediaDescriptions = append(offer.MediaDescriptions, m)
-	}
-	body, _ := offer.Marshal()
-	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: c.aor, Host: c.edge.Addr().String(), Port: int(c.edge.Port())})
-	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	req.AppendHeader(sip.NewHeader("User-Agent", "callload"))
-	req.SetBody(body)
-
-	ictx, cancel := context.WithTimeout(ctx, 32*time.Second) // Timer B
-	defer cancel()
-	sent := time.Now()
-	var answered time.Time
-	dlg, err := c.dialogs.WriteInvite(ictx, req)
-	if err != nil {
-		res.reason = "send_error"
-		slog.Debug("INVITE", "err", err)
-		return
-	}
-	defer dlg.Close()
-	err = dlg.WaitAnswer(ictx, sipgo.AnswerOptions{Username: c.user, Password: c.pass,
-		OnResponse: func(r *sip.Response) error {
-			if r.IsSuccess() && answered.IsZero() {
-				answered = time.Now()
-			}
-			return nil
-		}})
-	if err != nil {
-		var de *sipgo.ErrDialogResponse
-		switch {
-		case errors.As(err, &de):
-			res.reason = strconv.Itoa(de.Res.StatusCode)
-		case ictx.Err() != nil || errors.Is(err, sip.ErrTransactionTimeout):
-			res.reason = "timeout"
-		default:
-			res.reason = "error"
-			slog.Debug("INVITE", "err", err)
-		}
-		return
-	}
-	res.setup = answered.Sub(sent)
-	if err := checkDialogTargets(dlg.InviteResponse); err != nil {
-		res.reason = "non_loopback_route"
-		slog.Warn("caller: not sending ACK/BYE", "err", err)
-		return
-	}
-	if err := dlg.Ack(ictx); err != nil {
-		res.reason = "ack_error"
-		return
-	}
-	res.ok = true
-	c.answered.Add(1)
-
-	var answer sdp.SessionDescription
-	if err := answer.Unmarshal(dlg.InviteResponse.Body()); err != nil {
-		slog.Warn("caller: bad SDP answer", "err", err)
-	}
-	start := nowNs()
-	for i, k := range c.kinds {
-		if i >= len(answer.MediaDescriptions) {
-			break
-		}
-		md := answer.MediaDescriptions[i]
-		dst, err := mediaTarget(&answer, md)
-		if err != nil {
-			continue // declined or unusable
-		}
-		if f, err := c.eng.send(eps[i], dst, k, k.pt, start, c.hold); err == nil {
-			flows = append(flows, f)
-		} else {
-			slog.Warn("caller: media", "err", err)
-		}
-	}
-	for _, f := range flows { // each ends after hold*pps packets
-		select {
-		case <-f.done:
-		case <-dlg.Context().Done():
-			res.remoteBye = true
-			return
-		}
-	}
-	select {
-	case <-time.After(drain):
-	case <-dlg.Context().Done():
-		res.remoteBye = true
-		return
-	}
-	bctx, bcancel := context.WithTimeout(context.Background(), 32*time.Second)
-	defer bcancel()
-	if err := dlg.Bye(bctx); err != nil {
-		res.byeFailed = true
-		slog.Debug("BYE", "err", err)
-	}
-	return
 }
 
 // ---- SDP ----

@@ -34,17 +34,8 @@ func TestCtlDrivesRunningNode(t *testing.T) {
 	cfg.Cluster.Bind = "127.0.0.1:0"
 	cfg.Registrar.Algorithms = []string{"MD5"} // SIPp knows only MD5
 	cfg.Rooms = []config.Room{{Name: "boardroom", Password: "s3cret-board", Inbound: "open"}}
-	n, err := sbc.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := n.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); n.Close() })
-	t.Setenv("PORTCULLIS_API", "http://"+n.AdminAddr())
-	t.Setenv("PORTCULLIS_TOKEN", cfg.Admin.Token)
+	n := startSBC(t, cfg)
+	ctx := t.Context() // ends the SIPp peers with the test
 	sipAddr := n.Bound()[0].Addr.String()
 
 	wantOut(t, runOK(t, "rooms", "create", "lobby", "--password", "lobby-password"), "lobby")
@@ -122,4 +113,22 @@ func TestCtlDrivesRunningNode(t *testing.T) {
 	if len(n.Store().State().Bans(time.Now())) != 0 {
 		t.Fatal("ban not lifted")
 	}
+}
+
+// startSBC starts a whole node with cfg for the test and points the ctl commands at its admin API
+// (PORTCULLIS_API, PORTCULLIS_TOKEN).
+func startSBC(t *testing.T, cfg config.Config) *sbc.Node {
+	t.Helper()
+	n, err := sbc.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); n.Close() })
+	t.Setenv("PORTCULLIS_API", "http://"+n.AdminAddr())
+	t.Setenv("PORTCULLIS_TOKEN", cfg.Admin.Token)
+	return n
 }

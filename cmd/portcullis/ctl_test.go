@@ -88,6 +88,15 @@ func runOK(t *testing.T, args ...string) string {
 	return out
 }
 
+// runFail runs `portcullis ctl ARGS` and fails the test (saying what was tried) unless it exits
+// 1 with want in its standard error.
+func runFail(t *testing.T, what, want string, args ...string) {
+	t.Helper()
+	if _, errOut, code := runT(runCtl, args...); code != 1 || !strings.Contains(errOut, want) {
+		t.Fatalf("%s: exit %d, stderr %q; want 1 and %q", what, code, errOut, want)
+	}
+}
+
 func wantOut(t *testing.T, out string, subs ...string) {
 	t.Helper()
 	for _, s := range subs {
@@ -116,17 +125,11 @@ func TestTokenBootstrapAndTokens(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &tc); err != nil || tc.Scope != state.ScopeRead {
 		t.Fatalf("created %q: %v", out, err)
 	}
-	_, errOut, code = runT(runCtl, "--token", tc.Secret, "bans", "add", "192.0.2.1")
-	if code != 1 || !strings.Contains(errOut, "403 forbidden") {
-		t.Fatalf("read token writing: %d %s", code, errOut)
-	}
+	runFail(t, "read token writing", "403 forbidden", "--token", tc.Secret, "bans", "add", "192.0.2.1")
 	if _, errOut, code := runT(runToken, "revoke", tc.ID, "--data-dir", n.dataDir); code != 0 {
 		t.Fatalf("revoke: %s", errOut)
 	}
-	_, errOut, code = runT(runCtl, "--token", tc.Secret, "rooms", "list")
-	if code != 1 || !strings.Contains(errOut, "401 unauthorized") {
-		t.Fatalf("revoked token: %d %s", code, errOut)
-	}
+	runFail(t, "revoked token", "401 unauthorized", "--token", tc.Secret, "rooms", "list")
 	// Bad input and a missing socket.
 	if _, _, code := runT(runToken, "create", "--scope", "admin", "--data-dir", n.dataDir); code != 2 {
 		t.Fatalf("create without name: %d", code)
@@ -169,19 +172,10 @@ func TestCtlRooms(t *testing.T) {
 		t.Fatal("password from stdin not set")
 	}
 	// The API's validation reaches the operator with the field named.
-	_, errOut, code := runT(runCtl, "rooms", "create", "bad name", "--generate")
-	if code != 1 || !strings.Contains(errOut, "400 invalid: name") {
-		t.Fatalf("bad name: %d %s", code, errOut)
-	}
-	_, errOut, code = runT(runCtl, "rooms", "update", "lobby", "--inbound", "sometimes")
-	if code != 1 || !strings.Contains(errOut, "inbound") {
-		t.Fatalf("bad inbound: %d %s", code, errOut)
-	}
+	runFail(t, "bad name", "400 invalid: name", "rooms", "create", "bad name", "--generate")
+	runFail(t, "bad inbound", "inbound", "rooms", "update", "lobby", "--inbound", "sometimes")
 	runOK(t, "rooms", "delete", "lobby")
-	_, errOut, code = runT(runCtl, "rooms", "show", "lobby")
-	if code != 1 || !strings.Contains(errOut, "404 not_found") {
-		t.Fatalf("deleted room: %d %s", code, errOut)
-	}
+	runFail(t, "deleted room", "404 not_found", "rooms", "show", "lobby")
 }
 
 func TestCtlRegistrationsCallsRecords(t *testing.T) {
@@ -202,10 +196,7 @@ func TestCtlRegistrationsCallsRecords(t *testing.T) {
 	if h := n.calls.hungUp(); len(h) != 1 || h[0] != "call-1" {
 		t.Fatalf("hung up %v", h)
 	}
-	_, errOut, code := runT(runCtl, "calls", "hangup", "nope")
-	if code != 1 || !strings.Contains(errOut, "404") {
-		t.Fatalf("unknown call: %d %s", code, errOut)
-	}
+	runFail(t, "unknown call", "404", "calls", "hangup", "nope")
 
 	for i := range 5 {
 		propose(t, n, state.EndCall(state.CallRecord{Call: state.Call{ID: "r" + string(rune('a'+i)), Room: "boardroom"},
@@ -220,10 +211,7 @@ func TestCtlRegistrationsCallsRecords(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &p); err != nil || len(p.Items) != 5 {
 		t.Fatalf("all records: %v %s", err, out)
 	}
-	_, errOut, code = runT(runCtl, "records", "--since", "yesterday")
-	if code != 1 || !strings.Contains(errOut, "since") {
-		t.Fatalf("bad since: %d %s", code, errOut)
-	}
+	runFail(t, "bad since", "since", "records", "--since", "yesterday")
 }
 
 func TestCtlBansAndLists(t *testing.T) {
@@ -239,14 +227,8 @@ func TestCtlBansAndLists(t *testing.T) {
 	if _, ok := n.store.State().Ban(netip.MustParsePrefix("203.0.113.0/24")); ok {
 		t.Fatal("ban still in the state")
 	}
-	_, errOut, code := runT(runCtl, "bans", "lift", "203.0.113.0/24")
-	if code != 1 || !strings.Contains(errOut, "404") {
-		t.Fatalf("lift twice: %d %s", code, errOut)
-	}
-	_, errOut, code = runT(runCtl, "bans", "add", "0.0.0.0/0")
-	if code != 1 || !strings.Contains(errOut, "too wide") {
-		t.Fatalf("wide ban: %d %s", code, errOut)
-	}
+	runFail(t, "lift twice", "404", "bans", "lift", "203.0.113.0/24")
+	runFail(t, "wide ban", "too wide", "bans", "add", "0.0.0.0/0")
 
 	runOK(t, "lists", "set", "--deny", "203.0.113.0/24,198.51.100.66", "--scanner-ua", "friendly-scanner")
 	runOK(t, "lists", "add", "allow", "*@partner.example")
@@ -290,10 +272,7 @@ func TestCtlEventsClusterHealthAudit(t *testing.T) {
 
 	wantOut(t, runOK(t, "cluster", "members"), "edge1", "leader", "true")
 	wantOut(t, runOK(t, "cluster", "leader"), "edge1")
-	_, errOut, code := runT(runCtl, "cluster", "join", "edge2", "10.0.0.2:7000")
-	if code != 1 || !strings.Contains(errOut, "single_node") {
-		t.Fatalf("join on a single node: %d %s", code, errOut)
-	}
+	runFail(t, "join on a single node", "single_node", "cluster", "join", "edge2", "10.0.0.2:7000")
 	wantOut(t, runOK(t, "health"), "status:", "ok")
 	runOK(t, "bans", "add", "192.0.2.7")
 	wantOut(t, runOK(t, "audit"), "token:", "(ops)", "ban.add", "192.0.2.7/32")

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"io"
-	"log/slog"
 	"math/big"
 	"net/netip"
 	"os"
@@ -18,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-sbc/portcullis/sbc"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
 )
 
@@ -59,17 +55,7 @@ func TestDoctorFindsBadSetup(t *testing.T) {
 	cfg.Cluster.Bind = "127.0.0.1:0"
 	cfg.Rooms = []config.Room{{Name: "boardroom", Password: "s3cret-board", Inbound: "open"},
 		{Name: "lobby", Password: "lobby-password", Inbound: "open"}}
-	n, err := sbc.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := n.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); n.Close() })
-	t.Setenv("PORTCULLIS_API", "http://"+n.AdminAddr())
-	t.Setenv("PORTCULLIS_TOKEN", cfg.Admin.Token)
+	startSBC(t, cfg)
 
 	out, errOut, code := runT(runDoctor)
 	t.Logf("portcullis doctor:\n%s", out)

@@ -37,16 +37,27 @@ directory. Examples:
 flags:
 `
 
+// tokenFlags are the flags of `portcullis token`.
+type tokenFlags struct {
+	scope, name, dataDir, cfgPath, sock, output *string
+}
+
+func newTokenFlags(fs *flag.FlagSet) tokenFlags {
+	return tokenFlags{
+		scope:   fs.String("scope", "", "create: read or admin"),
+		name:    fs.String("name", "", "create: who or what uses the token"),
+		dataDir: fs.String("data-dir", "", "the node's data dir (default: node.data_dir of --config, else ./data)"),
+		cfgPath: fs.String("config", "", "the node's config file, to find its data dir"),
+		sock:    fs.String("socket", "", "the token socket (default: DATA_DIR/"+admin.SocketName+")"),
+		output:  fs.String("o", "table", "output: table or json"),
+	}
+}
+
 // runToken runs `portcullis token ARGS` and returns the exit status.
 func runToken(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scope := fs.String("scope", "", "create: read or admin")
-	name := fs.String("name", "", "create: who or what uses the token")
-	dataDir := fs.String("data-dir", "", "the node's data dir (default: node.data_dir of --config, else ./data)")
-	cfgPath := fs.String("config", "", "the node's config file, to find its data dir")
-	sock := fs.String("socket", "", "the token socket (default: DATA_DIR/"+admin.SocketName+")")
-	output := fs.String("o", "table", "output: table or json")
+	f := newTokenFlags(fs)
 	help := false
 	fs.Usage = func() {
 		w := stderr
@@ -79,18 +90,36 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "portcullis token: %v\n", err)
 		return 2
 	}
-	if *output != "table" && *output != "json" {
+	if *f.output != "table" && *f.output != "json" {
 		fmt.Fprintln(stderr, "portcullis token: -o must be table or json")
 		return 2
 	}
-	path := *sock
+	call, err := f.client()
+	if err != nil {
+		fmt.Fprintf(stderr, "portcullis token: %v\n", err)
+		return 1
+	}
+	c.output = *f.output
+	if status, ok := c.runTokenVerb(verb, pos, f, call); ok {
+		return status
+	}
+	fs.Usage()
+	return 2
+}
+
+// tokenCall sends one request to the token socket and returns the response body.
+type tokenCall func(method, path string, body any) ([]byte, error)
+
+// client returns a caller of the node's token socket: --socket, else the socket in the data dir
+// (--data-dir, else node.data_dir of --config).
+func (f tokenFlags) client() (tokenCall, error) {
+	path := *f.sock
 	if path == "" {
-		dir := *dataDir
+		dir := *f.dataDir
 		if dir == "" {
-			cfg, err := config.Load(*cfgPath, os.Environ())
+			cfg, err := config.Load(*f.cfgPath, os.Environ())
 			if err != nil {
-				fmt.Fprintf(stderr, "portcullis token: config: %v\n", err)
-				return 1
+				return nil, fmt.Errorf("config: %w", err)
 			}
 			dir = cfg.Node.DataDir
 		}
@@ -99,10 +128,9 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 	cl, err := client.New(client.Config{API: "http://portcullis", Prefix: "/v1",
 		Dial: func(ctx context.Context) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "unix", path) }})
 	if err != nil {
-		fmt.Fprintf(stderr, "portcullis token: %v\n", err)
-		return 1
+		return nil, err
 	}
-	call := func(method, p string, body any) ([]byte, error) {
+	return func(method, p string, body any) ([]byte, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		b, err := cl.Do(ctx, method, p, body)
@@ -113,22 +141,26 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 				"with --config FILE, the file serve runs with, or --data-dir DIR)", path, ce.Err)
 		}
 		return b, err
-	}
-	c.output = *output
+	}, nil
+}
+
+// runTokenVerb runs create, list or revoke with their positional arguments pos; ok is false
+// for anything else (a usage error).
+func (c *ctl) runTokenVerb(verb string, pos []string, f tokenFlags, call tokenCall) (status int, ok bool) {
 	switch {
 	case verb == "create" && len(pos) == 0:
-		if *scope == "" || *name == "" {
-			fmt.Fprintln(stderr, "portcullis token: create needs --scope read|admin and --name NAME")
-			return 2
+		if *f.scope == "" || *f.name == "" {
+			fmt.Fprintln(c.stderr, "portcullis token: create needs --scope read|admin and --name NAME")
+			return 2, true
 		}
-		raw, err := call("POST", "/tokens", admin.TokenInput{Scope: state.Scope(*scope), Name: *name})
+		raw, err := call("POST", "/tokens", admin.TokenInput{Scope: state.Scope(*f.scope), Name: *f.name})
 		if err == nil {
 			var tc admin.TokenCreated
 			if err = json.Unmarshal(raw, &tc); err == nil {
-				err = printSecret(stdout, stderr, *output, raw, tc)
+				err = printSecret(c.stdout, c.stderr, *f.output, raw, tc)
 			}
 		}
-		return exitFor(stderr, err)
+		return exitFor(c.stderr, err), true
 	case verb == "list" && len(pos) == 0:
 		raw, err := call("GET", "/tokens", nil)
 		if err == nil {
@@ -137,16 +169,15 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 				err = c.show(raw, func(w *tabwriter.Writer) { printTokens(w, l.Items) })
 			}
 		}
-		return exitFor(stderr, err)
+		return exitFor(c.stderr, err), true
 	case verb == "revoke" && len(pos) == 1:
 		_, err := call("DELETE", "/tokens/"+esc(pos[0]), nil)
 		if err == nil {
 			err = c.done("token %s revoked", pos[0])
 		}
-		return exitFor(stderr, err)
+		return exitFor(c.stderr, err), true
 	}
-	fs.Usage()
-	return 2
+	return 0, false
 }
 
 func exitFor(stderr io.Writer, err error) int {

@@ -10,8 +10,6 @@ type line struct {
 	val string
 }
 
-func (l line) String() string { return string(l.typ) + "=" + l.val }
-
 // doc is a lenient line model of an SDP body: session lines, then one
 // section per m-line (whose first line is the m= line).
 type doc struct {

@@ -125,91 +125,12 @@ func Parse(b []byte) (*Session, error) {
 }
 
 func (d doc) info() *Session {
-	var sessAddr netip.Addr
-	sessDir := SendRecv
-	for _, l := range d.session {
-		switch l.typ {
-		case 'c':
-			sessAddr = connAddr(l.val)
-		case 'a':
-			if dir, ok := direction(l.val); ok {
-				sessDir = dir
-			}
-		}
-	}
+	sessAddr, sessDir := d.sessionDefaults()
 	s := &Session{}
 	for i, sec := range d.media {
 		m := Media{Index: i, Addr: sessAddr, Direction: sessDir, ClockRates: map[uint8]uint32{}}
-		f := strings.Fields(sec[0].val)
-		if len(f) >= 1 {
-			m.Type = f[0]
-		}
-		if len(f) >= 2 {
-			p, _, _ := strings.Cut(f[1], "/")
-			m.Port, _ = strconv.Atoi(p)
-			if m.Port < 0 || m.Port > 65535 {
-				m.Port = 0
-			}
-		}
-		if len(f) >= 3 {
-			m.Proto = f[2]
-		}
-		if m.IsRTP() && len(f) > 3 {
-			for _, fm := range f[3:] {
-				if pt, err := strconv.ParseUint(fm, 10, 8); err == nil && pt < 128 {
-					m.PayloadTypes = append(m.PayloadTypes, uint8(pt))
-					if r, ok := staticClock[uint8(pt)]; ok {
-						m.ClockRates[uint8(pt)] = r
-					}
-				}
-			}
-		}
-		var rtcpVal string
-		for _, l := range sec[1:] {
-			if l.typ == 'c' {
-				m.Addr = connAddr(l.val)
-				continue
-			}
-			k, v, ok := attr(l)
-			if !ok {
-				continue
-			}
-			if dir, ok := direction(k); ok {
-				m.Direction = dir
-				continue
-			}
-			switch k {
-			case "rtpmap":
-				pt, rest, _ := strings.Cut(v, " ")
-				_, rate, _ := strings.Cut(rest, "/")
-				rate, _, _ = strings.Cut(rate, "/")
-				p, err1 := strconv.ParseUint(pt, 10, 8)
-				r, err2 := strconv.ParseUint(rate, 10, 32)
-				if err1 == nil && err2 == nil && p < 128 && r > 0 {
-					m.ClockRates[uint8(p)] = uint32(r)
-				}
-			case "rtcp":
-				rtcpVal = v
-			case "rtcp-mux":
-				m.RTCPMux = true
-			case "candidate", "ice-ufrag", "ice-pwd":
-				m.ICE = true
-			case "content":
-				m.Content = v
-			case "label":
-				m.Label = v
-			case "setup":
-				if m.Setup != "" {
-					m.Setup += "\n"
-				}
-				m.Setup += strings.TrimSpace(v)
-			case "connection":
-				m.Connection = strings.TrimSpace(v)
-			}
-		}
-		if rtcpVal != "" {
-			m.RTCP = rtcpAddr(rtcpVal, m.Addr)
-		}
+		m.parseMLine(sec[0].val)
+		m.parseAttrs(sec[1:])
 		s.Media = append(s.Media, m)
 		s.ICE = s.ICE || m.ICE
 	}
@@ -219,6 +140,110 @@ func (d doc) info() *Session {
 		}
 	}
 	return s
+}
+
+// sessionDefaults returns the session-level connection address and direction, which every
+// media section inherits unless it has its own.
+func (d doc) sessionDefaults() (netip.Addr, Direction) {
+	var addr netip.Addr
+	dir := SendRecv
+	for _, l := range d.session {
+		switch l.typ {
+		case 'c':
+			addr = connAddr(l.val)
+		case 'a':
+			if v, ok := direction(l.val); ok {
+				dir = v
+			}
+		}
+	}
+	return addr, dir
+}
+
+// parseMLine reads an m= line's value: media type, port, protocol and, for RTP, the payload
+// types with their static clock rates.
+func (m *Media) parseMLine(val string) {
+	f := strings.Fields(val)
+	if len(f) >= 1 {
+		m.Type = f[0]
+	}
+	if len(f) >= 2 {
+		p, _, _ := strings.Cut(f[1], "/")
+		m.Port, _ = strconv.Atoi(p)
+		if m.Port < 0 || m.Port > 65535 {
+			m.Port = 0
+		}
+	}
+	if len(f) >= 3 {
+		m.Proto = f[2]
+	}
+	if m.IsRTP() && len(f) > 3 {
+		for _, fm := range f[3:] {
+			if pt, err := strconv.ParseUint(fm, 10, 8); err == nil && pt < 128 {
+				m.PayloadTypes = append(m.PayloadTypes, uint8(pt))
+				if r, ok := staticClock[uint8(pt)]; ok {
+					m.ClockRates[uint8(pt)] = r
+				}
+			}
+		}
+	}
+}
+
+// parseAttrs reads the lines of a media section after its m= line.
+func (m *Media) parseAttrs(lines []line) {
+	var rtcpVal string
+	for _, l := range lines {
+		if l.typ == 'c' {
+			m.Addr = connAddr(l.val)
+			continue
+		}
+		k, v, ok := attr(l)
+		if !ok {
+			continue
+		}
+		if dir, ok := direction(k); ok {
+			m.Direction = dir
+			continue
+		}
+		if k == "rtcp" {
+			rtcpVal = v
+			continue
+		}
+		m.applyAttr(k, v)
+	}
+	if rtcpVal != "" {
+		m.RTCP = rtcpAddr(rtcpVal, m.Addr)
+	}
+}
+
+// applyAttr applies one media-level attribute (other than direction and rtcp).
+func (m *Media) applyAttr(k, v string) {
+	switch k {
+	case "rtpmap":
+		pt, rest, _ := strings.Cut(v, " ")
+		_, rate, _ := strings.Cut(rest, "/")
+		rate, _, _ = strings.Cut(rate, "/")
+		p, err1 := strconv.ParseUint(pt, 10, 8)
+		r, err2 := strconv.ParseUint(rate, 10, 32)
+		if err1 == nil && err2 == nil && p < 128 && r > 0 {
+			m.ClockRates[uint8(p)] = uint32(r)
+		}
+	case "rtcp-mux":
+		m.RTCPMux = true
+	case "candidate", "ice-ufrag", "ice-pwd":
+		m.ICE = true
+	case "content":
+		m.Content = v
+	case "label":
+		m.Label = v
+	case "setup":
+		if m.Setup != "" {
+			m.Setup += "\n"
+		}
+		m.Setup += strings.TrimSpace(v)
+	case "connection":
+		m.Connection = strings.TrimSpace(v)
+	}
 }
 
 func direction(k string) (Direction, bool) {

@@ -225,122 +225,156 @@ var (
 // rewrite applies o to the line model and emits it in canonical order with
 // every strictly-parsed line regenerated or validated.
 func (d doc) rewrite(o Options, hp holdPolicy) []byte {
-	var b strings.Builder
-	emit := func(typ byte, val string) {
-		b.WriteByte(typ)
-		b.WriteByte('=')
-		b.WriteString(val)
-		b.WriteString("\r\n")
-	}
-	relay := connLine(o.Addr)
-	hasSessionConn := false
+	w := sdpWriter{o: o, sessionHold: hp.session, relay: connLine(o.Addr)}
 	for _, typ := range []byte(sessionOrder) {
-		found := false
-		for _, l := range d.session {
+		w.sessionLines(typ, d.session)
+	}
+	for i, sec := range d.media {
+		w.media(i, sec, hp.at(i))
+	}
+	return []byte(w.b.String())
+}
+
+// sdpWriter emits the rewritten lines of one description.
+type sdpWriter struct {
+	b              strings.Builder
+	o              Options
+	sessionHold    bool   // a session-level hold address may stay (holdPolicy)
+	relay          string // the relay's c= value
+	hasSessionConn bool   // a session-level c= line was written
+}
+
+func (w *sdpWriter) emit(typ byte, val string) {
+	w.b.WriteByte(typ)
+	w.b.WriteByte('=')
+	w.b.WriteString(val)
+	w.b.WriteString("\r\n")
+}
+
+// sessionLines writes the session-level lines of type typ (one each of v, o, s and c), or the
+// default of a mandatory line that is missing.
+func (w *sdpWriter) sessionLines(typ byte, lines []line) {
+	found := false
+	for _, l := range lines {
+		if l.typ != typ {
+			continue
+		}
+		switch typ {
+		case 'v', 'o', 's', 'c':
+			if found {
+				continue // one each
+			}
+		}
+		if w.sessionLine(l) {
+			found = true
+		}
+	}
+	if found {
+		return
+	}
+	switch typ {
+	case 'v':
+		w.emit('v', "0")
+	case 'o':
+		w.emit('o', originLine("", w.o))
+	case 's':
+		w.emit('s', "-")
+	case 't':
+		w.emit('t', "0 0")
+	}
+}
+
+// sessionLine writes one session-level line, regenerated or validated; it reports false for a
+// line it drops.
+func (w *sdpWriter) sessionLine(l line) bool {
+	switch l.typ {
+	case 'v':
+		w.emit('v', "0")
+	case 'o':
+		w.emit('o', originLine(l.val, w.o))
+	case 's':
+		w.emit('s', nonEmpty(l.val))
+	case 'c':
+		w.emit('c', connValue(l.val, w.relay, w.sessionHold))
+		w.hasSessionConn = true
+	case 'b':
+		if !validBandwidth(l.val) {
+			return false
+		}
+		w.emit('b', l.val)
+	case 't':
+		if !validTiming(l.val) {
+			return false
+		}
+		w.emit('t', l.val)
+	case 'a':
+		if k, _, _ := attr(l); !keepAttr(k, Target{RTCPMux: true}, w.o) {
+			return false
+		}
+		w.emit('a', l.val)
+	case 'i', 'e', 'p', 'k':
+		w.emit(l.typ, l.val)
+	default: // u, z: dropped (strictly parsed and rarely useful)
+		return false
+	}
+	return true
+}
+
+// media writes media section i: its m= line, then its lines in canonical order, with the
+// relay's c= line when neither the section nor the session has one and the target's setup.
+// hold is the section's holdPolicy.
+func (w *sdpWriter) media(i int, sec []line, hold bool) {
+	t := w.o.target(i)
+	w.emit('m', mediaLine(sec[0].val, t.Port))
+	for _, typ := range []byte(mediaOrder[1:]) {
+		conn, setup := false, false
+		for _, l := range sec[1:] {
 			if l.typ != typ {
 				continue
 			}
 			switch typ {
-			case 'v', 'o', 's', 'c':
-				if found {
-					continue // one each
-				}
-			}
-			switch typ {
-			case 'v':
-				emit('v', "0")
-			case 'o':
-				emit('o', originLine(l.val, o))
-			case 's':
-				emit('s', nonEmpty(l.val))
 			case 'c':
-				emit('c', connValue(l.val, relay, hp.session))
-				hasSessionConn = true
+				if conn {
+					continue
+				}
+				w.emit('c', connValue(l.val, w.relay, hold))
+				conn = true
 			case 'b':
-				if !validBandwidth(l.val) {
-					continue
+				if validBandwidth(l.val) {
+					w.emit('b', l.val)
 				}
-				emit('b', l.val)
-			case 't':
-				if !validTiming(l.val) {
-					continue
-				}
-				emit('t', l.val)
 			case 'a':
-				if k, _, _ := attr(l); !keepAttr(k, Target{RTCPMux: true}, o) {
-					continue
-				}
-				emit('a', l.val)
-			case 'i', 'e', 'p', 'k':
-				emit(typ, l.val)
-			default: // u, z: dropped (strictly parsed and rarely useful)
-				continue
+				setup = w.mediaAttr(l, t, setup)
+			default:
+				w.emit(typ, l.val)
 			}
-			found = true
 		}
-		if !found {
-			switch typ {
-			case 'v':
-				emit('v', "0")
-			case 'o':
-				emit('o', originLine("", o))
-			case 's':
-				emit('s', "-")
-			case 't':
-				emit('t', "0 0")
-			}
+		if typ == 'c' && !conn && !w.hasSessionConn {
+			w.emit('c', w.relay)
+		}
+		if typ == 'a' && !setup && t.Setup != "" {
+			w.emit('a', "setup:"+string(t.Setup))
 		}
 	}
-	for i, sec := range d.media {
-		t := o.target(i)
-		emit('m', mediaLine(sec[0].val, t.Port))
-		for _, typ := range []byte(mediaOrder[1:]) {
-			conn, setup := false, false
-			for _, l := range sec[1:] {
-				if l.typ != typ {
-					continue
-				}
-				switch typ {
-				case 'c':
-					if conn {
-						continue
-					}
-					emit('c', connValue(l.val, relay, hp.at(i)))
-					conn = true
-				case 'b':
-					if validBandwidth(l.val) {
-						emit('b', l.val)
-					}
-				case 'a':
-					k, _, _ := attr(l)
-					if !keepAttr(k, t, o) {
-						continue
-					}
-					if k == "rtcp" {
-						emit('a', "rtcp:"+rtcpValue(t, o.Addr))
-						continue
-					}
-					if k == "setup" && t.Setup != "" {
-						if !setup {
-							emit('a', "setup:"+string(t.Setup))
-						}
-						setup = true
-						continue
-					}
-					emit('a', l.val)
-				default:
-					emit(typ, l.val)
-				}
-			}
-			if typ == 'c' && !conn && !hasSessionConn {
-				emit('c', relay)
-			}
-			if typ == 'a' && !setup && t.Setup != "" {
-				emit('a', "setup:"+string(t.Setup))
-			}
+}
+
+// mediaAttr writes one media-level a= line for target t: dropped, rewritten (rtcp, setup: one
+// only) or kept. setup tells whether the setup line was written; it returns the new value.
+func (w *sdpWriter) mediaAttr(l line, t Target, setup bool) bool {
+	k, _, _ := attr(l)
+	switch {
+	case !keepAttr(k, t, w.o):
+	case k == "rtcp":
+		w.emit('a', "rtcp:"+rtcpValue(t, w.o.Addr))
+	case k == "setup" && t.Setup != "":
+		if !setup {
+			w.emit('a', "setup:"+string(t.Setup))
 		}
+		return true
+	default:
+		w.emit('a', l.val)
 	}
-	return []byte(b.String())
+	return setup
 }
 
 func nonEmpty(s string) string {

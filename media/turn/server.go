@@ -109,6 +109,36 @@ type Server struct {
 
 // NewServer starts the listeners.
 func NewServer(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	own := append([]netip.Addr{cfg.RelayAddress, cfg.Pool.Bind()}, cfg.OwnAddrs...)
+	own = append(own, interfaceAddrs()...)
+	s := &Server{cfg: cfg, log: cfg.Logger, pool: cfg.Pool, relayIP: cfg.RelayAddress.Unmap(),
+		peers: NewPeerFilter(cfg.AllowPeers, own), users: map[string]int{}, gate: cfg.Gate}
+	if cfg.UnauthRate > 0 {
+		s.limiter = newSourceLimiter(cfg.UnauthRate, cfg.UnauthBurst)
+	}
+	sc, err := s.listen()
+	if err != nil {
+		return nil, err
+	}
+	srv, err := pturn.NewServer(sc)
+	if err != nil {
+		s.closeListeners()
+		return nil, fmt.Errorf("turn: %w", err)
+	}
+	s.srv = srv
+	lo, hi := cfg.Pool.Range()
+	s.log.Info("TURN server listening", "udp", s.udp.LocalAddr(), "tcp", cfg.ListenTCP, "tls", cfg.ListenTLS,
+		"realm", cfg.Realm, "relay", cfg.RelayAddress, "relay_ports", fmt.Sprintf("%d-%d (shared with RTP)", lo, hi),
+		"quota_per_user", cfg.QuotaPerUser, "rest_auth", cfg.RESTSecret != "", "room_credentials", cfg.Credentials != nil,
+		"unauth_rate", cfg.UnauthRate, "unauth_burst", cfg.UnauthBurst, "allow_peers", cfg.AllowPeers)
+	return s, nil
+}
+
+func (cfg *Config) setDefaults() {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -124,32 +154,35 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.UnauthBurst <= 0 {
 		cfg.UnauthBurst = DefaultUnauthBurst
 	}
+}
+
+func (cfg *Config) validate() error {
 	switch {
 	case cfg.Realm == "":
-		return nil, fmt.Errorf("%w: realm required", ErrBadConfig)
+		return fmt.Errorf("%w: realm required", ErrBadConfig)
 	case cfg.Pool == nil:
-		return nil, fmt.Errorf("%w: relay pool required", ErrBadConfig)
+		return fmt.Errorf("%w: relay pool required", ErrBadConfig)
 	case !cfg.RelayAddress.IsValid() || cfg.RelayAddress.IsUnspecified():
-		return nil, fmt.Errorf("%w: relay address required", ErrBadConfig)
+		return fmt.Errorf("%w: relay address required", ErrBadConfig)
 	case cfg.Credentials == nil && cfg.RESTSecret == "":
-		return nil, fmt.Errorf("%w: no credential source", ErrBadConfig)
+		return fmt.Errorf("%w: no credential source", ErrBadConfig)
 	case cfg.ListenTLS != "" && cfg.TLSConfig == nil:
-		return nil, fmt.Errorf("%w: TLS listener without TLS config", ErrBadConfig)
+		return fmt.Errorf("%w: TLS listener without TLS config", ErrBadConfig)
 	}
-	own := append([]netip.Addr{cfg.RelayAddress, cfg.Pool.Bind()}, cfg.OwnAddrs...)
-	own = append(own, interfaceAddrs()...)
-	s := &Server{cfg: cfg, log: cfg.Logger, pool: cfg.Pool, relayIP: cfg.RelayAddress.Unmap(),
-		peers: NewPeerFilter(cfg.AllowPeers, own), users: map[string]int{}, gate: cfg.Gate}
-	if cfg.UnauthRate > 0 {
-		s.limiter = newSourceLimiter(cfg.UnauthRate, cfg.UnauthBurst)
-	}
+	return nil
+}
+
+// listen opens the UDP listener and the TCP and TLS ones configured, and returns pion's
+// configuration for them. On error nothing stays open.
+func (s *Server) listen() (pturn.ServerConfig, error) {
+	cfg := s.cfg
 	la, err := net.ResolveUDPAddr("udp4", cfg.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("turn: listen udp %s: %w", cfg.Listen, err)
+		return pturn.ServerConfig{}, fmt.Errorf("turn: listen udp %s: %w", cfg.Listen, err)
 	}
 	udp, err := net.ListenUDP("udp4", la)
 	if err != nil {
-		return nil, fmt.Errorf("turn: listen udp %s: %w", cfg.Listen, err)
+		return pturn.ServerConfig{}, fmt.Errorf("turn: listen udp %s: %w", cfg.Listen, err)
 	}
 	s.udp = udp
 	perm := permissionHandler(s.peers, s.onDeny)
@@ -162,47 +195,35 @@ func NewServer(cfg Config) (*Server, error) {
 			PacketConn: &gateConn{UDPConn: udp, in: inspector{s: s, transport: TransportUDP}, gen: udpGen}, RelayAddressGenerator: udpGen, PermissionHandler: perm,
 		}},
 	}
-	var closers []func()
-	closeAll := func() {
-		_ = udp.Close()
-		for _, c := range closers {
-			c()
-		}
+	streams := []struct {
+		name, addr, transport string
+		listen                func(addr string) (net.Listener, error)
+	}{
+		{"tcp", cfg.ListenTCP, TransportTCP, func(a string) (net.Listener, error) { return net.Listen("tcp4", a) }},
+		{"tls", cfg.ListenTLS, TransportTLS, func(a string) (net.Listener, error) { return tls.Listen("tcp4", a, cfg.TLSConfig) }},
 	}
-	if cfg.ListenTCP != "" {
-		l, err := net.Listen("tcp4", cfg.ListenTCP)
-		if err != nil {
-			closeAll()
-			return nil, fmt.Errorf("turn: listen tcp %s: %w", cfg.ListenTCP, err)
+	for _, st := range streams {
+		if st.addr == "" {
+			continue
 		}
-		closers = append(closers, func() { _ = l.Close() })
+		l, err := st.listen(st.addr)
+		if err != nil {
+			s.closeListeners()
+			return sc, fmt.Errorf("turn: listen %s %s: %w", st.name, st.addr, err)
+		}
 		s.tcpListeners = append(s.tcpListeners, l)
-		sc.ListenerConfigs = append(sc.ListenerConfigs, pturn.ListenerConfig{Listener: &gateListener{Listener: l, s: s, transport: TransportTCP},
+		sc.ListenerConfigs = append(sc.ListenerConfigs, pturn.ListenerConfig{Listener: &gateListener{Listener: l, s: s, transport: st.transport},
 			RelayAddressGenerator: &generator{s: s}, PermissionHandler: perm})
 	}
-	if cfg.ListenTLS != "" {
-		l, err := tls.Listen("tcp4", cfg.ListenTLS, cfg.TLSConfig)
-		if err != nil {
-			closeAll()
-			return nil, fmt.Errorf("turn: listen tls %s: %w", cfg.ListenTLS, err)
-		}
-		closers = append(closers, func() { _ = l.Close() })
-		s.tcpListeners = append(s.tcpListeners, l)
-		sc.ListenerConfigs = append(sc.ListenerConfigs, pturn.ListenerConfig{Listener: &gateListener{Listener: l, s: s, transport: TransportTLS},
-			RelayAddressGenerator: &generator{s: s}, PermissionHandler: perm})
+	return sc, nil
+}
+
+// closeListeners closes what listen opened (before pion's server owns it).
+func (s *Server) closeListeners() {
+	_ = s.udp.Close()
+	for _, l := range s.tcpListeners {
+		_ = l.Close()
 	}
-	srv, err := pturn.NewServer(sc)
-	if err != nil {
-		closeAll()
-		return nil, fmt.Errorf("turn: %w", err)
-	}
-	s.srv = srv
-	lo, hi := cfg.Pool.Range()
-	s.log.Info("TURN server listening", "udp", udp.LocalAddr(), "tcp", cfg.ListenTCP, "tls", cfg.ListenTLS,
-		"realm", cfg.Realm, "relay", cfg.RelayAddress, "relay_ports", fmt.Sprintf("%d-%d (shared with RTP)", lo, hi),
-		"quota_per_user", cfg.QuotaPerUser, "rest_auth", cfg.RESTSecret != "", "room_credentials", cfg.Credentials != nil,
-		"unauth_rate", cfg.UnauthRate, "unauth_burst", cfg.UnauthBurst, "allow_peers", cfg.AllowPeers)
-	return s, nil
 }
 
 // Addr returns the UDP listener address.

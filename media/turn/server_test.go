@@ -140,12 +140,16 @@ func TestAllocateRefused(t *testing.T) {
 	}
 }
 
+// TestAllocateWithRESTCredentials: credentials made by pion's generator (as coturn's users
+// make them) and by RESTCredentials, ours, both allocate.
 func TestAllocateWithRESTCredentials(t *testing.T) {
 	s := newServer(t, nil)
 	user, pass, err := pturn.GenerateLongTermTURNRESTCredentials("rest-secret", "guest", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
+	allocate(t, newClient(t, s, user, pass))
+	user, pass = RESTCredentials("rest-secret", "guest2", time.Hour, time.Now())
 	allocate(t, newClient(t, s, user, pass))
 }
 

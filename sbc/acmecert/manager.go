@@ -305,11 +305,33 @@ func (m *Manager) Obtain(ctx context.Context) error {
 			_ = m.store.Propose(context.WithoutCancel(ctx), state.DeleteChallenge(t))
 		}
 	}()
+	accept, err := m.publishChallenges(ctx, client, order, &tokens)
+	if err != nil {
+		return err
+	}
+	if err := m.authorize(ctx, client, order, accept); err != nil {
+		return err
+	}
+	sc, err := m.finalize(ctx, client, order)
+	if err != nil {
+		return err
+	}
+	if err := m.store.Propose(ctx, state.PutCertificate(sc)); err != nil {
+		return fmt.Errorf("acme: store certificate: %w", err)
+	}
+	m.log.Info("certificate obtained", "serial", sc.Serial, "not_after", sc.NotAfter)
+	return nil
+}
+
+// publishChallenges puts in the state, for every authorization of order not yet valid, the
+// configured challenge with its key authorization (so that every node answers it), and
+// returns those challenges. tokens gets each published token, for the caller to delete.
+func (m *Manager) publishChallenges(ctx context.Context, client *acme.Client, order *acme.Order, tokens *[]string) ([]*acme.Challenge, error) {
 	var accept []*acme.Challenge
 	for _, u := range order.AuthzURLs {
 		z, err := client.GetAuthorization(ctx, u)
 		if err != nil {
-			return fmt.Errorf("acme: authorization: %w", err)
+			return nil, fmt.Errorf("acme: authorization: %w", err)
 		}
 		if z.Status == acme.StatusValid {
 			continue
@@ -321,20 +343,26 @@ func (m *Manager) Obtain(ctx context.Context) error {
 			}
 		}
 		if chal == nil {
-			return fmt.Errorf("%w: %s for %s", ErrChallengeType, m.cfg.Challenge, z.Identifier.Value)
+			return nil, fmt.Errorf("%w: %s for %s", ErrChallengeType, m.cfg.Challenge, z.Identifier.Value)
 		}
 		ka, err := client.HTTP01ChallengeResponse(chal.Token) // the key authorization, for both types
 		if err != nil {
-			return fmt.Errorf("acme: key authorization: %w", err)
+			return nil, fmt.Errorf("acme: key authorization: %w", err)
 		}
 		ch := state.Challenge{Type: chal.Type, Domain: z.Identifier.Value, Token: chal.Token, KeyAuth: ka,
 			Expires: time.Now().Add(time.Hour)}
 		if err := m.store.Propose(ctx, state.PutChallenge(ch)); err != nil {
-			return fmt.Errorf("acme: publish challenge: %w", err)
+			return nil, fmt.Errorf("acme: publish challenge: %w", err)
 		}
-		tokens = append(tokens, chal.Token)
+		*tokens = append(*tokens, chal.Token)
 		accept = append(accept, chal)
 	}
+	return accept, nil
+}
+
+// authorize lets the published challenges settle on every node, tells the CA to check them and
+// waits for the authorizations and the order to be ready.
+func (m *Manager) authorize(ctx context.Context, client *acme.Client, order *acme.Order, accept []*acme.Challenge) error {
 	if len(accept) > 0 {
 		select { // every node applies the challenges before the CA may reach it
 		case <-time.After(m.cfg.Settle):
@@ -352,31 +380,28 @@ func (m *Manager) Obtain(ctx context.Context) error {
 			return fmt.Errorf("acme: authorization: %w", err)
 		}
 	}
-	if _, err = client.WaitOrder(ctx, order.URI); err != nil {
+	if _, err := client.WaitOrder(ctx, order.URI); err != nil {
 		return fmt.Errorf("acme: order: %w", err)
 	}
+	return nil
+}
+
+// finalize sends a CSR for a fresh key and returns the issued certificate as stored.
+func (m *Manager) finalize(ctx context.Context, client *acme.Client, order *acme.Order) (state.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return err
+		return state.Certificate{}, fmt.Errorf("acme: key: %w", err)
 	}
 	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
 		Subject: pkix.Name{CommonName: m.cfg.Domains[0]}, DNSNames: m.cfg.Domains}, key)
 	if err != nil {
-		return fmt.Errorf("acme: csr: %w", err)
+		return state.Certificate{}, fmt.Errorf("acme: csr: %w", err)
 	}
 	ders, _, err := client.CreateCertFromOrder(ctx, order, csr, true) // with the order URL to wait on
 	if err != nil {
-		return fmt.Errorf("acme: finalize: %w", err)
+		return state.Certificate{}, fmt.Errorf("acme: finalize: %w", err)
 	}
-	sc, err := storedCert(ders, key, m.cfg.Domains, m.cfg.NodeID)
-	if err != nil {
-		return err
-	}
-	if err := m.store.Propose(ctx, state.PutCertificate(sc)); err != nil {
-		return fmt.Errorf("acme: store certificate: %w", err)
-	}
-	m.log.Info("certificate obtained", "serial", sc.Serial, "not_after", sc.NotAfter)
-	return nil
+	return storedCert(ders, key, m.cfg.Domains, m.cfg.NodeID)
 }
 
 func storedCert(ders [][]byte, key crypto.Signer, domains []string, node string) (state.Certificate, error) {

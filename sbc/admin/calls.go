@@ -148,11 +148,7 @@ func parseCursor(r *http.Request) (uint64, error) {
 
 func (s *Server) listRecords(w http.ResponseWriter, r *http.Request, _ Principal) error {
 	now := s.now()
-	limit, err := qInt(r, "limit", defaultPage, 1, maxPage)
-	if err != nil {
-		return err
-	}
-	after, err := parseCursor(r)
+	limit, after, err := pageArgs(r)
 	if err != nil {
 		return err
 	}
@@ -178,14 +174,6 @@ func (s *Server) listRecords(w http.ResponseWriter, r *http.Request, _ Principal
 		return invalid("order", "must be oldest or newest")
 	}
 	recs := s.deps.Store.State().Records(rq)
-	out := list[state.CallRecord]{Items: recs}
-	if len(recs) > limit {
-		out.Items = recs[:limit]
-		out.NextCursor = cursor(recs[limit-1].Seq)
-	}
-	if out.Items == nil {
-		out.Items = []state.CallRecord{}
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, pageOf(recs, limit, func(r state.CallRecord) uint64 { return r.Seq }))
 	return nil
 }

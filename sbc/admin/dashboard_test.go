@@ -3,8 +3,6 @@ package admin
 import (
 	"context"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -158,22 +156,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("chart count %q, feed %q, legend %q", count.Value, feed, legend)
 	}
 
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := os.Getenv("PORTCULLIS_ARTIFACTS")
-	if dir == "" {
-		dir = t.TempDir()
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "dashboard.png")
-	if err := os.WriteFile(path, shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s (%d bytes)", path, len(shot))
+	saveShot(t, ctx, "dashboard.png")
 
 	mu.Lock()
 	defer mu.Unlock()

@@ -103,13 +103,6 @@ func (r resp) json(t *testing.T, v any) {
 	}
 }
 
-func (r resp) m(t *testing.T) map[string]any {
-	t.Helper()
-	var m map[string]any
-	r.json(t, &m)
-	return m
-}
-
 // do sends a request with token (may be "") and a body (string sent as is, other values as
 // JSON, nil none).
 func (e *env) do(method, path, token string, body any) resp {

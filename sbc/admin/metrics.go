@@ -13,6 +13,7 @@ import (
 
 	"github.com/portcullis-sbc/portcullis/cluster"
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/media"
 )
 
 // Metrics are the node's Prometheus collectors, served at /metrics.
@@ -213,6 +214,33 @@ func counter[T ~uint64 | ~int64 | ~int](ch chan<- prometheus.Metric, d *promethe
 
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.s
+	c.collectState(ch)
+	if s.deps.Events != nil {
+		for rule, n := range s.deps.Events.Counts() {
+			counter(ch, dRefusals, n, rule)
+		}
+	}
+	if s.deps.Media != nil {
+		collectMedia(ch, s.deps.Media())
+	}
+	if s.deps.TURN != nil {
+		t := s.deps.TURN()
+		gauge(ch, dTURNLive, float64(t.Live))
+		counter(ch, dTURNTotal, t.Total)
+		counter(ch, dTURNRefused, t.Refused)
+		counter(ch, dTURNAuth, t.AuthFailures)
+		counter(ch, dTURNPeers, t.PeersDenied)
+		counter(ch, dTURNDropped, t.RateLimited, "unauth_rate")
+		counter(ch, dTURNDropped, t.BannedDropped, "banned")
+	}
+	if s.deps.Raft != nil {
+		collectRaft(ch, s.deps.Raft())
+	}
+}
+
+// collectState exports the figures read from the replicated state and this node's calls.
+func (c *nodeCollector) collectState(ch chan<- prometheus.Metric) {
+	s := c.s
 	st := s.deps.Store.State()
 	now := s.now()
 	gauge(ch, dRooms, float64(len(st.Rooms())))
@@ -235,60 +263,48 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	for k, v := range calls {
 		gauge(ch, dCalls, float64(v), string(k))
 	}
-	if s.deps.Events != nil {
-		for rule, n := range s.deps.Events.Counts() {
-			counter(ch, dRefusals, n, rule)
+}
+
+// oneOf exports 1 for the label in labels that is active and 0 for the others.
+func oneOf[T ~string](ch chan<- prometheus.Metric, d *prometheus.Desc, active T, labels ...T) {
+	for _, l := range labels {
+		v := 0.0
+		if l == active {
+			v = 1
 		}
+		gauge(ch, d, v, string(l))
 	}
-	if s.deps.Media != nil {
-		m := s.deps.Media()
-		counter(ch, dRTPPackets, m.Packets)
-		counter(ch, dRTPBytes, m.Bytes)
-		counter(ch, dRTPLost, m.Lost)
-		counter(ch, dRTPDropped, m.Dropped)
-		gauge(ch, dSessions, float64(m.Sessions))
-		gauge(ch, dStreams, float64(m.Streams))
-		counter(ch, dTimeouts, m.Timeouts)
-		for _, mode := range []string{"kernel", "userspace"} {
-			v := 0.0
-			if mode == m.FastPath || (m.FastPath == "" && mode == "userspace") {
-				v = 1
-			}
-			gauge(ch, dFastPath, v, mode)
-		}
-		gauge(ch, dPorts, float64(m.Pool.InUse), "in_use")
-		gauge(ch, dPorts, float64(m.Pool.Draining), "draining")
-		gauge(ch, dPorts, float64(m.Pool.Free), "free")
-		counter(ch, dPortsRefused, m.Pool.Refused)
-		gauge(ch, dSockDrops, float64(m.Pool.SocketDrops))
+}
+
+func collectMedia(ch chan<- prometheus.Metric, m media.Stats) {
+	counter(ch, dRTPPackets, m.Packets)
+	counter(ch, dRTPBytes, m.Bytes)
+	counter(ch, dRTPLost, m.Lost)
+	counter(ch, dRTPDropped, m.Dropped)
+	gauge(ch, dSessions, float64(m.Sessions))
+	gauge(ch, dStreams, float64(m.Streams))
+	counter(ch, dTimeouts, m.Timeouts)
+	mode := m.FastPath
+	if mode == "" {
+		mode = "userspace"
 	}
-	if s.deps.TURN != nil {
-		t := s.deps.TURN()
-		gauge(ch, dTURNLive, float64(t.Live))
-		counter(ch, dTURNTotal, t.Total)
-		counter(ch, dTURNRefused, t.Refused)
-		counter(ch, dTURNAuth, t.AuthFailures)
-		counter(ch, dTURNPeers, t.PeersDenied)
-		counter(ch, dTURNDropped, t.RateLimited, "unauth_rate")
-		counter(ch, dTURNDropped, t.BannedDropped, "banned")
-	}
-	if s.deps.Raft != nil {
-		r := s.deps.Raft()
-		for _, k := range []cluster.MemberState{cluster.StateLeader, cluster.StateFollower, cluster.StateCandidate, cluster.StateUnknown} {
-			v := 0.0
-			if r.State == k {
-				v = 1
-			}
-			gauge(ch, dRaftState, v, string(k))
-		}
-		gauge(ch, dRaftTerm, float64(r.Term))
-		gauge(ch, dRaftCommit, float64(r.CommitIndex))
-		gauge(ch, dRaftApplied, float64(r.AppliedIndex))
-		gauge(ch, dRaftApply, r.LastApplyLatency.Seconds())
-		gauge(ch, dRaftPeers, float64(r.Peers))
-		gauge(ch, dRaftContact, r.LastContact.Seconds())
-		counter(ch, dRaftProposed, r.Proposed)
-		counter(ch, dRaftDropped, r.Dropped)
-		gauge(ch, dRaftQueued, float64(r.Queued))
-	}
+	oneOf(ch, dFastPath, mode, "kernel", "userspace")
+	gauge(ch, dPorts, float64(m.Pool.InUse), "in_use")
+	gauge(ch, dPorts, float64(m.Pool.Draining), "draining")
+	gauge(ch, dPorts, float64(m.Pool.Free), "free")
+	counter(ch, dPortsRefused, m.Pool.Refused)
+	gauge(ch, dSockDrops, float64(m.Pool.SocketDrops))
+}
+
+func collectRaft(ch chan<- prometheus.Metric, r cluster.Stats) {
+	oneOf(ch, dRaftState, r.State, cluster.StateLeader, cluster.StateFollower, cluster.StateCandidate, cluster.StateUnknown)
+	gauge(ch, dRaftTerm, float64(r.Term))
+	gauge(ch, dRaftCommit, float64(r.CommitIndex))
+	gauge(ch, dRaftApplied, float64(r.AppliedIndex))
+	gauge(ch, dRaftApply, r.LastApplyLatency.Seconds())
+	gauge(ch, dRaftPeers, float64(r.Peers))
+	gauge(ch, dRaftContact, r.LastContact.Seconds())
+	counter(ch, dRaftProposed, r.Proposed)
+	counter(ch, dRaftDropped, r.Dropped)
+	gauge(ch, dRaftQueued, float64(r.Queued))
 }

@@ -325,4 +325,25 @@ func listOf[T any](items []T) list[T] {
 	return list[T]{Items: items}
 }
 
+// pageArgs reads the page size (limit) and the cursor (the Seq to read after) of a paged list.
+func pageArgs(r *http.Request) (limit int, after uint64, err error) {
+	if limit, err = qInt(r, "limit", defaultPage, 1, maxPage); err != nil {
+		return 0, 0, err
+	}
+	after, err = parseCursor(r)
+	return limit, after, err
+}
+
+// pageOf is the page of a paged list: items holds up to limit+1 entries read past the cursor,
+// and the extra one, when there, only says that another page follows (from the Seq of the
+// last entry shown).
+func pageOf[T any](items []T, limit int, seq func(T) uint64) list[T] {
+	out := listOf(items)
+	if len(items) > limit {
+		out.Items = items[:limit]
+		out.NextCursor = cursor(seq(items[limit-1]))
+	}
+	return out
+}
+
 func itoa(i int) string { return strconv.Itoa(i) }

@@ -98,23 +98,11 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, p Principal
 }
 
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ Principal) error {
-	limit, err := qInt(r, "limit", defaultPage, 1, maxPage)
-	if err != nil {
-		return err
-	}
-	after, err := parseCursor(r)
+	limit, after, err := pageArgs(r)
 	if err != nil {
 		return err
 	}
 	es := s.deps.Store.State().AuditLog(after, limit+1)
-	out := list[state.AuditEntry]{Items: es}
-	if len(es) > limit {
-		out.Items = es[:limit]
-		out.NextCursor = cursor(es[limit-1].Seq)
-	}
-	if out.Items == nil {
-		out.Items = []state.AuditEntry{}
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, pageOf(es, limit, func(e state.AuditEntry) uint64 { return e.Seq }))
 	return nil
 }

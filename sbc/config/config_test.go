@@ -20,6 +20,19 @@ func writeFile(t *testing.T, body string) string {
 	return p
 }
 
+// loadInvalid loads body, which must be refused as invalid, and returns the error's text.
+func loadInvalid(t *testing.T, body string) string {
+	t.Helper()
+	_, err := Load(writeFile(t, body), nil)
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	if !errors.Is(err, ErrInvalid) {
+		t.Errorf("error %v does not wrap ErrInvalid", err)
+	}
+	return err.Error()
+}
+
 func TestDefaultsValid(t *testing.T) {
 	cfg, err := Load("", nil)
 	if err != nil {
@@ -84,14 +97,7 @@ func TestErrorsNameLineAndField(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Load(writeFile(t, tt.body), nil)
-			if err == nil {
-				t.Fatal("want an error")
-			}
-			if !errors.Is(err, ErrInvalid) {
-				t.Errorf("error %v does not wrap ErrInvalid", err)
-			}
-			msg := err.Error()
+			msg := loadInvalid(t, tt.body)
 			if !strings.Contains(msg, tt.wantLine) || !strings.Contains(msg, tt.wantField) {
 				t.Errorf("error %q: want line %q and field %q", msg, tt.wantLine, tt.wantField)
 			}

@@ -118,88 +118,115 @@ func (c *Config) validateSinks(v *validator) {
 				v.fail(fmt.Sprintf("sinks[%d].streams[%d]", i, j), "%q must be records or events", x)
 			}
 		}
-		if s.Queue == 0 {
-			s.Queue = 10000
-		}
-		if s.Batch == 0 {
-			s.Batch = 100
-		}
-		if s.RetryMin == 0 {
-			s.RetryMin = Duration(1e9)
-		}
-		if s.RetryMax == 0 {
-			s.RetryMax = max(Duration(30e9), s.RetryMin)
-		}
-		if s.Timeout == 0 {
-			s.Timeout = Duration(10e9)
-		}
-		if s.Queue < 1 || s.Queue > 10_000_000 {
-			v.fail(at("queue"), "%d must be between 1 and 10000000", s.Queue)
-		}
-		if s.Batch < 1 || s.Batch > 10000 {
-			v.fail(at("batch"), "%d must be between 1 and 10000", s.Batch)
-		}
-		if s.RetryMin < 0 || s.RetryMax < s.RetryMin {
-			v.fail(at("retry_min"), "need 0 < retry_min <= retry_max")
-		}
-		if s.Timeout < 0 {
-			v.fail(at("timeout"), "must be positive")
-		}
-		// Which fields belong to which type.
-		own := map[string][]string{
-			"syslog":  {"address", "facility", "max_message_size", "ca", "server_name"},
-			"webhook": {"url", "secret", "signature_header", "ca"},
-			"file":    {"path", "max_size", "keep"},
-		}
-		set := map[string]bool{
-			"address": s.Address != "", "facility": s.Facility != "", "max_message_size": s.MaxMessageSize != 0,
-			"ca": s.CA != "", "server_name": s.ServerName != "", "url": s.URL != "", "secret": s.Secret != "",
-			"signature_header": s.SignatureHeader != "", "path": s.Path != "", "max_size": s.MaxSize != 0, "keep": s.Keep != nil,
-		}
-		mine, ok := own[s.Type]
-		if !ok {
-			v.fail(at("type"), "%q must be syslog, webhook or file", s.Type)
+		validateSinkQueue(v, s, at)
+		if !validateSinkFields(v, s, at) {
 			continue
-		}
-		for _, f := range []string{"address", "facility", "max_message_size", "ca", "server_name", "url", "secret",
-			"signature_header", "path", "max_size", "keep"} {
-			if set[f] && !slices.Contains(mine, f) {
-				v.fail(at(f), "is not a setting of a %s sink", s.Type)
-			}
 		}
 		switch s.Type {
 		case "syslog":
 			c.validateSyslogSink(v, s, at)
 		case "webhook":
-			u, err := url.Parse(s.URL)
-			switch {
-			case s.URL == "":
-				v.fail(at("url"), "a webhook sink needs a url")
-			case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-				v.fail(at("url"), "must be an http:// or https:// URL with a host")
-			}
-			if s.SignatureHeader == "" {
-				s.SignatureHeader = "X-Portcullis-Signature"
-			} else if !headerNameRe.MatchString(s.SignatureHeader) {
-				v.fail(at("signature_header"), "%q is not an HTTP header name", s.SignatureHeader)
-			}
-			checkFile(v, at("ca"), s.CA)
+			validateWebhookSink(v, s, at)
 		case "file":
-			if s.Path == "" {
-				v.fail(at("path"), "a file sink needs a path")
-			}
-			if s.MaxSize == 0 {
-				s.MaxSize = 100 << 20
-			} else if s.MaxSize < 4096 {
-				v.fail(at("max_size"), "%d must be at least 4096 bytes", s.MaxSize)
-			}
-			if s.Keep == nil {
-				k := 5
-				s.Keep = &k
-			} else if *s.Keep < 0 || *s.Keep > 1000 {
-				v.fail(at("keep"), "%d must be between 0 and 1000", *s.Keep)
-			}
+			validateFileSink(v, s, at)
 		}
+	}
+}
+
+// validateSinkQueue sets the defaults of a sink's queue, batches, retries and timeout and
+// checks their bounds.
+func validateSinkQueue(v *validator, s *Sink, at func(string) string) {
+	if s.Queue == 0 {
+		s.Queue = 10000
+	}
+	if s.Batch == 0 {
+		s.Batch = 100
+	}
+	if s.RetryMin == 0 {
+		s.RetryMin = Duration(1e9)
+	}
+	if s.RetryMax == 0 {
+		s.RetryMax = max(Duration(30e9), s.RetryMin)
+	}
+	if s.Timeout == 0 {
+		s.Timeout = Duration(10e9)
+	}
+	if s.Queue < 1 || s.Queue > 10_000_000 {
+		v.fail(at("queue"), "%d must be between 1 and 10000000", s.Queue)
+	}
+	if s.Batch < 1 || s.Batch > 10000 {
+		v.fail(at("batch"), "%d must be between 1 and 10000", s.Batch)
+	}
+	if s.RetryMin < 0 || s.RetryMax < s.RetryMin {
+		v.fail(at("retry_min"), "need 0 < retry_min <= retry_max")
+	}
+	if s.Timeout < 0 {
+		v.fail(at("timeout"), "must be positive")
+	}
+}
+
+// sinkFields lists the type-specific settings of a sink, in the order they are reported.
+var sinkFields = []string{"address", "facility", "max_message_size", "ca", "server_name", "url", "secret",
+	"signature_header", "path", "max_size", "keep"}
+
+// sinkTypeFields are the settings that belong to each sink type.
+var sinkTypeFields = map[string][]string{
+	"syslog":  {"address", "facility", "max_message_size", "ca", "server_name"},
+	"webhook": {"url", "secret", "signature_header", "ca"},
+	"file":    {"path", "max_size", "keep"},
+}
+
+// validateSinkFields checks the sink's type and that it sets only that type's settings; it
+// returns false for an unknown type.
+func validateSinkFields(v *validator, s *Sink, at func(string) string) bool {
+	mine, ok := sinkTypeFields[s.Type]
+	if !ok {
+		v.fail(at("type"), "%q must be syslog, webhook or file", s.Type)
+		return false
+	}
+	set := map[string]bool{
+		"address": s.Address != "", "facility": s.Facility != "", "max_message_size": s.MaxMessageSize != 0,
+		"ca": s.CA != "", "server_name": s.ServerName != "", "url": s.URL != "", "secret": s.Secret != "",
+		"signature_header": s.SignatureHeader != "", "path": s.Path != "", "max_size": s.MaxSize != 0, "keep": s.Keep != nil,
+	}
+	for _, f := range sinkFields {
+		if set[f] && !slices.Contains(mine, f) {
+			v.fail(at(f), "is not a setting of a %s sink", s.Type)
+		}
+	}
+	return true
+}
+
+func validateWebhookSink(v *validator, s *Sink, at func(string) string) {
+	u, err := url.Parse(s.URL)
+	switch {
+	case s.URL == "":
+		v.fail(at("url"), "a webhook sink needs a url")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		v.fail(at("url"), "must be an http:// or https:// URL with a host")
+	}
+	if s.SignatureHeader == "" {
+		s.SignatureHeader = "X-Portcullis-Signature"
+	} else if !headerNameRe.MatchString(s.SignatureHeader) {
+		v.fail(at("signature_header"), "%q is not an HTTP header name", s.SignatureHeader)
+	}
+	checkFile(v, at("ca"), s.CA)
+}
+
+func validateFileSink(v *validator, s *Sink, at func(string) string) {
+	if s.Path == "" {
+		v.fail(at("path"), "a file sink needs a path")
+	}
+	if s.MaxSize == 0 {
+		s.MaxSize = 100 << 20
+	} else if s.MaxSize < 4096 {
+		v.fail(at("max_size"), "%d must be at least 4096 bytes", s.MaxSize)
+	}
+	if s.Keep == nil {
+		k := 5
+		s.Keep = &k
+	} else if *s.Keep < 0 || *s.Keep > 1000 {
+		v.fail(at("keep"), "%d must be between 0 and 1000", *s.Keep)
 	}
 }
 

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"strings"
 	"testing"
 )
@@ -29,14 +28,7 @@ func TestSinksValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Load(writeFile(t, tt.body), nil)
-			if err == nil {
-				t.Fatal("want an error")
-			}
-			if !errors.Is(err, ErrInvalid) {
-				t.Errorf("error %v does not wrap ErrInvalid", err)
-			}
-			if msg := err.Error(); !strings.Contains(msg, tt.wantLine) || !strings.Contains(msg, tt.wantField) {
+			if msg := loadInvalid(t, tt.body); !strings.Contains(msg, tt.wantLine) || !strings.Contains(msg, tt.wantField) {
 				t.Errorf("error %q: want line %q and field %q", msg, tt.wantLine, tt.wantField)
 			}
 		})

@@ -229,3 +229,17 @@ func TestURIMatches(t *testing.T) {
 		}
 	}
 }
+
+// TestParamBits: the bits of nc and userhash are those of their names in paramNames, and a
+// parameter Parse does not read has none.
+func TestParamBits(t *testing.T) {
+	var c Credentials
+	for name, want := range map[string]uint32{"nc": bitNc, "userhash": bitUserhash, "username": 1, "stale": 0} {
+		if bit, _ := c.field(name); bit != want {
+			t.Errorf("field(%q) bit %#x, want %#x", name, bit, want)
+		}
+	}
+	if _, dst := c.field("qop"); dst != &c.QOP {
+		t.Error("qop is not stored in QOP")
+	}
+}

@@ -2,6 +2,7 @@ package digest
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -112,46 +113,26 @@ func Parse(v string) (*Credentials, error) {
 	return c, nil
 }
 
+// The parameters Parse reads, in the order of their bits in the duplicate check.
+var paramNames = [...]string{"username", "realm", "nonce", "uri", "response", "algorithm", "cnonce",
+	"opaque", "qop", "nc", "userhash"}
+
+// Bits of the parameters that are not plain strings.
 const (
-	bitUsername uint32 = 1 << iota
-	bitRealm
-	bitNonce
-	bitURI
-	bitResponse
-	bitAlgorithm
-	bitCnonce
-	bitOpaque
-	bitQOP
-	bitNc
-	bitUserhash
+	bitNc       uint32 = 1 << 9
+	bitUserhash uint32 = 1 << 10
 )
 
+// field returns the bit of the parameter name (lower case; 0: not one Parse reads) and the
+// string it is stored in (nil for nc and userhash, which Parse converts).
 func (c *Credentials) field(name string) (uint32, *string) {
-	switch name {
-	case "username":
-		return bitUsername, &c.Username
-	case "realm":
-		return bitRealm, &c.Realm
-	case "nonce":
-		return bitNonce, &c.Nonce
-	case "uri":
-		return bitURI, &c.URI
-	case "response":
-		return bitResponse, &c.Response
-	case "algorithm":
-		return bitAlgorithm, &c.Algorithm
-	case "cnonce":
-		return bitCnonce, &c.Cnonce
-	case "opaque":
-		return bitOpaque, &c.Opaque
-	case "qop":
-		return bitQOP, &c.QOP
-	case "nc":
-		return bitNc, nil
-	case "userhash":
-		return bitUserhash, nil
+	i := slices.Index(paramNames[:], name)
+	if i < 0 {
+		return 0, nil
 	}
-	return 0, nil
+	dst := [len(paramNames)]*string{&c.Username, &c.Realm, &c.Nonce, &c.URI, &c.Response, &c.Algorithm,
+		&c.Cnonce, &c.Opaque, &c.QOP}
+	return 1 << i, dst[i]
 }
 
 type parser struct {

@@ -167,7 +167,6 @@ type Listener struct {
 	mu     sync.Mutex
 	perIP  map[netip.Addr]int
 	perPfx map[netip.Addr]int // IPv6 sources by their /64 (its first address)
-	total  int
 }
 
 // NewListener wraps l. transport is "TCP" or "TLS" (for close reports); onClose may be nil.

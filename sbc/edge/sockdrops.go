@@ -8,15 +8,6 @@ import (
 	"github.com/portcullis-sbc/portcullis/media/udpstat"
 )
 
-// KernelDrops returns how many datagrams the kernel dropped from this socket's receive queue
-// (found by the socket's inode in the kernel's UDP tables): under a flood the queue overflows
-// before the node sees anything, and this is the only trace of it. ok is false where the
-// tables cannot be read, or once the socket is closed.
-func (c *PacketConn) KernelDrops() (drops uint64, ok bool) {
-	d, ok := socketDrops([]*PacketConn{c})[c.LocalAddr().String()]
-	return d, ok
-}
-
 // inode is the socket's inode number (0 when it cannot be had, e.g. after close).
 func (c *PacketConn) inode() uint64 {
 	rc, err := c.UDPConn.SyscallConn()

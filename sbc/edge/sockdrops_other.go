@@ -2,7 +2,6 @@
 
 package edge
 
-// KernelDrops is not known off Linux (no /proc/net/udp).
-func (c *PacketConn) KernelDrops() (uint64, bool) { return 0, false }
-
+// socketDrops knows nothing off Linux (no /proc/net/udp): portcullis_edge_socket_drops_total
+// is not exported there.
 func socketDrops([]*PacketConn) map[string]uint64 { return nil }

@@ -52,9 +52,20 @@ type uaMatcher struct {
 // compileUA builds the matcher. Empty and over-long patterns are reported and left out.
 func compileUA(patterns []string) (*uaMatcher, error) {
 	m := &uaMatcher{}
-	var errs []string
+	lows, errs := m.addPatterns(patterns)
+	m.assignClasses(lows)
+	children, hit := m.trie(lows)
+	m.link(children, hit)
+	if len(errs) > 0 {
+		return m, fmt.Errorf("%w: scanner user agents: %s", ErrPattern, strings.Join(errs, "; "))
+	}
+	return m, nil
+}
+
+// addPatterns keeps the usable patterns (trimmed, bounded, without case-insensitive repeats)
+// in m.patterns and returns their lower-case forms, and what was left out and why.
+func (m *uaMatcher) addPatterns(patterns []string) (lows, errs []string) {
 	seen := map[string]bool{}
-	var lows []string
 	total := 0
 	for _, p := range patterns {
 		t := strings.TrimSpace(p)
@@ -78,8 +89,12 @@ func compileUA(patterns []string) (*uaMatcher, error) {
 		lows = append(lows, l)
 		m.patterns = append(m.patterns, t)
 	}
-	// Byte classes: every byte some pattern contains gets its own class; upper-case letters share
-	// the class of their lower-case form.
+	return lows, errs
+}
+
+// assignClasses gives every byte some pattern contains its own class; upper-case letters share
+// the class of their lower-case form. It sets the stride of the transition table.
+func (m *uaMatcher) assignClasses(lows []string) {
 	n := uint16(1)
 	for _, l := range lows {
 		for i := 0; i < len(l); i++ {
@@ -93,9 +108,13 @@ func compileUA(patterns []string) (*uaMatcher, error) {
 		m.class[c] = m.class[c+('a'-'A')]
 	}
 	m.stride = int(n)
-	// Trie.
-	children := [][]int32{newRow(m.stride)}
-	hit := []int32{0}
+}
+
+// trie builds the patterns' trie: children[state][class] (-1: none) and, per state, the
+// 1-based index of the pattern that ends there (0: none).
+func (m *uaMatcher) trie(lows []string) (children [][]int32, hit []int32) {
+	children = [][]int32{newRow(m.stride)}
+	hit = []int32{0}
 	for pi, l := range lows {
 		st := int32(0)
 		for i := 0; i < len(l); i++ {
@@ -111,7 +130,12 @@ func compileUA(patterns []string) (*uaMatcher, error) {
 			hit[st] = int32(pi + 1)
 		}
 	}
-	// Failure links, breadth first, folded into a full transition table.
+	return children, hit
+}
+
+// link computes the failure links breadth first, folded into the full transition table m.next,
+// and propagates hits along them into m.hit.
+func (m *uaMatcher) link(children [][]int32, hit []int32) {
 	states := len(children)
 	m.next = make([]uint32, states*m.stride)
 	fail := make([]int32, states)
@@ -141,10 +165,6 @@ func compileUA(patterns []string) (*uaMatcher, error) {
 		}
 	}
 	m.hit = hit
-	if len(errs) > 0 {
-		return m, fmt.Errorf("%w: scanner user agents: %s", ErrPattern, strings.Join(errs, "; "))
-	}
-	return m, nil
 }
 
 func newRow(n int) []int32 {

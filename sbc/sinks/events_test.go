@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 	"github.com/portcullis-sbc/portcullis/sbc/guard"
 )
 
@@ -40,9 +41,9 @@ func TestEventQueueDropsCounted(t *testing.T) {
 		events <- scanEvent(i)
 	}
 	t.Logf("200 events published in %v with the receiver down", time.Since(start).Round(time.Microsecond))
-	waitFor(t, 10*time.Second, "drops to be counted", func() bool { return stats(sh, "tiny").Dropped[Events] > 0 })
+	testutil.EventuallyWithin(t, 10*time.Second, "drops to be counted", func() bool { return stats(sh, "tiny").Dropped[Events] > 0 })
 	hook.up()
-	waitFor(t, 30*time.Second, "every kept event delivered", func() bool {
+	testutil.EventuallyWithin(t, 30*time.Second, "every kept event delivered", func() bool {
 		s := stats(sh, "tiny")
 		return s.Delivered[Events]+s.Dropped[Events] == 200 && s.Queued == 0
 	})
@@ -52,7 +53,7 @@ func TestEventQueueDropsCounted(t *testing.T) {
 		t.Fatalf("receiver got %d distinct (bad %q), stats %+v", distinct, bad, s)
 	}
 	t.Logf("tiny queue: %d delivered, %d dropped and counted", s.Delivered[Events], s.Dropped[Events])
-	waitFor(t, 30*time.Second, "the roomy sink to get all 200", func() bool {
+	testutil.EventuallyWithin(t, 30*time.Second, "the roomy sink to get all 200", func() bool {
 		d, _, _ := tcp.stats()
 		return d == 200
 	})
@@ -75,7 +76,7 @@ func TestFileRotation(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "records.jsonl")
 	sh := startShipper(t, st, []Spec{fast(Spec{Name: "file", Kind: KindFile, Records: true, Path: path, MaxBytes: 4096, Keep: 2, Batch: 7})}, nil, nil)
 	ids := addRecords(t, st, 0, 100)
-	waitFor(t, 20*time.Second, "the file sink to catch up", func() bool { return stats(sh, "file").Delivered[Records] == 100 })
+	testutil.EventuallyWithin(t, 20*time.Second, "the file sink to catch up", func() bool { return stats(sh, "file").Delivered[Records] == 100 })
 	paths := []string{path + ".2", path + ".1", path}
 	for _, p := range paths {
 		fi, err := os.Stat(p)
@@ -114,7 +115,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	sh := startShipper(t, st, []Spec{fast(Spec{Name: "hook", Kind: KindWebhook, Records: true,
 		URL: "http://billing:pa55-word-XYZ@" + addr + "/hook?key=query-key-QRS", Secret: []byte("hmac-secret-ABC")})}, nil, log)
 	addRecords(t, st, 0, 3)
-	waitFor(t, 10*time.Second, "failed deliveries", func() bool { return stats(sh, "hook").Failures >= 2 })
+	testutil.EventuallyWithin(t, 10*time.Second, "failed deliveries", func() bool { return stats(sh, "hook").Failures >= 2 })
 	logs.WriteString(mu.String())
 	out := logs.String()
 	if !strings.Contains(out, "sink delivery failed") || !strings.Contains(out, "billing:xxxxx@") {

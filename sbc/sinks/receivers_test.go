@@ -69,17 +69,6 @@ func (c *collector) stats() (distinct, total int, bad []string) {
 	return len(c.ids), total, append([]string(nil), c.bad...)
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 var sdRe = regexp.MustCompile(`^<(\d{1,3})>1 (\S+) (\S+) portcullis - (call-record|security-event) \[portcullis@32473 id="((?:[^"\\\]]|\\.)*)" type="((?:[^"\\\]]|\\.)*)"\] `)
 
 // checkSyslog parses one RFC 5424 message as formatSyslog writes it and returns its dedup key;

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 	"github.com/portcullis-sbc/portcullis/sbc/guard"
 )
 
@@ -93,14 +94,14 @@ func TestRecordsReachEverySink(t *testing.T) {
 		t.Fatalf("%d records", len(ids))
 	}
 	for name, c := range map[string]*collector{"udp": udp.collector, "tcp": tcp.collector, "tls": tlsRcv.collector, "hook": hook.collector} {
-		waitFor(t, 30*time.Second, name+" receiver to get every record", func() bool { return c.missing(ids) == 0 })
+		testutil.EventuallyWithin(t, 30*time.Second, name+" receiver to get every record", func() bool { return c.missing(ids) == 0 })
 		distinct, total, bad := c.stats()
 		if len(bad) > 0 || distinct != 1000 {
 			t.Fatalf("%s: %d distinct, malformed %q", name, distinct, bad)
 		}
 		t.Logf("%s: %d records, %d deliveries", name, distinct, total)
 	}
-	waitFor(t, 30*time.Second, "every cursor at the last record", func() bool {
+	testutil.EventuallyWithin(t, 30*time.Second, "every cursor at the last record", func() bool {
 		for _, n := range []string{"udp", "tcp", "tls", "hook", "file"} {
 			if st.State().SinkCursor(n) != 1000 || stats(sh, n).Lag != 0 {
 				return false
@@ -165,7 +166,7 @@ func TestReceiverDownLosesNothing(t *testing.T) {
 		{Name: "tcp", Kind: KindSyslog, Records: true, Network: "tcp", Address: tcpAddr, RetryMin: 100 * time.Millisecond, RetryMax: 2 * time.Second, Batch: 50},
 	}, nil, log)
 	ids := addRecords(t, st, 0, 200)
-	waitFor(t, 20*time.Second, "the first records", func() bool { return hook.missing(ids) == 0 && tcp.missing(ids) == 0 })
+	testutil.EventuallyWithin(t, 20*time.Second, "the first records", func() bool { return hook.missing(ids) == 0 && tcp.missing(ids) == 0 })
 
 	hook.down()
 	tcp.ln.Close()
@@ -176,7 +177,7 @@ func TestReceiverDownLosesNothing(t *testing.T) {
 		ids = append(ids, addRecords(t, st, 200+i*100, 100)...)
 		time.Sleep(outage / 10)
 	}
-	waitFor(t, outage, "failed attempts while down", func() bool {
+	testutil.EventuallyWithin(t, outage, "failed attempts while down", func() bool {
 		return stats(sh, "hook").Failures > 2 && stats(sh, "tcp").Failures > 2
 	})
 	for time.Since(downAt) < outage {
@@ -187,7 +188,7 @@ func TestReceiverDownLosesNothing(t *testing.T) {
 	}
 	hook.up()
 	tcp2 := newSyslogStreamAt(t, tcpAddr)
-	waitFor(t, 30*time.Second, "every record after the outage", func() bool {
+	testutil.EventuallyWithin(t, 30*time.Second, "every record after the outage", func() bool {
 		return hook.missing(ids) == 0 && allIn(ids, tcp.collector, tcp2.collector)
 	})
 	for _, n := range []string{"hook", "tcp"} {

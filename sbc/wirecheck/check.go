@@ -47,9 +47,23 @@ func Check(msg []byte) []string {
 		}
 	}
 	request, method := checkStartLine(lines[0], bad)
-	count := map[string]int{}
-	values := map[string]string{}
-	for i, l := range lines[1:] {
+	h := checkHeaders(lines[1:], bad)
+	h.checkRequired(request, method, bad)
+	h.checkBody(body, bad)
+	return out
+}
+
+// headers counts the header fields of a message by full lower-case name and keeps the last
+// value of each.
+type headers struct {
+	count  map[string]int
+	values map[string]string
+}
+
+// checkHeaders checks the header lines (after the start line) one by one and collects them.
+func checkHeaders(lines []string, bad func(string, ...any)) headers {
+	h := headers{count: map[string]int{}, values: map[string]string{}}
+	for i, l := range lines {
 		if l == "" {
 			bad("line %d: empty line inside the headers", i+2)
 			continue
@@ -71,10 +85,16 @@ func Check(msg []byte) []string {
 		if full, ok := compact[n]; ok {
 			n = full
 		}
-		count[n]++
-		values[n] = strings.TrimSpace(l[colon+1:])
+		h.count[n]++
+		h.values[n] = strings.TrimSpace(l[colon+1:])
 	}
-	for n, c := range count {
+	return h
+}
+
+// checkRequired checks that single-valued headers appear once, that the mandatory ones are
+// there and that a request's CSeq names its method.
+func (h headers) checkRequired(request bool, method string, bad func(string, ...any)) {
+	for n, c := range h.count {
 		if c > 1 && singleValued[n] {
 			bad("%s appears %d times (single-valued, RFC 3261 §7.3.1)", n, c)
 		}
@@ -84,16 +104,20 @@ func Check(msg []byte) []string {
 		need = append(need, "max-forwards")
 	}
 	for _, n := range need {
-		if count[n] == 0 {
+		if h.count[n] == 0 {
 			bad("%s missing (RFC 3261 §8.1.1)", n)
 		}
 	}
-	if request && count["cseq"] == 1 {
-		if f := strings.Fields(values["cseq"]); len(f) != 2 || f[1] != method {
-			bad("CSeq %q does not match the method %s", values["cseq"], method)
+	if request && h.count["cseq"] == 1 {
+		if f := strings.Fields(h.values["cseq"]); len(f) != 2 || f[1] != method {
+			bad("CSeq %q does not match the method %s", h.values["cseq"], method)
 		}
 	}
-	switch cl, ok := values["content-length"]; {
+}
+
+// checkBody checks Content-Length and Content-Type against the body.
+func (h headers) checkBody(body []byte, bad func(string, ...any)) {
+	switch cl, ok := h.values["content-length"]; {
 	case !ok:
 		bad("Content-Length missing")
 	default:
@@ -104,13 +128,12 @@ func Check(msg []byte) []string {
 			bad("Content-Length %d but the body has %d bytes", n, len(body))
 		}
 	}
-	if len(body) > 0 && count["content-type"] == 0 {
+	if len(body) > 0 && h.count["content-type"] == 0 {
 		bad("a body without Content-Type (RFC 3261 §7.4.1)")
 	}
-	if len(body) == 0 && count["content-type"] > 0 {
-		bad("Content-Type %q without a body", values["content-type"])
+	if len(body) == 0 && h.count["content-type"] > 0 {
+		bad("Content-Type %q without a body", h.values["content-type"])
 	}
-	return out
 }
 
 // checkStartLine checks a Request-Line or Status-Line; it returns whether it is a request and
