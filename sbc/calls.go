@@ -2,7 +2,6 @@ package sbc
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 
@@ -34,7 +33,7 @@ func (n *Node) startCalls() error {
 	}
 	e, err := b2bua.New(b2bua.Config{
 		Domain: n.cfg.SIP.Domain, NodeID: n.cfg.Node.ID,
-		Contact: n.contactURI, ContactFor: n.contactFor, Local: n.isLocalHost, Bindings: n.callBindings,
+		Contact: n.contactURI, ContactFor: n.contactFor, Local: n.guard.Hosts().Ours, Bindings: n.callBindings,
 		RingTimeout: k.RingTimeout.D(), MaxDuration: k.MaxDuration.D(), SessionExpires: k.SessionExpires.D(),
 		MinSE: k.MinSE.D(), RequireSDP: k.RequireSDP, Follow3xx: k.Follow3xx,
 		UserAgent: n.cfg.SIP.UserAgent, PassUserAgent: n.cfg.SIP.PassUserAgent,
@@ -84,41 +83,6 @@ func (n *Node) contactFor(transport string, peer netip.AddrPort) sip.Uri {
 		}
 	}
 	return u
-}
-
-// isLocalHost reports whether a request-URI host names this node: its domain, its advertised
-// host or one of its addresses.
-func (n *Node) isLocalHost(host string) bool {
-	host = strings.Trim(host, "[]")
-	if strings.EqualFold(host, n.cfg.SIP.Domain) || (n.cfg.SIP.Advertise != "" && strings.EqualFold(host, n.cfg.SIP.Advertise)) {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return false
-	}
-	ip = ip.Unmap()
-	for _, b := range n.bound {
-		a := b.Addr.Addr().Unmap()
-		if a == ip {
-			return true
-		}
-		if a.IsUnspecified() && localAddr(ip) {
-			return true
-		}
-	}
-	return false
-}
-
-// localAddr reports whether ip is one of the host's interface addresses.
-func localAddr(ip netip.Addr) bool {
-	addrs, _ := net.InterfaceAddrs()
-	for _, a := range addrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Unmap() == ip {
-			return true
-		}
-	}
-	return false
 }
 
 // callBindings are the bindings a call to a room can use from this node.

@@ -3,14 +3,14 @@ package sbc
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/siphost"
+	"github.com/portcullis-sbc/portcullis/media/peerfilter"
 	"github.com/portcullis-sbc/portcullis/sbc/b2bua"
 	"github.com/portcullis-sbc/portcullis/sbc/guard"
 )
@@ -19,7 +19,7 @@ import (
 func (n *Node) startGuard() error {
 	g := n.cfg.Guard
 	gc := guard.Config{
-		Domain: n.cfg.SIP.Domain, NodeAddrs: n.nodeAddrs(), NodeID: n.cfg.Node.ID, AllowIPDialing: g.IPDialingOn(),
+		Domain: n.cfg.SIP.Domain, NodeAddrs: n.own, NodeID: n.cfg.Node.ID, AllowIPDialing: g.IPDialingOn(),
 		Allow: g.Allow, Deny: g.Deny, ScannerUserAgents: g.ScannerUserAgents,
 		BanTime: g.BanTime.D(), BanMax: g.BanMax.D(), RequestRate: g.RequestRate, RequestBurst: g.RequestBurst,
 		AuthFailures: g.AuthFailures, AuthWindow: g.AuthWindow.D(),
@@ -29,7 +29,7 @@ func (n *Node) startGuard() error {
 		Stealth: g.StealthOn(), Events: g.Events, Logger: n.log.With("component", "guard"),
 		OnFeedsChanged: n.kickBlocklist, OnBan: n.banLocally,
 	}
-	if n.cfg.SIP.Advertise != "" && !isIPLiteral(n.cfg.SIP.Advertise) {
+	if n.cfg.SIP.Advertise != "" && !siphost.IsIP(n.cfg.SIP.Advertise) {
 		gc.Aliases = append(gc.Aliases, n.cfg.SIP.Advertise)
 	}
 	for _, f := range g.Feeds {
@@ -45,13 +45,9 @@ func (n *Node) startGuard() error {
 	return nil
 }
 
-func isIPLiteral(h string) bool {
-	_, err := netip.ParseAddr(strings.Trim(h, "[]"))
-	return err == nil
-}
-
-// nodeAddrs are the node's own addresses: an INVITE to one of them instead of to a room is a
-// ghost call.
+// nodeAddrs are the node's own addresses (the advertised one, the listeners', and the host's
+// interfaces when a listener is on the wildcard address, scanned once): an INVITE to one of them
+// instead of to a room is a ghost call. Start gathers them once into n.own.
 func (n *Node) nodeAddrs() []netip.Addr {
 	var out []netip.Addr
 	add := func(a netip.Addr) {
@@ -66,16 +62,17 @@ func (n *Node) nodeAddrs() []netip.Addr {
 	if a, err := netip.ParseAddr(n.cfg.SIP.Advertise); err == nil {
 		add(a)
 	}
+	var ifaces []netip.Addr
 	for _, l := range n.cfg.SIP.Listen {
 		if !l.Addr.Addr().IsUnspecified() {
 			add(l.Addr.Addr())
 			continue
 		}
-		addrs, _ := net.InterfaceAddrs()
-		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil {
-				add(p.Addr())
-			}
+		if ifaces == nil {
+			ifaces = peerfilter.InterfaceAddrs()
+		}
+		for _, a := range ifaces {
+			add(a)
 		}
 	}
 	return out

@@ -59,7 +59,8 @@ type Node struct {
 	peers     trunkPeers // other nodes' SIP addresses (exempt from the datagram meter)
 	blocklist edge.Blocklist
 	bound     []Bound
-	tap       edge.Tap // told about every message the listeners write (tests); nil: none
+	own       []netip.Addr // the node's own addresses, gathered once at start (nodeAddrs)
+	tap       edge.Tap     // told about every message the listeners write (tests); nil: none
 	serves    []func() error
 	closers   []io.Closer
 	wg        sync.WaitGroup
@@ -165,6 +166,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	n.store = n.metrics.InstrumentStore(n.store) // write latency in /metrics
+	n.own = n.nodeAddrs()                        // once: the guard, the B2BUA and the relay share them
 	if err := n.startMedia(); err != nil {
 		n.Close()
 		return err

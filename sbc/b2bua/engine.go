@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -341,12 +340,6 @@ func (e *Engine) noteMedia(err error) {
 
 func respond(tx sip.ServerTransaction, res *sip.Response) {
 	_ = tx.Respond(res)
-}
-
-// isIP reports whether host is an IP literal (bracketed or not).
-func isIP(host string) bool {
-	_, err := netip.ParseAddr(strings.Trim(host, "[]"))
-	return err == nil
 }
 
 func sourceAddr(req *sip.Request) netip.AddrPort {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/siphost"
 	"github.com/portcullis-sbc/portcullis/sbc/digest"
 )
 
@@ -69,11 +70,8 @@ func (e *Engine) newCall(req *sip.Request, tx sip.ServerTransaction) {
 // a domain naming itself (on the node's own host, that address is one of ours), not a claim to
 // be one of our rooms.
 func namesItself(req *sip.Request) bool {
-	if !isIP(req.From().Address.Host) {
-		return false
-	}
-	host, err := netip.ParseAddr(strings.Trim(req.From().Address.Host, "[]"))
-	return err == nil && host.Unmap() == sourceAddr(req).Addr()
+	host, ok := siphost.IP(req.From().Address.Host)
+	return ok && host == sourceAddr(req).Addr()
 }
 
 // authenticate challenges a room that dials (407) and verifies its answer.
@@ -172,7 +170,7 @@ func (e *Engine) inbound(req *sip.Request, tx sip.ServerTransaction, roomName, c
 	// Leg B shows the callee the caller's identity, never the caller's equipment.
 	from := req.From()
 	c.b.local = sip.Uri{Scheme: "sip", User: from.Address.User, Host: from.Address.Host}
-	if isIP(from.Address.Host) || caller != "" {
+	if siphost.IsIP(from.Address.Host) || caller != "" {
 		c.b.local.Host = e.cfg.Domain
 	}
 	c.b.localName = displayName(from.DisplayName)
