@@ -19,7 +19,10 @@ func (n *Node) startCalls() error {
 	for _, b := range n.bound {
 		transports = append(transports, strings.ToUpper(b.Transport))
 	}
-	deps := b2bua.Deps{Client: n.client, Store: n.store, Auth: n.auth, Decider: n.decider, Observer: n.observer()}
+	deps := b2bua.Deps{Client: n.client, Store: n.store, Auth: n.auth, Observer: n.observer()}
+	if n.guard != nil {
+		deps.Decider = n.guard // the caller filter asked before every inbound call
+	}
 	if n.media != nil {
 		deps.Media = mediaFactory{n.media}
 	}

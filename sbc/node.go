@@ -83,8 +83,6 @@ type Node struct {
 
 	localBanMu sync.Mutex
 	localBans  map[netip.Prefix]time.Time // this node's bans not yet applied by the cluster
-	// decider is the caller filter asked before every inbound call (nil: allow).
-	decider b2bua.Decider
 
 	// unsolicitedResponses counts responses that matched no transaction.
 	unsolicitedResponses atomic.Uint64

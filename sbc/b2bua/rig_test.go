@@ -37,6 +37,7 @@ type rig struct {
 	mu       sync.Mutex
 	bindings map[string][]state.Binding
 	ended    []state.CallRecord
+	trunk    string // set: new calls enter as trunk calls signed by this node (HandleTrunkCall)
 }
 
 // newRig starts an engine; mod may change its config and deps before it is built.
@@ -85,7 +86,16 @@ func newRig(t *testing.T, mod func(*Config, *Deps)) *rig {
 	if r.e, err = New(cfg, deps); err != nil {
 		t.Fatal(err)
 	}
-	srv.OnInvite(r.e.HandleInvite)
+	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		r.mu.Lock()
+		node := r.trunk
+		r.mu.Unlock()
+		if to := req.To(); node != "" && to != nil && !to.Params.Has("tag") {
+			r.e.HandleTrunkCall(req, tx, node)
+			return
+		}
+		r.e.HandleInvite(req, tx)
+	})
 	for _, m := range []sip.RequestMethod{sip.BYE, sip.CANCEL, sip.UPDATE, sip.INFO, sip.PRACK, sip.ACK, sip.OPTIONS} {
 		srv.OnRequest(m, r.e.HandleInDialog)
 	}
