@@ -6,13 +6,13 @@ package b2bua
 import (
 	"net/netip"
 	"slices"
-	"strings"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/portcullis-sbc/portcullis/cluster/state"
 	"github.com/portcullis-sbc/portcullis/internal/siphost"
 	"github.com/portcullis-sbc/portcullis/sbc/digest"
 	"github.com/portcullis-sbc/portcullis/sbc/guard"
+	"github.com/portcullis-sbc/portcullis/sbc/registrar"
 )
 
 // origin is who calls, as the edge of signalling and the classification found out.
@@ -246,8 +246,9 @@ func (e *Engine) targets(roomName string, fromTrunk bool) (targets []target, dow
 			if err := sip.ParseUri(b.Contact, &u); err != nil {
 				continue
 			}
-			peer, _ := netip.ParseAddrPort(b.Source)
-			t = target{uri: u, dest: b.Source, transport: strings.ToUpper(b.Transport), peer: peer}
+			dest, transport := registrar.Route(b) // back over the flow the room registered on
+			peer, _ := netip.ParseAddrPort(dest)
+			t = target{uri: u, dest: dest, transport: transport, peer: peer}
 		}
 		if b.Instance != "" {
 			if i, ok := instance[b.Instance]; ok {
