@@ -44,68 +44,25 @@ func (c *call) failA(code int, reason string) {
 // answer completes the call with the winning branch's 2xx: ACK on leg B, 200 on leg A.
 func (c *call) answer(b *branch, res *sip.Response) bool {
 	e := c.e
-	tag, _ := res.To().Params.Get("tag")
-	c.b.mu.Lock()
-	c.b.remoteTag = tag
-	if ct := res.Contact(); ct != nil {
-		c.b.target = ct.Address
-	} else {
-		c.b.target = b.req.Recipient
-	}
-	c.b.routes = routeSetFrom(res, true)
-	c.b.dest = b.t.dest
-	c.b.transport = b.t.transport
-	c.b.peer = b.t.peer
-	c.b.update = allowsUpdate(res)
-	c.b.mu.Unlock()
-	c.b.setSDP(c.bOffer)
-
-	var bodyA []byte
-	if hasSDP(res) {
-		bodyA = res.Body()
-		if c.media != nil {
-			var err error
-			if c.offerless {
-				bodyA, err = c.media.Offer(media.LegB, res.Body(), b.t.peer)
-			} else {
-				bodyA, err = c.media.Answer(media.LegB, res.Body(), b.t.peer)
-			}
-			if err != nil {
-				e.log.Info("callee SDP refused", "call", c.id, "error", err)
-				c.ack(b, res, nil)
-				c.byeLeg(c.b)
-				c.failA(488, "callee SDP refused: "+err.Error())
-				return false
-			}
-		}
+	c.adoptLegB(b, res)
+	bodyA, err := c.answerBody(b, res)
+	if err != nil {
+		e.log.Info("callee SDP refused", "call", c.id, "error", err)
+		c.ack(b, res, nil)
+		c.byeLeg(c.b)
+		c.failA(488, "callee SDP refused: "+err.Error())
+		return false
 	}
 	if !c.offerless {
 		c.ack(b, res, nil)
 	}
-	out := c.responseA(200, "OK", bodyA)
-	copyHeaders(res, out, false, e.cfg.PassUserAgent)
-	if bodyA == nil {
-		out.RemoveHeader("Content-Type")
-	}
-	out.AppendHeader(sip.NewHeader("Allow", allowMethods))
-	if e.cfg.SessionExpires > 0 && c.aTimer {
-		out.AppendHeader(sip.NewHeader("Supported", "timer"))
-		out.AppendHeader(sip.NewHeader("Require", "timer"))
-		out.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(e.cfg.SessionExpires/time.Second))+";refresher=uas"))
-	}
+	out := c.okA(res, bodyA)
 	c.a.setSDP(bodyA)
-	c.mu.Lock()
-	if c.ended {
-		c.mu.Unlock()
+	if !c.markAnswered(b) {
 		c.ack(b, res, nil)
 		c.byeLeg(c.b)
 		return false
 	}
-	c.st = state.CallAnswered
-	c.answered = time.Now().UTC()
-	c.status = 200
-	c.bNode = b.t.node
-	c.mu.Unlock()
 	if !c.fromTrunk {
 		e.deps.Store.Enqueue(state.PutCall(c.snapshot()))
 	}
@@ -129,6 +86,72 @@ func (c *call) answer(b *branch, res *sip.Response) bool {
 	})
 	c.armTimers()
 	e.log.Debug("call answered", "call", c.id, "room", c.room, "direction", c.dir)
+	return true
+}
+
+// adoptLegB makes the winning branch's dialog leg B's: the callee's tag, target, route set and
+// flow.
+func (c *call) adoptLegB(b *branch, res *sip.Response) {
+	tag, _ := res.To().Params.Get("tag")
+	c.b.mu.Lock()
+	c.b.remoteTag = tag
+	if ct := res.Contact(); ct != nil {
+		c.b.target = ct.Address
+	} else {
+		c.b.target = b.req.Recipient
+	}
+	c.b.routes = routeSetFrom(res, true)
+	c.b.dest = b.t.dest
+	c.b.transport = b.t.transport
+	c.b.peer = b.t.peer
+	c.b.update = allowsUpdate(res)
+	c.b.mu.Unlock()
+	c.b.setSDP(c.bOffer)
+}
+
+// answerBody is the callee's SDP as the caller gets it: through the media relay, as the
+// answer to the caller's offer or, for an offerless INVITE, as the offer. Nil without SDP.
+func (c *call) answerBody(b *branch, res *sip.Response) ([]byte, error) {
+	if !hasSDP(res) {
+		return nil, nil
+	}
+	if c.media == nil {
+		return res.Body(), nil
+	}
+	if c.offerless {
+		return c.media.Offer(media.LegB, res.Body(), b.t.peer)
+	}
+	return c.media.Answer(media.LegB, res.Body(), b.t.peer)
+}
+
+// okA is leg A's 200 to the caller's INVITE, with bodyA and our session timer.
+func (c *call) okA(res *sip.Response, bodyA []byte) *sip.Response {
+	e := c.e
+	out := c.responseA(200, "OK", bodyA)
+	copyHeaders(res, out, false, e.cfg.PassUserAgent)
+	if bodyA == nil {
+		out.RemoveHeader("Content-Type")
+	}
+	out.AppendHeader(sip.NewHeader("Allow", allowMethods))
+	if e.cfg.SessionExpires > 0 && c.aTimer {
+		out.AppendHeader(sip.NewHeader("Supported", "timer"))
+		out.AppendHeader(sip.NewHeader("Require", "timer"))
+		out.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(e.cfg.SessionExpires/time.Second))+";refresher=uas"))
+	}
+	return out
+}
+
+// markAnswered moves the call to answered over branch b; false when it ended meanwhile.
+func (c *call) markAnswered(b *branch) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return false
+	}
+	c.st = state.CallAnswered
+	c.answered = time.Now().UTC()
+	c.status = 200
+	c.bNode = b.t.node
 	return true
 }
 
