@@ -5,6 +5,7 @@ package b2bua
 
 import (
 	"context"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -70,16 +71,7 @@ func (c *call) answer(b *branch, res *sip.Response) bool {
 	respond(c.atx, out)
 	go c.awaitAck(c.a, out, func() { respond(c.atx, out) }, ackCh, func(ack *sip.Request) {
 		if c.offerless {
-			var body []byte
-			if hasSDP(ack) {
-				body = ack.Body()
-				if c.media != nil {
-					var err error
-					if body, err = c.media.Answer(media.LegA, ack.Body(), c.source); err != nil {
-						body = nil
-					}
-				}
-			}
+			body := c.ackAnswer(media.LegA, ack, c.source)
 			c.b.setSDP(body)
 			c.ack(b, res, body)
 		}
@@ -87,6 +79,22 @@ func (c *call) answer(b *branch, res *sip.Response) bool {
 	c.armTimers()
 	e.log.Debug("call answered", "call", c.id, "room", c.room, "direction", c.dir)
 	return true
+}
+
+// ackAnswer is the answer an ACK from side carries (to an offerless INVITE) as the other leg
+// gets it, through the media relay; nil when it carries none or the relay refuses it.
+func (c *call) ackAnswer(side media.Leg, ack *sip.Request, peer netip.AddrPort) []byte {
+	if !hasSDP(ack) {
+		return nil
+	}
+	if c.media == nil {
+		return ack.Body()
+	}
+	body, err := c.media.Answer(side, ack.Body(), peer)
+	if err != nil {
+		return nil
+	}
+	return body
 }
 
 // adoptLegB makes the winning branch's dialog leg B's: the callee's tag, target, route set and

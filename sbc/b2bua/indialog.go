@@ -287,16 +287,7 @@ func (c *call) reinviteAnswered(d *dialog, req *sip.Request, tx sip.ServerTransa
 	respond(tx, reply)
 	go c.awaitAck(d, reply, func() { respond(tx, reply) }, ch, func(ack *sip.Request) {
 		defer x.done()
-		var ab []byte
-		if hasSDP(ack) {
-			ab = ack.Body()
-			if c.media != nil {
-				var err error
-				if ab, err = c.media.Answer(d.side, ack.Body(), d.peer); err != nil {
-					ab = nil
-				}
-			}
-		}
+		ab := c.ackAnswer(d.side, ack, d.peer)
 		o.setSDP(ab)
 		ackOther(ab)
 	})
