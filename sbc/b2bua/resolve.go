@@ -13,6 +13,8 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/miekg/dns"
+
+	"github.com/portcullis-sbc/portcullis/internal/siphost"
 )
 
 // Resolver turns a SIP URI into an ordered list of targets to try (RFC 3263).
@@ -59,7 +61,7 @@ func (r *DNSResolver) Resolve(ctx context.Context, u sip.Uri) ([]target, error) 
 	if orUDP == "" {
 		orUDP = "UDP"
 	}
-	if ip, err := netip.ParseAddr(host); err == nil {
+	if ip, ok := siphost.IP(u.Host); ok {
 		port := uint16(u.Port)
 		if port == 0 {
 			port = defaultPort(orUDP)
