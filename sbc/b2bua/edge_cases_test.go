@@ -130,6 +130,47 @@ func TestTrunkCallEntry(t *testing.T) {
 	}
 }
 
+// seenDecider records the requests the Decider was asked about.
+type seenDecider struct {
+	mu   sync.Mutex
+	seen []*guard.Request
+}
+
+func (d *seenDecider) CheckCall(r *guard.Request, _ state.Room, _ bool) (guard.Verdict, guard.CallPolicy) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.seen = append(d.seen, r)
+	return guard.Verdict{Action: guard.Reject, Code: 603}, guard.CallPolicy{}
+}
+
+// TestNewCallUsesTheEdgesRequest: the Decider is asked with the very request the edge described
+// for the guard (built once), not one the B2BUA builds again; without one (HandleInvite) the
+// B2BUA describes the call itself.
+func TestNewCallUsesTheEdgesRequest(t *testing.T) {
+	d := &seenDecider{}
+	r := newRig(t, func(_ *Config, deps *Deps) { deps.Decider = d })
+	r.room("room1")
+	a, b := newPhone(t), newPhone(t)
+	r.bind("room1", b)
+	a.invite(r.addr, "room1", testSDP)
+	if res := a.final(sip.INVITE); res.StatusCode != 603 {
+		t.Fatalf("plain entry: status %d, want the Decider's 603", res.StatusCode)
+	}
+	edge := &guard.Request{CallID: "described by the edge", Registered: true}
+	r.mu.Lock()
+	r.edge = func(*sip.Request) *guard.Request { return edge }
+	r.mu.Unlock()
+	a.invite(r.addr, "room1", testSDP)
+	if res := a.final(sip.INVITE); res.StatusCode != 603 {
+		t.Fatalf("edge entry: status %d, want the Decider's 603", res.StatusCode)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.seen) != 2 || d.seen[0].Method != "INVITE" || d.seen[0].RURIUser != "room1" || d.seen[1] != edge {
+		t.Fatalf("the Decider saw %+v", d.seen)
+	}
+}
+
 // fakeMedia stands for the relay: it tags the SDP it returns with the leg it came from.
 type fakeMedia struct {
 	newErr, offerErr, answerErr error

@@ -15,6 +15,7 @@ import (
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
 	"github.com/portcullis-sbc/portcullis/internal/testutil"
+	"github.com/portcullis-sbc/portcullis/sbc/guard"
 )
 
 // The rig is the engine on a real sipgo user agent bound to a UDP socket on 127.0.0.1, and the
@@ -38,6 +39,9 @@ type rig struct {
 	bindings map[string][]state.Binding
 	ended    []state.CallRecord
 	trunk    string // set: new calls enter as trunk calls signed by this node (HandleTrunkCall)
+	// edge, when set, describes new calls for the guard as a node's edge does: they enter
+	// through HandleNewCall with what it returns.
+	edge func(*sip.Request) *guard.Request
 }
 
 // newRig starts an engine; mod may change its config and deps before it is built.
@@ -88,11 +92,17 @@ func newRig(t *testing.T, mod func(*Config, *Deps)) *rig {
 	}
 	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
 		r.mu.Lock()
-		node := r.trunk
+		node, edge := r.trunk, r.edge
 		r.mu.Unlock()
-		if to := req.To(); node != "" && to != nil && !to.Params.Has("tag") {
-			r.e.HandleTrunkCall(req, tx, node)
-			return
+		if to := req.To(); to != nil && !to.Params.Has("tag") {
+			switch {
+			case node != "":
+				r.e.HandleTrunkCall(req, tx, node)
+				return
+			case edge != nil:
+				r.e.HandleNewCall(req, tx, edge(req))
+				return
+			}
 		}
 		r.e.HandleInvite(req, tx)
 	})
