@@ -7,7 +7,6 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/portcullis-sbc/portcullis/cluster/state"
 	"github.com/portcullis-sbc/portcullis/media"
 	"github.com/portcullis-sbc/portcullis/sbc/b2bua"
 )
@@ -36,7 +35,7 @@ func (n *Node) startCalls() error {
 	}
 	e, err := b2bua.New(b2bua.Config{
 		Domain: n.cfg.SIP.Domain, NodeID: n.cfg.Node.ID,
-		Contact: n.contactURI, ContactFor: n.contactFor, Local: n.guard.Hosts().Ours, Bindings: n.callBindings,
+		Contact: n.contactURI, ContactFor: n.contactFor, Local: n.guard.Hosts().Ours, Bindings: n.reg.Bindings,
 		RingTimeout: k.RingTimeout.D(), MaxDuration: k.MaxDuration.D(), SessionExpires: k.SessionExpires.D(),
 		MinSE: k.MinSE.D(), RequireSDP: k.RequireSDP, Follow3xx: k.Follow3xx,
 		UserAgent: n.cfg.SIP.UserAgent, PassUserAgent: n.cfg.SIP.PassUserAgent,
@@ -86,11 +85,6 @@ func (n *Node) contactFor(transport string, peer netip.AddrPort) sip.Uri {
 		}
 	}
 	return u
-}
-
-// callBindings are the bindings a call to a room can use from this node.
-func (n *Node) callBindings(room string) []state.Binding {
-	return n.reg.Bindings(room)
 }
 
 // mediaFactory adapts the media manager to the B2BUA's seam.
