@@ -305,6 +305,33 @@ func TestOutboundCallWithDigest(t *testing.T) {
 	}
 }
 
+// hostResolver resolves by the URI's host.
+type hostResolver map[string][]target
+
+func (h hostResolver) Resolve(_ context.Context, u sip.Uri) ([]target, error) { return h[u.Host], nil }
+
+// TestOutboundFollowsRedirect: with Follow3xx, a 302 from the first target sends the call to
+// the Contact it names (resolved in turn), and that target's answer is the call's.
+func TestOutboundFollowsRedirect(t *testing.T) {
+	far1, far2 := newPhone(t), newPhone(t)
+	res := hostResolver{
+		"far.test":   {{dest: far1.addr, transport: "UDP", peer: netip.MustParseAddrPort(far1.addr)}},
+		"moved.test": {{dest: far2.addr, transport: "UDP", peer: netip.MustParseAddrPort(far2.addr)}},
+	}
+	r := outboundRig(t, res, func(c *Config, _ *Deps) { c.Follow3xx = true })
+	a := newPhone(t)
+	c := a.dialOut(r, "redirect@x", "sip:bob@far.test", "pw")
+	far1.reply(far1.request(sip.INVITE), 302, "f1", "", "Contact: <sip:alice@moved.test>")
+	inv2 := far2.request(sip.INVITE)
+	if inv2.Recipient.User != "alice" || inv2.Recipient.Host != "moved.test" {
+		t.Fatalf("the redirect's target got %s", inv2.Recipient.String())
+	}
+	far2.reply(inv2, 200, "f2", testSDP)
+	far2.request(sip.ACK)
+	c.ack(a.response(sip.INVITE, 200))
+	c.hangUp(r, far2)
+}
+
 // TestOutboundUnresolved: a target that does not resolve gets 404.
 func TestOutboundUnresolved(t *testing.T) {
 	r := outboundRig(t, staticResolver{err: errors.New("nxdomain")}, nil)

@@ -96,10 +96,12 @@ func (f *fork) resolve(u sip.Uri) ([]target, error) {
 	rctx, cancel := context.WithTimeout(f.ctx, 5*time.Second)
 	defer cancel()
 	ts, err := f.c.e.deps.Resolver.Resolve(rctx, u)
-	for i := range ts {
-		ts[i].uri = u
+	out := make([]target, 0, len(ts)) // the resolver's slice stays its own
+	for _, t := range ts {
+		t.uri = u
+		out = append(out, t)
 	}
-	return ts, err
+	return out, err
 }
 
 // start sends one branch.
