@@ -2,13 +2,11 @@ package sbc
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/portcullis-sbc/portcullis/cluster/state"
 	"github.com/portcullis-sbc/portcullis/media"
 	"github.com/portcullis-sbc/portcullis/sbc/b2bua"
 )
@@ -20,7 +18,10 @@ func (n *Node) startCalls() error {
 	for _, b := range n.bound {
 		transports = append(transports, strings.ToUpper(b.Transport))
 	}
-	deps := b2bua.Deps{Client: n.client, Store: n.store, Auth: n.auth, Decider: n.decider, Observer: n.observer()}
+	deps := b2bua.Deps{Client: n.client, Store: n.store, Auth: n.auth, Observer: n.observer()}
+	if n.guard != nil {
+		deps.Decider = n.guard // the caller filter asked before every inbound call
+	}
 	if n.media != nil {
 		deps.Media = mediaFactory{n.media}
 	}
@@ -34,7 +35,7 @@ func (n *Node) startCalls() error {
 	}
 	e, err := b2bua.New(b2bua.Config{
 		Domain: n.cfg.SIP.Domain, NodeID: n.cfg.Node.ID,
-		Contact: n.contactURI, ContactFor: n.contactFor, Local: n.isLocalHost, Bindings: n.callBindings,
+		Contact: n.contactURI, ContactFor: n.contactFor, Local: n.guard.Hosts().Ours, Bindings: n.reg.Bindings,
 		RingTimeout: k.RingTimeout.D(), MaxDuration: k.MaxDuration.D(), SessionExpires: k.SessionExpires.D(),
 		MinSE: k.MinSE.D(), RequireSDP: k.RequireSDP, Follow3xx: k.Follow3xx,
 		UserAgent: n.cfg.SIP.UserAgent, PassUserAgent: n.cfg.SIP.PassUserAgent,
@@ -84,46 +85,6 @@ func (n *Node) contactFor(transport string, peer netip.AddrPort) sip.Uri {
 		}
 	}
 	return u
-}
-
-// isLocalHost reports whether a request-URI host names this node: its domain, its advertised
-// host or one of its addresses.
-func (n *Node) isLocalHost(host string) bool {
-	host = strings.Trim(host, "[]")
-	if strings.EqualFold(host, n.cfg.SIP.Domain) || (n.cfg.SIP.Advertise != "" && strings.EqualFold(host, n.cfg.SIP.Advertise)) {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return false
-	}
-	ip = ip.Unmap()
-	for _, b := range n.bound {
-		a := b.Addr.Addr().Unmap()
-		if a == ip {
-			return true
-		}
-		if a.IsUnspecified() && localAddr(ip) {
-			return true
-		}
-	}
-	return false
-}
-
-// localAddr reports whether ip is one of the host's interface addresses.
-func localAddr(ip netip.Addr) bool {
-	addrs, _ := net.InterfaceAddrs()
-	for _, a := range addrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Unmap() == ip {
-			return true
-		}
-	}
-	return false
-}
-
-// callBindings are the bindings a call to a room can use from this node.
-func (n *Node) callBindings(room string) []state.Binding {
-	return n.reg.Bindings(room)
 }
 
 // mediaFactory adapts the media manager to the B2BUA's seam.

@@ -3,14 +3,13 @@ package sbc
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/siphost"
+	"github.com/portcullis-sbc/portcullis/media/peerfilter"
 	"github.com/portcullis-sbc/portcullis/sbc/b2bua"
 	"github.com/portcullis-sbc/portcullis/sbc/guard"
 )
@@ -19,7 +18,7 @@ import (
 func (n *Node) startGuard() error {
 	g := n.cfg.Guard
 	gc := guard.Config{
-		Domain: n.cfg.SIP.Domain, NodeAddrs: n.nodeAddrs(), NodeID: n.cfg.Node.ID, AllowIPDialing: g.IPDialingOn(),
+		Domain: n.cfg.SIP.Domain, NodeAddrs: n.own, NodeID: n.cfg.Node.ID, AllowIPDialing: g.IPDialingOn(),
 		Allow: g.Allow, Deny: g.Deny, ScannerUserAgents: g.ScannerUserAgents,
 		BanTime: g.BanTime.D(), BanMax: g.BanMax.D(), RequestRate: g.RequestRate, RequestBurst: g.RequestBurst,
 		AuthFailures: g.AuthFailures, AuthWindow: g.AuthWindow.D(),
@@ -29,7 +28,7 @@ func (n *Node) startGuard() error {
 		Stealth: g.StealthOn(), Events: g.Events, Logger: n.log.With("component", "guard"),
 		OnFeedsChanged: n.kickBlocklist, OnBan: n.banLocally,
 	}
-	if n.cfg.SIP.Advertise != "" && !isIPLiteral(n.cfg.SIP.Advertise) {
+	if n.cfg.SIP.Advertise != "" && !siphost.IsIP(n.cfg.SIP.Advertise) {
 		gc.Aliases = append(gc.Aliases, n.cfg.SIP.Advertise)
 	}
 	for _, f := range g.Feeds {
@@ -41,17 +40,12 @@ func (n *Node) startGuard() error {
 	}
 	n.guard = gd
 	n.turnGate.g.Store(gd)
-	n.decider = callDecider{g: gd, registered: n.registeredFlow}
 	return nil
 }
 
-func isIPLiteral(h string) bool {
-	_, err := netip.ParseAddr(strings.Trim(h, "[]"))
-	return err == nil
-}
-
-// nodeAddrs are the node's own addresses: an INVITE to one of them instead of to a room is a
-// ghost call.
+// nodeAddrs are the node's own addresses (the advertised one, the listeners', and the host's
+// interfaces when a listener is on the wildcard address, scanned once): an INVITE to one of them
+// instead of to a room is a ghost call. Start gathers them once into n.own.
 func (n *Node) nodeAddrs() []netip.Addr {
 	var out []netip.Addr
 	add := func(a netip.Addr) {
@@ -66,16 +60,17 @@ func (n *Node) nodeAddrs() []netip.Addr {
 	if a, err := netip.ParseAddr(n.cfg.SIP.Advertise); err == nil {
 		add(a)
 	}
+	var ifaces []netip.Addr
 	for _, l := range n.cfg.SIP.Listen {
 		if !l.Addr.Addr().IsUnspecified() {
 			add(l.Addr.Addr())
 			continue
 		}
-		addrs, _ := net.InterfaceAddrs()
-		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil {
-				add(p.Addr())
-			}
+		if ifaces == nil {
+			ifaces = peerfilter.InterfaceAddrs()
+		}
+		for _, a := range ifaces {
+			add(a)
 		}
 	}
 	return out
@@ -108,29 +103,35 @@ func (n *Node) notSIP(src netip.AddrPort, head []byte) {
 	n.guard.NotSIP(&guard.Request{Source: src, Transport: "UDP", Registered: n.registeredFlow(src)}, head)
 }
 
-// guardRequest describes a request for the guard.
+// guardRequest describes a request for the guard, once per request: the B2BUA gets the same one.
 func (n *Node) guardRequest(req *sip.Request) *guard.Request {
-	r := guardRequestOf(req)
+	r := guard.RequestOf(req)
 	r.Registered = n.registeredFlow(r.Source)
 	return r
+}
+
+// admission is what the edge of signalling found out about a request outside a dialog before
+// its handler sees it.
+type admission struct {
+	trunk string         // a call another node of the cluster hands over: the node that signed it
+	req   *guard.Request // the request as the guard checked it; nil when it did not
 }
 
 // guarded puts the guard in front of a handler for requests outside a dialog: refused requests
 // get the rule's answer, or none at all (stealth).
 func (n *Node) guarded(h func(*sip.Request, sip.ServerTransaction)) func(*sip.Request, sip.ServerTransaction) {
+	return n.admitted(func(req *sip.Request, tx sip.ServerTransaction, _ admission) { h(req, tx) })
+}
+
+// admitted is guarded for a handler that uses what the edge found out (handleInvite).
+func (n *Node) admitted(h func(*sip.Request, sip.ServerTransaction, admission)) func(*sip.Request, sip.ServerTransaction) {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		if n.notReady(req, tx) {
 			return // nothing is checked, nothing counts toward a ban
 		}
-		if to := req.To(); n.guard != nil && (to == nil || !to.Params.Has("tag")) && !req.IsAck() && !req.IsCancel() && !n.fromTrunk(req) {
-			v := n.guard.Check(n.guardRequest(req))
-			switch v.Action {
-			case guard.Drop:
-				return
-			case guard.Reject:
-				n.respond(tx, sip.NewResponseFromRequest(req, v.Code, b2bua.ReasonPhrase(v.Code), nil))
-				return
-			}
+		a, ok := n.admitRequest(req, tx)
+		if !ok {
+			return
 		}
 		if res, refused := checkRequest(req); refused {
 			if res != nil { // an ACK is never answered
@@ -138,70 +139,63 @@ func (n *Node) guarded(h func(*sip.Request, sip.ServerTransaction)) func(*sip.Re
 			}
 			return
 		}
-		h(req, tx)
+		h(req, tx, a)
 	}
 }
 
-// fromTrunk reports whether a request is a call handed over by another node of the cluster
-// (signed with the cluster's trunk key): the node that received it has filtered it already.
-func (n *Node) fromTrunk(req *sip.Request) bool {
+// admitRequest verifies the trunk signature of a request outside a dialog (the one place it is
+// verified) and puts every other one through the guard; false when the request was refused
+// (answered, or dropped). Requests in a dialog, ACK and CANCEL pass as they are.
+func (n *Node) admitRequest(req *sip.Request, tx sip.ServerTransaction) (admission, bool) {
+	var a admission
+	if to := req.To(); (to != nil && to.Params.Has("tag")) || req.IsAck() || req.IsCancel() {
+		return a, true
+	}
+	// a call another node hands over was filtered by the node that received it
+	if a.trunk = n.trunkSigner(req); a.trunk != "" || n.guard == nil {
+		return a, true
+	}
+	a.req = n.guardRequest(req)
+	v := n.guard.Check(a.req)
+	switch v.Action {
+	case guard.Drop:
+		return a, false
+	case guard.Reject:
+		n.respond(tx, sip.NewResponseFromRequest(req, v.Code, b2bua.ReasonPhrase(v.Code), nil))
+		return a, false
+	}
+	return a, true
+}
+
+// handleInvite hands an INVITE to the B2BUA through the entry point of its kind: a call another
+// node handed over, a new call the guard checked, or a request in a dialog.
+func (n *Node) handleInvite(req *sip.Request, tx sip.ServerTransaction, a admission) {
+	switch {
+	case a.trunk != "":
+		n.calls.HandleTrunkCall(req, tx, a.trunk)
+	case a.req != nil:
+		n.calls.HandleNewCall(req, tx, a.req)
+	default:
+		n.calls.HandleInvite(req, tx)
+	}
+}
+
+// trunkSigner returns the node of the cluster that signed a request it hands over (TrunkHeader,
+// checked with the cluster's trunk key), or "" when the request carries no valid signature.
+func (n *Node) trunkSigner(req *sip.Request) string {
 	h := req.GetHeader(b2bua.TrunkHeader)
 	if h == nil || req.CallID() == nil {
-		return false
+		return ""
 	}
 	now := time.Now()
-	_, ok := b2bua.VerifyTrunk(n.store.State().TrunkKey(), h.Value(), string(*req.CallID()), req.Recipient.User, now)
-	if ok {
-		if src, err := netip.ParseAddrPort(req.Source()); err == nil {
-			n.peers.sawSigned(src.Addr(), now)
-		}
+	node, ok := b2bua.VerifyTrunk(n.store.State().TrunkKey(), h.Value(), string(*req.CallID()), req.Recipient.User, now)
+	if !ok {
+		return ""
 	}
-	return ok
-}
-
-// callDecider adapts the guard to the B2BUA's caller-identity seam (per-room policy).
-type callDecider struct {
-	g          *guard.Guard
-	registered func(src netip.AddrPort) bool // a registered room's flow
-}
-
-func (d callDecider) DecideCall(req *sip.Request, room state.Room, roomInCall bool, caller string) b2bua.Decision {
-	r := guardRequestOf(req)
-	// an authenticated room calling another room, or a request on a registered room's flow
-	r.Registered = caller != "" || d.registered != nil && d.registered(r.Source)
-	v, p := d.g.CheckCall(r, room, roomInCall)
-	out := b2bua.Decision{Code: v.Code, Rule: v.Rule, Reason: v.Reason, StripAutoAnswer: p.StripAutoAnswer, Quiet: p.Quiet}
-	switch v.Action {
-	case guard.Reject:
-		out.Action = b2bua.Reject
-	case guard.Drop:
-		out.Action = b2bua.Drop
+	if src, err := netip.ParseAddrPort(req.Source()); err == nil {
+		n.peers.sawSigned(src.Addr(), now)
 	}
-	return out
-}
-
-// guardRequestOf describes a request for the guard, without knowing whether its source is a
-// registered flow (guardRequest adds that).
-func guardRequestOf(req *sip.Request) *guard.Request {
-	src, _ := netip.ParseAddrPort(req.Source())
-	r := &guard.Request{Source: src, Transport: req.Transport(), Method: string(req.Method),
-		RURIUser: req.Recipient.User, RURIHost: req.Recipient.Host, MaxForwards: -1}
-	if f := req.From(); f != nil {
-		r.FromName, r.FromUser, r.FromHost = f.DisplayName, f.Address.User, f.Address.Host
-	}
-	if t := req.To(); t != nil {
-		r.ToUser, r.ToHost = t.Address.User, t.Address.Host
-	}
-	if h := req.GetHeader("User-Agent"); h != nil {
-		r.UserAgent = h.Value()
-	}
-	if c := req.CallID(); c != nil {
-		r.CallID = string(*c)
-	}
-	if mf := req.MaxForwards(); mf != nil {
-		r.MaxForwards = int(*mf)
-	}
-	return r
+	return node
 }
 
 // runGuard runs the guard's feeds and housekeeping until ctx ends.

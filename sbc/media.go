@@ -26,7 +26,7 @@ func (n *Node) startMedia() error {
 		Drain: m.Drain.D(), LatchWindow: m.LatchWindow.D(), Timeout: m.Timeout.D(), HoldTimeout: m.HoldTimeout.D(),
 		KeepICE: !m.StripICEOn(), Logger: n.log.With("component", "media"),
 		MaxStreams: m.MaxStreams, MaxUnansweredPorts: m.MaxUnansweredPorts, Exempt: n.mediaExempt,
-		AllowPeers: m.AllowPeers, OwnAddrs: n.nodeAddrs(), FastPath: m.FastPathOn(),
+		AllowPeers: m.AllowPeers, OwnAddrs: n.own, FastPath: m.FastPathOn(),
 	})
 	if err != nil {
 		return fmt.Errorf("media: %w", err)

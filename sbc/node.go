@@ -59,7 +59,8 @@ type Node struct {
 	peers     trunkPeers // other nodes' SIP addresses (exempt from the datagram meter)
 	blocklist edge.Blocklist
 	bound     []Bound
-	tap       edge.Tap // told about every message the listeners write (tests); nil: none
+	own       []netip.Addr // the node's own addresses, gathered once at start (nodeAddrs)
+	tap       edge.Tap     // told about every message the listeners write (tests); nil: none
 	serves    []func() error
 	closers   []io.Closer
 	wg        sync.WaitGroup
@@ -82,8 +83,6 @@ type Node struct {
 
 	localBanMu sync.Mutex
 	localBans  map[netip.Prefix]time.Time // this node's bans not yet applied by the cluster
-	// decider is the caller filter asked before every inbound call (nil: allow).
-	decider b2bua.Decider
 
 	// unsolicitedResponses counts responses that matched no transaction.
 	unsolicitedResponses atomic.Uint64
@@ -174,6 +173,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	n.store = n.metrics.InstrumentStore(n.store) // write latency in /metrics
+	n.own = n.nodeAddrs()                        // once: the guard, the B2BUA and the relay share them
 	if err := n.startMedia(); err != nil {
 		n.Close()
 		return err

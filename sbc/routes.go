@@ -19,7 +19,7 @@ func (n *Node) routes() {
 	n.srv.OnNoRoute(n.guarded(n.handleNoRoute))
 	// Calls: new INVITEs and everything inside a dialog go to the B2BUA; requests for dialogs
 	// it does not have get 481, an ACK is never answered.
-	n.srv.OnInvite(n.guarded(func(req *sip.Request, tx sip.ServerTransaction) { n.calls.HandleInvite(req, tx) }))
+	n.srv.OnInvite(n.admitted(n.handleInvite))
 	for _, m := range []sip.RequestMethod{sip.BYE, sip.CANCEL, sip.UPDATE, sip.INFO, sip.PRACK, sip.ACK} {
 		n.srv.OnRequest(m, n.guarded(func(req *sip.Request, tx sip.ServerTransaction) { n.calls.HandleInDialog(req, tx) }))
 	}

@@ -5,6 +5,7 @@ package b2bua
 
 import (
 	"context"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -44,6 +45,61 @@ func (c *call) failA(code int, reason string) {
 // answer completes the call with the winning branch's 2xx: ACK on leg B, 200 on leg A.
 func (c *call) answer(b *branch, res *sip.Response) bool {
 	e := c.e
+	c.adoptLegB(b, res)
+	bodyA, err := c.answerBody(b, res)
+	if err != nil {
+		e.log.Info("callee SDP refused", "call", c.id, "error", err)
+		c.ack(b, res, nil)
+		c.byeLeg(c.b)
+		c.failA(488, "callee SDP refused: "+err.Error())
+		return false
+	}
+	if !c.offerless {
+		c.ack(b, res, nil)
+	}
+	out := c.okA(res, bodyA)
+	c.a.setSDP(bodyA)
+	if !c.markAnswered(b) {
+		c.ack(b, res, nil)
+		c.byeLeg(c.b)
+		return false
+	}
+	if !c.fromTrunk {
+		e.deps.Store.Enqueue(state.PutCall(c.snapshot()))
+	}
+	ackCh := c.expectAck(c.a, c.ainv.CSeq().SeqNo)
+	respond(c.atx, out)
+	go c.awaitAck(c.a, out, func() { respond(c.atx, out) }, ackCh, func(ack *sip.Request) {
+		if c.offerless {
+			body := c.ackAnswer(media.LegA, ack, c.source)
+			c.b.setSDP(body)
+			c.ack(b, res, body)
+		}
+	})
+	c.armTimers()
+	e.log.Debug("call answered", "call", c.id, "room", c.room, "direction", c.dir)
+	return true
+}
+
+// ackAnswer is the answer an ACK from side carries (to an offerless INVITE) as the other leg
+// gets it, through the media relay; nil when it carries none or the relay refuses it.
+func (c *call) ackAnswer(side media.Leg, ack *sip.Request, peer netip.AddrPort) []byte {
+	if !hasSDP(ack) {
+		return nil
+	}
+	if c.media == nil {
+		return ack.Body()
+	}
+	body, err := c.media.Answer(side, ack.Body(), peer)
+	if err != nil {
+		return nil
+	}
+	return body
+}
+
+// adoptLegB makes the winning branch's dialog leg B's: the callee's tag, target, route set and
+// flow.
+func (c *call) adoptLegB(b *branch, res *sip.Response) {
 	tag, _ := res.To().Params.Get("tag")
 	c.b.mu.Lock()
 	c.b.remoteTag = tag
@@ -59,29 +115,26 @@ func (c *call) answer(b *branch, res *sip.Response) bool {
 	c.b.update = allowsUpdate(res)
 	c.b.mu.Unlock()
 	c.b.setSDP(c.bOffer)
+}
 
-	var bodyA []byte
-	if hasSDP(res) {
-		bodyA = res.Body()
-		if c.media != nil {
-			var err error
-			if c.offerless {
-				bodyA, err = c.media.Offer(media.LegB, res.Body(), b.t.peer)
-			} else {
-				bodyA, err = c.media.Answer(media.LegB, res.Body(), b.t.peer)
-			}
-			if err != nil {
-				e.log.Info("callee SDP refused", "call", c.id, "error", err)
-				c.ack(b, res, nil)
-				c.byeLeg(c.b)
-				c.failA(488, "callee SDP refused: "+err.Error())
-				return false
-			}
-		}
+// answerBody is the callee's SDP as the caller gets it: through the media relay, as the
+// answer to the caller's offer or, for an offerless INVITE, as the offer. Nil without SDP.
+func (c *call) answerBody(b *branch, res *sip.Response) ([]byte, error) {
+	if !hasSDP(res) {
+		return nil, nil
 	}
-	if !c.offerless {
-		c.ack(b, res, nil)
+	if c.media == nil {
+		return res.Body(), nil
 	}
+	if c.offerless {
+		return c.media.Offer(media.LegB, res.Body(), b.t.peer)
+	}
+	return c.media.Answer(media.LegB, res.Body(), b.t.peer)
+}
+
+// okA is leg A's 200 to the caller's INVITE, with bodyA and our session timer.
+func (c *call) okA(res *sip.Response, bodyA []byte) *sip.Response {
+	e := c.e
 	out := c.responseA(200, "OK", bodyA)
 	copyHeaders(res, out, false, e.cfg.PassUserAgent)
 	if bodyA == nil {
@@ -93,42 +146,20 @@ func (c *call) answer(b *branch, res *sip.Response) bool {
 		out.AppendHeader(sip.NewHeader("Require", "timer"))
 		out.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(e.cfg.SessionExpires/time.Second))+";refresher=uas"))
 	}
-	c.a.setSDP(bodyA)
+	return out
+}
+
+// markAnswered moves the call to answered over branch b; false when it ended meanwhile.
+func (c *call) markAnswered(b *branch) bool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.ended {
-		c.mu.Unlock()
-		c.ack(b, res, nil)
-		c.byeLeg(c.b)
 		return false
 	}
 	c.st = state.CallAnswered
 	c.answered = time.Now().UTC()
 	c.status = 200
 	c.bNode = b.t.node
-	c.mu.Unlock()
-	if !c.fromTrunk {
-		e.deps.Store.Enqueue(state.PutCall(c.snapshot()))
-	}
-	ackCh := c.expectAck(c.a, c.ainv.CSeq().SeqNo)
-	respond(c.atx, out)
-	go c.awaitAck(c.a, out, func() { respond(c.atx, out) }, ackCh, func(ack *sip.Request) {
-		if c.offerless {
-			var body []byte
-			if hasSDP(ack) {
-				body = ack.Body()
-				if c.media != nil {
-					var err error
-					if body, err = c.media.Answer(media.LegA, ack.Body(), c.source); err != nil {
-						body = nil
-					}
-				}
-			}
-			c.b.setSDP(body)
-			c.ack(b, res, body)
-		}
-	})
-	c.armTimers()
-	e.log.Debug("call answered", "call", c.id, "room", c.room, "direction", c.dir)
 	return true
 }
 

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/portcullis-sbc/portcullis/sbc/guard"
 )
 
 func TestBetterResponse(t *testing.T) {
@@ -61,8 +63,8 @@ func TestAutoAnswerHeaders(t *testing.T) {
 		{"P-Auto-Answer", "normal", true},
 		{"Subject", "auto answer", false},
 	} {
-		if got := autoAnswer(tt.name, tt.value); got != tt.want {
-			t.Errorf("autoAnswer(%s: %s) = %v", tt.name, tt.value, got)
+		if got := guard.IsAutoAnswer(tt.name, tt.value); got != tt.want {
+			t.Errorf("guard.IsAutoAnswer(%s: %s) = %v", tt.name, tt.value, got)
 		}
 	}
 }
@@ -107,7 +109,7 @@ func FuzzHeaderPolicy(f *testing.F) {
 	f.Add("Call-Info", "<sip:x>;answer-after=0", "5 1 INVITE")
 	f.Add("Alert-Info", "", "")
 	f.Fuzz(func(t *testing.T, name, value, rack string) {
-		_ = autoAnswer(name, value)
+		_ = guard.IsAutoAnswer(name, value)
 		_ = splitFields(rack)
 		m := sip.NewRequest(sip.INVITE, sip.Uri{Host: "a"})
 		m.AppendHeader(sip.NewHeader("Supported", value))

@@ -67,8 +67,9 @@ func newID(n int) string {
 }
 
 // prepare creates the call and its leg A, answers 100 and offers the caller's SDP to the media
-// relay. It answers the INVITE itself and returns nil when the call cannot be made.
-func (e *Engine) prepare(req *sip.Request, tx sip.ServerTransaction, dir state.Direction, room, caller string, fromTrunk bool) *call {
+// relay. It answers the INVITE itself and returns nil when the call cannot be made. trunk is the
+// node that handed the call over ("" when none did).
+func (e *Engine) prepare(req *sip.Request, tx sip.ServerTransaction, dir state.Direction, room, trunk string) *call {
 	if e.cfg.RequireSDP && !hasSDP(req) {
 		respond(tx, sip.NewResponseFromRequest(req, 488, "Not Acceptable Here", nil))
 		return nil
@@ -85,7 +86,7 @@ func (e *Engine) prepare(req *sip.Request, tx sip.ServerTransaction, dir state.D
 	src := sourceAddr(req)
 	c := &call{
 		e: e, id: newID(8), dir: dir, room: room, source: src, started: time.Now().UTC(),
-		transport: req.Transport(), ainv: req, atx: tx, st: state.CallRinging, aTimer: aTimer, fromTrunk: fromTrunk,
+		transport: req.Transport(), ainv: req, atx: tx, st: state.CallRinging, aTimer: aTimer, fromTrunk: trunk != "", trunkFrom: trunk,
 		from: from.Address.Addr(), to: to.Address.Addr(), offerless: !hasSDP(req),
 		acks: map[ackKey]chan *sip.Request{}, pracks: map[uint32]chan struct{}{}, cancelCh: make(chan struct{}),
 	}
@@ -94,9 +95,6 @@ func (e *Engine) prepare(req *sip.Request, tx sip.ServerTransaction, dir state.D
 		target: req.Contact().Address, routes: routeSetFrom(req, false), dest: req.Source(), transport: req.Transport(),
 		remoteCSeq: req.CSeq().SeqNo, peer: src, update: allowsUpdate(req)}
 	c.b = &dialog{side: media.LegB, callID: newID(16), localTag: sip.GenerateTagN(16)}
-	if fromTrunk {
-		c.trunkFrom = trunkNode(req)
-	}
 	if !e.register(c) {
 		r := sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
 		r.AppendHeader(sip.NewHeader("Retry-After", "30"))

@@ -7,6 +7,11 @@
 // cancelled. Outbound calls (a room dialling a SIP URI) must pass a 407 digest challenge with the
 // room's credentials, and go to targets resolved per RFC 3263 with failover. The engine keeps the
 // active calls in memory, writes answered calls and call records through the state store, and
-// asks two seams: a Decider (the caller filter) before any call state exists, and a media
-// Factory that rewrites SDP and relays RTP.
+// asks two seams: a Decider (the caller filter, *guard.Guard: its verdict and call policy are
+// used as they are) before any call state exists, and a media Factory that rewrites SDP and
+// relays RTP.
+//
+// New calls enter by their kind: HandleNewCall for an INVITE the node's edge admitted (with the
+// request as the guard checked it), HandleTrunkCall for a call another node hands over (its
+// signature verified by the edge), HandleInvite for a server with nothing in front.
 package b2bua

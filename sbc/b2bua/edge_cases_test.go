@@ -16,11 +16,17 @@ import (
 	"github.com/portcullis-sbc/portcullis/internal/testutil"
 	"github.com/portcullis-sbc/portcullis/media"
 	"github.com/portcullis-sbc/portcullis/sbc/digest"
+	"github.com/portcullis-sbc/portcullis/sbc/guard"
 )
 
-type decider struct{ d Decision }
+type decider struct {
+	v   guard.Verdict
+	pol guard.CallPolicy
+}
 
-func (d decider) DecideCall(*sip.Request, state.Room, bool, string) Decision { return d.d }
+func (d decider) CheckCall(*guard.Request, state.Room, bool) (guard.Verdict, guard.CallPolicy) {
+	return d.v, d.pol
+}
 
 // TestRefusedCalls: each INVITE the engine refuses before making a call gets its status.
 func TestRefusedCalls(t *testing.T) {
@@ -39,9 +45,9 @@ func TestRefusedCalls(t *testing.T) {
 			mod: func(c *Config, _ *Deps) { c.SessionExpires = 1800 * time.Second }, want: 422},
 		{name: "sdp required", room: "room1", mod: func(c *Config, _ *Deps) { c.RequireSDP = true }, want: 488},
 		{name: "decider rejects", room: "room1", body: testSDP,
-			mod: func(_ *Config, d *Deps) { d.Decider = decider{Decision{Action: Reject, Code: 486}} }, want: 486},
+			mod: func(_ *Config, d *Deps) { d.Decider = decider{v: guard.Verdict{Action: guard.Reject, Code: 486}} }, want: 486},
 		{name: "decider rejects with no code", room: "room1", body: testSDP,
-			mod: func(_ *Config, d *Deps) { d.Decider = decider{Decision{Action: Reject}} }, want: 403},
+			mod: func(_ *Config, d *Deps) { d.Decider = decider{v: guard.Verdict{Action: guard.Reject}} }, want: 403},
 		{name: "media refuses", room: "room1", body: testSDP,
 			mod: func(_ *Config, d *Deps) { d.Media = &fakeMedia{offerErr: media.ErrSourceBusy} }, want: 503},
 		{name: "no media ports", room: "room1", body: testSDP,
@@ -77,8 +83,8 @@ func TestRelayingDenied(t *testing.T) {
 
 // TestDecisionDropAndQuiet: a dropped call and a quiet call to an unregistered room get no answer.
 func TestDecisionDropAndQuiet(t *testing.T) {
-	for _, d := range []Decision{{Action: Drop}, {Action: Allow, Quiet: true}} {
-		r := newRig(t, func(_ *Config, deps *Deps) { deps.Decider = decider{d} })
+	for _, d := range []decider{{v: guard.Verdict{Action: guard.Drop}}, {pol: guard.CallPolicy{Quiet: true}}} {
+		r := newRig(t, func(_ *Config, deps *Deps) { deps.Decider = d })
 		r.room("lonely")
 		a := newPhone(t)
 		a.invite(r.addr, "lonely", testSDP)
@@ -86,6 +92,82 @@ func TestDecisionDropAndQuiet(t *testing.T) {
 		if got := a.finalWithin(sip.INVITE, 500*time.Millisecond); got != nil || r.e.Active() != 0 {
 			t.Fatalf("%+v: a call was made", d)
 		}
+	}
+}
+
+// TestTrunkCallEntry: only the edge verifies a trunk signature. A signed INVITE that arrives
+// through the plain entry is refused (403), not trusted; one the edge hands to HandleTrunkCall
+// rings the room without asking the Decider (the node that handed it over did) and leaves the
+// call record to that node.
+func TestTrunkCallEntry(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	r := newRig(t, func(_ *Config, d *Deps) { d.Decider = decider{v: guard.Verdict{Action: guard.Reject, Code: 603}} })
+	if err := r.store.Propose(context.Background(), state.SetTrunkKey(key)); err != nil {
+		t.Fatal(err)
+	}
+	r.room("room1")
+	a, b := newPhone(t), newPhone(t)
+	r.bind("room1", b)
+	c := &caller{p: a, to: r.addr, callID: "trunk@x", fromTag: "f1", cseq: 1}
+	sig := TrunkHeader + ": " + SignTrunk(key, "n2", c.callID, "room1", time.Now())
+	a.send(r.addr, a.build(c, sip.INVITE, "sip:room1@"+testDomain, "", 1, testSDP, sig))
+	if res := a.final(sip.INVITE); res.StatusCode != 403 {
+		t.Fatalf("signed INVITE through the plain entry: status %d, want 403", res.StatusCode)
+	}
+	r.mu.Lock()
+	r.trunk = "n2"
+	r.mu.Unlock()
+	c = &caller{p: a, to: r.addr, callID: "trunk2@x", fromTag: "f2", cseq: 1}
+	a.send(r.addr, a.build(c, sip.INVITE, "sip:room1@"+testDomain, "", 1, testSDP))
+	inv := b.request(sip.INVITE)
+	b.reply(inv, 486, "btag", "")
+	if res := a.final(sip.INVITE); res.StatusCode != 486 {
+		t.Fatalf("trunk call: status %d, want the callee's 486", res.StatusCode)
+	}
+	r.waitIdle()
+	if recs := r.records(); len(recs) != 0 {
+		t.Fatalf("a trunk call wrote records here: %+v", recs)
+	}
+}
+
+// seenDecider records the requests the Decider was asked about.
+type seenDecider struct {
+	mu   sync.Mutex
+	seen []*guard.Request
+}
+
+func (d *seenDecider) CheckCall(r *guard.Request, _ state.Room, _ bool) (guard.Verdict, guard.CallPolicy) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.seen = append(d.seen, r)
+	return guard.Verdict{Action: guard.Reject, Code: 603}, guard.CallPolicy{}
+}
+
+// TestNewCallUsesTheEdgesRequest: the Decider is asked with the very request the edge described
+// for the guard (built once), not one the B2BUA builds again; without one (HandleInvite) the
+// B2BUA describes the call itself.
+func TestNewCallUsesTheEdgesRequest(t *testing.T) {
+	d := &seenDecider{}
+	r := newRig(t, func(_ *Config, deps *Deps) { deps.Decider = d })
+	r.room("room1")
+	a, b := newPhone(t), newPhone(t)
+	r.bind("room1", b)
+	a.invite(r.addr, "room1", testSDP)
+	if res := a.final(sip.INVITE); res.StatusCode != 603 {
+		t.Fatalf("plain entry: status %d, want the Decider's 603", res.StatusCode)
+	}
+	edge := &guard.Request{CallID: "described by the edge", Registered: true}
+	r.mu.Lock()
+	r.edge = func(*sip.Request) *guard.Request { return edge }
+	r.mu.Unlock()
+	a.invite(r.addr, "room1", testSDP)
+	if res := a.final(sip.INVITE); res.StatusCode != 603 {
+		t.Fatalf("edge entry: status %d, want the Decider's 603", res.StatusCode)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.seen) != 2 || d.seen[0].Method != "INVITE" || d.seen[0].RURIUser != "room1" || d.seen[1] != edge {
+		t.Fatalf("the Decider saw %+v", d.seen)
 	}
 }
 
@@ -221,6 +303,33 @@ func TestOutboundCallWithDigest(t *testing.T) {
 	if obs.ok != 1 {
 		t.Fatalf("successes counted %d", obs.ok)
 	}
+}
+
+// hostResolver resolves by the URI's host.
+type hostResolver map[string][]target
+
+func (h hostResolver) Resolve(_ context.Context, u sip.Uri) ([]target, error) { return h[u.Host], nil }
+
+// TestOutboundFollowsRedirect: with Follow3xx, a 302 from the first target sends the call to
+// the Contact it names (resolved in turn), and that target's answer is the call's.
+func TestOutboundFollowsRedirect(t *testing.T) {
+	far1, far2 := newPhone(t), newPhone(t)
+	res := hostResolver{
+		"far.test":   {{dest: far1.addr, transport: "UDP", peer: netip.MustParseAddrPort(far1.addr)}},
+		"moved.test": {{dest: far2.addr, transport: "UDP", peer: netip.MustParseAddrPort(far2.addr)}},
+	}
+	r := outboundRig(t, res, func(c *Config, _ *Deps) { c.Follow3xx = true })
+	a := newPhone(t)
+	c := a.dialOut(r, "redirect@x", "sip:bob@far.test", "pw")
+	far1.reply(far1.request(sip.INVITE), 302, "f1", "", "Contact: <sip:alice@moved.test>")
+	inv2 := far2.request(sip.INVITE)
+	if inv2.Recipient.User != "alice" || inv2.Recipient.Host != "moved.test" {
+		t.Fatalf("the redirect's target got %s", inv2.Recipient.String())
+	}
+	far2.reply(inv2, 200, "f2", testSDP)
+	far2.request(sip.ACK)
+	c.ack(a.response(sip.INVITE, 200))
+	c.hangUp(r, far2)
 }
 
 // TestOutboundUnresolved: a target that does not resolve gets 404.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/portcullis-sbc/portcullis/cluster/state"
 	"github.com/portcullis-sbc/portcullis/media"
 	"github.com/portcullis-sbc/portcullis/sbc/digest"
+	"github.com/portcullis-sbc/portcullis/sbc/guard"
 )
 
 // Config tunes the engine. Zero durations take the defaults named on each field.
@@ -56,31 +56,14 @@ type Config struct {
 	FlowNodeDown func(node string) bool
 }
 
-// Action is what the caller filter decided for a call.
-type Action uint8
-
-// Actions.
-const (
-	Allow  Action = iota // make the call
-	Reject               // answer Decision.Code
-	Drop                 // send nothing back
-)
-
-// Decision is the caller filter's verdict on an inbound call.
-type Decision struct {
-	Action          Action
-	Code            int    // status for Reject
-	Rule, Reason    string // why, for the call record and logs
-	StripAutoAnswer bool   // remove auto-answer/intercom headers before the room sees them
-	// Quiet: a call that cannot be placed (the room is not registered) gets no answer, as a
-	// name that is no room gets none (a stranger in stealth mode must not learn the room exists).
-	Quiet bool
-}
-
-// Decider is the caller-identity seam: every inbound INVITE passes it once, before any call
-// state is made. caller is the authenticated room for room-to-room calls ("" for outsiders).
+// Decider is the caller-identity seam (*guard.Guard implements it): every inbound INVITE that
+// did not come over the internal trunk passes it once, before any call state is made. r is the
+// request as the edge of signalling described it for the guard; its Registered is set when the
+// caller is a registered room's flow or a room that authenticated. The verdict says whether the
+// call is made (Allow), answered (Reject: Code) or left unanswered (Drop); the policy says what
+// the B2BUA must do to a call it makes (strip auto-answer headers, stay quiet).
 type Decider interface {
-	DecideCall(req *sip.Request, room state.Room, roomInCall bool, caller string) Decision
+	CheckCall(r *guard.Request, room state.Room, roomInCall bool) (guard.Verdict, guard.CallPolicy)
 }
 
 // Session is the media side of one call (media.Session implements it).
@@ -168,13 +151,30 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		legs: map[string]*leg{}, calls: map[string]*call{}, byRoom: map[string]int{}}, nil
 }
 
-// HandleInvite serves every INVITE: re-INVITEs of known dialogs and new calls.
+// HandleInvite serves every INVITE of a server with no guard in front: re-INVITEs of known
+// dialogs and new calls (described for the Decider here). A node serves new calls through
+// HandleNewCall and HandleTrunkCall instead, with what its edge found out.
 func (e *Engine) HandleInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if to := req.To(); to != nil && to.Params.Has("tag") {
 		e.HandleInDialog(req, tx)
 		return
 	}
-	e.newCall(req, tx)
+	e.newCall(req, tx, origin{})
+}
+
+// HandleNewCall serves an INVITE that creates a dialog, as the edge of signalling admitted it:
+// gr is the request as the guard checked it (nil: described here when the Decider needs it).
+// It returns after the final answer (sipgo ends the transaction when the handler returns).
+func (e *Engine) HandleNewCall(req *sip.Request, tx sip.ServerTransaction, gr *guard.Request) {
+	e.newCall(req, tx, origin{guard: gr})
+}
+
+// HandleTrunkCall serves an INVITE another node of the cluster hands over for a room
+// registered here (internal SIP trunk), whose TrunkHeader the edge verified (VerifyTrunk):
+// node signed it. That node filtered the caller and keeps the call's records; the call goes to
+// this node's flows of the room only.
+func (e *Engine) HandleTrunkCall(req *sip.Request, tx sip.ServerTransaction, node string) {
+	e.newCall(req, tx, origin{trunk: node})
 }
 
 // HandleInDialog serves requests inside a dialog: ACK, BYE, re-INVITE, UPDATE, INFO, PRACK,
@@ -341,12 +341,6 @@ func (e *Engine) noteMedia(err error) {
 
 func respond(tx sip.ServerTransaction, res *sip.Response) {
 	_ = tx.Respond(res)
-}
-
-// isIP reports whether host is an IP literal (bracketed or not).
-func isIP(host string) bool {
-	_, err := netip.ParseAddr(strings.Trim(host, "[]"))
-	return err == nil
 }
 
 func sourceAddr(req *sip.Request) netip.AddrPort {

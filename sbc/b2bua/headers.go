@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/portcullis-sbc/portcullis/sbc/guard"
 )
 
 // passHeaders are the headers relayed from one leg to the other (besides those the engine writes
@@ -15,26 +17,6 @@ var passHeaders = []string{
 	"Content-Type", "Content-Disposition", "Content-Language", "Accept", "Accept-Language",
 	"Subject", "Info-Package", "Recv-Info", "Call-Info", "Alert-Info", "Reason", "Event",
 	"Answer-Mode", "Priv-Answer-Mode", "P-Auto-Answer", // removed when the room blocks auto-answer
-}
-
-// autoAnswer reports whether a header asks the callee to answer by itself (intercom, paging,
-// SIP auto-answer): Call-Info with answer-after, auto-answer or intercom; Alert-Info with
-// auto-answer or intercom semantics; Answer-Mode / Priv-Answer-Mode other than Manual
-// (RFC 5373); P-Auto-Answer. (The same rules as guard.IsAutoAnswer.)
-func autoAnswer(name, value string) bool {
-	v := strings.ToLower(value)
-	switch strings.ToLower(name) {
-	case "call-info":
-		return strings.Contains(v, "answer-after") || strings.Contains(v, "auto-answer") ||
-			strings.Contains(v, "autoanswer") || strings.Contains(v, "intercom")
-	case "alert-info":
-		return strings.Contains(v, "auto") || strings.Contains(v, "intercom") || strings.Contains(v, "answer")
-	case "answer-mode", "priv-answer-mode":
-		return !strings.HasPrefix(strings.TrimSpace(v), "manual")
-	case "p-auto-answer":
-		return true
-	}
-	return false
 }
 
 // message is what requests and responses share.
@@ -49,7 +31,7 @@ type message interface {
 // copyHeaders copies the relayable headers of src onto dst. A header whose value is not safe to
 // write (safeValue: a CR or LF would start a header of the sender's choosing on the other leg)
 // is left out; with stripAutoAnswer, auto-answer requests are left out too (decided on the
-// validated value); with userAgent, User-Agent and Server are relayed as well.
+// validated value, by the guard's rule: guard.IsAutoAnswer); with userAgent, User-Agent and Server are relayed as well.
 // A Content-Type already on dst is kept (Content-Type is single-valued, RFC 3261 §20.15).
 func copyHeaders(src, dst message, stripAutoAnswer, userAgent bool) {
 	for _, name := range passHeaders {
@@ -57,7 +39,7 @@ func copyHeaders(src, dst message, stripAutoAnswer, userAgent bool) {
 			if !safeValue(h.Value()) {
 				continue
 			}
-			if stripAutoAnswer && autoAnswer(h.Name(), h.Value()) {
+			if stripAutoAnswer && guard.IsAutoAnswer(h.Name(), h.Value()) {
 				continue
 			}
 			if name == "Content-Type" && (src.Body() == nil || dst.GetHeader("Content-Type") != nil) {

@@ -144,33 +144,71 @@ func splitFields(s string) []string {
 // the ACK for an offerless one, or the failure), before the final answer is sent, so the peer's
 // next offer, sent as soon as it has the answer, does not meet a 491.
 func (c *call) relayOffer(d *dialog, req *sip.Request, tx sip.ServerTransaction, done func()) {
-	finished := false
-	finish := func() {
-		if !finished {
-			finished = true
-			done()
-		}
-	}
-	defer func() {
-		if !finished {
-			finish()
-		}
-	}()
+	x := &exchange{done: done}
+	defer x.end()
 	o := c.other(d)
-	e := c.e
-	var body []byte
 	offerless := !hasSDP(req)
-	if !offerless {
-		body = req.Body()
-		if c.media != nil {
-			var err error
-			if body, err = c.media.Offer(d.side, req.Body(), d.peer); err != nil {
-				finish()
-				respond(tx, sip.NewResponseFromRequest(req, 488, "Not Acceptable Here", nil))
-				return
-			}
-		}
+	body, ok := c.offerBody(d, req, offerless)
+	if !ok {
+		x.end()
+		respond(tx, sip.NewResponseFromRequest(req, 488, "Not Acceptable Here", nil))
+		return
 	}
+	out := c.offerRequest(o, req, body)
+	res, otx, err := c.transact(out)
+	if err != nil || res == nil {
+		x.end()
+		respond(tx, sip.NewResponseFromRequest(req, 408, "Request Timeout", nil))
+		if err != nil {
+			c.e.log.Debug("re-offer not answered", "call", c.id, "error", err)
+		}
+		return
+	}
+	if otx != nil {
+		defer otx.Terminate()
+	}
+	reply := c.offerReply(d, o, req, res, offerless)
+	if req.Method != sip.INVITE || !res.IsSuccess() {
+		x.end() // before the answer goes out: the peer may start the next exchange at once
+		respond(tx, reply)
+		if res.StatusCode == 481 || res.StatusCode == 408 {
+			c.hangup(legName(o.side)+" lost the dialog", 0)
+		}
+		return
+	}
+	c.reinviteAnswered(d, req, tx, out, reply, offerless, x)
+}
+
+// exchange is one offer/answer exchange relayed in a dialog (relayOffer).
+type exchange struct {
+	done     func() // tells the call the exchange is over
+	finished bool
+}
+
+// end calls done once.
+func (x *exchange) end() {
+	if !x.finished {
+		x.finished = true
+		x.done()
+	}
+}
+
+// offerBody is the offer of req as leg o gets it (the media relay's rewrite); nil for an
+// offerless request. False: the relay refused the offer.
+func (c *call) offerBody(d *dialog, req *sip.Request, offerless bool) ([]byte, bool) {
+	if offerless {
+		return nil, true
+	}
+	if c.media == nil {
+		return req.Body(), true
+	}
+	body, err := c.media.Offer(d.side, req.Body(), d.peer)
+	return body, err == nil
+}
+
+// offerRequest is req relayed on leg o with body as its offer.
+func (c *call) offerRequest(o *dialog, req *sip.Request, body []byte) *sip.Request {
+	e := c.e
 	out := o.newRequest(req.Method, 0, sip.ContactHeader{Address: e.cfg.Contact(o.transport)})
 	copyHeaders(req, out, false, e.cfg.PassUserAgent)
 	if body != nil {
@@ -183,19 +221,13 @@ func (c *call) relayOffer(d *dialog, req *sip.Request, tx sip.ServerTransaction,
 		out.RemoveHeader("Content-Type")
 	}
 	out.AppendHeader(sip.NewHeader("Allow", allowMethods))
-	res, otx, err := c.transact(out)
-	if err != nil || res == nil {
-		r := sip.NewResponseFromRequest(req, 408, "Request Timeout", nil)
-		finish()
-		respond(tx, r)
-		if err != nil {
-			e.log.Debug("re-offer not answered", "call", c.id, "error", err)
-		}
-		return
-	}
-	if otx != nil {
-		defer otx.Terminate()
-	}
+	return out
+}
+
+// offerReply is leg o's answer res relayed back to d: its SDP through the media relay (an
+// answer, or the offer of an offerless request), our Contact on a 2xx.
+func (c *call) offerReply(d, o *dialog, req *sip.Request, res *sip.Response, offerless bool) *sip.Response {
+	e := c.e
 	var back []byte
 	if hasSDP(res) && res.IsSuccess() {
 		back = res.Body()
@@ -225,47 +257,37 @@ func (c *call) relayOffer(d *dialog, req *sip.Request, tx sip.ServerTransaction,
 		reply.AppendHeader(&sip.ContactHeader{Address: e.contactFor(d.transport, d.peer)})
 		reply.AppendHeader(sip.NewHeader("Allow", allowMethods))
 	}
-	if req.Method != sip.INVITE || !res.IsSuccess() {
-		finish() // before the answer goes out: the peer may start the next exchange at once
-		respond(tx, reply)
-		if res.StatusCode == 481 || res.StatusCode == 408 {
-			c.hangup(legName(o.side)+" lost the dialog", 0)
-		}
-		return
-	}
-	// re-INVITE answered: ACK the other leg (now, or with the answer from d's ACK)
+	return reply
+}
+
+// reinviteAnswered completes a re-INVITE the other leg answered with a 2xx: that leg gets our
+// ACK (now, or with the answer from d's ACK to an offerless re-INVITE), d gets the 2xx until it
+// ACKs.
+func (c *call) reinviteAnswered(d *dialog, req *sip.Request, tx sip.ServerTransaction, out *sip.Request, reply *sip.Response, offerless bool, x *exchange) {
+	o := c.other(d)
 	ackOther := func(ackBody []byte) {
 		ack := o.newRequest(sip.ACK, out.CSeq().SeqNo, sip.ContactHeader{})
 		if len(ackBody) > 0 {
 			ack.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 			ack.SetBody(ackBody)
 		}
-		_ = e.deps.Client.WriteRequest(ack)
+		_ = c.e.deps.Client.WriteRequest(ack)
 	}
 	if !offerless {
 		ackOther(nil)
 	}
 	ch := c.expectAck(d, req.CSeq().SeqNo)
 	if !offerless {
-		finish()
+		x.end()
 		respond(tx, reply)
 		go c.awaitAck(d, reply, func() { respond(tx, reply) }, ch, func(*sip.Request) {})
 		return
 	}
-	finished = true // the exchange ends with the ACK that carries the answer
+	x.finished = true // the exchange ends with the ACK that carries the answer
 	respond(tx, reply)
 	go c.awaitAck(d, reply, func() { respond(tx, reply) }, ch, func(ack *sip.Request) {
-		defer done()
-		var ab []byte
-		if hasSDP(ack) {
-			ab = ack.Body()
-			if c.media != nil {
-				var err error
-				if ab, err = c.media.Answer(d.side, ack.Body(), d.peer); err != nil {
-					ab = nil
-				}
-			}
-		}
+		defer x.done()
+		ab := c.ackAnswer(d.side, ack, d.peer)
 		o.setSDP(ab)
 		ackOther(ab)
 	})

@@ -1,10 +1,6 @@
 package b2bua
 
 import (
-	"strings"
-
-	"github.com/emiago/sipgo/sip"
-
 	"github.com/portcullis-sbc/portcullis/cluster/state"
 )
 
@@ -79,18 +75,4 @@ func (e *Engine) Holds(id string) bool {
 	defer e.mu.Unlock()
 	c := e.calls[id]
 	return c != nil && !c.fromTrunk
-}
-
-// trunkNode is the node named by a (verified) TrunkHeader of req.
-func trunkNode(req *sip.Request) string {
-	h := req.GetHeader(TrunkHeader)
-	if h == nil {
-		return ""
-	}
-	for _, f := range strings.Split(h.Value(), ";") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(f), "="); ok && k == "node" {
-			return v
-		}
-	}
-	return ""
 }

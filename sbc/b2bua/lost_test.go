@@ -4,41 +4,45 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/emiago/sipgo/sip"
 )
 
-// FuzzTrunkNode: the node named by a trunk header, whatever the header holds: never a panic, and
-// the signer's node for a header SignTrunk made.
+// FuzzTrunkNode: the node VerifyTrunk names (the one place a trunk header is read; the edge
+// hands the node to HandleTrunkCall), whatever the header holds: never a panic, and for a
+// header SignTrunk made, the signer's node.
 func FuzzTrunkNode(f *testing.F) {
 	key := []byte("0123456789abcdef0123456789abcdef")
+	now := time.Unix(1700000000, 0)
 	for _, seed := range []string{
-		SignTrunk(key, "edge2", "call-1", "boardroom", time.Unix(1700000000, 0)),
+		SignTrunk(key, "edge2", "call-1", "boardroom", now),
 		"node=edge1;ts=1;sig=00", "node=", ";;;", "sig=1;node=a=b", "node=edge3 ; ts = 5", "",
 		strings.Repeat("node=x;", 200),
 	} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
-		req := sip.NewRequest(sip.INVITE, sip.Uri{User: "boardroom", Host: "video.test"})
-		req.AppendHeader(sip.NewHeader(TrunkHeader, v))
-		node := trunkNode(req)
+		node, ok := VerifyTrunk(key, v, "call-1", "boardroom", now)
+		if !ok {
+			if node != "" {
+				t.Fatalf("unverified %q names node %q", v, node)
+			}
+			return
+		}
 		if strings.Contains(node, ";") {
 			t.Fatalf("node %q from %q spans fields", node, v)
 		}
-		if node != "" && !strings.Contains(v, "node="+node) && !strings.Contains(v, "node = "+node) {
+		if !strings.Contains(v, "node="+node) && !strings.Contains(v, "node = "+node) {
 			t.Fatalf("node %q is not in %q", node, v)
 		}
 	})
 }
 
 func TestTrunkNodeOfSignedHeader(t *testing.T) {
-	req := sip.NewRequest(sip.INVITE, sip.Uri{User: "boardroom", Host: "video.test"})
-	if got := trunkNode(req); got != "" {
-		t.Fatalf("no header: %q", got)
+	now := time.Now()
+	if node, ok := VerifyTrunk([]byte("k"), "", "c", "boardroom", now); ok || node != "" {
+		t.Fatalf("no header: %q %v", node, ok)
 	}
-	req.AppendHeader(sip.NewHeader(TrunkHeader, SignTrunk([]byte("k"), "edge2", "c", "boardroom", time.Now())))
-	if got := trunkNode(req); got != "edge2" {
-		t.Fatalf("trunkNode = %q, want edge2", got)
+	v := SignTrunk([]byte("k"), "edge2", "c", "boardroom", now)
+	if node, ok := VerifyTrunk([]byte("k"), v, "c", "boardroom", now); !ok || node != "edge2" {
+		t.Fatalf("VerifyTrunk = %q %v, want edge2", node, ok)
 	}
 }

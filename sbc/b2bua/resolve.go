@@ -13,6 +13,8 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/miekg/dns"
+
+	"github.com/portcullis-sbc/portcullis/internal/siphost"
 )
 
 // Resolver turns a SIP URI into an ordered list of targets to try (RFC 3263).
@@ -55,40 +57,69 @@ func (r *DNSResolver) Resolve(ctx context.Context, u sip.Uri) ([]target, error) 
 	if secure {
 		want = "TLS"
 	}
-	defPort := func(tr string) uint16 {
-		if tr == "TLS" {
-			return 5061
-		}
-		return 5060
+	orUDP := want
+	if orUDP == "" {
+		orUDP = "UDP"
 	}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		tr := want
-		if tr == "" {
-			tr = "UDP"
-		}
+	if ip, ok := siphost.IP(u.Host); ok {
 		port := uint16(u.Port)
 		if port == 0 {
-			port = defPort(tr)
+			port = defaultPort(orUDP)
 		}
-		return r.filter([]target{mkTarget(netip.AddrPortFrom(ip, port), tr)})
+		return r.filter([]target{mkTarget(netip.AddrPortFrom(ip, port), orUDP)})
 	}
 	if u.Port != 0 {
-		tr := want
-		if tr == "" {
-			tr = "UDP"
-		}
-		addrs, err := r.addrs(ctx, host)
+		out, err := r.hostTargets(ctx, host, uint16(u.Port), orUDP)
 		if err != nil {
 			return nil, err
 		}
-		var out []target
-		for _, a := range addrs {
-			out = append(out, mkTarget(netip.AddrPortFrom(a, uint16(u.Port)), tr))
-		}
 		return r.filter(out)
 	}
-	// NAPTR: the transports the domain offers, in its order of preference.
-	type srvName struct{ name, tr string }
+	var out []target
+	for _, s := range r.srvNames(ctx, host, want, secure) {
+		ts, err := r.srv(ctx, s.name, s.tr)
+		if err != nil && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		out = append(out, ts...)
+	}
+	if len(out) == 0 {
+		// No SRV: the host itself, on the default port (RFC 3263 4.2).
+		var err error
+		if out, err = r.hostTargets(ctx, host, defaultPort(orUDP), orUDP); err != nil {
+			return nil, err
+		}
+	}
+	return r.filter(out)
+}
+
+// defaultPort is SIP's port on a transport.
+func defaultPort(tr string) uint16 {
+	if tr == "TLS" {
+		return 5061
+	}
+	return 5060
+}
+
+// hostTargets are host's addresses (A/AAAA) on port over tr.
+func (r *DNSResolver) hostTargets(ctx context.Context, host string, port uint16, tr string) ([]target, error) {
+	addrs, err := r.addrs(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	var out []target
+	for _, a := range addrs {
+		out = append(out, mkTarget(netip.AddrPortFrom(a, port), tr))
+	}
+	return out, nil
+}
+
+// srvName is an SRV name to look up and the transport it is for.
+type srvName struct{ name, tr string }
+
+// srvNames are the SRV names of host for the transports wanted ("" any; secure: TLS only):
+// those its NAPTR records offer, in its order of preference, or else the usual ones.
+func (r *DNSResolver) srvNames(ctx context.Context, host, want string, secure bool) []srvName {
 	var srvs []srvName
 	if msg, err := r.query(ctx, dns.Fqdn(host), dns.TypeNAPTR); err == nil {
 		var recs []*dns.NAPTR
@@ -116,29 +147,7 @@ func (r *DNSResolver) Resolve(ctx context.Context, u sip.Uri) ([]target, error) 
 			}
 		}
 	}
-	var out []target
-	for _, s := range srvs {
-		ts, err := r.srv(ctx, s.name, s.tr)
-		if err != nil && ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		out = append(out, ts...)
-	}
-	if len(out) == 0 {
-		// No SRV: the host itself, on the default port (RFC 3263 4.2).
-		tr := want
-		if tr == "" {
-			tr = "UDP"
-		}
-		addrs, err := r.addrs(ctx, host)
-		if err != nil {
-			return nil, err
-		}
-		for _, a := range addrs {
-			out = append(out, mkTarget(netip.AddrPortFrom(a, defPort(tr)), tr))
-		}
-	}
-	return r.filter(out)
+	return srvs
 }
 
 func mkTarget(ap netip.AddrPort, tr string) target {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
 	"github.com/portcullis-sbc/portcullis/internal/testutil"
+	"github.com/portcullis-sbc/portcullis/sbc/guard"
 )
 
 // The rig is the engine on a real sipgo user agent bound to a UDP socket on 127.0.0.1, and the
@@ -37,6 +38,10 @@ type rig struct {
 	mu       sync.Mutex
 	bindings map[string][]state.Binding
 	ended    []state.CallRecord
+	trunk    string // set: new calls enter as trunk calls signed by this node (HandleTrunkCall)
+	// edge, when set, describes new calls for the guard as a node's edge does: they enter
+	// through HandleNewCall with what it returns.
+	edge func(*sip.Request) *guard.Request
 }
 
 // newRig starts an engine; mod may change its config and deps before it is built.
@@ -85,7 +90,22 @@ func newRig(t *testing.T, mod func(*Config, *Deps)) *rig {
 	if r.e, err = New(cfg, deps); err != nil {
 		t.Fatal(err)
 	}
-	srv.OnInvite(r.e.HandleInvite)
+	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		r.mu.Lock()
+		node, edge := r.trunk, r.edge
+		r.mu.Unlock()
+		if to := req.To(); to != nil && !to.Params.Has("tag") {
+			switch {
+			case node != "":
+				r.e.HandleTrunkCall(req, tx, node)
+				return
+			case edge != nil:
+				r.e.HandleNewCall(req, tx, edge(req))
+				return
+			}
+		}
+		r.e.HandleInvite(req, tx)
+	})
 	for _, m := range []sip.RequestMethod{sip.BYE, sip.CANCEL, sip.UPDATE, sip.INFO, sip.PRACK, sip.ACK, sip.OPTIONS} {
 		srv.OnRequest(m, r.e.HandleInDialog)
 	}

@@ -6,43 +6,38 @@ package b2bua
 import (
 	"net/netip"
 	"slices"
-	"strings"
-	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/siphost"
 	"github.com/portcullis-sbc/portcullis/sbc/digest"
+	"github.com/portcullis-sbc/portcullis/sbc/guard"
+	"github.com/portcullis-sbc/portcullis/sbc/registrar"
 )
 
+// origin is who calls, as the edge of signalling and the classification found out.
+type origin struct {
+	trunk  string         // the node that handed the call over (HandleTrunkCall); "" otherwise
+	guard  *guard.Request // the request as the guard saw it; nil: described when needed
+	caller string         // the room that authenticated to dial ("" for outsiders and trunk calls)
+}
+
 // newCall classifies a dialog-creating INVITE and starts the call.
-func (e *Engine) newCall(req *sip.Request, tx sip.ServerTransaction) {
-	from, to, cseq := req.From(), req.To(), req.CSeq()
-	if from == nil || to == nil || cseq == nil || req.CallID() == nil || req.Contact() == nil {
-		respond(tx, sip.NewResponseFromRequest(req, 400, "Bad Request", nil))
+func (e *Engine) newCall(req *sip.Request, tx sip.ServerTransaction, o origin) {
+	if !e.wellFormed(req, tx) {
 		return
 	}
-	if mf := req.MaxForwards(); mf != nil && *mf == 0 {
-		respond(tx, sip.NewResponseFromRequest(req, 483, "Too Many Hops", nil))
-		return
-	}
-	if name := unsafeNeeded(req); name != "" {
-		// a line end in a header the other leg needs: it cannot be dropped, so the call is refused
-		respond(tx, sip.NewResponseFromRequest(req, 400, "Bad "+name, nil))
-		return
-	}
-	st := e.deps.Store.State()
 	ruri := req.Recipient
-	if h := req.GetHeader(TrunkHeader); h != nil {
-		// another node of the cluster hands over a call for a room registered here: it has
-		// already filtered the caller
-		if _, ok := VerifyTrunk(st.TrunkKey(), h.Value(), string(*req.CallID()), ruri.User, time.Now()); ok {
-			e.inbound(req, tx, ruri.User, "", true)
-			return
-		}
+	if o.trunk != "" {
+		e.inbound(req, tx, ruri.User, o)
+		return
+	}
+	if req.GetHeader(TrunkHeader) != nil {
+		// a trunk signature the edge did not verify (forged, stale, or signed with another key)
 		respond(tx, sip.NewResponseFromRequest(req, 403, "Forbidden", nil))
 		return
 	}
-	if fromLocal := e.cfg.Local(from.Address.Host); fromLocal && !namesItself(req) {
+	if fromLocal := e.cfg.Local(req.From().Address.Host); fromLocal && !namesItself(req) {
 		// Someone claims to be one of our rooms (in our domain, or at one of our addresses): it
 		// must prove it. Every name gets the same 407, whether or not that room exists, so the
 		// answer tells a scanner nothing; then the call goes to another room or out.
@@ -50,8 +45,9 @@ func (e *Engine) newCall(req *sip.Request, tx sip.ServerTransaction) {
 		if !ok {
 			return
 		}
+		o.caller = caller
 		if e.cfg.Local(ruri.Host) {
-			e.inbound(req, tx, ruri.User, caller, false)
+			e.inbound(req, tx, ruri.User, o)
 			return
 		}
 		e.outbound(req, tx, caller)
@@ -62,18 +58,34 @@ func (e *Engine) newCall(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, sip.NewResponseFromRequest(req, 403, "Relaying Denied", nil))
 		return
 	}
-	e.inbound(req, tx, ruri.User, "", false)
+	e.inbound(req, tx, ruri.User, o)
+}
+
+// wellFormed answers an INVITE the other leg cannot be made of (400), or one that has used up
+// its hops (483: the B2BUA forwards it, so a loop ends here), and reports whether it is neither.
+func (e *Engine) wellFormed(req *sip.Request, tx sip.ServerTransaction) bool {
+	if req.From() == nil || req.To() == nil || req.CSeq() == nil || req.CallID() == nil || req.Contact() == nil {
+		respond(tx, sip.NewResponseFromRequest(req, 400, "Bad Request", nil))
+		return false
+	}
+	if mf := req.MaxForwards(); mf != nil && *mf == 0 {
+		respond(tx, sip.NewResponseFromRequest(req, 483, "Too Many Hops", nil))
+		return false
+	}
+	if name := unsafeNeeded(req); name != "" {
+		// a line end in a header the other leg needs: it cannot be dropped, so the call is refused
+		respond(tx, sip.NewResponseFromRequest(req, 400, "Bad "+name, nil))
+		return false
+	}
+	return true
 }
 
 // namesItself reports whether the From host is the address the request came from: a UA without
 // a domain naming itself (on the node's own host, that address is one of ours), not a claim to
 // be one of our rooms.
 func namesItself(req *sip.Request) bool {
-	if !isIP(req.From().Address.Host) {
-		return false
-	}
-	host, err := netip.ParseAddr(strings.Trim(req.From().Address.Host, "[]"))
-	return err == nil && host.Unmap() == sourceAddr(req).Addr()
+	host, ok := siphost.IP(req.From().Address.Host)
+	return ok && host == sourceAddr(req).Addr()
 }
 
 // authenticate challenges a room that dials (407) and verifies its answer.
@@ -133,51 +145,70 @@ type target struct {
 
 // inbound sends a call to every binding of a room: directly over the flows this node holds, and
 // over the internal trunk to the other nodes that hold the rest. A call handed over by another
-// node (fromTrunk) goes to this node's flows only and is not filtered again.
-func (e *Engine) inbound(req *sip.Request, tx sip.ServerTransaction, roomName, caller string, fromTrunk bool) {
+// node (o.trunk) goes to this node's flows only and is not filtered again.
+func (e *Engine) inbound(req *sip.Request, tx sip.ServerTransaction, roomName string, o origin) {
 	room, ok := e.deps.Store.State().Room(roomName)
 	if !ok || roomName == "" {
 		respond(tx, sip.NewResponseFromRequest(req, 404, "Not Found", nil))
 		return
 	}
-	dec := Decision{Action: Allow}
-	if e.deps.Decider != nil && !fromTrunk {
-		dec = e.deps.Decider.DecideCall(req, room, e.roomBusy(roomName), caller)
-	}
-	switch dec.Action {
-	case Drop:
-		return // nothing was created; the transaction times out on its own
-	case Reject:
-		code := dec.Code
-		if code < 300 || code > 699 {
-			code = 403
-		}
-		respond(tx, sip.NewResponseFromRequest(req, code, ReasonPhrase(code), nil))
+	pol, ok := e.decide(req, tx, room, o)
+	if !ok {
 		return
 	}
-	targets, down := e.targets(roomName, fromTrunk)
+	targets, down := e.targets(roomName, o.trunk != "")
 	if len(targets) == 0 {
-		if dec.Quiet {
+		if pol.Quiet {
 			e.log.Debug("call to an unregistered room dropped (stealth)", "room", roomName, "source", req.Source())
 			return
 		}
 		respond(tx, unavailable(req, down > 0))
 		return
 	}
-	c := e.prepare(req, tx, state.Inbound, roomName, caller, fromTrunk)
+	c := e.prepare(req, tx, state.Inbound, roomName, o.trunk)
 	if c == nil {
 		return
 	}
-	c.strip = dec.StripAutoAnswer
+	c.strip = pol.StripAutoAnswer
 	// Leg B shows the callee the caller's identity, never the caller's equipment.
 	from := req.From()
 	c.b.local = sip.Uri{Scheme: "sip", User: from.Address.User, Host: from.Address.Host}
-	if isIP(from.Address.Host) || caller != "" {
+	if siphost.IsIP(from.Address.Host) || o.caller != "" {
 		c.b.local.Host = e.cfg.Domain
 	}
 	c.b.localName = displayName(from.DisplayName)
 	c.b.remote = sip.Uri{Scheme: "sip", User: roomName, Host: e.cfg.Domain}
 	c.setup(targets, nil) // the handler must not return before the final answer: sipgo ends the transaction then
+}
+
+// decide asks the Decider about a call to room (trunk calls were decided by the node that
+// handed them over) and answers a refused one; it returns the policy of an allowed call.
+func (e *Engine) decide(req *sip.Request, tx sip.ServerTransaction, room state.Room, o origin) (guard.CallPolicy, bool) {
+	if e.deps.Decider == nil || o.trunk != "" {
+		return guard.CallPolicy{}, true
+	}
+	r := o.guard
+	if r == nil {
+		r = guard.RequestOf(req)
+	}
+	if o.caller != "" && !r.Registered {
+		cp := *r
+		cp.Registered = true // an authenticated room calling another room
+		r = &cp
+	}
+	v, pol := e.deps.Decider.CheckCall(r, room, e.roomBusy(room.Name))
+	switch v.Action {
+	case guard.Drop:
+		return pol, false // nothing was created; the transaction times out on its own
+	case guard.Reject:
+		code := v.Code
+		if code < 300 || code > 699 {
+			code = 403
+		}
+		respond(tx, sip.NewResponseFromRequest(req, code, ReasonPhrase(code), nil))
+		return pol, false
+	}
+	return pol, true
 }
 
 // targets are the branches of an inbound call: one per binding held here, one per other node
@@ -215,8 +246,9 @@ func (e *Engine) targets(roomName string, fromTrunk bool) (targets []target, dow
 			if err := sip.ParseUri(b.Contact, &u); err != nil {
 				continue
 			}
-			peer, _ := netip.ParseAddrPort(b.Source)
-			t = target{uri: u, dest: b.Source, transport: strings.ToUpper(b.Transport), peer: peer}
+			dest, transport := registrar.Route(b) // back over the flow the room registered on
+			peer, _ := netip.ParseAddrPort(dest)
+			t = target{uri: u, dest: dest, transport: transport, peer: peer}
 		}
 		if b.Instance != "" {
 			if i, ok := instance[b.Instance]; ok {
@@ -244,7 +276,7 @@ func (e *Engine) outbound(req *sip.Request, tx sip.ServerTransaction, caller str
 		respond(tx, sip.NewResponseFromRequest(req, 403, "Outbound Calls Disabled", nil))
 		return
 	}
-	c := e.prepare(req, tx, state.Outbound, caller, caller, false)
+	c := e.prepare(req, tx, state.Outbound, caller, "")
 	if c == nil {
 		return
 	}

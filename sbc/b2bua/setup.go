@@ -28,203 +28,277 @@ type branchEvent struct {
 	err error
 }
 
+// fork is the state of a call's leg B while it is set up: its branches, the outbound targets
+// still to try, and the best final answer heard so far. Only setup's goroutine touches it.
+type fork struct {
+	c        *call
+	ctx      context.Context // ends with setup: branch goroutines stop reporting then
+	events   chan branchEvent
+	outbound *sip.Uri // the outbound call's target (RFC 3263 failover); nil for inbound calls
+
+	branches []*branch
+	live     int      // branches without a final answer
+	pending  []target // outbound targets not tried yet
+	winner   *branch  // the branch whose 2xx answered the call
+	best     int      // the best final status so far (better)
+	bestRes  *sip.Response
+	timedOut bool // the ring timeout struck
+
+	failover  *time.Timer // outbound: the current target said nothing within TargetTimeout
+	failoverC <-chan time.Time
+	graceC    <-chan time.Time // after the ring timeout: stop waiting for CANCELs' answers
+	cancelC   <-chan struct{}  // the caller cancelled (nil once seen)
+}
+
 // setup runs leg B until the call is answered or fails: parallel branches for inbound calls,
 // targets one after the other (RFC 3263 failover) for outbound ones.
 func (c *call) setup(targets []target, outboundURI *sip.Uri) {
-	e := c.e
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	events := make(chan branchEvent, 8)
-	var branches []*branch
-	live := 0
-	start := func(t target) {
-		b := c.startBranch(ctx, t, events)
-		if b != nil {
-			branches = append(branches, b)
-			live++
-		}
+	f := &fork{c: c, ctx: ctx, events: make(chan branchEvent, 8), outbound: outboundURI, cancelC: c.cancelCh}
+	if !f.begin(targets) {
+		return
 	}
-	var pendingTargets []target
-	if outboundURI != nil {
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		ts, err := e.deps.Resolver.Resolve(rctx, *outboundURI)
-		cancel()
-		if err != nil || len(ts) == 0 {
-			e.log.Info("outbound target not resolved", "call", c.id, "uri", outboundURI.String(), "error", err)
-			c.failA(404, "target not resolved")
-			return
-		}
-		for _, t := range ts {
-			t.uri = *outboundURI
-			pendingTargets = append(pendingTargets, t)
-		}
-		start(pendingTargets[0])
-		pendingTargets = pendingTargets[1:]
-	} else {
-		for _, t := range targets {
-			start(t)
-		}
-	}
-	ring := time.NewTimer(e.cfg.RingTimeout)
+	ring := time.NewTimer(c.e.cfg.RingTimeout)
 	defer ring.Stop()
-	var failover *time.Timer
-	var failoverC <-chan time.Time
 	if outboundURI != nil {
-		failover = time.NewTimer(e.cfg.TargetTimeout)
-		failoverC = failover.C
-		defer failover.Stop()
+		f.failover = time.NewTimer(c.e.cfg.TargetTimeout)
+		f.failoverC = f.failover.C
+		defer f.failover.Stop()
 	}
-	best := 0
-	var bestRes *sip.Response
-	var winner *branch
-	timedOut := false
-	var graceC <-chan time.Time
-	cancelC := c.cancelCh
-	cancelAll := func() {
-		for _, b := range branches {
-			if !b.final && b != winner {
-				c.cancelBranch(b)
-			}
+	f.run(ring.C)
+	f.conclude()
+}
+
+// begin starts the first branches: one per target of an inbound call, the first resolved
+// target of an outbound one. False when the outbound target does not resolve (the caller got
+// its answer).
+func (f *fork) begin(targets []target) bool {
+	if f.outbound == nil {
+		for _, t := range targets {
+			f.start(t)
 		}
+		return true
 	}
-	for live > 0 || (winner == nil && len(pendingTargets) > 0) {
-		if live == 0 {
+	ts, err := f.resolve(*f.outbound)
+	if err != nil || len(ts) == 0 {
+		f.c.e.log.Info("outbound target not resolved", "call", f.c.id, "uri", f.outbound.String(), "error", err)
+		f.c.failA(404, "target not resolved")
+		return false
+	}
+	f.pending = ts
+	f.startPending()
+	return true
+}
+
+// resolve returns the targets of an outbound URI (RFC 3263), each with the URI to call.
+func (f *fork) resolve(u sip.Uri) ([]target, error) {
+	rctx, cancel := context.WithTimeout(f.ctx, 5*time.Second)
+	defer cancel()
+	ts, err := f.c.e.deps.Resolver.Resolve(rctx, u)
+	out := make([]target, 0, len(ts)) // the resolver's slice stays its own
+	for _, t := range ts {
+		t.uri = u
+		out = append(out, t)
+	}
+	return out, err
+}
+
+// start sends one branch.
+func (f *fork) start(t target) {
+	if b := f.c.startBranch(f.ctx, t, f.events); b != nil {
+		f.branches = append(f.branches, b)
+		f.live++
+	}
+}
+
+// startPending sends the next outbound target.
+func (f *fork) startPending() {
+	t := f.pending[0]
+	f.pending = f.pending[1:]
+	f.start(t)
+}
+
+// run waits for the branches' answers, the caller's CANCEL and the timers until no branch is
+// left and no target remains to be tried (or the answer ended the call).
+func (f *fork) run(ring <-chan time.Time) {
+	for f.live > 0 || (f.winner == nil && len(f.pending) > 0) {
+		if f.live == 0 {
 			// every target so far failed over: next
-			start(pendingTargets[0])
-			pendingTargets = pendingTargets[1:]
-			if failover != nil {
-				failover.Reset(e.cfg.TargetTimeout)
+			f.startPending()
+			if f.failover != nil {
+				f.failover.Reset(f.c.e.cfg.TargetTimeout)
 			}
 			continue
 		}
 		select {
-		case ev := <-events:
-			b := ev.b
-			if ev.err != nil || ev.res == nil {
-				if !b.final {
-					b.final = true
-					live--
-					if len(b.t.alt) > 0 && winner == nil && !timedOut && !c.isCancelled() {
-						// RFC 5626 section 5.3: this flow failed; the instance's next one
-						next := b.t.alt[0]
-						next.alt = b.t.alt[1:]
-						e.log.Info("flow failed; trying the next one", "call", c.id, "dest", b.t.dest, "next", next.dest, "error", ev.err)
-						start(next)
-						continue
-					}
-					if best == 0 {
-						best = 408
-					}
-				}
-				continue
+		case ev := <-f.events:
+			if f.event(ev) {
+				return
 			}
-			res := ev.res
-			switch {
-			case res.StatusCode < 200:
-				if res.StatusCode > 100 {
-					b.answered = true
-					if failover != nil {
-						failover.Stop()
-					}
-					if winner == nil && !c.isCancelled() {
-						c.provisional(b, res)
-					}
-				}
-			case res.StatusCode < 300:
-				b.final = true
-				live--
-				if winner != nil || c.isCancelled() {
-					c.ackAndBye(b, res) // a second answer, or the CANCEL/200 race: release it
-					continue
-				}
-				winner = b
-				cancelAll()
-				if !c.answer(b, res) {
-					return
-				}
-			default:
-				b.final = true
-				live--
-				code := res.StatusCode
-				if code == 503 && len(pendingTargets) > 0 && winner == nil {
-					continue // RFC 3263: the next target
-				}
-				if b.t.trunk && !b.answered && len(b.t.alt) > 0 && (code == 408 || code == 480 || code == 503) &&
-					winner == nil && !timedOut && !c.isCancelled() {
-					// the other node could not reach the instance over its flow: the next flow
-					next := b.t.alt[0]
-					next.alt = b.t.alt[1:]
-					e.log.Info("flow failed on its node; trying the next one", "call", c.id, "node", b.t.node, "status", code, "next", next.dest)
-					start(next)
-					continue
-				}
-				if code >= 300 && code < 400 && c.e.cfg.Follow3xx && outboundURI != nil && winner == nil {
-					for _, h := range res.GetHeaders("Contact") {
-						if ch, ok := h.(*sip.ContactHeader); ok && len(pendingTargets) < 5 {
-							rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-							ts, err := e.deps.Resolver.Resolve(rctx, ch.Address)
-							cancel()
-							if err == nil {
-								for _, t := range ts {
-									t.uri = ch.Address
-									pendingTargets = append(pendingTargets, t)
-								}
-							}
-						}
-					}
-					continue
-				}
-				if better(code, best) {
-					best, bestRes = code, res
-				}
-				if code >= 600 {
-					cancelAll()
-				}
+		case <-f.cancelC:
+			if f.winner == nil {
+				f.cancelC = nil // the channel is closed: stop selecting it
+				f.cancelAll()
+				f.pending = nil
 			}
-		case <-cancelC:
-			if winner == nil {
-				cancelC = nil // the channel is closed: stop selecting it
-				cancelAll()
-				pendingTargets = nil
-			}
-		case <-ring.C:
-			if winner == nil {
-				cancelAll()
-				pendingTargets = nil
-				timedOut = true
+		case <-ring:
+			if f.winner == nil {
+				f.cancelAll()
+				f.pending = nil
+				f.timedOut = true
 				// the caller gets its answer soon even if a callee never answers the CANCEL
-				graceC = time.After(2 * time.Second)
+				f.graceC = time.After(2 * time.Second)
 			}
-		case <-graceC:
-			for _, b := range branches {
-				if !b.final && b != winner {
-					b.final = true
-					live--
-					if b.tx != nil {
-						b.tx.Terminate()
-					}
-				}
-			}
-		case <-failoverC:
+		case <-f.graceC:
+			f.abandon(func(b *branch) bool { return b != f.winner }, false)
+		case <-f.failoverC:
 			// the current target said nothing at all: give up on it
-			for _, b := range branches {
-				if !b.final && !b.answered {
-					c.cancelBranch(b)
-					if b.tx != nil { // nil when the INVITE could not be sent
-						b.tx.Terminate()
-					}
-				}
+			f.abandon(func(b *branch) bool { return !b.answered }, true)
+		}
+	}
+}
+
+// abandon stops waiting for the pending branches that which selects: with cancel, they are
+// cancelled and their transactions ended (the INVITE timer would report them); without, they
+// are counted as done and their transactions ended.
+func (f *fork) abandon(which func(*branch) bool, cancel bool) {
+	for _, b := range f.branches {
+		if b.final || !which(b) {
+			continue
+		}
+		if cancel {
+			f.c.cancelBranch(b)
+		} else {
+			b.final = true
+			f.live--
+		}
+		if b.tx != nil { // nil when the INVITE could not be sent
+			b.tx.Terminate()
+		}
+	}
+}
+
+// cancelAll cancels every branch still pending but the winner.
+func (f *fork) cancelAll() {
+	for _, b := range f.branches {
+		if !b.final && b != f.winner {
+			f.c.cancelBranch(b)
+		}
+	}
+}
+
+// event handles one branch's response or failure; true when setup is over (the answer could
+// not be completed and the call has ended).
+func (f *fork) event(ev branchEvent) bool {
+	if ev.err != nil || ev.res == nil {
+		f.failed(ev)
+		return false
+	}
+	b, res := ev.b, ev.res
+	switch {
+	case res.StatusCode < 200:
+		if res.StatusCode > 100 {
+			b.answered = true
+			if f.failover != nil {
+				f.failover.Stop()
+			}
+			if f.winner == nil && !f.c.isCancelled() {
+				f.c.provisional(b, res)
+			}
+		}
+	case res.StatusCode < 300:
+		b.final = true
+		f.live--
+		if f.winner != nil || f.c.isCancelled() {
+			f.c.ackAndBye(b, res) // a second answer, or the CANCEL/200 race: release it
+			return false
+		}
+		f.winner = b
+		f.cancelAll()
+		return !f.c.answer(b, res)
+	default:
+		b.final = true
+		f.live--
+		f.refused(b, res)
+	}
+	return false
+}
+
+// failed handles a branch that ended without a final answer (transport error, timeout): the
+// UA instance's next flow is tried (RFC 5626 section 5.3), else it counts as 408.
+func (f *fork) failed(ev branchEvent) {
+	b := ev.b
+	if b.final {
+		return
+	}
+	b.final = true
+	f.live--
+	if len(b.t.alt) > 0 && f.winner == nil && !f.timedOut && !f.c.isCancelled() {
+		next := b.t.alt[0]
+		next.alt = b.t.alt[1:]
+		f.c.e.log.Info("flow failed; trying the next one", "call", f.c.id, "dest", b.t.dest, "next", next.dest, "error", ev.err)
+		f.start(next)
+		return
+	}
+	if f.best == 0 {
+		f.best = 408
+	}
+}
+
+// refused handles a branch's final refusal (3xx-6xx): the next outbound target on 503, the
+// next flow when another node could not reach the instance, redirects followed when so
+// configured; otherwise it competes for the answer the caller gets (a 6xx ends the others).
+func (f *fork) refused(b *branch, res *sip.Response) {
+	code := res.StatusCode
+	open := f.winner == nil
+	switch {
+	case code == 503 && len(f.pending) > 0 && open:
+		return // RFC 3263: the next target
+	case b.t.trunk && !b.answered && len(b.t.alt) > 0 && (code == 408 || code == 480 || code == 503) &&
+		open && !f.timedOut && !f.c.isCancelled():
+		// the other node could not reach the instance over its flow: the next flow
+		next := b.t.alt[0]
+		next.alt = b.t.alt[1:]
+		f.c.e.log.Info("flow failed on its node; trying the next one", "call", f.c.id, "node", b.t.node, "status", code, "next", next.dest)
+		f.start(next)
+		return
+	case code >= 300 && code < 400 && f.c.e.cfg.Follow3xx && f.outbound != nil && open:
+		f.follow(res)
+		return
+	}
+	if better(code, f.best) {
+		f.best, f.bestRes = code, res
+	}
+	if code >= 600 {
+		f.cancelAll()
+	}
+}
+
+// follow adds the targets of a redirect's Contacts to the outbound targets (at most 5 pending).
+func (f *fork) follow(res *sip.Response) {
+	for _, h := range res.GetHeaders("Contact") {
+		if ch, ok := h.(*sip.ContactHeader); ok && len(f.pending) < 5 {
+			if ts, err := f.resolve(ch.Address); err == nil {
+				f.pending = append(f.pending, ts...)
 			}
 		}
 	}
-	if winner != nil {
+}
+
+// conclude answers the caller when no branch answered: 487 after its CANCEL, else the best
+// final answer heard (408 after the ring timeout, 480 when there was none).
+func (f *fork) conclude() {
+	c := f.c
+	if f.winner != nil {
 		return
 	}
 	if c.isCancelled() {
 		c.finish(487, "caller cancelled")
 		return
 	}
-	if timedOut {
+	best, bestRes := f.best, f.bestRes
+	if f.timedOut {
 		best, bestRes = 408, nil
 	}
 	if best == 0 {
@@ -282,6 +356,34 @@ func (c *call) isCancelled() bool {
 // startBranch sends one INVITE of leg B.
 func (c *call) startBranch(ctx context.Context, t target, events chan<- branchEvent) *branch {
 	e := c.e
+	req := c.branchRequest(t)
+	b := &branch{t: t, req: req}
+	c.b.mu.Lock()
+	c.b.cseq = 1
+	c.b.mu.Unlock()
+	tx, err := e.deps.Client.TransactionRequest(ctx, req)
+	if err != nil {
+		e.log.Info("branch not sent", "call", c.id, "dest", t.dest, "error", err)
+		go func() { events <- branchEvent{b: b, err: err} }()
+		return b
+	}
+	b.tx = tx
+	var silent <-chan time.Time // a flow with alternates that says nothing is given up on
+	if len(t.alt) > 0 {
+		// TargetTimeout, but within the first half of the ring time: the next flow must ring too
+		st := time.NewTimer(min(e.cfg.TargetTimeout, e.cfg.RingTimeout/2))
+		silent = st.C
+		go func() { <-tx.Done(); st.Stop() }()
+	}
+	go c.watchBranch(ctx, b, silent, events)
+	return b
+}
+
+// branchRequest is the INVITE of leg B toward t: our dialog's identity, the caller's
+// Max-Forwards less one (at most 70), our options and session timer, the trunk signature
+// toward another node, the headers that may cross legs and the offer.
+func (c *call) branchRequest(t target) *sip.Request {
+	e := c.e
 	req := sip.NewRequest(sip.INVITE, t.uri)
 	from := &sip.FromHeader{DisplayName: c.b.localName, Address: c.b.local}
 	from.Params.Add("tag", c.b.localTag)
@@ -323,50 +425,36 @@ func (c *call) startBranch(ctx context.Context, t target, events chan<- branchEv
 	}
 	req.SetDestination(t.dest)
 	req.SetTransport(t.transport)
-	b := &branch{t: t, req: req}
-	c.b.mu.Lock()
-	c.b.cseq = 1
-	c.b.mu.Unlock()
-	tx, err := e.deps.Client.TransactionRequest(ctx, req)
-	if err != nil {
-		e.log.Info("branch not sent", "call", c.id, "dest", t.dest, "error", err)
-		go func() { events <- branchEvent{b: b, err: err} }()
-		return b
-	}
-	b.tx = tx
-	var silent <-chan time.Time // a flow with alternates that says nothing is given up on
-	if len(t.alt) > 0 {
-		// TargetTimeout, but within the first half of the ring time: the next flow must ring too
-		st := time.NewTimer(min(e.cfg.TargetTimeout, e.cfg.RingTimeout/2))
-		silent = st.C
-		go func() { <-tx.Done(); st.Stop() }()
-	}
-	go func() {
-		for {
+	return req
+}
+
+// watchBranch reports a branch's responses and its end to setup; once setup is over (ctx), a
+// late answer is released. A silent flow (nothing at all before silent fires) is given up on.
+func (c *call) watchBranch(ctx context.Context, b *branch, silent <-chan time.Time, events chan<- branchEvent) {
+	tx := b.tx
+	for {
+		select {
+		case <-silent:
+			silent = nil
+			tx.Terminate() // nothing at all, not even 100: the next flow (tx.Done reports it)
+		case res := <-tx.Responses():
+			silent = nil
 			select {
-			case <-silent:
-				silent = nil
-				tx.Terminate() // nothing at all, not even 100: the next flow (tx.Done reports it)
-			case res := <-tx.Responses():
-				silent = nil
-				select {
-				case events <- branchEvent{b: b, res: res}:
-				case <-ctx.Done():
-					c.late(b, res)
-				}
-				if res.StatusCode >= 200 {
-					return
-				}
-			case <-tx.Done():
-				select {
-				case events <- branchEvent{b: b, err: tx.Err()}:
-				case <-ctx.Done():
-				}
+			case events <- branchEvent{b: b, res: res}:
+			case <-ctx.Done():
+				c.late(b, res)
+			}
+			if res.StatusCode >= 200 {
 				return
 			}
+		case <-tx.Done():
+			select {
+			case events <- branchEvent{b: b, err: tx.Err()}:
+			case <-ctx.Done():
+			}
+			return
 		}
-	}()
-	return b
+	}
 }
 
 // familyReaddresser is a media session that can rewrite an offer for the address family of

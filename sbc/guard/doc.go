@@ -10,11 +10,12 @@
 //	reg, _ := registrar.New(..., g)         // failed logins count towards brute-force bans
 //
 //	// every out-of-dialog request, after parsing:
-//	v := g.Check(&guard.Request{Source: src, Method: "INVITE", RURIUser: ..., MaxForwards: mf})
+//	r := guard.RequestOf(req)               // once per request; r.Registered = a registered flow
+//	v := g.Check(r)
 //	switch v.Action { case guard.Drop: return; case guard.Reject: respond(v.Code) }
 //
 //	// an INVITE for a room, once the room is known:
-//	v, pol := g.CheckCall(req, room, roomInCall)
+//	v, pol := g.CheckCall(r, room, roomInCall) // the B2BUA's Decider
 //	// pol.StripAutoAnswer: drop headers for which guard.IsAutoAnswer(name, value) holds
 //
 // # Rules

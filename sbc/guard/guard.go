@@ -14,6 +14,7 @@ import (
 	"go4.org/netipx"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/siphost"
 )
 
 // Guard is the decision engine. All methods are safe for concurrent use.
@@ -50,7 +51,7 @@ type Guard struct {
 	roomLocks roomLocks
 
 	roomNames   atomic.Pointer[map[string]struct{}] // a lock-free copy of the room names
-	domains     []string
+	hosts       *siphost.Set                        // our domain, aliases and addresses
 	rate, burst float64
 	running     atomic.Bool
 	unobserve   func() // stops following the state (Close)
@@ -120,13 +121,8 @@ func New(cfg Config, store state.Store) (*Guard, error) {
 		rate:      cfg.RequestRate,
 		burst:     float64(cfg.RequestBurst),
 	}
-	for _, d := range append([]string{cfg.Domain}, cfg.Aliases...) {
-		g.domains = append(g.domains, asciiLower(strings.TrimSuffix(d, ".")))
-	}
-	g.cfg.NodeAddrs = make([]netip.Addr, len(cfg.NodeAddrs))
-	for i, a := range cfg.NodeAddrs {
-		g.cfg.NodeAddrs[i] = a.Unmap().WithZone("")
-	}
+	g.hosts = siphost.NewSet(append([]string{cfg.Domain}, cfg.Aliases...), cfg.NodeAddrs)
+	g.cfg.NodeAddrs = g.hosts.Addrs()
 	g.feeds.Store(&netipx.IPSet{})
 	g.rebuildLists()
 	g.rebuildRooms()
@@ -339,7 +335,7 @@ func (g *Guard) checkTarget(r *Request, src netip.Addr, now time.Time) Verdict {
 	case "ACK", "CANCEL", "BYE", "PRACK", "UPDATE", "INFO":
 		return Verdict{}
 	default:
-		if r.RURIUser != "" && g.isOurHost(r.RURIHost) && !g.isRoom(r.RURIUser) {
+		if r.RURIUser != "" && g.hosts.IsDomain(r.RURIHost) && !g.isRoom(r.RURIUser) {
 			return g.unknown(r, src, r.RURIUser, r.RURIHost, ridUnknownUser, "", now)
 		}
 		return Verdict{}
@@ -347,26 +343,26 @@ func (g *Guard) checkTarget(r *Request, src netip.Addr, now time.Time) Verdict {
 	// INVITE. A "room" calling itself is an extension scanner's probe (svwar puts the tried
 	// extension in From, To and the Request-URI): nothing rings, existing or not, and the tried
 	// name counts towards enumeration.
-	if r.FromUser != "" && strings.EqualFold(r.FromUser, r.RURIUser) && g.ours(r.FromHost) && g.ours(r.RURIHost) {
+	if r.FromUser != "" && strings.EqualFold(r.FromUser, r.RURIUser) && g.hosts.Ours(r.FromHost) && g.hosts.Ours(r.RURIHost) {
 		return g.unknown(r, src, r.RURIUser, r.RURIHost, ridGhostCall, "INVITE from "+r.RURIUser+" to itself (extension scanner probe)", now)
 	}
 	// A caller claiming our domain is a room dialling out from a flow we do not know (a new
 	// connection): the B2BUA challenges it, and failures count as brute force.
-	if g.isOurHost(r.FromHost) {
+	if g.hosts.IsDomain(r.FromHost) {
 		return Verdict{}
 	}
 	host, user := r.RURIHost, r.RURIUser
-	if ip, ok := hostIP(host); ok {
-		if g.isNodeAddr(ip) {
+	if ip, ok := siphost.IP(host); ok {
+		if g.hosts.IsAddr(ip) {
 			if g.cfg.AllowIPDialing && user != "" && g.isRoom(user) {
 				return Verdict{}
 			}
-			return g.unknown(r, src, user, host, ridGhostCall, "INVITE to our IP address "+trimHost(host)+" instead of sip:room@"+g.cfg.Domain, now)
+			return g.unknown(r, src, user, host, ridGhostCall, "INVITE to our IP address "+siphost.Trim(host)+" instead of sip:room@"+g.cfg.Domain, now)
 		}
-		return g.unknown(r, src, user, host, ridRelay, "INVITE for "+trimHost(host)+", an address that is not ours", now)
+		return g.unknown(r, src, user, host, ridRelay, "INVITE for "+siphost.Trim(host)+", an address that is not ours", now)
 	}
-	if !g.isOurHost(host) {
-		return g.unknown(r, src, user, host, ridRelay, "INVITE for domain "+trimHost(host)+", which is not ours", now)
+	if !g.hosts.IsDomain(host) {
+		return g.unknown(r, src, user, host, ridRelay, "INVITE for domain "+siphost.Trim(host)+", which is not ours", now)
 	}
 	switch {
 	case user == "":
@@ -403,9 +399,9 @@ func (g *Guard) countUnknown(src netip.Addr, user, host string, now int64) bool 
 	var h maphash.Hash
 	h.SetSeed(g.seed)
 	writeFold(&h, user)
-	if host != "" && !g.isOurHost(host) {
+	if host != "" && !g.hosts.IsDomain(host) {
 		h.WriteByte('@')
-		writeFold(&h, trimHost(host))
+		writeFold(&h, siphost.Trim(host))
 	}
 	sum := h.Sum64()
 	k := sourceKey(src)

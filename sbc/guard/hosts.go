@@ -1,71 +1,17 @@
-// Hosts and URIs: whether a host names this node, and whether a request's From/To/R-URI are sane.
+// Hosts and URIs: whether a request's From/To/R-URI are sane (whether a host names this node is
+// siphost.Set's question).
 
 package guard
 
 import (
-	"net/netip"
 	"strings"
+
+	"github.com/portcullis-sbc/portcullis/internal/siphost"
 )
 
-// ours reports whether a URI host is our domain, an alias or one of our addresses.
-func (g *Guard) ours(h string) bool {
-	if ip, ok := hostIP(h); ok {
-		return g.isNodeAddr(ip)
-	}
-	return g.isOurHost(h)
-}
-
-// isOurHost reports whether a URI host is our domain or an alias (not an IP).
-func (g *Guard) isOurHost(h string) bool {
-	h = trimHost(h)
-	for _, d := range g.domains {
-		if strings.EqualFold(h, d) {
-			return true
-		}
-	}
-	return false
-}
-
-func (g *Guard) isNodeAddr(a netip.Addr) bool {
-	for _, n := range g.cfg.NodeAddrs {
-		if n == a {
-			return true
-		}
-	}
-	return false
-}
-
-// trimHost removes IPv6 brackets and a trailing dot.
-func trimHost(h string) string {
-	if len(h) >= 2 && h[0] == '[' && h[len(h)-1] == ']' {
-		h = h[1 : len(h)-1]
-	}
-	return strings.TrimSuffix(h, ".")
-}
-
-// hostIP parses a URI host that is an IP literal. Domains are told apart without calling the
-// parser (whose error allocates). A zone ID (RFC 6874, fe80::1%25eth0) is kept: it names an
-// interface of the sender's host, so such an address is never one of ours (the B2BUA does not
-// take it for ours either: a stranger got its "403 Relaying Denied" instead of the stealth
-// answer).
-func hostIP(h string) (netip.Addr, bool) {
-	h = trimHost(h)
-	if h == "" {
-		return netip.Addr{}, false
-	}
-	if strings.IndexByte(h, ':') < 0 {
-		for i := 0; i < len(h); i++ {
-			if c := h[i]; (c < '0' || c > '9') && c != '.' {
-				return netip.Addr{}, false
-			}
-		}
-	}
-	a, err := netip.ParseAddr(h)
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	return a.Unmap(), true
-}
+// Hosts is what names this node (its domain, aliases and addresses), gathered once when the
+// guard was made; the node's B2BUA shares it.
+func (g *Guard) Hosts() *siphost.Set { return g.hosts }
 
 func isNumeric(u string) bool {
 	u = strings.TrimPrefix(u, "+")

@@ -76,6 +76,6 @@ const maxPeerCalls = 10_000
 // trusted reports whether the datagram meter lets a source over its limit pass: allow-listed,
 // ours, an address (or IPv6 /64) that rooms registered from, or trusted by Config.Trusted.
 func (g *Guard) trusted(a netip.Addr, src netip.AddrPort, now time.Time) bool {
-	return g.lists.Load().allow.MatchSource(a) || g.isNodeAddr(a) || g.siteRooms(a, now) > 0 ||
+	return g.lists.Load().allow.MatchSource(a) || g.hosts.IsAddr(a) || g.siteRooms(a, now) > 0 ||
 		(g.cfg.Trusted != nil && g.cfg.Trusted(src))
 }

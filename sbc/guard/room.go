@@ -29,7 +29,7 @@ func (g *Guard) Stranger(r *Request) bool {
 		return false
 	}
 	src := r.Source.Addr().Unmap().WithZone("")
-	if g.lists.Load().allow.MatchSource(src) || g.isNodeAddr(src) {
+	if g.lists.Load().allow.MatchSource(src) || g.hosts.IsAddr(src) {
 		return false
 	}
 	return g.cfg.Trusted == nil || !g.cfg.Trusted(r.Source)

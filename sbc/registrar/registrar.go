@@ -14,6 +14,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/siphost"
 	"github.com/portcullis-sbc/portcullis/sbc/digest"
 )
 
@@ -145,7 +146,7 @@ func (r *Registrar) HandleRegister(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	room := to.Address.User
-	if !strings.EqualFold(to.Address.Host, r.cfg.Domain) && !isIP(to.Address.Host) {
+	if !strings.EqualFold(to.Address.Host, r.cfg.Domain) && !siphost.IsIP(to.Address.Host) {
 		respond(tx, req, 404, "Not Found")
 		return
 	}
@@ -196,11 +197,6 @@ func algorithmOf(hv string) string {
 		return ""
 	}
 	return c.Algorithm
-}
-
-func isIP(h string) bool {
-	_, err := netip.ParseAddr(strings.Trim(h, "[]"))
-	return err == nil
 }
 
 func (r *Registrar) register(req *sip.Request, tx sip.ServerTransaction, room string) {
