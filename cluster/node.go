@@ -71,6 +71,7 @@ type Node struct {
 	reach reachView   // this node's view of the members it reaches (reach.go)
 
 	group     *committer    // group commit of the leader's writes (batch.go)
+	fwd       *forwarder    // a follower's forwarded writes share requests (fwdbatch.go)
 	logWrites atomic.Uint64 // Raft log appends, each one bolt commit with its fsyncs (batch.go)
 
 	formatsMu     sync.Mutex
@@ -236,6 +237,8 @@ func (n *Node) startRaft(ctx context.Context, joinAddrs []string) error {
 	n.group = newCommitter(r, func() time.Duration { return n.cfg.ApplyTimeout }, cmp.Or(cfg.groupMax, groupMax))
 	n.group.modern = n.allFormats.Load
 	n.goTracked(func() { n.group.run(n.ctx) })
+	n.fwd = newForwarder(n)
+	n.goTracked(func() { n.fwd.run(n.ctx) })
 	n.mux.start()
 	n.goTracked(func() { n.watchLeadership(notify) })
 
