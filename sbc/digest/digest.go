@@ -10,6 +10,7 @@ import (
 	"hash"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -76,6 +77,7 @@ type Authenticator struct {
 	dummyMD5 string
 	dummySHA string
 	nc       ncTable
+	macs     sync.Pool // *signer: nonce HMACs without a new keyed hash each time
 	algs     []string
 }
 
@@ -169,15 +171,25 @@ func newHash(alg string) hash.Hash {
 	return nil
 }
 
+// hexJoin returns hex(H(parts joined by ':')): one write into the hash and one allocation for
+// the joined parts (a write per part converted each one), one for the result.
 func hexJoin(h hash.Hash, parts ...string) string {
+	n := len(parts)
+	for _, p := range parts {
+		n += len(p)
+	}
+	b := make([]byte, 0, n+sha256.Size)
 	for i, p := range parts {
 		if i > 0 {
-			h.Write([]byte{':'})
+			b = append(b, ':')
 		}
-		h.Write([]byte(p))
+		b = append(b, p...)
 	}
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0]))
+	h.Write(b)
+	sum := h.Sum(b[len(b):])
+	var out [2 * sha256.Size]byte
+	k := hex.Encode(out[:], sum)
+	return string(out[:k])
 }
 
 // Verify checks a Digest Authorization / Proxy-Authorization value for a request with the given

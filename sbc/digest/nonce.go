@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"hash"
 	"time"
 )
 
@@ -26,11 +27,21 @@ func (a *Authenticator) newNonce() string {
 	return base64.RawURLEncoding.EncodeToString(raw[:])
 }
 
+// signer is a keyed HMAC and room for its sum, reused through Authenticator.macs.
+type signer struct {
+	mac hash.Hash
+	sum [sha256.Size]byte
+}
+
 func (a *Authenticator) sign(msg, out []byte) {
-	m := hmac.New(sha256.New, a.secret)
-	m.Write(msg)
-	var sum [sha256.Size]byte
-	copy(out, m.Sum(sum[:0]))
+	s, _ := a.macs.Get().(*signer)
+	if s == nil {
+		s = &signer{mac: hmac.New(sha256.New, a.secret)}
+	}
+	s.mac.Reset()
+	s.mac.Write(msg)
+	copy(out, s.mac.Sum(s.sum[:0]))
+	a.macs.Put(s)
 }
 
 // checkNonce reports whether the nonce is ours (valid), whether it has expired, and its
