@@ -37,11 +37,7 @@ const leaderWatchEvery = 10 * time.Millisecond
 // forwardApply sends batch to the leader in one attempt and, when it was applied and readOwn is
 // set, waits until the local FSM has applied it as well.
 func (n *Node) forwardApply(ctx context.Context, batch [][]byte, readOwn bool) (*rpcResponse, error) {
-	actx, cancel := context.WithTimeout(ctx, n.attemptTimeout())
-	defer cancel()
-	stop := n.cancelOnLeaderChange(actx, cancel)
-	defer stop()
-	resp, err := n.callLeader(actx, &rpcRequest{Op: opApply, Cmds: n.forLeader(batch)})
+	resp, err := n.fwd.call(ctx, batch) // shares a request with concurrent writes (fwdbatch.go)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"hash"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -53,7 +54,9 @@ type Config struct {
 	Secret []byte
 	// NonceTTL is how long a nonce stays fresh (default 5 minutes).
 	NonceTTL time.Duration
-	// MaxNonces bounds the nonce-count table (default 100000).
+	// MaxNonces is the size of the nonce-count (replay) table, rounded up to a power of two
+	// (default 262144, 2 MiB): a nonce is accepted while fewer nonces than that were issued
+	// after it (at 6,000 challenges/s, 43 s), then answered Stale.
 	MaxNonces int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -74,6 +77,7 @@ type Authenticator struct {
 	dummyMD5 string
 	dummySHA string
 	nc       ncTable
+	macs     sync.Pool // *signer: nonce HMACs without a new keyed hash each time
 	algs     []string
 }
 
@@ -89,7 +93,7 @@ func New(cfg Config) (*Authenticator, error) {
 		cfg.NonceTTL = 5 * time.Minute
 	}
 	if cfg.MaxNonces <= 0 {
-		cfg.MaxNonces = 100000
+		cfg.MaxNonces = 1 << 18
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -108,8 +112,8 @@ func New(cfg Config) (*Authenticator, error) {
 		secret: append([]byte(nil), cfg.Secret...),
 		ttl:    cfg.NonceTTL,
 		now:    cfg.Now,
-		nc:     ncTable{max: cfg.MaxNonces, m: make(map[string]ncEntry)},
 	}
+	a.nc.init(cfg.MaxNonces)
 	var op [16]byte
 	a.sign([]byte("opaque:"+cfg.Realm), op[:])
 	a.opaque = hex.EncodeToString(op[:])
@@ -167,15 +171,25 @@ func newHash(alg string) hash.Hash {
 	return nil
 }
 
+// hexJoin returns hex(H(parts joined by ':')): one write into the hash and one allocation for
+// the joined parts (a write per part converted each one), one for the result.
 func hexJoin(h hash.Hash, parts ...string) string {
+	n := len(parts)
+	for _, p := range parts {
+		n += len(p)
+	}
+	b := make([]byte, 0, n+sha256.Size)
 	for i, p := range parts {
 		if i > 0 {
-			h.Write([]byte{':'})
+			b = append(b, ':')
 		}
-		h.Write([]byte(p))
+		b = append(b, p...)
 	}
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0]))
+	h.Write(b)
+	sum := h.Sum(b[len(b):])
+	var out [2 * sha256.Size]byte
+	k := hex.Encode(out[:], sum)
+	return string(out[:k])
 }
 
 // Verify checks a Digest Authorization / Proxy-Authorization value for a request with the given
@@ -216,7 +230,7 @@ func (a *Authenticator) Verify(method, requestURI, headerValue string, lookup Lo
 			ha1 = a.dummySHA
 		}
 	}
-	valid, expired := a.checkNonce(c.Nonce)
+	valid, expired, seq := a.checkNonce(c.Nonce)
 
 	// Same work whatever happened above: one HA2 and one response hash, one constant-time compare.
 	ha2 := hexJoin(h, method, c.URI)
@@ -234,9 +248,9 @@ func (a *Authenticator) Verify(method, requestURI, headerValue string, lookup Lo
 	case expired:
 		return c.Username, Stale
 	}
-	ok, full := a.nc.advance(c.Nonce, c.Nc, a.now().Add(a.ttl+time.Minute), a.now())
+	ok, stale := a.nc.advance(seq, c.Nc)
 	switch {
-	case full:
+	case stale:
 		return c.Username, Stale
 	case !ok:
 		return c.Username, Replay

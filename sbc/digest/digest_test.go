@@ -168,22 +168,6 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func TestReplayTableBounded(t *testing.T) {
-	tb := ncTable{max: 2, m: map[string]ncEntry{}}
-	now := time.Unix(100, 0)
-	if ok, _ := tb.advance("a", 1, now.Add(time.Second), now); !ok {
-		t.Fatal("a")
-	}
-	tb.advance("b", 1, now.Add(time.Hour), now)
-	if _, full := tb.advance("c", 1, now.Add(time.Hour), now); !full {
-		t.Fatal("want full")
-	}
-	later := now.Add(2 * time.Second) // a expired: swept
-	if ok, _ := tb.advance("c", 1, later.Add(time.Hour), later); !ok || tb.len() != 2 {
-		t.Fatalf("sweep: ok=%v len=%d", ok, tb.len())
-	}
-}
-
 func TestUnknownUserSameChallenge(t *testing.T) {
 	a, _ := newTestAuth(t)
 	c1, c2 := a.Challenge(false), a.Challenge(false)
