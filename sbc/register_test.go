@@ -184,11 +184,12 @@ func runBaresipRoom(t *testing.T, n *Node, pass string) *lockedBuffer {
 	return out
 }
 
-// registrationEvent waits (15 s at most) for a registration-failed event of boardroom whose
-// reason starts with reason.
-func registrationEvent(t *testing.T, n *Node, reason string) guard.Event {
+// registrationEvent waits for a registration-failed event of boardroom whose reason starts with
+// reason. The deadline is generous: under a loaded CI machine baresip may take many seconds to
+// load its modules and send its first REGISTER (out is its output, shown on failure).
+func registrationEvent(t *testing.T, n *Node, reason string, out *lockedBuffer) guard.Event {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, e := range n.guard.Recent(guard.EventFilter{Rule: guard.RuleRegistration, Room: "boardroom"}, 0) {
 			if strings.HasPrefix(e.Reason, reason) {
@@ -197,7 +198,7 @@ func registrationEvent(t *testing.T, n *Node, reason string) guard.Event {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("no registration-failed event with reason %q; events: %+v", reason, n.guard.Recent(guard.EventFilter{}, 20))
+	t.Fatalf("no registration-failed event with reason %q; events: %+v; baresip said:\n%s", reason, n.guard.Recent(guard.EventFilter{}, 20), out.String())
 	return guard.Event{}
 }
 
@@ -213,7 +214,7 @@ func TestFailedRegistrationIsVisible(t *testing.T) {
 	cfg.Admin.Token = "test-admin-token-0123456789abcdef"
 	n := startNode(t, cfg)
 	out := runBaresipRoom(t, n, "s3cret-board")
-	e := registrationEvent(t, n, "challenge_unanswered")
+	e := registrationEvent(t, n, "challenge_unanswered", out)
 	if e.Code != 401 || e.Method != "REGISTER" || e.Room != "boardroom" || !strings.Contains(e.Reason, "SHA-256, MD5") {
 		t.Fatalf("event %+v", e)
 	}
@@ -231,7 +232,7 @@ func TestFailedRegistrationIsVisible(t *testing.T) {
 	if res := registerRoom(t, n, "udp", "wrong-password"); res.StatusCode != 403 {
 		t.Fatalf("wrong password: %d", res.StatusCode)
 	}
-	if e := registrationEvent(t, n, "bad_credentials"); e.Code != 403 {
+	if e := registrationEvent(t, n, "bad_credentials", out); e.Code != 403 {
 		t.Fatalf("event %+v", e)
 	}
 	_, metrics := adminGet(t, n, cfg.Admin.Token, "/metrics")
