@@ -13,6 +13,9 @@ import (
 // non-ignorable type or a newer version means this node cannot follow the log and must stop;
 // other errors (a bad payload) are returned to the proposer and change nothing.
 func (s *State) Apply(c Command) error {
+	if c.Type == CmdOnce {
+		return s.applyOnce(c) // once.go
+	}
 	if c.Version > cmdVersion || c.Version == binVersion && !hot(c.Type) {
 		if c.Type&Ignorable != 0 {
 			return nil
@@ -161,6 +164,8 @@ func (s *State) apply(c Command) error {
 		s.ended = &e
 	case CmdSinkCursor:
 		return s.applySinkCursor(c)
+	case CmdClusterFormats:
+		return s.applyClusterFormats(c) // formats.go
 	case CmdPutToken:
 		t, err := decode[Token](c)
 		if err != nil {
