@@ -29,6 +29,15 @@ func (n *Node) flowNodeDown(node string) bool {
 	return n.cluster != nil && n.cluster.MemberDown(node)
 }
 
+// flowNodeReached returns when this node last reached the cluster member node (now for this
+// node, and for every node without a cluster).
+func (n *Node) flowNodeReached(node string) time.Time {
+	if n.cluster == nil {
+		return time.Now()
+	}
+	return n.cluster.LastReached(node)
+}
+
 // onlyFlowHere reports whether room's only usable flows are on this node.
 func (n *Node) onlyFlowHere(room string) bool {
 	here := false

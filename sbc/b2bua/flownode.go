@@ -1,6 +1,8 @@
 package b2bua
 
 import (
+	"time"
+
 	"github.com/emiago/sipgo/sip"
 )
 
@@ -39,4 +41,47 @@ func (e *Engine) DrainRooms(keep func(room string) bool) {
 	e.mu.Lock()
 	e.draining, e.keepRoom = true, keep
 	e.mu.Unlock()
+}
+
+// The detection window (issue #15 item 2). Until a dead member is seen down (node_lost_after),
+// calls for rooms whose flow it holds are still handed to it, and the caller waited for Timer
+// B (32 s) and a 408. A member answers a call handed to it with 100 at once: a branch over the
+// internal trunk that has heard nothing for TrunkTimeout, to a member that has not answered
+// the cluster's pings for as long either, is given up on. The call goes on with the room's
+// next flow, or the caller gets 480 with Retry-After, as for a member already seen down.
+
+// silentAfter returns how long branch target t may say nothing at all (not even 100) before
+// it is given up on, and whether it may be given up on at all.
+func (e *Engine) silentAfter(t target) (time.Duration, bool) {
+	switch {
+	case t.trunk && e.cfg.FlowNodeReached != nil:
+		return e.cfg.TrunkTimeout, true
+	case len(t.alt) > 0:
+		// TargetTimeout, but within the first half of the ring time: the next flow must ring too
+		return min(e.cfg.TargetTimeout, e.cfg.RingTimeout/2), true
+	}
+	return 0, false
+}
+
+// stillSilent reports, when t's silence timer fires, how much longer to wait (0: give up now).
+// A member that answered a ping within the last TrunkTimeout is alive and only slow: wait
+// until it has been quiet that long.
+func (e *Engine) stillSilent(t target) time.Duration {
+	if !t.trunk || e.cfg.FlowNodeReached == nil {
+		return 0
+	}
+	quiet := time.Since(e.cfg.FlowNodeReached(t.node))
+	if quiet >= e.cfg.TrunkTimeout {
+		return 0
+	}
+	return e.cfg.TrunkTimeout - quiet
+}
+
+// failFlowDown answers the caller 480 with Retry-After: every branch went to members that
+// said nothing (dead, frozen, cut off).
+func (c *call) failFlowDown() {
+	res := c.responseA(480, ReasonPhrase(480), nil)
+	res.AppendHeader(sip.NewHeader("Retry-After", flowDownRetryAfter))
+	respond(c.atx, res)
+	c.finish(480, "flow node not answering")
 }

@@ -18,6 +18,7 @@ type branch struct {
 	req      *sip.Request
 	tx       sip.ClientTransaction
 	answered bool // got a provisional response other than 100
+	heard    bool // got any response (a member handed the call answers 100 at once)
 	final    bool
 	early    *dialog
 }
@@ -74,7 +75,7 @@ func (c *call) setup(targets []target, outboundURI *sip.Uri) {
 		failoverC = failover.C
 		defer failover.Stop()
 	}
-	best := 0
+	best, silentNodes := 0, 0 // silentNodes: trunk branches that heard nothing (flownode.go)
 	var bestRes *sip.Response
 	var winner *branch
 	timedOut := false
@@ -112,13 +113,16 @@ func (c *call) setup(targets []target, outboundURI *sip.Uri) {
 						start(next)
 						continue
 					}
-					if best == 0 {
+					if b.t.trunk && !b.heard {
+						silentNodes++
+					} else if best == 0 {
 						best = 408
 					}
 				}
 				continue
 			}
 			res := ev.res
+			b.heard = true
 			switch {
 			case res.StatusCode < 200:
 				if res.StatusCode > 100 {
@@ -227,6 +231,10 @@ func (c *call) setup(targets []target, outboundURI *sip.Uri) {
 	if timedOut {
 		best, bestRes = 408, nil
 	}
+	if best == 0 && silentNodes > 0 {
+		c.failFlowDown()
+		return
+	}
 	if best == 0 {
 		best = 480
 	}
@@ -334,10 +342,10 @@ func (c *call) startBranch(ctx context.Context, t target, events chan<- branchEv
 		return b
 	}
 	b.tx = tx
-	var silent <-chan time.Time // a flow with alternates that says nothing is given up on
-	if len(t.alt) > 0 {
-		// TargetTimeout, but within the first half of the ring time: the next flow must ring too
-		st := time.NewTimer(min(e.cfg.TargetTimeout, e.cfg.RingTimeout/2))
+	var silent <-chan time.Time // a flow with alternates, or a member, that says nothing is given up on
+	var st *time.Timer
+	if d, ok := e.silentAfter(t); ok {
+		st = time.NewTimer(d)
 		silent = st.C
 		go func() { <-tx.Done(); st.Stop() }()
 	}
@@ -345,6 +353,10 @@ func (c *call) startBranch(ctx context.Context, t target, events chan<- branchEv
 		for {
 			select {
 			case <-silent:
+				if more := e.stillSilent(t); more > 0 {
+					st.Reset(more) // the member answers pings: slow, not gone
+					continue
+				}
 				silent = nil
 				tx.Terminate() // nothing at all, not even 100: the next flow (tx.Done reports it)
 			case res := <-tx.Responses():
