@@ -50,3 +50,59 @@ func TestCallToRoomOnDeadNodeBeforeDetection(t *testing.T) {
 	t.Logf("call to a room whose node is dead, not yet declared lost: %d with Retry-After %s after %v",
 		call.final.StatusCode, call.final.GetHeader("Retry-After").Value(), took.Round(time.Millisecond))
 }
+
+// TestOutboundRoomCallableWhileEitherFlowNodeDies (issue #15): a room registers one RFC 5626
+// flow through edge1 and one through edge2; a caller calls it through edge3. Whichever node
+// holding a flow is killed (the newest flow's, which calls take first), calls placed right
+// after, before the cluster declares the node lost, are all answered over the other flow: the
+// silent node is given up on after the trunk timeout and the call moves on (flownode.go).
+func TestOutboundRoomCallableWhileEitherFlowNodeDies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three-node cluster test skipped in -short mode")
+	}
+	for _, kill := range []int{0, 1} {
+		t.Run("edge"+itoa(kill+1), func(t *testing.T) {
+			nodes := startCluster(t, callConfig)
+			keep := 1 - kill
+			n3 := nodes[2]
+			const inst = `;+sip.instance="<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf8>"`
+			survivor := dialStreamRoom(t, nodes[keep], "TCP")
+			survivor.register(nodes[keep], "boardroom", "s3cret-board", inst+";reg-id=1")
+			doomed := dialStreamRoom(t, nodes[kill], "TCP")
+			doomed.contact = survivor.contact
+			doomed.register(nodes[kill], "boardroom", "s3cret-board", inst+";reg-id=2") // newest: tried first
+			waitUntil(t, 10*time.Second, "both flows visible on edge3", func() bool {
+				bs := n3.Store().State().Bindings("boardroom", time.Now())
+				return len(bs) == 2 && bs[0].Node != bs[1].Node
+			})
+			nodes[kill].Close()
+			caller := newTestUA(t, "caller")
+			const calls = 5
+			failed := 0
+			for i := range calls {
+				start := time.Now()
+				done := make(chan *testCall, 1)
+				go func() {
+					done <- caller.invite(n3, roomURI(n3, "boardroom"), "visitor", "outside.example", testSDP, nil)
+				}()
+				inv := survivor.answerInvite("boardroom", "t"+itoa(i), streamRoomSDP("127.0.0.1"))
+				c := <-done
+				if c.final == nil || c.final.StatusCode != 200 {
+					failed++
+					t.Errorf("call %d after edge%d died: %v", i, kill+1, c.final)
+					continue
+				}
+				c.ack(c.final)
+				if i == 0 {
+					t.Logf("first call after edge%d died answered over the flow on edge%d after %v (node_lost_after 3s, "+
+						"declared lost: %v)", kill+1, keep+1, time.Since(start).Round(time.Millisecond), n3.flowNodeDown(nodes[kill].cfg.Node.ID))
+				}
+				survivor.bye(inv, "t"+itoa(i))
+				waitNoCalls(t, n3, nodes[keep])
+			}
+			if failed > 0 {
+				t.Fatalf("%d of %d calls failed", failed, calls)
+			}
+		})
+	}
+}
