@@ -38,6 +38,15 @@ func (n *Node) flowNodeReached(node string) time.Time {
 	return n.cluster.LastReached(node)
 }
 
+// catchUp returns once this node's state holds every write acknowledged before the call (at
+// once without a cluster).
+func (n *Node) catchUp(ctx context.Context) error {
+	if n.cluster == nil {
+		return nil
+	}
+	return n.cluster.Consistent(ctx)
+}
+
 // onlyFlowHere reports whether room's only usable flows are on this node.
 func (n *Node) onlyFlowHere(room string) bool {
 	here := false

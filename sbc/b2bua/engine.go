@@ -60,6 +60,10 @@ type Config struct {
 	// answered a ping for as long either, is given up on: the room's next flow, or 480 with
 	// Retry-After (flownode.go). Nil: such a call waits for its transaction to time out.
 	FlowNodeReached func(node string) time.Time
+	// CatchUp, when set, returns once this node's state holds every write acknowledged before
+	// the call (cluster.Node.Consistent): a call handed here for a room whose flow this node
+	// does not hold yet waits for it (flownode.go). Nil: the state is taken as it is.
+	CatchUp func(ctx context.Context) error
 	// TrunkTimeout bounds the wait for the first answer of a member a call is handed to
 	// (default 2s; the member answers 100 at once, and pings every second).
 	TrunkTimeout time.Duration

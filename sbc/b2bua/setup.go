@@ -317,6 +317,9 @@ func (c *call) startBranch(ctx context.Context, t target, events chan<- branchEv
 	}
 	if t.trunk {
 		req.AppendHeader(sip.NewHeader(TrunkHeader, SignTrunk(e.deps.Store.State().TrunkKey(), e.cfg.NodeID, c.b.callID, c.b.remote.User, time.Now())))
+		if t.relay {
+			req.AppendHeader(sip.NewHeader(RelayHeader, "1"))
+		}
 	}
 	copyHeaders(c.ainv, req, c.strip, e.cfg.PassUserAgent)
 	if len(c.bOffer) > 0 {
@@ -342,43 +345,48 @@ func (c *call) startBranch(ctx context.Context, t target, events chan<- branchEv
 		return b
 	}
 	b.tx = tx
+	go c.watchBranch(ctx, b, events)
+	return b
+}
+
+// watchBranch passes the responses of branch b's transaction to events until its final one or
+// its end, and gives up on a branch that says nothing at all (silentAfter, flownode.go).
+func (c *call) watchBranch(ctx context.Context, b *branch, events chan<- branchEvent) {
+	e, t, tx := c.e, b.t, b.tx
 	var silent <-chan time.Time // a flow with alternates, or a member, that says nothing is given up on
 	var st *time.Timer
 	if d, ok := e.silentAfter(t); ok {
 		st = time.NewTimer(d)
 		silent = st.C
-		go func() { <-tx.Done(); st.Stop() }()
+		defer st.Stop()
 	}
-	go func() {
-		for {
+	for {
+		select {
+		case <-silent:
+			if more := e.stillSilent(t); more > 0 {
+				st.Reset(more) // the member answers pings: slow, not gone
+				continue
+			}
+			silent = nil
+			tx.Terminate() // nothing at all, not even 100: the next flow (tx.Done reports it)
+		case res := <-tx.Responses():
+			silent = nil
 			select {
-			case <-silent:
-				if more := e.stillSilent(t); more > 0 {
-					st.Reset(more) // the member answers pings: slow, not gone
-					continue
-				}
-				silent = nil
-				tx.Terminate() // nothing at all, not even 100: the next flow (tx.Done reports it)
-			case res := <-tx.Responses():
-				silent = nil
-				select {
-				case events <- branchEvent{b: b, res: res}:
-				case <-ctx.Done():
-					c.late(b, res)
-				}
-				if res.StatusCode >= 200 {
-					return
-				}
-			case <-tx.Done():
-				select {
-				case events <- branchEvent{b: b, err: tx.Err()}:
-				case <-ctx.Done():
-				}
+			case events <- branchEvent{b: b, res: res}:
+			case <-ctx.Done():
+				c.late(b, res)
+			}
+			if res.StatusCode >= 200 {
 				return
 			}
+		case <-tx.Done():
+			select {
+			case events <- branchEvent{b: b, err: tx.Err()}:
+			case <-ctx.Done():
+			}
+			return
 		}
-	}()
-	return b
+	}
 }
 
 // familyReaddresser is a media session that can rewrite an offer for the address family of
