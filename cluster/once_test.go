@@ -40,20 +40,27 @@ func TestForwardedRetryAppliesOnce(t *testing.T) {
 	at := time.Now().UTC().Truncate(time.Second)
 	ban := netip.MustParsePrefix("198.51.100.0/24")
 	rows := []struct {
-		name  string
-		setup state.Command
-		cmd   state.Command
-		count func(st *state.State) int
+		name    string
+		setup   state.Command
+		cmd     state.Command
+		count   func(st *state.State) int
+		enqueue bool // queued (Enqueue, retried by the batcher) rather than proposed
 	}{
 		{"call record", state.PutCall(state.Call{ID: "call-1", Room: "r", Node: "a", Started: at}),
 			state.EndCall(state.CallRecord{Call: state.Call{ID: "call-1", Room: "r", Node: "a", Started: at},
 				Ended: at, EndReason: "bye", Status: 200}),
-			func(st *state.State) int { return len(st.Records(state.RecordQuery{Limit: 100})) }},
+			func(st *state.State) int { return len(st.Records(state.RecordQuery{Limit: 100})) }, false},
 		{"audit line", state.PutRoom(state.Room{Name: "r"}),
 			state.Audit(state.AuditEntry{Time: at, Who: "t1", Action: "ban", Target: ban.String(), Node: "x"}),
-			func(st *state.State) int { return len(st.AuditLog(0, 100)) }},
+			func(st *state.State) int { return len(st.AuditLog(0, 100)) }, false},
 		{"ban lifted", state.PutBan(state.Ban{Prefix: ban, Until: at.Add(time.Hour)}), state.LiftBan(ban),
-			func(st *state.State) int { return 1 - len(st.Bans(at)) }},
+			func(st *state.State) int { return 1 - len(st.Bans(at)) }, false},
+		{"queued call record", state.PutCall(state.Call{ID: "call-2", Room: "r", Node: "a", Started: at}),
+			state.EndCall(state.CallRecord{Call: state.Call{ID: "call-2", Room: "r", Node: "a", Started: at},
+				Ended: at, EndReason: "bye", Status: 200}),
+			func(st *state.State) int {
+				return len(st.Records(state.RecordQuery{Limit: 100})) - 1 // the first row's
+			}, true},
 	}
 	for _, r := range rows {
 		old := c.leader(10 * time.Second)
@@ -74,7 +81,13 @@ func TestForwardedRetryAppliesOnce(t *testing.T) {
 		lose, hold = true, make(chan struct{})
 		mu.Unlock()
 		start := time.Now()
-		err := f.n.Propose(ctx, r.cmd)
+		var err error
+		if r.enqueue {
+			f.n.Enqueue(r.cmd)
+			err = f.n.Flush(ctx)
+		} else {
+			err = f.n.Propose(ctx, r.cmd)
+		}
 		took := time.Since(start)
 		mu.Lock()
 		lost := !lose
