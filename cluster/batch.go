@@ -53,6 +53,9 @@ type committer struct {
 	// modern reports whether every member applies batch entries and binary payloads; until it
 	// does, the committer writes one plain JSON entry per command, as older binaries did.
 	modern func() bool
+	// once reports whether every member applies state.CmdOnce envelopes; until it does, the
+	// committer writes the commands inside them.
+	once func() bool
 }
 
 func newCommitter(r *raft.Raft, timeout func() time.Duration, max int) *committer {
@@ -144,6 +147,9 @@ func (c *committer) flush(group []groupReq, count int) {
 		all = append(all, r.cmds...)
 	}
 	per := c.max
+	if c.once != nil && !c.once() {
+		all = unwrapAll(all)
+	}
 	if c.modern != nil && !c.modern() {
 		per = 1
 		for i, b := range all {
@@ -214,14 +220,18 @@ func appendN(s []applyResult, r applyResult, n int) []applyResult {
 const (
 	formatsJSON   = 1 // one JSON command per entry: what every binary applies
 	formatsModern = 2 // state.CmdBatch entries and binary payloads (state.binVersion)
+	formatsOnce   = 3 // and state.CmdOnce envelopes (once.go)
 )
 
 // logFormats is what this node applies.
-func (n *Node) logFormats() int { return cmp.Or(n.cfg.formats, formatsModern) }
+func (n *Node) logFormats() int { return cmp.Or(n.cfg.formats, formatsOnce) }
 
 // clusterFormats is what every member applies, as far as this leader knows.
 func (n *Node) clusterFormats() int {
-	if n.allFormats.Load() {
+	switch {
+	case n.clusterOnce():
+		return formatsOnce
+	case n.allFormats.Load():
 		return formatsModern
 	}
 	return formatsJSON
@@ -239,19 +249,34 @@ func (n *Node) sawFormats(id string, f int) {
 // updateFormats recomputes allFormats over the configuration's servers (after a ping round).
 func (n *Node) updateFormats(servers []raft.Server) {
 	n.formatsMu.Lock()
-	defer n.formatsMu.Unlock()
-	ok := n.logFormats() >= formatsModern
+	least, known := n.logFormats(), true
 	for _, s := range servers {
-		if string(s.ID) != n.cfg.NodeID && n.memberFormats[string(s.ID)] < formatsModern {
-			ok = false
+		if string(s.ID) != n.cfg.NodeID {
+			f, ok := n.memberFormats[string(s.ID)]
+			least, known = min(least, f), known && ok
 		}
 	}
-	n.allFormats.Store(ok)
+	n.formatsMu.Unlock()
+	n.allFormats.Store(least >= formatsModern)
+	switch {
+	case least >= formatsOnce:
+		n.onceKnown.Store(onceAll)
+	case known:
+		n.onceKnown.Store(onceNotAll)
+	default:
+		n.onceKnown.Store(onceUnknown) // clusterOnce asks the state (once.go)
+	}
+	if known {
+		n.recordFormats(least, servers)
+	}
 }
 
 // forLeader re-encodes commands as JSON unless the leader last said every member applies
-// binary payloads.
+// binary payloads, and unwraps envelopes unless it said every member applies those.
 func (n *Node) forLeader(cmds [][]byte) [][]byte {
+	if n.leaderFormats.Load() < formatsOnce {
+		cmds = unwrapAll(cmds)
+	}
 	if n.leaderFormats.Load() >= formatsModern {
 		return cmds
 	}

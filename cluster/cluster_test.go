@@ -48,7 +48,23 @@ func startN(t testing.TB, c *testCluster, n int) []string {
 		}
 		return true
 	})
+	formatsRecorded(t, c)
 	return ids
+}
+
+// formatsRecorded waits until every running node's state records what all members apply (the
+// leader writes it after its first round of pings), so no background write changes the state
+// a test compares afterwards.
+func formatsRecorded(t testing.TB, c *testCluster) {
+	t.Helper()
+	waitFor(t, 10*time.Second, "the cluster's log formats recorded", func() bool {
+		for _, tn := range c.running() {
+			if !tn.n.recordedOnce() {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func TestClusterLifecycle(t *testing.T) {

@@ -81,6 +81,9 @@ type Config struct {
 	groupMax int
 	// formats overrides the log formats this node says it applies (tests play an older node).
 	formats int
+	// afterForwardedApply, when set, runs on the leader after it applied a forwarded write and
+	// before it answers (tests lose the answer).
+	afterForwardedApply func()
 }
 
 // Defaults.

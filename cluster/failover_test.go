@@ -34,6 +34,7 @@ func startThreeWith(t testing.TB, c *testCluster, mod func(id string, cfg *Confi
 		}
 		return true
 	})
+	formatsRecorded(t, c)
 }
 
 // TestForwardedWriteReadsOwnWrite (issue #15 item 4): a write proposed on a follower is read

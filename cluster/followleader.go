@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"time"
-
-	"github.com/portcullis-sbc/portcullis/cluster/state"
 )
 
 // Forwarded writes follow leadership changes (issue #15 items 4 and 5).
@@ -14,9 +12,10 @@ import (
 // when this node's view of the leader changes (the leader it sent to froze or was cut off and
 // the others elected a new one), or after attemptTimeout. A write whose attempt ended without
 // an answer is sent again to the leader of the moment while the caller's deadline lasts, when
-// its commands are safe to apply twice (idempotent: every command but CmdEndCall and CmdAudit,
-// which append a record each time). So a frozen leader costs about the election time, not
-// the whole apply timeout.
+// sending its commands twice is harmless: each is in a state.CmdOnce envelope the FSM applies
+// once (once.go), or, in a cluster with older members, idempotent (every command but CmdEndCall
+// and CmdAudit, which append a record each time). So a frozen leader costs about the election
+// time, not the whole apply timeout.
 //
 // A write proposed on a follower (Propose) returns once this node's FSM has applied it too
 // (the leader answers the log index of the write), so the caller reads its own write from the
@@ -80,7 +79,8 @@ func (n *Node) cancelOnLeaderChange(ctx context.Context, cancel context.CancelFu
 
 // resend reports whether a write that failed with err should be sent again: the caller's
 // deadline has not passed, this node runs, and either no leader took it (ErrNoLeader) or its
-// outcome is unknown and applying it twice is harmless.
+// outcome is unknown and sending it again is harmless (an envelope the FSM applies once, or an
+// idempotent command: once.go).
 func (n *Node) resend(ctx context.Context, batch [][]byte, err error) bool {
 	if ctx.Err() != nil || n.stopped() != nil {
 		return false
@@ -92,7 +92,7 @@ func (n *Node) resend(ctx context.Context, batch [][]byte, err error) bool {
 		return false
 	}
 	for _, b := range batch {
-		if len(b) == 0 || !idempotent(state.CmdType(b[0])) {
+		if !repeatable(b) {
 			return false
 		}
 	}

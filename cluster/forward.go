@@ -21,7 +21,8 @@ import (
 // write (it may be applied), ErrHalted or ErrClosed when this node stopped, or the state
 // package's errors (state.ErrNotFound, state.ErrBadPayload) from applying it.
 func (n *Node) Propose(ctx context.Context, c state.Command) error {
-	return n.proposeBatch(ctx, []state.Command{c}, true)[0]
+	cmds := []state.Command{c}
+	return n.proposeBatch(ctx, cmds, n.encode(cmds), true)[0]
 }
 
 // Enqueue queues c to be proposed soon without waiting: a batcher collects commands for a few
@@ -47,15 +48,12 @@ func (n *Node) writeCtx(ctx context.Context) (context.Context, context.CancelFun
 	return ctx, func() { stop(); cancel() }
 }
 
-// proposeBatch proposes cmds; with readOwn, a follower returns once it has applied them too.
-func (n *Node) proposeBatch(ctx context.Context, cmds []state.Command, readOwn bool) []error {
+// proposeBatch proposes cmds, encoded as enc (once.go: a retry sends the same bytes); with
+// readOwn, a follower returns once it has applied them too.
+func (n *Node) proposeBatch(ctx context.Context, cmds []state.Command, enc [][]byte, readOwn bool) []error {
 	start := time.Now()
 	ctx, cancel := n.writeCtx(ctx)
 	defer cancel()
-	enc := make([][]byte, len(cmds))
-	for i, c := range cmds {
-		enc[i] = c.Encode()
-	}
 	errs := n.applyAnywhere(ctx, enc, readOwn)
 	for i, err := range errs {
 		if err != nil {
@@ -114,7 +112,7 @@ func (n *Node) applyAnywhere(ctx context.Context, enc [][]byte, readOwn bool) []
 				}
 				break
 			}
-			n.leaderFormats.Store(int32(resp.Formats))
+			n.heardFormats(resp.Formats)
 			res = make([]error, len(batch))
 			for j := range batch {
 				switch {
@@ -318,18 +316,14 @@ func (n *Node) Flush(ctx context.Context) error {
 	return nil
 }
 
-// idempotent reports whether applying c twice leaves the same state as applying it once, so a
-// write with an unknown outcome may be retried.
-func idempotent(t state.CmdType) bool {
-	return t != state.CmdEndCall && t != state.CmdAudit
-}
-
 func (n *Node) proposeQueued(ctx context.Context, batch []state.Command) {
 	defer func() { n.pending.Add(-int64(len(batch))) }() // what is left when we give up
 	backoff := 50 * time.Millisecond
+	enc := n.encode(batch) // once: every try sends the same envelopes
 	for try := 1; len(batch) > 0; try++ {
-		errs := n.proposeBatch(ctx, batch, false) // nobody waits to read them
+		errs := n.proposeBatch(ctx, batch, enc, false) // nobody waits to read them
 		var again []state.Command
+		var againEnc [][]byte
 		for i, err := range errs {
 			if err == nil {
 				n.pending.Add(-1)
@@ -337,14 +331,14 @@ func (n *Node) proposeQueued(ctx context.Context, batch []state.Command) {
 			}
 			stop := n.stopped() != nil || ctx.Err() != nil
 			if !stop && try < enqueueTries && (errors.Is(err, ErrNoLeader) ||
-				errors.Is(err, ErrOutcomeUnknown) && idempotent(batch[i].Type)) {
-				again = append(again, batch[i])
+				errors.Is(err, ErrOutcomeUnknown) && repeatable(enc[i])) {
+				again, againEnc = append(again, batch[i]), append(againEnc, enc[i])
 				continue
 			}
 			n.pending.Add(-1)
 			n.log.Warn("queued command failed", "type", batch[i].Type, "tries", try, "error", err)
 		}
-		batch = again
+		batch, enc = again, againEnc
 		if len(batch) > 0 {
 			select {
 			case <-ctx.Done():
@@ -408,6 +402,9 @@ func (n *Node) handleConn(c net.Conn, service byte) {
 // leader's address when this node is not the leader; the caller retries there.
 func (n *Node) handleRPC(req *rpcRequest) *rpcResponse {
 	if req.Op == opPing {
+		if req.Formats > 0 && n.raft.State() != raft.Leader {
+			n.heardFormats(req.Formats)
+		}
 		now := time.Now
 		if n.cfg.clock != nil {
 			now = n.cfg.clock
@@ -427,6 +424,9 @@ func (n *Node) handleRPC(req *rpcRequest) *rpcResponse {
 	switch req.Op {
 	case opApply:
 		errs, index := n.applyLocalIndex(ctx, req.Cmds)
+		if n.cfg.afterForwardedApply != nil {
+			n.cfg.afterForwardedApply()
+		}
 		resp := &rpcResponse{Errs: make([]*rpcError, len(errs)), Index: index, Formats: n.clusterFormats()}
 		for i, err := range errs {
 			if retryable(err) {

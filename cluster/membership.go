@@ -144,7 +144,7 @@ func (n *Node) pingMembers(ctx context.Context) {
 			defer wg.Done()
 			pctx, cancel := context.WithTimeout(ctx, n.pingInterval())
 			sent := time.Now()
-			resp, err := n.rpc.call(pctx, string(s.Address), &rpcRequest{Op: opPing})
+			resp, err := n.rpc.call(pctx, string(s.Address), &rpcRequest{Op: opPing, Formats: n.clusterFormats()})
 			cancel()
 			if err == nil {
 				now := time.Now()

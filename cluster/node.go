@@ -78,6 +78,8 @@ type Node struct {
 	memberFormats map[string]int // leader's view: log formats each member said it applies
 	allFormats    atomic.Bool    // leader: every member applies batch entries and binary payloads
 	leaderFormats atomic.Int32   // follower: what the leader last said the cluster applies
+	onceKnown     atomic.Int32   // leader: onceAll, onceNotAll or onceUnknown from its pings (once.go)
+	onceIDs       *onceIDs       // ids of this node's envelopes (once.go)
 }
 
 var _ state.Store = (*Node)(nil)
@@ -166,6 +168,7 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 		cfg: cfg, log: log, advertise: advertise, st: state.New(), tls: tm,
 		done: make(chan struct{}), queue: make(chan state.Command, queueSize),
 		leaderSig: make(chan struct{}), contact: map[string]time.Time{}, offsets: map[string]time.Duration{}, ready: make(chan struct{}),
+		onceIDs: newOnceIDs(),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.fsm = newFSM(n.st, log, func(err error) { go n.halt(err) })
@@ -236,6 +239,7 @@ func (n *Node) startRaft(ctx context.Context, joinAddrs []string) error {
 	n.raft = r
 	n.group = newCommitter(r, func() time.Duration { return n.cfg.ApplyTimeout }, cmp.Or(cfg.groupMax, groupMax))
 	n.group.modern = n.allFormats.Load
+	n.group.once = n.clusterOnce
 	n.goTracked(func() { n.group.run(n.ctx) })
 	n.fwd = newForwarder(n)
 	n.goTracked(func() { n.fwd.run(n.ctx) })

@@ -101,3 +101,16 @@ func (n *Node) MemberDown(id string) bool {
 	}
 	return time.Since(latest(n.reach.since, seen, n.reach.contact[id])) >= n.cfg.NodeLostAfter
 }
+
+// LastReached returns when this node last reached member id (its last answer to a ping), or
+// when it started watching it if it never answered. For this node itself it is now. Cheap: no
+// I/O. Signalling asks it when the node holding a room's flow says nothing to a call handed to
+// it: a member that answers pings is slow, not gone.
+func (n *Node) LastReached(id string) time.Time {
+	if id == n.cfg.NodeID {
+		return time.Now()
+	}
+	n.reach.mu.Lock()
+	defer n.reach.mu.Unlock()
+	return latest(n.reach.since, n.reach.seen[id], n.reach.contact[id])
+}

@@ -38,6 +38,8 @@ type rpcRequest struct {
 	Addr   string   `json:"addr,omitempty"`
 	Secret string   `json:"secret,omitempty"`
 	CSR    []byte   `json:"csr,omitempty"`
+	// Formats: the log formats the whole cluster applies, as the leader pinging says (once.go).
+	Formats int `json:"formats,omitempty"`
 }
 
 type rpcResponse struct {

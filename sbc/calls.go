@@ -40,7 +40,7 @@ func (n *Node) startCalls() error {
 		MinSE: k.MinSE.D(), RequireSDP: k.RequireSDP, Follow3xx: k.Follow3xx,
 		UserAgent: n.cfg.SIP.UserAgent, PassUserAgent: n.cfg.SIP.PassUserAgent,
 		Logger: n.log, CallStarted: n.callStarted, CallEnded: n.callEnded, MediaRefused: n.mediaRefused,
-		FlowNodeDown: n.flowNodeDown,
+		FlowNodeDown: n.flowNodeDown, FlowNodeReached: n.flowNodeReached, CatchUp: n.catchUp,
 	}, deps)
 	if err != nil {
 		return fmt.Errorf("b2bua: %w", err)

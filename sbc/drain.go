@@ -29,6 +29,24 @@ func (n *Node) flowNodeDown(node string) bool {
 	return n.cluster != nil && n.cluster.MemberDown(node)
 }
 
+// flowNodeReached returns when this node last reached the cluster member node (now for this
+// node, and for every node without a cluster).
+func (n *Node) flowNodeReached(node string) time.Time {
+	if n.cluster == nil {
+		return time.Now()
+	}
+	return n.cluster.LastReached(node)
+}
+
+// catchUp returns once this node's state holds every write acknowledged before the call (at
+// once without a cluster).
+func (n *Node) catchUp(ctx context.Context) error {
+	if n.cluster == nil {
+		return nil
+	}
+	return n.cluster.Consistent(ctx)
+}
+
 // onlyFlowHere reports whether room's only usable flows are on this node.
 func (n *Node) onlyFlowHere(room string) bool {
 	here := false

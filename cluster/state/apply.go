@@ -13,6 +13,9 @@ import (
 // non-ignorable type or a newer version means this node cannot follow the log and must stop;
 // other errors (a bad payload) are returned to the proposer and change nothing.
 func (s *State) Apply(c Command) error {
+	if c.Type == CmdOnce {
+		return s.applyOnce(c) // once.go
+	}
 	if c.Version > cmdVersion || c.Version == binVersion && !hot(c.Type) {
 		if c.Type&Ignorable != 0 {
 			return nil
@@ -73,6 +76,7 @@ var appliers = [256]applier{
 	CmdSetTrunkKey:        on((*State).applySetTrunkKey),
 	CmdSetRealm:           on((*State).applySetRealm),
 	CmdSinkCursor:         (*State).applySinkCursor,
+	CmdClusterFormats:     (*State).applyClusterFormats,
 	CmdPutToken:           on((*State).applyPutToken),
 	CmdDeleteToken:        on((*State).applyDeleteToken),
 	CmdAudit:              on((*State).applyAudit),

@@ -32,6 +32,10 @@ type snapshot struct {
 	ACME      *acmeSnapshot `json:"acme,omitempty"`
 	// SinkCursors: encoding/json writes map keys sorted, so the bytes stay canonical.
 	SinkCursors map[string]uint64 `json:"sink_cursors,omitempty"`
+	// Once: the ids of the last envelopes applied (once.go).
+	Once *onceSnapshot `json:"once,omitempty"`
+	// Formats: what every member applies (formats.go).
+	Formats *Formats `json:"formats,omitempty"`
 }
 
 // Frozen is a consistent copy of the state taken under the read lock, cheap to take; WriteTo does
@@ -46,6 +50,8 @@ func (s *State) Freeze() *Frozen {
 	f := &Frozen{snap: snapshot{Version: 1, Lists: s.lists, RecordSeq: s.recordSeq, AuditSeq: s.auditSeq, TrunkKey: s.trunkKey,
 		Realm: s.realm,
 		ACME:  s.acme.freeze(), Records: s.records[:len(s.records):len(s.records)], Audit: s.audit[:len(s.audit):len(s.audit)]}}
+	f.snap.Once = s.once.freeze()
+	f.snap.Formats = s.formats
 	if len(s.sinkCursors) > 0 {
 		f.snap.SinkCursors = maps.Clone(s.sinkCursors)
 	}
@@ -130,6 +136,8 @@ func (s *State) Restore(r io.Reader) error {
 		s.sinkCursors = map[string]uint64{}
 	}
 	s.acme = sn.ACME.thaw()
+	s.once = sn.Once.thaw()
+	s.formats = sn.Formats
 	s.flowMu.Lock()
 	s.flows, s.flowUnits, s.trunks, s.callPeers = n.flows, n.flowUnits, n.trunks, n.callPeers
 	s.flowMu.Unlock()

@@ -35,6 +35,11 @@ type State struct {
 	applied   uint64 // commands applied, for diagnostics
 	// sinkCursors is the last call record delivered to each sink (sinks.go).
 	sinkCursors map[string]uint64
+	// once remembers the envelopes applied (once.go); onceDups counts those skipped.
+	once     onceLog
+	onceDups uint64
+	// formats is what every member applies, as the leader last recorded (formats.go).
+	formats *Formats
 
 	// flows counts the bindings registered from each source address and port, flowUnits from
 	// each IPv4 address or IPv6 /64 (see RegisteredBehind). They have their own lock: every SIP

@@ -54,6 +54,19 @@ type Config struct {
 	// cut off from this node): a room whose flows are all on such members gets 480 with
 	// Retry-After at once (flownode.go). Nil: every member is asked.
 	FlowNodeDown func(node string) bool
+	// FlowNodeReached, when set, returns when this node last reached a cluster member (its
+	// last answer to the cluster's pings). A call handed to the member that holds a room's
+	// flow that says nothing at all, not even 100, for TrunkTimeout while the member has not
+	// answered a ping for as long either, is given up on: the room's next flow, or 480 with
+	// Retry-After (flownode.go). Nil: such a call waits for its transaction to time out.
+	FlowNodeReached func(node string) time.Time
+	// CatchUp, when set, returns once this node's state holds every write acknowledged before
+	// the call (cluster.Node.Consistent): a call handed here for a room whose flow this node
+	// does not hold yet waits for it (flownode.go). Nil: the state is taken as it is.
+	CatchUp func(ctx context.Context) error
+	// TrunkTimeout bounds the wait for the first answer of a member a call is handed to
+	// (default 2s; the member answers 100 at once, and pings every second).
+	TrunkTimeout time.Duration
 }
 
 // Decider is the caller-identity seam (*guard.Guard implements it): every inbound INVITE that
@@ -141,6 +154,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 	def(&cfg.RingTimeout, 60*time.Second)
 	def(&cfg.MinSE, 90*time.Second)
 	def(&cfg.TargetTimeout, 4*time.Second)
+	def(&cfg.TrunkTimeout, 2*time.Second)
 	if cfg.SessionExpires > 0 && cfg.SessionExpires < cfg.MinSE {
 		cfg.SessionExpires = cfg.MinSE
 	}

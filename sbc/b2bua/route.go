@@ -137,6 +137,7 @@ type target struct {
 	peer      netip.AddrPort
 	trunk     bool   // another node, which holds the room's flow
 	node      string // that node (trunk)
+	relay     bool   // a call handed here for a room that moved on, handed on once (flownode.go)
 	// alt are the other flows of the same UA instance (RFC 5626 +sip.instance), tried in
 	// order when this one fails with a transport error or says nothing within TargetTimeout:
 	// one INVITE per instance, never one per flow (RFC 5626 section 5.3).
@@ -157,6 +158,9 @@ func (e *Engine) inbound(req *sip.Request, tx sip.ServerTransaction, roomName st
 		return
 	}
 	targets, down := e.targets(roomName, o.trunk != "")
+	if len(targets) == 0 && o.trunk != "" {
+		targets, down = e.movedTargets(req, roomName) // flownode.go
+	}
 	if len(targets) == 0 {
 		if pol.Quiet {
 			e.log.Debug("call to an unregistered room dropped (stealth)", "room", roomName, "source", req.Source())

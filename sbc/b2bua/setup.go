@@ -18,6 +18,7 @@ type branch struct {
 	req      *sip.Request
 	tx       sip.ClientTransaction
 	answered bool // got a provisional response other than 100
+	heard    bool // got any response (a member handed the call answers 100 at once)
 	final    bool
 	early    *dialog
 }
@@ -43,6 +44,9 @@ type fork struct {
 	best     int      // the best final status so far (better)
 	bestRes  *sip.Response
 	timedOut bool // the ring timeout struck
+	// silentNodes counts trunk branches that heard nothing (flownode.go): with no other
+	// answer, the caller gets 480 with Retry-After
+	silentNodes int
 
 	failover  *time.Timer // outbound: the current target said nothing within TargetTimeout
 	failoverC <-chan time.Time
@@ -196,6 +200,7 @@ func (f *fork) event(ev branchEvent) bool {
 		return false
 	}
 	b, res := ev.b, ev.res
+	b.heard = true
 	switch {
 	case res.StatusCode < 200:
 		if res.StatusCode > 100 {
@@ -241,7 +246,9 @@ func (f *fork) failed(ev branchEvent) {
 		f.start(next)
 		return
 	}
-	if f.best == 0 {
+	if b.t.trunk && !b.heard {
+		f.silentNodes++ // the member holding the flow said nothing (flownode.go)
+	} else if f.best == 0 {
 		f.best = 408
 	}
 }
@@ -300,6 +307,10 @@ func (f *fork) conclude() {
 	best, bestRes := f.best, f.bestRes
 	if f.timedOut {
 		best, bestRes = 408, nil
+	}
+	if best == 0 && f.silentNodes > 0 {
+		c.failFlowDown()
+		return
 	}
 	if best == 0 {
 		best = 480
@@ -368,14 +379,12 @@ func (c *call) startBranch(ctx context.Context, t target, events chan<- branchEv
 		return b
 	}
 	b.tx = tx
-	var silent <-chan time.Time // a flow with alternates that says nothing is given up on
-	if len(t.alt) > 0 {
-		// TargetTimeout, but within the first half of the ring time: the next flow must ring too
-		st := time.NewTimer(min(e.cfg.TargetTimeout, e.cfg.RingTimeout/2))
-		silent = st.C
+	var st *time.Timer // a flow with alternates, or a member, that says nothing is given up on
+	if d, ok := e.silentAfter(t); ok {
+		st = time.NewTimer(d)
 		go func() { <-tx.Done(); st.Stop() }()
 	}
-	go c.watchBranch(ctx, b, silent, events)
+	go c.watchBranch(ctx, b, st, events)
 	return b
 }
 
@@ -411,6 +420,9 @@ func (c *call) branchRequest(t target) *sip.Request {
 	}
 	if t.trunk {
 		req.AppendHeader(sip.NewHeader(TrunkHeader, SignTrunk(e.deps.Store.State().TrunkKey(), e.cfg.NodeID, c.b.callID, c.b.remote.User, time.Now())))
+		if t.relay {
+			req.AppendHeader(sip.NewHeader(RelayHeader, "1"))
+		}
 	}
 	copyHeaders(c.ainv, req, c.strip, e.cfg.PassUserAgent)
 	if len(c.bOffer) > 0 {
@@ -429,12 +441,21 @@ func (c *call) branchRequest(t target) *sip.Request {
 }
 
 // watchBranch reports a branch's responses and its end to setup; once setup is over (ctx), a
-// late answer is released. A silent flow (nothing at all before silent fires) is given up on.
-func (c *call) watchBranch(ctx context.Context, b *branch, silent <-chan time.Time, events chan<- branchEvent) {
+// late answer is released. A silent flow (nothing at all before st fires; nil: never) is
+// given up on, but a member that answers the cluster's pings only later (stillSilent).
+func (c *call) watchBranch(ctx context.Context, b *branch, st *time.Timer, events chan<- branchEvent) {
 	tx := b.tx
+	var silent <-chan time.Time
+	if st != nil {
+		silent = st.C
+	}
 	for {
 		select {
 		case <-silent:
+			if more := c.e.stillSilent(b.t); more > 0 {
+				st.Reset(more) // the member answers pings: slow, not gone
+				continue
+			}
 			silent = nil
 			tx.Terminate() // nothing at all, not even 100: the next flow (tx.Done reports it)
 		case res := <-tx.Responses():
