@@ -200,113 +200,170 @@ func algorithmOf(hv string) string {
 }
 
 func (r *Registrar) register(req *sip.Request, tx sip.ServerTransaction, room string) {
-	now := r.cfg.Now()
-	defExp := r.cfg.DefaultExpires
-	if h := req.GetHeader("Expires"); h != nil {
-		n, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
-		if err != nil {
-			respond(tx, req, 400, "Bad Request")
+	defExp, ok := requestExpires(req, r.cfg.DefaultExpires)
+	if !ok {
+		respond(tx, req, 400, "Bad Request")
+		return
+	}
+	contacts := contactsOf(req)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if wildcard(contacts) {
+		r.removeAll(ctx, req, tx, room, len(contacts), defExp)
+		return
+	}
+	ch, refusal := r.changes(req, room, contacts, defExp)
+	if refusal != nil {
+		respond(tx, req, refusal.code, refusal.reason, refusal.headers...)
+		return
+	}
+	for _, d := range ch.dels {
+		if err := r.store.Propose(ctx, state.DeleteBinding(room, d)); err != nil {
+			respond(tx, req, 500, "Server Internal Error")
 			return
 		}
-		defExp = time.Duration(n) * time.Second
 	}
+	for _, p := range ch.puts {
+		if err := r.store.Propose(ctx, state.PutBinding(p)); err != nil {
+			respond(tx, req, 500, "Server Internal Error")
+			return
+		}
+	}
+	r.ok(req, tx, room, ch.outbound)
+}
+
+// requestExpires is the REGISTER's Expires header (the default of its Contacts), or def
+// without one; ok is false for a malformed value.
+func requestExpires(req *sip.Request, def time.Duration) (exp time.Duration, ok bool) {
+	h := req.GetHeader("Expires")
+	if h == nil {
+		return def, true
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
+	if err != nil {
+		return 0, false
+	}
+	return time.Duration(n) * time.Second, true
+}
+
+// contactsOf lists the request's Contact headers.
+func contactsOf(req *sip.Request) []*sip.ContactHeader {
 	var contacts []*sip.ContactHeader
 	for _, h := range req.GetHeaders("Contact") {
 		if c, ok := h.(*sip.ContactHeader); ok {
 			contacts = append(contacts, c)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	callID, cseq := req.CallID().Value(), req.CSeq().SeqNo
+	return contacts
+}
+
+// wildcard reports whether one of the Contacts is "*".
+func wildcard(contacts []*sip.ContactHeader) bool {
 	for _, c := range contacts {
 		if c.Address.Wildcard {
-			if len(contacts) != 1 || defExp != 0 {
-				respond(tx, req, 400, "Bad Request")
-				return
-			}
-			if err := r.store.Propose(ctx, state.DeleteRoomBindings(room)); err != nil {
-				respond(tx, req, 500, "Server Internal Error")
-				return
-			}
-			r.ok(req, tx, room, false)
-			return
+			return true
 		}
 	}
+	return false
+}
+
+// removeAll answers "Contact: *": valid only alone and with Expires: 0 (RFC 3261 10.3 step 6).
+func (r *Registrar) removeAll(ctx context.Context, req *sip.Request, tx sip.ServerTransaction, room string, contacts int, exp time.Duration) {
+	if contacts != 1 || exp != 0 {
+		respond(tx, req, 400, "Bad Request")
+		return
+	}
+	if err := r.store.Propose(ctx, state.DeleteRoomBindings(room)); err != nil {
+		respond(tx, req, 500, "Server Internal Error")
+		return
+	}
+	r.ok(req, tx, room, false)
+}
+
+// refusal is a REGISTER answered with an error status.
+type refusal struct {
+	code    int
+	reason  string
+	headers []sip.Header
+}
+
+var badRequest = &refusal{code: 400, reason: "Bad Request"}
+
+// bindingChanges are the writes a REGISTER asks for.
+type bindingChanges struct {
+	puts     []state.Binding
+	dels     []string // binding keys
+	outbound bool     // an RFC 5626 flow was registered: the 200 says Require: outbound
+}
+
+// changes turns the REGISTER's Contacts into binding writes (RFC 3261 10.3 steps 7-8), or the
+// refusal that answers it.
+func (r *Registrar) changes(req *sip.Request, room string, contacts []*sip.ContactHeader, defExp time.Duration) (bindingChanges, *refusal) {
+	now := r.cfg.Now()
 	current := map[string]state.Binding{}
 	for _, b := range r.Bindings(room) {
 		current[b.Key()] = b
 	}
-	outbound := false // an RFC 5626 flow was registered: the 200 says Require: outbound
-	var puts []state.Binding
-	var dels []string
+	var ch bindingChanges
 	for _, c := range contacts {
-		if c.Address.Host == "" {
-			respond(tx, req, 400, "Bad Request")
-			return
+		b, exp, ref := r.bindingOf(req, room, c, defExp)
+		if ref != nil {
+			return ch, ref
 		}
-		exp := defExp
-		if v, ok := c.Params.Get("expires"); ok {
-			n, err := strconv.ParseUint(v, 10, 32)
-			if err != nil {
-				respond(tx, req, 400, "Bad Request")
-				return
-			}
-			exp = time.Duration(n) * time.Second
-		}
-		uri := c.Address.String()
-		instance, regID, err := flowOf(c)
-		if err != nil {
-			respond(tx, req, 400, "Bad Request")
-			return
-		}
-		outbound = outbound || regID > 0
-		key := state.Binding{Contact: uri, Instance: instance, RegID: regID}.Key()
-		if old, ok := current[key]; ok && old.CallID == callID && cseq <= old.CSeq {
+		ch.outbound = ch.outbound || b.RegID > 0
+		key := b.Key()
+		if old, ok := current[key]; ok && old.CallID == b.CallID && b.CSeq <= old.CSeq {
 			continue // RFC 3261 10.3: an older request for this binding
 		}
 		if exp == 0 {
-			dels = append(dels, key)
+			ch.dels = append(ch.dels, key)
 			continue
 		}
 		if exp < r.cfg.MinExpires {
-			respond(tx, req, 423, "Interval Too Brief", sip.NewHeader("Min-Expires", strconv.Itoa(int(r.cfg.MinExpires/time.Second))))
-			return
+			return ch, &refusal{423, "Interval Too Brief", []sip.Header{sip.NewHeader("Min-Expires", strconv.Itoa(int(r.cfg.MinExpires/time.Second)))}}
 		}
 		exp = min(exp, r.cfg.MaxExpires)
 		if r.cfg.Draining != nil && r.cfg.Draining() {
 			exp = r.cfg.MinExpires
 		}
-		// Local is this node's trunk address: other nodes of a cluster hand calls for the room
-		// to it there (sipgo does not record the listener an incoming request arrived on).
-		puts = append(puts, state.Binding{Room: room, Contact: uri, Source: req.Source(), Transport: strings.ToUpper(req.Transport()),
-			Local: r.cfg.Trunk,
-			Node:  r.cfg.NodeID, CallID: callID, CSeq: cseq, UserAgent: userAgent(req),
-			Expires: now.Add(exp), Updated: now, Instance: instance, RegID: regID})
+		b.Updated, b.Expires = now, now.Add(exp)
+		ch.puts = append(ch.puts, b)
 	}
 	n := len(current)
-	for _, p := range puts {
+	for _, p := range ch.puts {
 		if _, ok := current[p.Key()]; !ok {
 			n++
 		}
 	}
-	if n-len(dels) > r.cfg.MaxContacts {
-		respond(tx, req, 403, "Too Many Contacts")
-		return
+	if n-len(ch.dels) > r.cfg.MaxContacts {
+		return ch, &refusal{code: 403, reason: "Too Many Contacts"}
 	}
-	for _, d := range dels {
-		if err := r.store.Propose(ctx, state.DeleteBinding(room, d)); err != nil {
-			respond(tx, req, 500, "Server Internal Error")
-			return
+	return ch, nil
+}
+
+// bindingOf reads one Contact into the binding it asks for (times not yet set) and the
+// expiry it asks (its expires parameter, else the request's).
+func (r *Registrar) bindingOf(req *sip.Request, room string, c *sip.ContactHeader, defExp time.Duration) (state.Binding, time.Duration, *refusal) {
+	if c.Address.Host == "" {
+		return state.Binding{}, 0, badRequest
+	}
+	exp := defExp
+	if v, ok := c.Params.Get("expires"); ok {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return state.Binding{}, 0, badRequest
 		}
+		exp = time.Duration(n) * time.Second
 	}
-	for _, p := range puts {
-		if err := r.store.Propose(ctx, state.PutBinding(p)); err != nil {
-			respond(tx, req, 500, "Server Internal Error")
-			return
-		}
+	instance, regID, err := flowOf(c)
+	if err != nil {
+		return state.Binding{}, 0, badRequest
 	}
-	r.ok(req, tx, room, outbound)
+	// Local is this node's trunk address: other nodes of a cluster hand calls for the room to
+	// it there (sipgo does not record the listener an incoming request arrived on).
+	return state.Binding{Room: room, Contact: c.Address.String(), Source: req.Source(), Transport: strings.ToUpper(req.Transport()),
+		Local: r.cfg.Trunk, Node: r.cfg.NodeID, CallID: req.CallID().Value(), CSeq: req.CSeq().SeqNo,
+		UserAgent: userAgent(req), Instance: instance, RegID: regID}, exp, nil
 }
 
 // flowOf reads a Contact's RFC 5626 flow: its +sip.instance (quotes removed) and reg-id. A
