@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
@@ -110,15 +111,9 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, raftDir), 0o700); err != nil {
 		return nil, fmt.Errorf("cluster: data dir: %w", err)
 	}
-	var tok *joinToken
-	if cfg.JoinToken != "" {
-		if tok, err = parseJoinToken(cfg.JoinToken); err != nil {
-			return nil, err
-		}
-	}
-	joinAddrs := cfg.Join
-	if len(joinAddrs) == 0 && tok != nil {
-		joinAddrs = tok.Addrs
+	tok, joinAddrs, err := joinTarget(cfg)
+	if err != nil {
+		return nil, err
 	}
 
 	ln, err := net.Listen("tcp", cfg.Bind)
@@ -130,34 +125,15 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 			_ = ln.Close()
 		}
 	}()
-	advertise := cfg.Advertise
-	if advertise == "" {
-		advertise = cfg.Bind
-		if _, port, _ := net.SplitHostPort(cfg.Bind); port == "0" {
-			advertise = ln.Addr().String()
-		}
-	}
+	advertise := advertiseOf(cfg, ln)
 	if err := checkAdvertise(advertise); err != nil {
 		return nil, err
 	}
 	if err := checkInfo(cfg.DataDir, cfg.NodeID, advertise); err != nil {
 		return nil, err
 	}
-
-	// Certificates: configured, in the data dir, created (bootstrap) or obtained (join).
-	switch {
-	case cfg.CACert != "" || haveTLS(cfg.DataDir):
-	case len(joinAddrs) == 0:
-		log.Info("creating cluster CA and node certificate", "dir", filepath.Join(cfg.DataDir, tlsDir))
-		if err := Init(cfg.DataDir, cfg.NodeID, advertise); err != nil {
-			return nil, err
-		}
-	case tok != nil:
-		if err := fetchCert(ctx, &cfg, tok, advertise, log); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, errf(ErrConfig, "joining %v needs a join token or the cluster certificates (ca, cert, key)", joinAddrs)
+	if err := ensureCerts(ctx, &cfg, tok, joinAddrs, advertise, log); err != nil {
+		return nil, err
 	}
 	tm, err := loadTLS(&cfg)
 	if err != nil {
@@ -184,6 +160,53 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 	return n, nil
 }
 
+// joinTarget reads the join token, if any, and the addresses to join (none: bootstrap or
+// resume).
+func joinTarget(cfg Config) (*joinToken, []string, error) {
+	var tok *joinToken
+	if cfg.JoinToken != "" {
+		var err error
+		if tok, err = parseJoinToken(cfg.JoinToken); err != nil {
+			return nil, nil, err
+		}
+	}
+	joinAddrs := cfg.Join
+	if len(joinAddrs) == 0 && tok != nil {
+		joinAddrs = tok.Addrs
+	}
+	return tok, joinAddrs, nil
+}
+
+// advertiseOf is the address other members reach this node at: configured, else the bind
+// address (with the port the listener got when it asked for port 0).
+func advertiseOf(cfg Config, ln net.Listener) string {
+	if cfg.Advertise != "" {
+		return cfg.Advertise
+	}
+	if _, port, _ := net.SplitHostPort(cfg.Bind); port == "0" {
+		return ln.Addr().String()
+	}
+	return cfg.Bind
+}
+
+// ensureCerts makes sure the node has its cluster certificates: configured, in the data dir,
+// created (bootstrap) or obtained with the join token (join).
+func ensureCerts(ctx context.Context, cfg *Config, tok *joinToken, joinAddrs []string, advertise string, log *slog.Logger) error {
+	switch {
+	case cfg.CACert != "" || haveTLS(cfg.DataDir):
+		return nil
+	case len(joinAddrs) == 0:
+		log.Info("creating cluster CA and node certificate", "dir", filepath.Join(cfg.DataDir, tlsDir))
+		return Init(cfg.DataDir, cfg.NodeID, advertise)
+	case tok != nil:
+		return fetchCert(ctx, cfg, tok, advertise, log)
+	default:
+		return errf(ErrConfig, "joining %v needs a join token or the cluster certificates (ca, cert, key)", joinAddrs)
+	}
+}
+
+// startRaft opens the Raft stores, starts Raft, bootstraps, joins or resumes, and starts the
+// node's background work.
 func (n *Node) startRaft(ctx context.Context, joinAddrs []string) error {
 	cfg := &n.cfg
 	hl := newHCLog(cfg.Logger, "raft", "node", cfg.NodeID)
@@ -193,29 +216,10 @@ func (n *Node) startRaft(ctx context.Context, joinAddrs []string) error {
 		Timeout: 10 * time.Second,
 		Logger:  hl.Named("transport"),
 	})
-	dir := filepath.Join(cfg.DataDir, raftDir)
-	// NoFreelistSync: bolt does not write its free-page list with every commit (it rebuilds it
-	// by a scan when the file is opened): each Raft append is one page write and one
-	// allocation of the whole list fewer. The log entries are synced as before.
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, boltFile),
-		BoltOptions: &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistArrayType}})
-	if err != nil {
-		return fmt.Errorf("cluster: open raft log: %w", err)
-	}
-	n.store = store
-	logs, err := raft.NewLogCache(512, &countingLogStore{BoltStore: store, writes: &n.logWrites})
+	logs, snaps, has, err := n.openRaftStores(hl)
 	if err != nil {
 		return err
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, snapshotsKept, hl.Named("snapshots"))
-	if err != nil {
-		return fmt.Errorf("cluster: snapshot store: %w", err)
-	}
-	has, err := raft.HasExistingState(logs, store, snaps)
-	if err != nil {
-		return fmt.Errorf("cluster: read raft state: %w", err)
-	}
-
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
@@ -232,7 +236,7 @@ func (n *Node) startRaft(ctx context.Context, joinAddrs []string) error {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return errf(ErrConfig, "%v", err)
 	}
-	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, n.trans)
+	r, err := raft.NewRaft(rc, n.fsm, logs, n.store, snaps, n.trans)
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
@@ -246,27 +250,63 @@ func (n *Node) startRaft(ctx context.Context, joinAddrs []string) error {
 	n.mux.start()
 	n.goTracked(func() { n.watchLeadership(notify) })
 
-	if !has {
-		if len(joinAddrs) == 0 {
-			f := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{
-				{ID: rc.LocalID, Address: raft.ServerAddress(n.advertise), Suffrage: raft.Voter}}})
-			if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-				return fmt.Errorf("cluster: bootstrap: %w", err)
-			}
-			n.log.Info("bootstrapped a new cluster", "address", n.advertise)
-		} else if err := n.joinCluster(ctx, joinAddrs); err != nil {
-			return err
-		}
-	} else {
-		n.log.Info("resuming from data dir", "dir", cfg.DataDir, "address", n.advertise)
+	if err := n.bootstrapJoinOrResume(ctx, has, joinAddrs); err != nil {
+		return err
 	}
-
 	n.goTracked(n.batcher)
 	n.RunLeaderTask(n.ctx, cfg.expireEvery, n.expireSweep)
 	n.RunLeaderTask(n.ctx, n.pingInterval(), n.pingMembers)
 	n.RunLeaderTask(n.ctx, lostCheckEvery, n.lostSweep)
 	n.goTracked(n.catchUp)
 	n.goTracked(n.runReach)
+	return nil
+}
+
+// openRaftStores opens the Raft log (bolt, behind a cache) and the snapshot store, and says
+// whether they hold state from an earlier run.
+func (n *Node) openRaftStores(hl hclog.Logger) (raft.LogStore, raft.SnapshotStore, bool, error) {
+	cfg := &n.cfg
+	dir := filepath.Join(cfg.DataDir, raftDir)
+	// NoFreelistSync: bolt does not write its free-page list with every commit (it rebuilds it
+	// by a scan when the file is opened): each Raft append is one page write and one
+	// allocation of the whole list fewer. The log entries are synced as before.
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, boltFile),
+		BoltOptions: &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistArrayType}})
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("cluster: open raft log: %w", err)
+	}
+	n.store = store
+	logs, err := raft.NewLogCache(512, &countingLogStore{BoltStore: store, writes: &n.logWrites})
+	if err != nil {
+		return nil, nil, false, err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, snapshotsKept, hl.Named("snapshots"))
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("cluster: snapshot store: %w", err)
+	}
+	has, err := raft.HasExistingState(logs, store, snaps)
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("cluster: read raft state: %w", err)
+	}
+	return logs, snaps, has, nil
+}
+
+// bootstrapJoinOrResume starts a new cluster (no state, nothing to join), joins one, or says
+// the node resumes from its data dir.
+func (n *Node) bootstrapJoinOrResume(ctx context.Context, has bool, joinAddrs []string) error {
+	switch {
+	case has:
+		n.log.Info("resuming from data dir", "dir", n.cfg.DataDir, "address", n.advertise)
+		return nil
+	case len(joinAddrs) > 0:
+		return n.joinCluster(ctx, joinAddrs)
+	}
+	f := n.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{
+		{ID: raft.ServerID(n.cfg.NodeID), Address: raft.ServerAddress(n.advertise), Suffrage: raft.Voter}}})
+	if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("cluster: bootstrap: %w", err)
+	}
+	n.log.Info("bootstrapped a new cluster", "address", n.advertise)
 	return nil
 }
 
