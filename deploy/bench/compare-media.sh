@@ -22,7 +22,9 @@
 #                          with other jobs, the figure their short-lived processes do not blur.
 # compare.sh's own figures use the peak packet rate over the whole wall time (setup, ramp and
 # teardown included), which understates the cost per packet; these use packets actually relayed.
-# The anchor listens on SIP_PORT (default 5070) as in ../shared/bench/kamailio/start.sh.
+# The anchor listens on SIP_PORT (default 5070) as in ../shared/bench/kamailio/start.sh; LOAD_ARGS
+# are added to every portcullis-load command (e.g. "-caller 127.0.0.1:5280 -callee 127.0.0.1:5290
+# -rtp-port 29990" where other jobs use the default ports).
 # Needs: kamailio, rtpengine (Debian rtpengine-daemon), go, python3. Everything on 127.0.0.1.
 set -u
 edge= pids= user= pass= rate=100000 hold=10 label=portcullis
@@ -109,15 +111,15 @@ EOF
 
 # The tool alone at the same rate: its machine-wide cost per packet is the baseline.
 base_us=
-b=$(measure tool-alone "" "$work/load" -selftest -video -pps "$rate" -hold "$hold")
+b=$(measure tool-alone "" "$work/load" -selftest -video -pps "$rate" -hold "$hold" ${LOAD_ARGS:-})
 echo "$b"
 base_us=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get("base",""))' "$b")
 
 "$bench/kamailio/start.sh" "$work" >/dev/null 2>&1 || { echo "anchor did not start" >&2; exit 1; }
 anchor_pids=$(all_pids "$(cat "$work/kamailio.pid") $(cat "$work/rtpengine.pid")")
 edge_pids=$(all_pids "$pids")
-e=$(measure "$label" "$edge_pids" "$work/load" -edge "$edge" -calls "$calls" -rate "$cps" -hold "$hold" -video ${user:+-user "$user" -pass "$pass"})
-a=$(measure kamailio+rtpengine "$anchor_pids" "$work/load" -edge "127.0.0.1:${SIP_PORT:-5070}" -calls "$calls" -rate "$cps" -hold "$hold" -video)
+e=$(measure "$label" "$edge_pids" "$work/load" -edge "$edge" -calls "$calls" -rate "$cps" -hold "$hold" -video ${user:+-user "$user" -pass "$pass"} ${LOAD_ARGS:-})
+a=$(measure kamailio+rtpengine "$anchor_pids" "$work/load" -edge "127.0.0.1:${SIP_PORT:-5070}" -calls "$calls" -rate "$cps" -hold "$hold" -video ${LOAD_ARGS:-})
 echo "$e"; echo "$a"
 python3 - "$e" "$a" "$rate" <<'EOF'
 import json,sys
