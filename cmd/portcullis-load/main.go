@@ -177,9 +177,21 @@ func main() {
 
 	var out any
 	if *sink != "" {
-		out, err = runSink(cfg, kinds, *sink, stepLength(cfg))
+		step := 3 * time.Second
+		flag.Visit(func(f *flag.Flag) {
+			if f.Name == "hold" {
+				step = cfg.hold
+			}
+		})
+		out, err = runSink(cfg, kinds, *sink, step)
 	} else if *selftest {
-		out, err = runSelftest(cfg, kinds, stepLength(cfg))
+		step := 3 * time.Second
+		flag.Visit(func(f *flag.Flag) {
+			if f.Name == "hold" {
+				step = cfg.hold
+			}
+		})
+		out, err = runSelftest(cfg, kinds, step)
 	} else {
 		out, err = runCalls(cfg, kinds)
 	}
@@ -190,17 +202,6 @@ func main() {
 	if err != nil {
 		fatal(err)
 	}
-}
-
-// stepLength is how long each -selftest or -sink step runs: -hold when given, else 3 s.
-func stepLength(cfg config) time.Duration {
-	step := 3 * time.Second
-	flag.Visit(func(f *flag.Flag) {
-		if f.Name == "hold" {
-			step = cfg.hold
-		}
-	})
-	return step
 }
 
 func fatal(err error) {
