@@ -1,11 +1,13 @@
 package media
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 
 	"github.com/portcullis-sbc/portcullis/media/fastpath"
 )
@@ -56,10 +58,14 @@ func openFastPath(want bool, bind netip.Addr, log *slog.Logger) (*fastpath.FastP
 	}
 	if err != nil {
 		reason := "kernel path refused (needs CAP_BPF and CAP_NET_ADMIN, Linux 6.6+ for TCX)"
+		level := slog.LevelWarn // refused with the privileges granted: worth a look
 		if errors.Is(err, fastpath.ErrUnsupported) {
-			reason = "kernel path not supported on this system"
+			reason, level = "kernel path not supported on this system", slog.LevelInfo
+		} else if errors.Is(err, os.ErrPermission) {
+			// The default (auto) on a node not granted the capabilities: the expected case.
+			level = slog.LevelInfo
 		}
-		log.Warn("media path", "mode", fastpath.ModeUserspace, "reason", reason, "err", err)
+		log.Log(context.Background(), level, "media path", "mode", fastpath.ModeUserspace, "reason", reason, "err", err)
 		return nil, fastpath.ModeUserspace
 	}
 	log.Info("media path", "mode", fastpath.ModeKernel, "interfaces", ifaces)

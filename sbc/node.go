@@ -361,7 +361,8 @@ func (n *Node) Banner() string {
 	id, addr := n.cluster.Leader()
 	fmt.Fprintf(&b, "  cluster  %-28s leader %s (%s), %d member(s)\n", n.cluster.Addr(), id, addr, len(n.cluster.Members()))
 	if n.media != nil {
-		fmt.Fprintf(&b, "  media    %-28s %d port pairs %s\n", n.cfg.Media.Bind, n.media.Stats().Pool.Pairs, n.cfg.Media.Ports)
+		ms := n.media.Stats()
+		fmt.Fprintf(&b, "  media    %-28s %d port pairs %s, %s path\n", n.cfg.Media.Bind, ms.Pool.Pairs, n.cfg.Media.Ports, ms.FastPath)
 	}
 	if n.turn != nil {
 		fmt.Fprintf(&b, "  TURN     udp://%-22s relays from the media ports\n", n.turn.Addr())

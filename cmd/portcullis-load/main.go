@@ -35,6 +35,7 @@
 //	/tmp/portcullis-load -edge 127.0.0.1:5060 -user room1 -pass s3cret -calls 200 -rate 50 -hold 10 -video
 //	GOMAXPROCS=1 /tmp/portcullis-load -sink self -hold 3   # packets/s offered from one core
 //	/tmp/portcullis-load -selftest
+//	/tmp/portcullis-load -selftest -pps 100000 -hold 10   # one step: the tool's own cost at 100k pps
 //
 // Read tool_limited in the output: true means the tool itself fell behind its send schedule
 // (send_skipped: packets more than 100 ms late were not sent) or its sockets dropped packets
@@ -71,6 +72,7 @@ type config struct {
 	workers                      int
 	rtpPort                      int
 	verbose                      bool
+	selftestPPS                  int
 }
 
 // report is the one JSON line printed at the end of a SIP run. Packet counts cover both
@@ -134,6 +136,7 @@ func main() {
 	sink := flag.String("sink", "", "measure the offered packet rate: send the stream mix to this loopback host:port (a UDP drop; \"self\": open one here) and report packets/s sent")
 	flag.IntVar(&cfg.workers, "workers", 1, "RTP sender goroutines, each with one socket per stream kind (and a recvmmsg goroutine per socket)")
 	selftest := flag.Bool("selftest", false, "measure the tool's own RTP ceiling without SIP or edge")
+	flag.IntVar(&cfg.selftestPPS, "pps", 0, "with -selftest: run one step at this offered packet rate instead of stepping up (the tool's own cost at a given rate)")
 	flag.BoolVar(&cfg.verbose, "v", false, "log progress to stderr")
 	flag.BoolVar(&sip.SIPDebug, "sip-trace", false, "print every SIP message sent and received to stderr")
 	flag.Parse()
@@ -224,6 +227,7 @@ type selftestStep struct {
 	LatP99      float64 `json:"lat_us_p99"`
 	LatMax      float64 `json:"lat_us_max"`
 	CPUPct      float64 `json:"tool_cpu_pct"`
+	Recv        uint64  `json:"rtp_recv,omitempty"`
 	SentPeak    uint64  `json:"pps_sent_peak,omitempty"`
 	PerSyscall  float64 `json:"packets_per_sendmmsg,omitempty"`
 }
@@ -246,7 +250,11 @@ func runSelftest(cfg config, kinds []*streamKind, step time.Duration) (*selftest
 		perCall += 2 * k.pps
 	}
 	rep := &selftestReport{Selftest: true, StepS: step.Seconds(), Workers: cfg.workers, Limit: "offered load list exhausted"}
-	for _, target := range []int{50_000, 100_000, 200_000, 300_000, 400_000, 500_000, 600_000, 800_000, 1_000_000} {
+	targets := []int{50_000, 100_000, 200_000, 300_000, 400_000, 500_000, 600_000, 800_000, 1_000_000}
+	if cfg.selftestPPS > 0 {
+		targets = []int{cfg.selftestPPS}
+	}
+	for _, target := range targets {
 		calls := (target + perCall - 1) / perCall
 		st, err := selftestStepRun(cfg, kinds, calls, step, nil)
 		if err != nil {
@@ -331,6 +339,7 @@ func selftestStepRun(cfg config, kinds []*streamKind, calls int, step time.Durat
 		return st, nil
 	}
 	st.AchievedPPS = int(float64(ms.Recv) / elapsed.Seconds())
+	st.Recv = ms.Recv
 	st.LossPct = lossPct(ms.Sent, ms.Recv)
 	st.LatP50, st.LatP99, st.LatMax = us(ms.LatP50), us(ms.LatP99), us(ms.LatMax)
 	return st, nil

@@ -110,3 +110,19 @@ func FuzzReceiverPacket(f *testing.F) {
 		}
 	})
 }
+
+// TestSelftestOneRate: -selftest -pps runs one step at the rate asked (rounded up to whole
+// calls) and reports the packets it received, which compare-media.sh uses as its baseline.
+func TestSelftestOneRate(t *testing.T) {
+	cfg := config{workers: 1, selftestPPS: 2000}
+	rep, err := runSelftest(cfg, testKinds, 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Steps) != 1 || rep.Steps[0].OfferedPPS != 2000 {
+		t.Fatalf("steps %+v, want one at 2000 pps offered", rep.Steps)
+	}
+	if st := rep.Steps[0]; st.Recv == 0 || st.Recv > 2*2000 {
+		t.Fatalf("received %d packets in a 0.3 s step at 2000 pps", st.Recv)
+	}
+}

@@ -85,3 +85,43 @@ func BenchmarkRelaySockets(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRelaySocketsBurst is BenchmarkRelaySockets with packets queued for
+// one relay socket: the endpoint sends a burst of 8 before reading them back,
+// as happens when the reader is late (a loaded host, many streams per core),
+// so a reader finds more than one datagram per wake-up. One op is one packet.
+func BenchmarkRelaySocketsBurst(b *testing.B) {
+	const burst = 8
+	p := newTestPool(b, 10*time.Millisecond)
+	pa, pb := acquire(b, p), acquire(b, p)
+	ea, eb := newEndpoint(b), newEndpoint(b)
+	s := NewStream(pa, pb, StreamConfig{})
+	b.Cleanup(s.Close)
+	s.SetPeer(SideA, Peer{RTP: ea.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
+	s.SetPeer(SideB, Peer{RTP: eb.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
+	pkt := rtpPacket(96, 0, 0, 1234, string(make([]byte, 1000)))
+	to := local(pa)
+	buf := make([]byte, readBuffer)
+	ea.send(to, pkt)
+	eb.mustRecv()
+	_ = eb.Conn.SetReadDeadline(time.Time{}) // mustRecv's 2 s deadline would end a long run
+	b.ReportAllocs()
+	b.SetBytes(int64(len(pkt)))
+	b.ResetTimer()
+	seq := 1
+	for b.Loop() {
+		for range burst {
+			pkt[2], pkt[3] = byte(seq>>8), byte(seq)
+			seq++
+			if _, err := ea.Conn.WriteToUDPAddrPort(pkt, to); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for range burst {
+			if _, _, err := eb.Conn.ReadFromUDPAddrPort(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*burst), "ns/packet")
+}

@@ -43,11 +43,17 @@ type kernelDir struct {
 	seen      fastpath.Counters
 }
 
-// latchFinal reports whether l has a latched source outside its learning
-// window with no relearn pending.
+// latchFinal reports whether l has a latched source that no other source can
+// take over, with no relearn pending: outside its learning window, or inside it
+// when the source is exactly the signalled address (the highest rank: inside
+// the window only a higher rank displaces a latch, so nothing does). Such a
+// stream reaches the kernel after its first packets instead of after the window.
 func latchFinal(l *latch, now int64) bool {
+	if l.addr.Load() == nil || l.relearn.Load() {
+		return false
+	}
 	end := l.windowEnd.Load()
-	return l.addr.Load() != nil && !l.relearn.Load() && end != 0 && now >= end
+	return l.rank.Load() == rankSignalled || (end != 0 && now >= end)
 }
 
 func localAddrPort(c *net.UDPConn) netip.AddrPort {

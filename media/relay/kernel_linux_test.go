@@ -169,3 +169,36 @@ func BenchmarkRelaySocketsKernel(b *testing.B) {
 		}
 	}
 }
+
+// TestStreamKernelInsideWindow: peers that send from exactly the signalled
+// addresses (a latch nothing can displace) reach the kernel inside their
+// learning window, here one hour long, and the kernel then forwards.
+func TestStreamKernelInsideWindow(t *testing.T) {
+	f := openKernel(t)
+	r := newRig(t, StreamConfig{Kernel: f, LatchWindow: time.Hour}, false)
+	installed := func() bool { return r.s.kernel.dirs[0].installed.Load() && r.s.kernel.dirs[1].installed.Load() }
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; !installed(); i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("kernel entries not installed inside the learning window after %d packets each way", i)
+		}
+		r.a.send(local(r.pa), rtpPacket(0, uint16(i), uint32(160*i), 1, "from-a"))
+		r.b.mustRecv()
+		r.b.send(local(r.pb), rtpPacket(0, uint16(i), uint32(160*i), 2, "from-b"))
+		r.a.mustRecv()
+	}
+	match := r.s.kernel.dirs[SideA].match
+	before, err := f.Counters(match)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		r.a.send(local(r.pa), rtpPacket(0, uint16(1000+i), 0, 1, "kernel"))
+		if got := r.b.mustRecv(); !bytes.HasSuffix(got, []byte("kernel")) {
+			t.Fatalf("B got %q", got)
+		}
+	}
+	if after, _ := f.Counters(match); after.Packets-before.Packets != 10 {
+		t.Fatalf("kernel forwarded %d of 10 packets", after.Packets-before.Packets)
+	}
+}

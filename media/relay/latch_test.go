@@ -312,3 +312,39 @@ func TestPeerFilter(t *testing.T) {
 		t.Error("a nil filter must allow everything")
 	}
 }
+
+// TestLatchFinal: a latch is final for the kernel path once its window is over,
+// or inside it when it holds exactly the signalled address (nothing displaces
+// it there); a lower rank inside the window, no latch, or a pending relearn is
+// not final.
+func TestLatchFinal(t *testing.T) {
+	now := mono()
+	src := netip.MustParseAddrPort("192.0.2.7:4000")
+	for _, tc := range []struct {
+		name    string
+		latched bool
+		rank    int32
+		end     int64
+		relearn bool
+		want    bool
+	}{
+		{"signalled, inside the window", true, rankSignalled, now + int64(time.Hour), false, true},
+		{"signalled IP, inside the window", true, rankSignalIP, now + int64(time.Hour), false, false},
+		{"preferred IP, inside the window", true, rankPreferred, now + int64(time.Hour), false, false},
+		{"signalled IP, window over", true, rankSignalIP, now - 1, false, true},
+		{"signalled, relearn pending", true, rankSignalled, now - 1, true, false},
+		{"nothing latched", false, rankSignalled, now - 1, false, false},
+	} {
+		var l latch
+		if tc.latched {
+			a := src
+			l.addr.Store(&a)
+		}
+		l.rank.Store(tc.rank)
+		l.windowEnd.Store(tc.end)
+		l.relearn.Store(tc.relearn)
+		if got := latchFinal(&l, now); got != tc.want {
+			t.Errorf("%s: latchFinal = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -15,12 +15,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// recvBatch is how many datagrams one recvmmsg may return. Two is enough:
-// the point is not throughput per call but knowing, without a second
-// syscall, that the queue was empty when the call returned (it returned
-// fewer than recvBatch), so the reader can park at once instead of paying
-// for the recvfrom that would only have said EAGAIN.
-const recvBatch = 2
+// recvBatch is how many datagrams one recvmmsg may return. A short batch says,
+// without a second syscall, that the queue was empty when the call returned,
+// so the reader can park at once instead of paying for the recvfrom that
+// would only have said EAGAIN; a full one goes out with one sendmmsg per
+// destination socket (sendBatch) instead of one sendto per datagram.
+const recvBatch = 8
 
 // mmsghdr is struct mmsghdr on 64-bit Linux (msghdr, msg_len, padding).
 type mmsghdr struct {
@@ -37,6 +37,7 @@ type batchReader struct {
 	iov   [recvBatch]unix.Iovec
 	names [recvBatch]unix.RawSockaddrInet6 // large enough for sockaddr_in too
 	bufs  [recvBatch][readBuffer]byte
+	send  sendBatch
 }
 
 // readers lends receive state to readers while they run: a parked reader
@@ -145,12 +146,7 @@ func (s *Stream) readLoop(k *sock) {
 				readers.Put(r)
 				return false
 			}
-			now := mono()
-			for i := range n {
-				if b, src, ok := r.datagram(i); ok {
-					s.forward(k, b, src, now)
-				}
-			}
+			s.forwardBatch(k, r, n, mono())
 			if n < recvBatch {
 				readers.Put(r)
 				return false
@@ -172,4 +168,4 @@ func (s *Stream) readLoop(k *sock) {
 }
 
 // fastPath describes the packet path for the pool's startup log.
-const fastPath = "one reader goroutine per socket, recvmmsg until a short read, sendto; 0 allocs/packet"
+const fastPath = "one reader goroutine per socket, recvmmsg (8) until a short read, sendto for one datagram, sendmmsg for more; 0 allocs/packet"

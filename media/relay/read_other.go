@@ -2,6 +2,8 @@
 
 package relay
 
+import "net"
+
 // readLoop is the socket's only reader.
 func (s *Stream) readLoop(k *sock) {
 	defer s.wg.Done()
@@ -10,3 +12,8 @@ func (s *Stream) readLoop(k *sock) {
 
 // fastPath describes the packet path for the pool's startup log.
 const fastPath = "one reader goroutine per socket, ReadFromUDPAddrPort/WriteToUDPAddrPort; 0 allocs/packet"
+
+// sendState is empty where sends are not batched.
+type sendState struct{}
+
+func (*sendState) init(*net.UDPConn) {}

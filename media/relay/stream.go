@@ -178,6 +178,7 @@ type sock struct {
 	isRTCP bool
 	latch  latch
 	seq    seqTracker // owned by this socket's reader
+	out    sendState  // batched sends from this socket (read_linux.go); set before the readers start
 }
 
 // NewStream starts relaying between pair a (facing leg A) and pair b (facing
@@ -204,6 +205,8 @@ func NewStream(a, b *Pair, cfg StreamConfig) *Stream {
 		l.peer.Store(emptyPeer)
 		l.rtp = sock{conn: p.RTP, side: Side(i)}
 		l.rtcp = sock{conn: p.RTCP, side: Side(i), isRTCP: true}
+		l.rtp.out.init(p.RTP)
+		l.rtcp.out.init(p.RTCP)
 	}
 	for i := range s.legs {
 		for _, k := range []*sock{&s.legs[i].rtp, &s.legs[i].rtcp} {
@@ -315,7 +318,15 @@ func (s *Stream) readLoopPortable(k *sock) {
 // forward is the per-packet path: classify, source check, statistics and
 // write to the other leg. It must not allocate in steady state.
 func (s *Stream) forward(k *sock, b []byte, src netip.AddrPort, now int64) {
-	from, to := &s.legs[k.side], &s.legs[1-k.side]
+	if out, dst := s.route(k, b, src, now); out != nil {
+		_, _ = out.conn.WriteToUDPAddrPort(b, dst)
+	}
+}
+
+// route is forward without the write: it returns the socket b leaves from and
+// its destination, or nil when b is not relayed.
+func (s *Stream) route(k *sock, b []byte, src netip.AddrPort, now int64) (*sock, netip.AddrPort) {
+	from := &s.legs[k.side]
 	pc := from.peer.Load()
 	kind := Classify(b)
 	if s.raw {
@@ -335,7 +346,7 @@ func (s *Stream) forward(k *sock, b []byte, src netip.AddrPort, now int64) {
 	}
 	if kind == KindInvalid || (k.isRTCP && kind != KindRTCP) {
 		from.ctr.invalid.Add(1)
-		return
+		return nil, netip.AddrPort{}
 	}
 	if s.kernel.path != nil && !k.isRTCP {
 		s.kernelHook(k, from)
@@ -350,7 +361,7 @@ func (s *Stream) forward(k *sock, b []byte, src netip.AddrPort, now int64) {
 		} else {
 			from.ctr.invalid.Add(1)
 		}
-		return
+		return nil, netip.AddrPort{}
 	case verdictLatched:
 		if !k.isRTCP {
 			k.seq.reset(&from.ctr)
@@ -361,8 +372,14 @@ func (s *Stream) forward(k *sock, b []byte, src netip.AddrPort, now int64) {
 			s.kernelTry(k.side, src, pc, now)
 		}
 	}
+	return s.account(k, kind, b, pc, now)
+}
+
+// account counts an accepted datagram and picks where it goes.
+func (s *Stream) account(k *sock, kind Kind, b []byte, pc *peerConf, now int64) (*sock, netip.AddrPort) {
+	from, to := &s.legs[k.side], &s.legs[1-k.side]
 	tc := to.peer.Load()
-	var out *net.UDPConn
+	out := &to.rtp
 	var dst netip.AddrPort
 	switch kind {
 	case KindRTP:
@@ -370,26 +387,25 @@ func (s *Stream) forward(k *sock, b []byte, src netip.AddrPort, now int64) {
 		from.ctr.bytes.Add(uint64(len(b)))
 		from.ctr.lastRTP.Store(now)
 		k.seq.update(&from.ctr, b, now, pc.clock[rtpPT(b)])
-		out, dst = to.rtp.conn, rtpDest(to, tc)
 	case KindRaw, KindDTLS:
 		from.ctr.packets.Add(1)
 		from.ctr.bytes.Add(uint64(len(b)))
 		if kind == KindRaw {
 			from.ctr.lastRTP.Store(now) // raw streams count as media activity
 		}
-		out, dst = to.rtp.conn, rtpDest(to, tc)
 	default:
 		from.ctr.rtcp.Add(1)
-		if tc.mux {
-			out, dst = to.rtp.conn, rtpDest(to, tc)
-		} else {
-			out, dst = to.rtcp.conn, rtcpDest(to, tc)
+		if !tc.mux {
+			out, dst = &to.rtcp, rtcpDest(to, tc)
 		}
 	}
-	if !dst.IsValid() {
-		return
+	if out == &to.rtp {
+		dst = rtpDest(to, tc)
 	}
-	_, _ = out.WriteToUDPAddrPort(b, dst)
+	if !dst.IsValid() {
+		return nil, dst
+	}
+	return out, dst
 }
 
 // rtpDest is where media for leg l goes: its latched source while signalling still names

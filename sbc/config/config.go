@@ -187,7 +187,8 @@ type Media struct {
 	// FastPath is the kernel media path: "auto" forwards latched RTP with an eBPF program at
 	// TC ingress when the node has CAP_BPF and CAP_NET_ADMIN and the kernel (6.6+, TCX)
 	// allows it, else media stays in userspace (said at start and in /metrics as
-	// portcullis_media_fastpath); "off" never tries. Default: off.
+	// portcullis_media_fastpath); "off" never tries. Default: auto (granting the two
+	// capabilities is what turns it on).
 	FastPath string `yaml:"fastpath"`
 }
 
@@ -386,7 +387,7 @@ func Default() Config {
 		Media: Media{
 			Bind: netip.IPv4Unspecified(), Ports: PortRange{Min: 20000, Max: 39999},
 			Drain: Duration(5e9), LatchWindow: Duration(2e9), Timeout: Duration(60e9),
-			HoldTimeout: Duration(2 * 3600e9), MaxStreams: 8, MaxUnansweredPorts: 192, FastPath: "off",
+			HoldTimeout: Duration(2 * 3600e9), MaxStreams: 8, MaxUnansweredPorts: 192, FastPath: "auto",
 		},
 		TURN: TURN{
 			Listen: []Listen{{Transport: "udp", Addr: netip.MustParseAddrPort("0.0.0.0:3478")}},
