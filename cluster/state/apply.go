@@ -13,7 +13,7 @@ import (
 // non-ignorable type or a newer version means this node cannot follow the log and must stop;
 // other errors (a bad payload) are returned to the proposer and change nothing.
 func (s *State) Apply(c Command) error {
-	if c.Version > cmdVersion || c.Version == binVersion && !hot(c.Type) {
+	if c.Version > cmdVersion || c.Version >= binV2 && !hot(c.Type) {
 		if c.Type&Ignorable != 0 {
 			return nil
 		}
@@ -71,7 +71,7 @@ func (s *State) apply(c Command) error {
 		delete(s.rooms, k.Room)
 		s.dropBindings(k.Room, nil)
 	case CmdPutBinding:
-		b, err := decodeHot(c, DecodeBinding)
+		b, err := decodeHot(c, decodeBinding)
 		if err != nil {
 			return err
 		}
@@ -137,13 +137,13 @@ func (s *State) apply(c Command) error {
 		}
 		s.lists = l
 	case CmdPutCall:
-		call, err := decodeHot(c, DecodeCall)
+		call, err := decodeHot(c, decodeCall)
 		if err != nil {
 			return err
 		}
 		s.putCall(call)
 	case CmdEndCall:
-		r, err := decodeHot(c, DecodeCallRecord)
+		r, err := decodeHot(c, decodeCallRecord)
 		if err != nil {
 			return err
 		}
@@ -155,6 +155,12 @@ func (s *State) apply(c Command) error {
 		s.records = trimTail(s.records, DefaultKeepRecords)
 	case CmdEndCalls:
 		e, err := s.applyEndCalls(c)
+		if err != nil {
+			return err
+		}
+		s.ended = &e
+	case CmdNodeLost:
+		e, err := s.applyNodeLost(c)
 		if err != nil {
 			return err
 		}

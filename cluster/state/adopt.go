@@ -1,0 +1,101 @@
+package state
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Calls adopted. When a node is lost, the leader proposes CmdNodeLost with the members that
+// survive it. Apply gives each answered call of the lost node whose two legs it held, and whose
+// dialog state was replicated (Leg.Target, Leg.SDP), to a survivor: the call's Node becomes
+// that survivor and AdoptedFrom the lost node. The survivor rebuilds the dialogs and re-INVITEs
+// both legs toward its own relay (b2bua adopt.go); if it cannot, it ends the call with a
+// record "node lost". The other calls of the lost node (ringing, or with a leg on another
+// node across the internal trunk) end as CmdEndCalls ends them.
+
+// CmdNodeLost ends or gives away the calls of a lost node. Never renumber. It is ignorable: a
+// node running an older binary skips it and keeps the lost node's calls as ghosts (which it
+// ends when it restarts on the new binary and replays the entry).
+const CmdNodeLost CmdType = Ignorable | 19
+
+func init() { cmdNames[CmdNodeLost] = "node-lost" }
+
+// nodeLost is the payload of CmdNodeLost.
+type nodeLost struct {
+	Node string `json:"node"`
+	// Adopters are the members that may adopt calls, in the proposer's order; the calls are
+	// dealt round-robin in the order they started. None: every call ends.
+	Adopters []string  `json:"adopters,omitempty"`
+	Reason   string    `json:"reason"`
+	At       time.Time `json:"at"`
+	By       string    `json:"by,omitempty"`
+}
+
+// NodeLost is the command a leader proposes when node is lost: its adoptable calls go to the
+// adopters (survivors), the others end with reason.
+func NodeLost(node string, adopters []string, reason, by string, at time.Time) Command {
+	return newCommand(CmdNodeLost, nodeLost{Node: node, Adopters: adopters, Reason: reason, At: at.UTC(), By: by})
+}
+
+// Adoptable reports whether a survivor can continue c: it is answered, its owner held both
+// legs, and the dialog state of both was replicated with it.
+func Adoptable(c Call) bool {
+	if c.State != CallAnswered {
+		return false
+	}
+	for _, l := range []Leg{c.A, c.B} {
+		if l.Target == "" || l.SDP == "" || l.RemoteTag == "" || (l.Node != "" && l.Node != c.Node) {
+			return false
+		}
+	}
+	return true
+}
+
+// applyNodeLost adopts or ends the lost node's calls. Callers hold mu.
+func (s *State) applyNodeLost(c Command) (Ended, error) {
+	a, err := decode[nodeLost](c)
+	if err != nil {
+		return Ended{}, err
+	}
+	if a.Node == "" || a.Reason == "" {
+		return Ended{}, fmt.Errorf("%w: node-lost without a node or a reason", ErrBadPayload)
+	}
+	if slices.Contains(a.Adopters, a.Node) || slices.Contains(a.Adopters, "") {
+		return Ended{}, fmt.Errorf("%w: node-lost names the lost node (or no node) as adopter", ErrBadPayload)
+	}
+	var sel []Call
+	for _, call := range s.calls {
+		if call.Node == a.Node {
+			sel = append(sel, call)
+		}
+	}
+	slices.SortFunc(sel, func(x, y Call) int {
+		if c := x.Started.Compare(y.Started); c != 0 {
+			return c
+		}
+		if x.ID < y.ID {
+			return -1
+		}
+		if x.ID > y.ID {
+			return 1
+		}
+		return 0
+	})
+	out := Ended{Lost: a.Node}
+	next := 0
+	for _, call := range sel {
+		if len(a.Adopters) > 0 && Adoptable(call) {
+			call.Node = a.Adopters[next%len(a.Adopters)]
+			next++
+			call.AdoptedFrom = a.Node
+			call.A.Node, call.B.Node = call.Node, call.Node
+			s.putCall(call)
+			out.Adopted = append(out.Adopted, call)
+			continue
+		}
+		out.Records = append(out.Records, s.endActive(call, a.At, a.Reason))
+	}
+	s.records = trim(s.records, DefaultKeepRecords)
+	return out, nil
+}

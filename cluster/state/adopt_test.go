@@ -1,0 +1,68 @@
+package state
+
+import (
+	"testing"
+	"time"
+)
+
+// TestNodeLostAdoptsAnsweredCalls: a lost node's answered calls with both legs and their dialog
+// state go to the adopters round-robin (owner changed, AdoptedFrom set, no record); a ringing
+// call and a call with a leg on another node (internal trunk) end with a record.
+func TestNodeLostAdoptsAnsweredCalls(t *testing.T) {
+	leg := func(id string) Leg {
+		return Leg{CallID: id, LocalTag: "l", RemoteTag: "r", Peer: "127.0.0.1:5060", Transport: "UDP",
+			Target: "sip:x@127.0.0.1:5060", SDP: "v=0\r\n"}
+	}
+	at := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	calls := []Call{
+		{ID: "c1", Room: "r1", Node: "dead", State: CallAnswered, A: leg("a1"), B: leg("b1"), Started: at, Answered: at},
+		{ID: "c2", Room: "r2", Node: "dead", State: CallAnswered, A: leg("a2"), B: leg("b2"), Started: at.Add(time.Second), Answered: at},
+		{ID: "c3", Room: "r3", Node: "dead", State: CallRinging, A: leg("a3"), B: leg("b3"), Started: at.Add(2 * time.Second)},
+		{ID: "c4", Room: "r4", Node: "dead", State: CallAnswered, A: leg("a4"), B: leg("b4"), Started: at.Add(3 * time.Second), Answered: at},
+		{ID: "c5", Room: "r5", Node: "alive", State: CallAnswered, A: leg("a5"), B: leg("b5"), Started: at, Answered: at},
+	}
+	calls[3].B.Node = "s1" // leg B across the trunk
+	s := New()
+	for _, c := range calls {
+		if err := s.Apply(PutCall(c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got Ended
+	s.ObserveEnded(func(e Ended) { got = e })
+	if err := s.Apply(NodeLost("dead", []string{"s1", "s2"}, ReasonNodeLost, "s1", at.Add(time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	owners := map[string]string{}
+	for _, c := range s.Calls() {
+		owners[c.ID] = c.Node + "/" + c.AdoptedFrom
+	}
+	want := map[string]string{"c1": "s1/dead", "c2": "s2/dead", "c5": "alive/"}
+	if len(owners) != len(want) {
+		t.Fatalf("active calls %v, want %v", owners, want)
+	}
+	for id, w := range want {
+		if owners[id] != w {
+			t.Errorf("call %s owner/adopted-from %q, want %q", id, owners[id], w)
+		}
+	}
+	if len(got.Adopted) != 2 || len(got.Records) != 2 || got.Lost != "dead" {
+		t.Fatalf("observed %+v, want 2 adopted, 2 ended", got)
+	}
+	if recs := s.Records(RecordQuery{EndReason: ReasonNodeLost}); len(recs) != 2 {
+		t.Fatalf("%d node-lost records, want 2 (the ringing and the trunk call)", len(recs))
+	}
+	if !s.RoomInCall("r1", "") || s.RoomInCall("r3", "") {
+		t.Fatal("the adopted call's room must stay busy, the ended call's room free")
+	}
+	// No adopters: everything ends, as CmdEndCalls did.
+	if err := s.Apply(NodeLost("s1", nil, ReasonNodeLost, "s2", at.Add(2*time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.CallsOf("s1")) != 0 {
+		t.Fatal("calls of a node lost with no adopter must end")
+	}
+	if err := s.Apply(NodeLost("s2", []string{"s2"}, ReasonNodeLost, "s1", at)); err == nil {
+		t.Fatal("the lost node as its own adopter must be refused")
+	}
+}
