@@ -59,6 +59,7 @@ func (c *call) answer(b *branch, res *sip.Response) bool {
 	c.b.update = allowsUpdate(res)
 	c.b.mu.Unlock()
 	c.b.setSDP(c.bOffer)
+	_ = c.b.setRemoteSDP(res.Body())
 
 	var bodyA []byte
 	if hasSDP(res) {

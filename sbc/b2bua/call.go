@@ -38,20 +38,21 @@ type call struct {
 	fromTrunk bool   // handed over by another node, which keeps the call's records
 	trunkFrom string // the node that handed it over (fromTrunk)
 
-	mu        sync.Mutex
-	st        state.CallState
-	answered  time.Time
-	ended     bool
-	cancelled bool
-	status    int
-	pending   bool // an offer/answer exchange is in progress (a second one gets 491)
-	timers    []*time.Timer
-	acks      map[ackKey]chan *sip.Request
-	pracks    map[uint32]chan struct{}
-	rseq      uint32
-	cancelCh  chan struct{}
-	bNode     string // the node leg B was handed to over the internal trunk (answered calls)
-	recorded  bool   // the cluster ended the call in the state and wrote its record (lost.go)
+	mu          sync.Mutex
+	st          state.CallState
+	answered    time.Time
+	ended       bool
+	cancelled   bool
+	status      int
+	pending     bool // an offer/answer exchange is in progress (a second one gets 491)
+	timers      []*time.Timer
+	acks        map[ackKey]chan *sip.Request
+	pracks      map[uint32]chan struct{}
+	rseq        uint32
+	cancelCh    chan struct{}
+	bNode       string // the node leg B was handed to over the internal trunk (answered calls)
+	recorded    bool   // the cluster ended the call in the state and wrote its record (lost.go)
+	adoptedFrom string // the lost node this node adopted the call from (adopt.go)
 }
 
 type ackKey struct {
@@ -92,7 +93,7 @@ func (e *Engine) prepare(req *sip.Request, tx sip.ServerTransaction, dir state.D
 	c.a = &dialog{side: media.LegA, callID: string(*req.CallID()), localTag: sip.GenerateTagN(16), remoteTag: ftag,
 		local: to.Address, localName: displayName(to.DisplayName), remote: from.Address, remoteName: displayName(from.DisplayName),
 		target: req.Contact().Address, routes: routeSetFrom(req, false), dest: req.Source(), transport: req.Transport(),
-		remoteCSeq: req.CSeq().SeqNo, peer: src, update: allowsUpdate(req)}
+		remoteCSeq: req.CSeq().SeqNo, peer: src, update: allowsUpdate(req), remoteSDP: req.Body()}
 	c.b = &dialog{side: media.LegB, callID: newID(16), localTag: sip.GenerateTagN(16)}
 	if fromTrunk {
 		c.trunkFrom = trunkNode(req)
@@ -227,8 +228,13 @@ func (c *call) finish(status int, reason string) {
 func (c *call) snapshot() state.Call {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	bNode := c.bNode
+	if bNode == "" {
+		bNode = c.e.cfg.NodeID
+	}
 	return state.Call{ID: c.id, Room: c.room, Direction: c.dir, From: c.from, To: c.to, Source: c.source.String(),
-		Node: c.e.cfg.NodeID, State: c.st, A: c.a.stateLeg(), B: c.b.stateLeg(), Started: c.started, Answered: c.answered}
+		Node: c.e.cfg.NodeID, State: c.st, A: c.a.stateLeg(c.e.cfg.NodeID), B: c.b.stateLeg(bNode), Started: c.started,
+		Answered: c.answered, AdoptedFrom: c.adoptedFrom}
 }
 
 // hangup ends the call on both legs with a reason (BYE on answered legs; before the answer

@@ -211,6 +211,9 @@ func (c *call) relayOffer(d *dialog, req *sip.Request, tx sip.ServerTransaction,
 			}
 		}
 	}
+	if res.IsSuccess() && !offerless {
+		c.noteSDP(d, req.Body(), o, res.Body()) // what a survivor needs if this node dies (adopt.go)
+	}
 	reply := sip.NewResponseFromRequest(req, res.StatusCode, res.Reason, back)
 	if to := reply.To(); to != nil {
 		to.Params.Add("tag", d.localTag)
