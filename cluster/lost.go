@@ -48,7 +48,7 @@ func (n *Node) lostSweep(ctx context.Context) {
 	}
 	now := time.Now()
 	var lost []string
-	adopters := []string{n.cfg.NodeID} // who may adopt the lost members' calls (adopt.go)
+	adopters := []string{n.cfg.NodeID} // who may adopt the lost members' calls (state.NodeLost)
 	n.healthMu.Lock()
 	if n.lost.declared == nil {
 		n.lost.reset(now)

@@ -1,0 +1,305 @@
+package sbc
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
+	"github.com/portcullis-sbc/portcullis/sbc/config"
+)
+
+// Calls adopted when their node dies (issue #15, moonshot): a survivor re-INVITEs both legs of
+// each call toward its own relay and the media resumes.
+
+// rtpSide is one end of a call's media: it sends RTP every 20 ms to where the last SDP it got
+// points, and notes when the packets it receives start coming from a new source (a relay on
+// another node) and how long nothing came before that.
+type rtpSide struct {
+	conn *net.UDPConn
+	addr netip.AddrPort
+
+	mu       sync.Mutex
+	remote   netip.AddrPort
+	last     time.Time
+	src      netip.AddrPort
+	fromSrc  int           // packets from src since it became the source
+	switches int           // times the source changed
+	gap      time.Duration // silence before the last change of source
+}
+
+func newRTPSide(t *testing.T, ip netip.Addr) *rtpSide {
+	t.Helper()
+	ep := testutil.NewEndpoint(t, ip)
+	s := &rtpSide{conn: ep.Conn, addr: ep.Addr()}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); _ = s.conn.SetReadDeadline(time.Now()); wg.Wait() })
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		ssrc := uint32(s.addr.Port())
+		for seq := uint16(0); ; seq++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			s.mu.Lock()
+			to := s.remote
+			s.mu.Unlock()
+			if to.IsValid() {
+				_, _ = s.conn.WriteToUDPAddrPort(testutil.RTP(0, seq, uint32(seq)*160, ssrc, "media"), to)
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 2048)
+		for ctx.Err() == nil {
+			_, src, err := s.conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				continue
+			}
+			now := time.Now()
+			s.mu.Lock()
+			if src != s.src {
+				if s.src.IsValid() {
+					s.switches++
+					s.gap = now.Sub(s.last)
+				}
+				s.src, s.fromSrc = src, 0
+			}
+			s.fromSrc++
+			s.last = now
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+func (s *rtpSide) sdp() string {
+	return fmt.Sprintf("v=0\r\no=ua 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n",
+		s.addr.Addr(), s.addr.Addr(), s.addr.Port())
+}
+
+// follow points the RTP at the audio address of an SDP body.
+func (s *rtpSide) follow(body []byte) {
+	var ip netip.Addr
+	port := 0
+	for _, l := range strings.Split(string(body), "\n") {
+		l = strings.TrimSpace(l)
+		if a, ok := strings.CutPrefix(l, "c=IN IP4 "); ok {
+			ip, _ = netip.ParseAddr(a)
+		}
+		if m, ok := strings.CutPrefix(l, "m=audio "); ok {
+			port, _ = strconv.Atoi(strings.Fields(m)[0])
+		}
+	}
+	s.mu.Lock()
+	s.remote = netip.AddrPortFrom(ip, uint16(port))
+	s.mu.Unlock()
+}
+
+// receiving reports whether at least n packets came from the current source, and from a
+// source other than the first one when moved.
+func (s *rtpSide) receiving(n int, moved bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fromSrc >= n && (!moved || s.switches > 0)
+}
+
+// adoptedCall is one call of the test: a caller and a room, each with its media.
+type adoptedCall struct {
+	caller, room         *testUA
+	call                 *testCall
+	callerRTP, roomRTP   *rtpSide
+	mu                   sync.Mutex
+	contact              sip.Uri // the caller's remote target, moved by a re-INVITE
+	reinvited, roomMoved bool
+}
+
+// answerFollowing answers INVITEs (the first and re-INVITEs) with side's SDP after pointing its
+// RTP at the offer; on moved it notes a re-INVITE's Contact.
+func answerFollowing(u *testUA, side *rtpSide, moved func(req *sip.Request)) {
+	u.handleInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		side.follow(req.Body())
+		if req.To().Params.Has("tag") && moved != nil {
+			moved(req)
+		}
+		u.answer(req, tx, side.sdp())
+	})
+}
+
+// TestCallsAdoptedWhenNodeDies: 20 calls with RTP both ways through node B (callers and rooms
+// on B); B dies without a word (sockets closed, no BYE, no leave). Before: every call ended
+// with "node lost" and its media stopped. Now every call's media resumes both ways through a
+// survivor (which re-INVITEs both legs), the survivor owns the call in the state, and the
+// caller's BYE to the survivor ends it with a record naming the survivor and B. The RTP gap is
+// logged (median and max), never asserted.
+func TestCallsAdoptedWhenNodeDies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three-node cluster test skipped in -short mode")
+	}
+	const calls = 20
+	lostAfter := 1500 * time.Millisecond
+	nodes := startCluster(t, func(t *testing.T) config.Config {
+		cfg := haConfig(t)
+		cfg.Cluster.NodeLostAfter = config.Duration(lostAfter)
+		for i := range calls {
+			cfg.Rooms = append(cfg.Rooms, config.Room{Name: fmt.Sprintf("adopt%02d", i), Password: "adopt-pass", Inbound: "open"})
+		}
+		return cfg
+	})
+	leader, _ := nodes[0].cluster.Leader()
+	b := nodes[1]
+	if leader == b.cfg.Node.ID {
+		b = nodes[2]
+	}
+	lo := netip.MustParseAddr("127.0.0.1")
+	cs := make([]*adoptedCall, calls)
+	for i := range cs {
+		name := fmt.Sprintf("adopt%02d", i)
+		c := &adoptedCall{caller: newTestUA(t, "caller"+name), room: newTestUA(t, name),
+			callerRTP: newRTPSide(t, lo), roomRTP: newRTPSide(t, lo)}
+		answerFollowing(c.room, c.roomRTP, func(*sip.Request) {
+			c.mu.Lock()
+			c.roomMoved = true
+			c.mu.Unlock()
+		})
+		answerFollowing(c.caller, c.callerRTP, func(req *sip.Request) {
+			c.mu.Lock()
+			c.contact, c.reinvited = req.Contact().Address, true
+			c.mu.Unlock()
+		})
+		c.room.register(b, name, "adopt-pass")
+		c.call = c.caller.invite(b, roomURI(b, name), "visitor", "outside.example", c.callerRTP.sdp(), nil)
+		if c.call.final == nil || c.call.final.StatusCode != 200 {
+			t.Fatalf("call %d through %s: %v", i, b.cfg.Node.ID, c.call.final)
+		}
+		c.call.ack(c.call.final)
+		c.callerRTP.follow(c.call.final.Body())
+		cs[i] = c
+	}
+	testutil.Eventually(t, "media both ways on every call", func() bool {
+		for _, c := range cs {
+			if !c.callerRTP.receiving(10, false) || !c.roomRTP.receiving(10, false) {
+				return false
+			}
+		}
+		return true
+	})
+	var survivors []*Node
+	for _, n := range nodes {
+		if n != b {
+			survivors = append(survivors, n)
+		}
+	}
+	testutil.Eventually(t, "every call answered in the survivors' state", func() bool {
+		return len(survivors[0].Store().State().CallsOf(b.cfg.Node.ID)) == calls
+	})
+
+	killed := time.Now()
+	b.Close() // kill -9: sockets closed, no BYE, no leave
+	testutil.Eventually(t, "media to resume both ways on every call", func() bool {
+		for _, c := range cs {
+			if !c.callerRTP.receiving(10, true) || !c.roomRTP.receiving(10, true) {
+				return false
+			}
+		}
+		return true
+	})
+	var gaps []time.Duration
+	for _, c := range cs {
+		for _, s := range []*rtpSide{c.callerRTP, c.roomRTP} {
+			s.mu.Lock()
+			gaps = append(gaps, s.gap)
+			s.mu.Unlock()
+		}
+	}
+	slices.Sort(gaps)
+	t.Logf("%d of %d calls resumed through a survivor %v after %s died (node_lost_after %v); RTP gap over %d directions: median %v, max %v",
+		calls, calls, time.Since(killed).Round(time.Millisecond), b.cfg.Node.ID, lostAfter, len(gaps),
+		gaps[len(gaps)/2].Round(time.Millisecond), gaps[len(gaps)-1].Round(time.Millisecond))
+
+	owners := map[string]*Node{}
+	for _, n := range survivors {
+		for _, sc := range n.Store().State().Calls() {
+			if sc.AdoptedFrom != b.cfg.Node.ID || sc.Node == b.cfg.Node.ID {
+				t.Fatalf("call %+v after %s died: want it adopted from it", sc, b.cfg.Node.ID)
+			}
+			for _, o := range survivors {
+				if o.cfg.Node.ID == sc.Node {
+					owners[sc.ID] = o
+				}
+			}
+		}
+	}
+	if len(owners) != calls {
+		t.Fatalf("%d calls owned by survivors, want %d", len(owners), calls)
+	}
+
+	// One call is ended through the admin API of its new owner, the others by their callers'
+	// BYE to the survivor: each room gets a BYE, each call a record.
+	var adminID string
+	for id := range owners {
+		adminID = id
+		break
+	}
+	if code, _, body := adminDo(t, owners[adminID].admin.Addr().String(), http.MethodDelete, "/api/v1/calls/"+adminID); code/100 != 2 {
+		t.Fatalf("DELETE adopted call on its owner: %d %s", code, body)
+	}
+	for i, c := range cs {
+		c.mu.Lock()
+		contact, ok := c.contact, c.reinvited && c.roomMoved
+		c.mu.Unlock()
+		if !ok {
+			t.Fatalf("call %d: both legs must have been re-INVITEd", i)
+		}
+		if res := c.byeTo(t, contact); res.StatusCode != 200 && res.StatusCode != 481 {
+			t.Fatalf("call %d: BYE to the survivor: %d", i, res.StatusCode)
+		}
+		c.room.waitRequest(sip.BYE, 10*time.Second)
+	}
+	testutil.Eventually(t, "a record for every adopted call", func() bool {
+		recs := survivors[0].Store().State().Records(state.RecordQuery{})
+		n := 0
+		for _, r := range recs {
+			if r.AdoptedFrom == b.cfg.Node.ID && r.Node != b.cfg.Node.ID && r.EndReason != state.ReasonNodeLost {
+				n++
+			}
+		}
+		return n == calls && len(survivors[0].Store().State().Calls()) == 0
+	})
+}
+
+// byeTo sends the caller's BYE to the remote target a re-INVITE gave it.
+func (c *adoptedCall) byeTo(t *testing.T, target sip.Uri) *sip.Response {
+	t.Helper()
+	req := sip.NewRequest(sip.BYE, target)
+	req.SetDestination(net.JoinHostPort(target.Host, strconv.Itoa(target.Port)))
+	req.AppendHeader(sip.HeaderClone(c.call.invite.From()))
+	req.AppendHeader(sip.HeaderClone(c.call.final.To()))
+	req.AppendHeader(sip.HeaderClone(c.call.invite.CallID()))
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: c.call.cseq + 1, MethodName: sip.BYE})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := c.caller.cli.Do(ctx, req)
+	if err != nil {
+		t.Fatalf("BYE: %v", err)
+	}
+	return res
+}
