@@ -214,7 +214,7 @@ func TestCallsAdoptedWhenNodeDies(t *testing.T) {
 
 	killed := time.Now()
 	b.Close() // kill -9: sockets closed, no BYE, no leave
-	testutil.Eventually(t, "media to resume both ways on every call", func() bool {
+	testutil.EventuallyWithin(t, 60*time.Second, "media to resume both ways on every call", func() bool {
 		for _, c := range cs {
 			if !c.callerRTP.receiving(10, true) || !c.roomRTP.receiving(10, true) {
 				return false
