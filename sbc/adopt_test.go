@@ -37,6 +37,7 @@ type rtpSide struct {
 	fromSrc  int           // packets from src since it became the source
 	switches int           // times the source changed
 	gap      time.Duration // silence before the last change of source
+	maxGap   time.Duration // longest silence between two packets
 }
 
 func newRTPSide(t *testing.T, ip netip.Addr) *rtpSide {
@@ -84,6 +85,9 @@ func newRTPSide(t *testing.T, ip netip.Addr) *rtpSide {
 				s.src, s.fromSrc = src, 0
 			}
 			s.fromSrc++
+			if !s.last.IsZero() {
+				s.maxGap = max(s.maxGap, now.Sub(s.last))
+			}
 			s.last = now
 			s.mu.Unlock()
 		}
@@ -302,4 +306,88 @@ func (c *adoptedCall) byeTo(t *testing.T, target sip.Uri) *sip.Response {
 		t.Fatalf("BYE: %v", err)
 	}
 	return res
+}
+
+// TestTrunkCallAdoptedWhenCallerNodeDies: a room registered through edge1 is called through
+// edge2, which hands the call over the internal trunk; RTP flows both ways through both
+// relays. edge2 dies without a word. Before: edge1 hung up the room (record "node lost").
+// Now edge1 keeps its leg and relay toward the room and re-INVITEs the caller toward its own
+// relay: media resumes both ways, the room sees no request at all, and the caller's BYE to
+// edge1 ends the call with a record naming edge1 and edge2.
+func TestTrunkCallAdoptedWhenCallerNodeDies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three-node cluster test skipped in -short mode")
+	}
+	nodes := startCluster(t, func(t *testing.T) config.Config {
+		cfg := haConfig(t)
+		cfg.Cluster.NodeLostAfter = config.Duration(1500 * time.Millisecond)
+		return cfg
+	})
+	n1, n2 := nodes[0], nodes[1]
+	lo := netip.MustParseAddr("127.0.0.1")
+	c := &adoptedCall{caller: newTestUA(t, "caller"), room: newTestUA(t, "room"), callerRTP: newRTPSide(t, lo), roomRTP: newRTPSide(t, lo)}
+	answerFollowing(c.room, c.roomRTP, func(*sip.Request) {
+		c.mu.Lock()
+		c.roomMoved = true
+		c.mu.Unlock()
+	})
+	answerFollowing(c.caller, c.callerRTP, func(req *sip.Request) {
+		c.mu.Lock()
+		c.contact, c.reinvited = req.Contact().Address, true
+		c.mu.Unlock()
+	})
+	c.room.register(n1, "boardroom", "s3cret-board")
+	testutil.Eventually(t, "the binding on edge2", func() bool {
+		bs := n2.Store().State().Bindings("boardroom", time.Now())
+		return len(bs) == 1 && bs[0].Local != ""
+	})
+	c.call = c.caller.invite(n2, roomURI(n2, "boardroom"), "visitor", "outside.example", c.callerRTP.sdp(), nil)
+	if c.call.final == nil || c.call.final.StatusCode != 200 {
+		t.Fatalf("call through edge2: %v", c.call.final)
+	}
+	c.call.ack(c.call.final)
+	c.callerRTP.follow(c.call.final.Body())
+	testutil.Eventually(t, "media both ways", func() bool {
+		return c.callerRTP.receiving(10, false) && c.roomRTP.receiving(10, false) &&
+			len(n1.Store().State().CallsOf("edge2")) == 1
+	})
+	c.roomRTP.mu.Lock()
+	c.roomRTP.maxGap = 0
+	c.roomRTP.mu.Unlock()
+
+	killed := time.Now()
+	n2.Close() // kill -9
+	testutil.EventuallyWithin(t, 60*time.Second, "media to resume both ways", func() bool {
+		c.roomRTP.mu.Lock()
+		resumed := c.roomRTP.last.After(killed.Add(c.roomRTP.maxGap))
+		c.roomRTP.mu.Unlock()
+		return resumed && c.callerRTP.receiving(10, true)
+	})
+	c.mu.Lock()
+	contact, reinvited, roomMoved := c.contact, c.reinvited, c.roomMoved
+	c.mu.Unlock()
+	c.roomRTP.mu.Lock()
+	roomGap := c.roomRTP.maxGap
+	c.roomRTP.mu.Unlock()
+	c.callerRTP.mu.Lock()
+	callerGap := c.callerRTP.gap
+	c.callerRTP.mu.Unlock()
+	t.Logf("trunk call resumed %v after edge2 died; RTP gap toward the caller %v, toward the room %v",
+		time.Since(killed).Round(time.Millisecond), callerGap.Round(time.Millisecond), roomGap.Round(time.Millisecond))
+	if !reinvited || roomMoved {
+		t.Fatalf("caller re-INVITEd %v (want true), room re-INVITEd %v (want false)", reinvited, roomMoved)
+	}
+	cs := n1.Store().State().Calls()
+	if len(cs) != 1 || cs[0].Node != "edge1" || cs[0].AdoptedFrom != "edge2" {
+		t.Fatalf("calls after edge2 died: %+v, want one owned by edge1, adopted from edge2", cs)
+	}
+	if res := c.byeTo(t, contact); res.StatusCode != 200 {
+		t.Fatalf("BYE to edge1: %d", res.StatusCode)
+	}
+	c.room.waitRequest(sip.BYE, 10*time.Second)
+	testutil.Eventually(t, "the adopted call's record", func() bool {
+		recs := n1.Store().State().Records(state.RecordQuery{})
+		return len(recs) == 1 && recs[0].Node == "edge1" && recs[0].AdoptedFrom == "edge2" &&
+			recs[0].EndReason != state.ReasonNodeLost && len(n1.Store().State().Calls()) == 0 && n1.calls.Active() == 0
+	})
 }

@@ -11,8 +11,9 @@ import (
 // dialog state was replicated (Leg.Target, Leg.SDP), to a survivor: the call's Node becomes
 // that survivor and AdoptedFrom the lost node. The survivor rebuilds the dialogs and re-INVITEs
 // both legs toward its own relay (b2bua adopt.go); if it cannot, it ends the call with a
-// record "node lost". The other calls of the lost node (ringing, or with a leg on another
-// node across the internal trunk) end as CmdEndCalls ends them.
+// record "node lost". A call the lost node handed over the internal trunk goes to the node that
+// holds its room leg (if it survives), which takes over the caller's leg. The other calls of
+// the lost node (ringing, or without their dialog state) end as CmdEndCalls ends them.
 
 // CmdNodeLost ends or gives away the calls of a lost node. Never renumber. It is ignorable: a
 // node running an older binary skips it and keeps the lost node's calls as ghosts (which it
@@ -45,12 +46,23 @@ func Adoptable(c Call) bool {
 		return false
 	}
 	for _, l := range []Leg{c.A, c.B} {
-		if l.Target == "" || l.SDP == "" || l.RemoteTag == "" || (l.Node != "" && l.Node != c.Node) {
+		if !l.continuable() || (l.Node != "" && l.Node != c.Node) {
 			return false
 		}
 	}
 	return true
 }
+
+// AdoptableByTrunk reports whether c, answered, is a call its owner handed over the internal
+// trunk to the node that holds its room leg (B.Node), and the caller's leg can be continued
+// there: that node adopts it when the owner is lost.
+func AdoptableByTrunk(c Call) bool {
+	return c.State == CallAnswered && c.A.continuable() && (c.A.Node == "" || c.A.Node == c.Node) &&
+		c.B.Node != "" && c.B.Node != c.Node
+}
+
+// continuable reports whether the leg's dialog state was replicated.
+func (l Leg) continuable() bool { return l.Target != "" && l.SDP != "" && l.RemoteTag != "" }
 
 // applyNodeLost adopts or ends the lost node's calls. Callers hold mu.
 func (s *State) applyNodeLost(c Command) (Ended, error) {
@@ -85,9 +97,16 @@ func (s *State) applyNodeLost(c Command) (Ended, error) {
 	out := Ended{Lost: a.Node}
 	next := 0
 	for _, call := range sel {
-		if len(a.Adopters) > 0 && Adoptable(call) {
-			call.Node = a.Adopters[next%len(a.Adopters)]
+		adopter := ""
+		switch {
+		case len(a.Adopters) > 0 && Adoptable(call):
+			adopter = a.Adopters[next%len(a.Adopters)]
 			next++
+		case AdoptableByTrunk(call) && slices.Contains(a.Adopters, call.B.Node):
+			adopter = call.B.Node // it holds the room's leg: it keeps it and takes the caller's
+		}
+		if adopter != "" {
+			call.Node = adopter
 			call.AdoptedFrom = a.Node
 			call.A.Node, call.B.Node = call.Node, call.Node
 			s.putCall(call)

@@ -6,8 +6,9 @@ import (
 )
 
 // TestNodeLostAdoptsAnsweredCalls: a lost node's answered calls with both legs and their dialog
-// state go to the adopters round-robin (owner changed, AdoptedFrom set, no record); a ringing
-// call and a call with a leg on another node (internal trunk) end with a record.
+// state go to the adopters round-robin (owner changed, AdoptedFrom set, no record); a call
+// handed over the internal trunk goes to the node holding its room leg when that node is an
+// adopter; a ringing call and a trunk call whose other node is gone too end with a record.
 func TestNodeLostAdoptsAnsweredCalls(t *testing.T) {
 	leg := func(id string) Leg {
 		return Leg{CallID: id, LocalTag: "l", RemoteTag: "r", Peer: "127.0.0.1:5060", Transport: "UDP",
@@ -20,8 +21,10 @@ func TestNodeLostAdoptsAnsweredCalls(t *testing.T) {
 		{ID: "c3", Room: "r3", Node: "dead", State: CallRinging, A: leg("a3"), B: leg("b3"), Started: at.Add(2 * time.Second)},
 		{ID: "c4", Room: "r4", Node: "dead", State: CallAnswered, A: leg("a4"), B: leg("b4"), Started: at.Add(3 * time.Second), Answered: at},
 		{ID: "c5", Room: "r5", Node: "alive", State: CallAnswered, A: leg("a5"), B: leg("b5"), Started: at, Answered: at},
+		{ID: "c6", Room: "r6", Node: "dead", State: CallAnswered, A: leg("a6"), B: leg("b6"), Started: at.Add(4 * time.Second), Answered: at},
 	}
-	calls[3].B.Node = "s1" // leg B across the trunk
+	calls[3].B.Node = "s2" // leg B across the trunk, on an adopter
+	calls[5].B.Node = "gone"
 	s := New()
 	for _, c := range calls {
 		if err := s.Apply(PutCall(c)); err != nil {
@@ -37,7 +40,7 @@ func TestNodeLostAdoptsAnsweredCalls(t *testing.T) {
 	for _, c := range s.Calls() {
 		owners[c.ID] = c.Node + "/" + c.AdoptedFrom
 	}
-	want := map[string]string{"c1": "s1/dead", "c2": "s2/dead", "c5": "alive/"}
+	want := map[string]string{"c1": "s1/dead", "c2": "s2/dead", "c4": "s2/dead", "c5": "alive/"}
 	if len(owners) != len(want) {
 		t.Fatalf("active calls %v, want %v", owners, want)
 	}
@@ -46,8 +49,8 @@ func TestNodeLostAdoptsAnsweredCalls(t *testing.T) {
 			t.Errorf("call %s owner/adopted-from %q, want %q", id, owners[id], w)
 		}
 	}
-	if len(got.Adopted) != 2 || len(got.Records) != 2 || got.Lost != "dead" {
-		t.Fatalf("observed %+v, want 2 adopted, 2 ended", got)
+	if len(got.Adopted) != 3 || len(got.Records) != 2 || got.Lost != "dead" {
+		t.Fatalf("observed %+v, want 3 adopted, 2 ended", got)
 	}
 	if recs := s.Records(RecordQuery{EndReason: ReasonNodeLost}); len(recs) != 2 {
 		t.Fatalf("%d node-lost records, want 2 (the ringing and the trunk call)", len(recs))

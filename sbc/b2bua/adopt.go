@@ -42,9 +42,15 @@ func (e *Engine) Adopted(calls []state.Call, adopt bool) {
 		e.mu.Lock()
 		held := e.calls[sc.ID]
 		e.mu.Unlock()
+		var leg *call // the room leg of a call handed over the trunk, held here
+		if sc.B.Node == e.cfg.NodeID && sc.Node == e.cfg.NodeID {
+			leg = e.trunkLeg(sc.B.CallID)
+		}
 		switch {
-		case held != nil && !held.fromTrunk && sc.Node != e.cfg.NodeID:
+		case held != nil && held.recordsHere() && sc.Node != e.cfg.NodeID:
 			go held.release(sc.Node)
+		case leg != nil && adopt:
+			go e.adoptTrunk(leg, sc)
 		case held == nil && sc.Node == e.cfg.NodeID && adopt:
 			go e.adopt(sc)
 		}
@@ -255,7 +261,7 @@ func (c *call) noteSDP(d *dialog, dBody []byte, o *dialog, oBody []byte) {
 
 // replicate writes the answered call (and its dialog state) to the cluster's call table.
 func (c *call) replicate() {
-	if c.fromTrunk {
+	if !c.recordsHere() {
 		return
 	}
 	c.mu.Lock()

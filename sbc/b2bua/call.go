@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -53,7 +54,23 @@ type call struct {
 	bNode       string // the node leg B was handed to over the internal trunk (answered calls)
 	recorded    bool   // the cluster ended the call in the state and wrote its record (lost.go)
 	adoptedFrom string // the lost node this node adopted the call from (adopt.go)
+	// owned: this trunk leg's call was adopted here from its lost owner (adopt_trunk.go); it is
+	// the call as the cluster's table knows it (its ID, caller, start) and this node now
+	// records it.
+	owned atomic.Pointer[state.Call]
 }
+
+// tableID is the call's ID in the engine's table and the cluster's.
+func (c *call) tableID() string {
+	if o := c.owned.Load(); o != nil {
+		return o.ID
+	}
+	return c.id
+}
+
+// recordsHere reports whether this node writes the call's state and record: not for a leg
+// handed over the internal trunk, unless this node adopted its call.
+func (c *call) recordsHere() bool { return !c.fromTrunk || c.owned.Load() != nil }
 
 type ackKey struct {
 	side media.Leg
@@ -214,7 +231,7 @@ func (c *call) finish(status int, reason string) {
 	if !answered.IsZero() {
 		rec.Duration = now.Sub(answered)
 	}
-	if !c.fromTrunk && !recorded { // the node that handed the call over (or the cluster) records it
+	if c.recordsHere() && !recorded { // the node that handed the call over (or the cluster) records it
 		c.e.deps.Store.Enqueue(state.EndCall(rec))
 		if c.e.cfg.CallEnded != nil {
 			c.e.cfg.CallEnded(rec)
@@ -232,9 +249,13 @@ func (c *call) snapshot() state.Call {
 	if bNode == "" {
 		bNode = c.e.cfg.NodeID
 	}
-	return state.Call{ID: c.id, Room: c.room, Direction: c.dir, From: c.from, To: c.to, Source: c.source.String(),
+	sc := state.Call{ID: c.id, Room: c.room, Direction: c.dir, From: c.from, To: c.to, Source: c.source.String(),
 		Node: c.e.cfg.NodeID, State: c.st, A: c.a.stateLeg(c.e.cfg.NodeID), B: c.b.stateLeg(bNode), Started: c.started,
 		Answered: c.answered, AdoptedFrom: c.adoptedFrom}
+	if o := c.owned.Load(); o != nil {
+		sc.ID, sc.Direction, sc.From, sc.To, sc.Source, sc.Started, sc.Answered = o.ID, o.Direction, o.From, o.To, o.Source, o.Started, o.Answered
+	}
+	return sc
 }
 
 // hangup ends the call on both legs with a reason (BYE on answered legs; before the answer

@@ -135,6 +135,13 @@ func (d *dialog) stateLeg(node string) state.Leg {
 	return l
 }
 
+// id is the leg's Call-ID.
+func (d *dialog) id() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.callID
+}
+
 // key identifies the leg for requests the peer sends us: its Call-ID and our tag.
 func (d *dialog) key() string {
 	d.mu.Lock()
