@@ -148,19 +148,14 @@ func answerFollowing(u *testUA, side *rtpSide, moved func(req *sip.Request)) {
 	})
 }
 
-// TestCallsAdoptedWhenNodeDies: 20 calls with RTP both ways through node B (callers and rooms
-// on B); B dies without a word (sockets closed, no BYE, no leave). Before: every call ended
-// with "node lost" and its media stopped. Now every call's media resumes both ways through a
-// survivor (which re-INVITEs both legs), the survivor owns the call in the state, and the
-// caller's BYE to the survivor ends it with a record naming the survivor and B. The RTP gap is
-// logged (median and max), never asserted.
-func TestCallsAdoptedWhenNodeDies(t *testing.T) {
+// adoptCluster starts three nodes with rooms adopt00.. (one per call) and lostAfter as the
+// detection time; b is a member that does not lead (the one that dies or drains).
+func adoptCluster(t *testing.T, calls int, lostAfter time.Duration) (nodes []*Node, b *Node, survivors []*Node) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("three-node cluster test skipped in -short mode")
 	}
-	const calls = 20
-	lostAfter := 1500 * time.Millisecond
-	nodes := startCluster(t, func(t *testing.T) config.Config {
+	nodes = startCluster(t, func(t *testing.T) config.Config {
 		cfg := haConfig(t)
 		cfg.Cluster.NodeLostAfter = config.Duration(lostAfter)
 		for i := range calls {
@@ -169,12 +164,24 @@ func TestCallsAdoptedWhenNodeDies(t *testing.T) {
 		return cfg
 	})
 	leader, _ := nodes[0].cluster.Leader()
-	b := nodes[1]
+	b = nodes[1]
 	if leader == b.cfg.Node.ID {
 		b = nodes[2]
 	}
+	for _, n := range nodes {
+		if n != b {
+			survivors = append(survivors, n)
+		}
+	}
+	return nodes, b, survivors
+}
+
+// startAdoptedCalls makes n calls through node b (callers and rooms on b) with RTP both ways
+// and waits for the media and for the calls in the survivors' state.
+func startAdoptedCalls(t *testing.T, b, survivor *Node, n int) []*adoptedCall {
+	t.Helper()
 	lo := netip.MustParseAddr("127.0.0.1")
-	cs := make([]*adoptedCall, calls)
+	cs := make([]*adoptedCall, n)
 	for i := range cs {
 		name := fmt.Sprintf("adopt%02d", i)
 		c := &adoptedCall{caller: newTestUA(t, "caller"+name), room: newTestUA(t, name),
@@ -206,18 +213,16 @@ func TestCallsAdoptedWhenNodeDies(t *testing.T) {
 		}
 		return true
 	})
-	var survivors []*Node
-	for _, n := range nodes {
-		if n != b {
-			survivors = append(survivors, n)
-		}
-	}
 	testutil.Eventually(t, "every call answered in the survivors' state", func() bool {
-		return len(survivors[0].Store().State().CallsOf(b.cfg.Node.ID)) == calls
+		return len(survivor.Store().State().CallsOf(b.cfg.Node.ID)) == n
 	})
+	return cs
+}
 
-	killed := time.Now()
-	b.Close() // kill -9: sockets closed, no BYE, no leave
+// awaitResumed waits until every call's media comes both ways from a new relay and returns the
+// RTP gaps of all directions, sorted.
+func awaitResumed(t *testing.T, cs []*adoptedCall) []time.Duration {
+	t.Helper()
 	testutil.EventuallyWithin(t, 60*time.Second, "media to resume both ways on every call", func() bool {
 		for _, c := range cs {
 			if !c.callerRTP.receiving(10, true) || !c.roomRTP.receiving(10, true) {
@@ -235,15 +240,18 @@ func TestCallsAdoptedWhenNodeDies(t *testing.T) {
 		}
 	}
 	slices.Sort(gaps)
-	t.Logf("%d of %d calls resumed through a survivor %v after %s died (node_lost_after %v); RTP gap over %d directions: median %v, max %v",
-		calls, calls, time.Since(killed).Round(time.Millisecond), b.cfg.Node.ID, lostAfter, len(gaps),
-		gaps[len(gaps)/2].Round(time.Millisecond), gaps[len(gaps)-1].Round(time.Millisecond))
+	return gaps
+}
 
+// checkAdopted checks that the survivors own every call, adopted from b, and returns each
+// call's owner.
+func checkAdopted(t *testing.T, b *Node, survivors []*Node, calls int) map[string]*Node {
+	t.Helper()
 	owners := map[string]*Node{}
 	for _, n := range survivors {
 		for _, sc := range n.Store().State().Calls() {
 			if sc.AdoptedFrom != b.cfg.Node.ID || sc.Node == b.cfg.Node.ID {
-				t.Fatalf("call %+v after %s died: want it adopted from it", sc, b.cfg.Node.ID)
+				t.Fatalf("call %+v: want it adopted from %s", sc, b.cfg.Node.ID)
 			}
 			for _, o := range survivors {
 				if o.cfg.Node.ID == sc.Node {
@@ -255,9 +263,13 @@ func TestCallsAdoptedWhenNodeDies(t *testing.T) {
 	if len(owners) != calls {
 		t.Fatalf("%d calls owned by survivors, want %d", len(owners), calls)
 	}
+	return owners
+}
 
-	// One call is ended through the admin API of its new owner, the others by their callers'
-	// BYE to the survivor: each room gets a BYE, each call a record.
+// endAdopted ends one call through the admin API of its new owner and the others by their
+// callers' BYE to the survivor; each room gets a BYE, each call a record naming its adopter.
+func endAdopted(t *testing.T, b *Node, survivors []*Node, cs []*adoptedCall, owners map[string]*Node) {
+	t.Helper()
 	var adminID string
 	for id := range owners {
 		adminID = id
@@ -279,15 +291,72 @@ func TestCallsAdoptedWhenNodeDies(t *testing.T) {
 		c.room.waitRequest(sip.BYE, 10*time.Second)
 	}
 	testutil.Eventually(t, "a record for every adopted call", func() bool {
-		recs := survivors[0].Store().State().Records(state.RecordQuery{})
 		n := 0
-		for _, r := range recs {
+		for _, r := range survivors[0].Store().State().Records(state.RecordQuery{}) {
 			if r.AdoptedFrom == b.cfg.Node.ID && r.Node != b.cfg.Node.ID && r.EndReason != state.ReasonNodeLost {
 				n++
 			}
 		}
-		return n == calls && len(survivors[0].Store().State().Calls()) == 0
+		return n == len(cs) && len(survivors[0].Store().State().Calls()) == 0
 	})
+}
+
+// TestCallsAdoptedWhenNodeDies: 20 calls with RTP both ways through node B (callers and rooms
+// on B); B dies without a word (sockets closed, no BYE, no leave). Before: every call ended
+// with "node lost" and its media stopped. Now every call's media resumes both ways through a
+// survivor (which re-INVITEs both legs), the survivor owns the call in the state, and the
+// caller's BYE to the survivor (or the admin API of the survivor) ends it with a record naming
+// the survivor and B. The RTP gap is logged (median and max), never asserted.
+func TestCallsAdoptedWhenNodeDies(t *testing.T) {
+	const calls = 20
+	lostAfter := 1500 * time.Millisecond
+	_, b, survivors := adoptCluster(t, calls, lostAfter)
+	cs := startAdoptedCalls(t, b, survivors[0], calls)
+	killed := time.Now()
+	b.Close() // kill -9: sockets closed, no BYE, no leave
+	gaps := awaitResumed(t, cs)
+	t.Logf("%d of %d calls resumed through a survivor %v after %s died (node_lost_after %v); RTP gap over %d directions: median %v, max %v",
+		calls, calls, time.Since(killed).Round(time.Millisecond), b.cfg.Node.ID, lostAfter, len(gaps),
+		gaps[len(gaps)/2].Round(time.Millisecond), gaps[len(gaps)-1].Round(time.Millisecond))
+	owners := checkAdopted(t, b, survivors, calls)
+	endAdopted(t, b, survivors, cs, owners)
+}
+
+// TestDrainHandsCallsOver: a node that drains (rolling restart) hands its answered calls to
+// the other members before it stops. Before: it waited for them to end, then hung them up at
+// the drain timeout. Now each call's media moves to a survivor (both legs re-INVITEd), nobody
+// gets a BYE, the drain ends once the rooms have moved, and the calls end later on the
+// survivors with records.
+func TestDrainHandsCallsOver(t *testing.T) {
+	const calls = 4
+	_, b, survivors := adoptCluster(t, calls, 1500*time.Millisecond)
+	cs := startAdoptedCalls(t, b, survivors[0], calls)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	drained := make(chan struct{})
+	go func() { b.Drain(ctx); close(drained) }()
+	gaps := awaitResumed(t, cs)
+	t.Logf("%d calls handed over %v after the drain began; RTP gap median %v, max %v", calls,
+		time.Since(start).Round(time.Millisecond), gaps[len(gaps)/2].Round(time.Millisecond), gaps[len(gaps)-1].Round(time.Millisecond))
+	for i, c := range cs { // the rooms move too (the drain waits for that, not for the calls)
+		c.room.register(survivors[0], fmt.Sprintf("adopt%02d", i), "adopt-pass")
+	}
+	testutil.Eventually(t, "the drain to end without waiting for the calls", func() bool {
+		select {
+		case <-drained:
+			return true
+		default:
+			return false
+		}
+	})
+	owners := checkAdopted(t, b, survivors, calls)
+	for i, c := range cs {
+		if strings.Contains(c.room.seen(), "BYE sip:") || strings.Contains(c.caller.seen(), "BYE sip:") {
+			t.Fatalf("call %d: a BYE during the hand-over", i)
+		}
+	}
+	endAdopted(t, b, survivors, cs, owners)
 }
 
 // byeTo sends the caller's BYE to the remote target a re-INVITE gave it.

@@ -31,12 +31,21 @@ type nodeLost struct {
 	Reason   string    `json:"reason"`
 	At       time.Time `json:"at"`
 	By       string    `json:"by,omitempty"`
+	// HandOver: the node drains and hands its calls over before it stops. The calls that
+	// cannot be adopted stay with it (it still holds them) and nothing ends.
+	HandOver bool `json:"hand_over,omitempty"`
 }
 
 // NodeLost is the command a leader proposes when node is lost: its adoptable calls go to the
 // adopters (survivors), the others end with reason.
 func NodeLost(node string, adopters []string, reason, by string, at time.Time) Command {
 	return newCommand(CmdNodeLost, nodeLost{Node: node, Adopters: adopters, Reason: reason, At: at.UTC(), By: by})
+}
+
+// HandOver is the command a draining node proposes before it stops: its adoptable calls go
+// to the adopters; the others stay with it.
+func HandOver(node string, adopters []string, by string, at time.Time) Command {
+	return newCommand(CmdNodeLost, nodeLost{Node: node, Adopters: adopters, Reason: "hand-over", At: at.UTC(), By: by, HandOver: true})
 }
 
 // Adoptable reports whether a survivor can continue c: it is answered, its owner held both
@@ -95,6 +104,9 @@ func (s *State) applyNodeLost(c Command) (Ended, error) {
 		return 0
 	})
 	out := Ended{Lost: a.Node}
+	if a.HandOver {
+		out.Lost = "" // the node lives on: nobody ends the legs tied to it
+	}
 	next := 0
 	for _, call := range sel {
 		adopter := ""
@@ -113,7 +125,9 @@ func (s *State) applyNodeLost(c Command) (Ended, error) {
 			out.Adopted = append(out.Adopted, call)
 			continue
 		}
-		out.Records = append(out.Records, s.endActive(call, a.At, a.Reason))
+		if !a.HandOver {
+			out.Records = append(out.Records, s.endActive(call, a.At, a.Reason))
+		}
 	}
 	s.records = trim(s.records, DefaultKeepRecords)
 	return out, nil

@@ -69,3 +69,30 @@ func TestNodeLostAdoptsAnsweredCalls(t *testing.T) {
 		t.Fatal("the lost node as its own adopter must be refused")
 	}
 }
+
+// TestHandOverKeepsWhatCannotMove: a draining node hands its adoptable calls over; the others
+// stay with it, nothing ends, and the command names no lost node.
+func TestHandOverKeepsWhatCannotMove(t *testing.T) {
+	leg := Leg{CallID: "x", RemoteTag: "r", Target: "sip:x@127.0.0.1", SDP: "v=0\r\n"}
+	at := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	s := New()
+	for _, c := range []Call{
+		{ID: "up", Room: "r1", Node: "n1", State: CallAnswered, A: leg, B: leg, Started: at},
+		{ID: "ringing", Room: "r2", Node: "n1", State: CallRinging, A: leg, B: leg, Started: at},
+	} {
+		if err := s.Apply(PutCall(c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got Ended
+	s.ObserveEnded(func(e Ended) { got = e })
+	if err := s.Apply(HandOver("n1", []string{"n2"}, "n1", at)); err != nil {
+		t.Fatal(err)
+	}
+	if got.Lost != "" || len(got.Records) != 0 || len(got.Adopted) != 1 || got.Adopted[0].Node != "n2" {
+		t.Fatalf("observed %+v, want the answered call adopted by n2 and nothing ended", got)
+	}
+	if cs := s.CallsOf("n1"); len(cs) != 1 || cs[0].ID != "ringing" {
+		t.Fatalf("n1 keeps %+v, want the ringing call", cs)
+	}
+}
