@@ -118,12 +118,13 @@ func (s *rtpSide) follow(body []byte) {
 	s.mu.Unlock()
 }
 
-// receiving reports whether at least n packets came from the current source, and from a
+// receiving reports whether at least n packets came from the current source, which is where
+// this side sends (the relay's port its last SDP named: the relay is symmetric), and from a
 // source other than the first one when moved.
 func (s *rtpSide) receiving(n int, moved bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.fromSrc >= n && (!moved || s.switches > 0)
+	return s.fromSrc >= n && s.src == s.remote && (!moved || s.switches > 0)
 }
 
 // adoptedCall is one call of the test: a caller and a room, each with its media.

@@ -192,7 +192,9 @@ func (c *call) awaitAck(d *dialog, res *sip.Response, resend func(), ch chan *si
 	wait := sip.T1
 	deadline := time.NewTimer(64 * sip.T1)
 	defer deadline.Stop()
+	d.mu.Lock() // an adopted trunk leg may become the caller's dialog (adopt_trunk.go)
 	reliable := sip.IsReliable(d.transport)
+	d.mu.Unlock()
 	tick := time.NewTimer(wait)
 	defer tick.Stop()
 	for {
