@@ -38,6 +38,7 @@ type rtpSide struct {
 	switches int           // times the source changed
 	gap      time.Duration // silence before the last change of source
 	maxGap   time.Duration // longest silence between two packets
+	origins  []string      // the o= lines of the SDPs it followed, in order
 }
 
 func newRTPSide(t *testing.T, ip netip.Addr) *rtpSide {
@@ -112,10 +113,32 @@ func (s *rtpSide) follow(body []byte) {
 		if m, ok := strings.CutPrefix(l, "m=audio "); ok {
 			port, _ = strconv.Atoi(strings.Fields(m)[0])
 		}
+		if o, ok := strings.CutPrefix(l, "o="); ok {
+			s.mu.Lock()
+			s.origins = append(s.origins, o)
+			s.mu.Unlock()
+		}
 	}
 	s.mu.Lock()
 	s.remote = netip.AddrPortFrom(ip, uint16(port))
 	s.mu.Unlock()
+}
+
+// checkOrigins: the SDP that moved the media continues the session this side saw (RFC 3264
+// section 8): the same o= username and session id, a higher version.
+func (s *rtpSide) checkOrigins(t *testing.T, who string) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.origins) < 2 {
+		t.Fatalf("%s followed %d SDPs, want the first and the move", who, len(s.origins))
+	}
+	first, last := strings.Fields(s.origins[0]), strings.Fields(s.origins[len(s.origins)-1])
+	v0, _ := strconv.ParseUint(first[2], 10, 64)
+	v1, _ := strconv.ParseUint(last[2], 10, 64)
+	if first[0] != last[0] || first[1] != last[1] || v1 <= v0 {
+		t.Fatalf("%s: o= went from %q to %q: want the same session, a higher version", who, s.origins[0], s.origins[len(s.origins)-1])
+	}
 }
 
 // receiving reports whether at least n packets came from the current source, which is where
@@ -246,7 +269,7 @@ func awaitResumed(t *testing.T, cs []*adoptedCall) []time.Duration {
 
 // checkAdopted checks that the survivors own every call, adopted from b, and returns each
 // call's owner.
-func checkAdopted(t *testing.T, b *Node, survivors []*Node, calls int) map[string]*Node {
+func checkAdopted(t *testing.T, b *Node, survivors []*Node, cs []*adoptedCall) map[string]*Node {
 	t.Helper()
 	owners := map[string]*Node{}
 	for _, n := range survivors {
@@ -261,8 +284,12 @@ func checkAdopted(t *testing.T, b *Node, survivors []*Node, calls int) map[strin
 			}
 		}
 	}
-	if len(owners) != calls {
-		t.Fatalf("%d calls owned by survivors, want %d", len(owners), calls)
+	if len(owners) != len(cs) {
+		t.Fatalf("%d calls owned by survivors, want %d", len(owners), len(cs))
+	}
+	for _, c := range cs {
+		c.callerRTP.checkOrigins(t, "caller")
+		c.roomRTP.checkOrigins(t, "room")
 	}
 	return owners
 }
@@ -319,7 +346,7 @@ func TestCallsAdoptedWhenNodeDies(t *testing.T) {
 	t.Logf("%d of %d calls resumed through a survivor %v after %s died (node_lost_after %v); RTP gap over %d directions: median %v, max %v",
 		calls, calls, time.Since(killed).Round(time.Millisecond), b.cfg.Node.ID, lostAfter, len(gaps),
 		gaps[len(gaps)/2].Round(time.Millisecond), gaps[len(gaps)-1].Round(time.Millisecond))
-	owners := checkAdopted(t, b, survivors, calls)
+	owners := checkAdopted(t, b, survivors, cs)
 	endAdopted(t, b, survivors, cs, owners)
 }
 
@@ -351,7 +378,7 @@ func TestDrainHandsCallsOver(t *testing.T) {
 			return false
 		}
 	})
-	owners := checkAdopted(t, b, survivors, calls)
+	owners := checkAdopted(t, b, survivors, cs)
 	for i, c := range cs {
 		if strings.Contains(c.room.seen(), "BYE sip:") || strings.Contains(c.caller.seen(), "BYE sip:") {
 			t.Fatalf("call %d: a BYE during the hand-over", i)
@@ -447,6 +474,7 @@ func TestTrunkCallAdoptedWhenCallerNodeDies(t *testing.T) {
 	if !reinvited || roomMoved {
 		t.Fatalf("caller re-INVITEd %v (want true), room re-INVITEd %v (want false)", reinvited, roomMoved)
 	}
+	c.callerRTP.checkOrigins(t, "caller")
 	cs := n1.Store().State().Calls()
 	if len(cs) != 1 || cs[0].Node != "edge1" || cs[0].AdoptedFrom != "edge2" {
 		t.Fatalf("calls after edge2 died: %+v, want one owned by edge1, adopted from edge2", cs)

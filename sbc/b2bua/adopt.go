@@ -172,6 +172,7 @@ func (c *call) resume() error {
 		}
 		c.setMedia(s)
 	}
+	renumber(c.mediaSession())
 	e.index(c, c.a)
 	e.index(c, c.b)
 	m := c.mediaSession()
@@ -236,6 +237,15 @@ func (c *call) reinvite(d *dialog, offer []byte) ([]byte, error) {
 		return nil, fmt.Errorf("re-INVITE to the %s answered without SDP", legName(d.side))
 	}
 	return res.Body(), nil
+}
+
+// renumber makes the o= versions of m, a relay that takes over a call, start above any the
+// peers can have seen from the relay before it (media.Session.Renumber): the current time in
+// seconds, which a relay's count of changes does not reach.
+func renumber(m Session) {
+	if r, ok := m.(interface{ Renumber(uint64) }); ok {
+		r.Renumber(uint64(time.Now().Unix()))
+	}
 }
 
 // release lets go of a call another node adopted (this node was declared lost but lives): its

@@ -87,6 +87,7 @@ func (e *Engine) takeOver(c *call, sc state.Call, a *dialog) error {
 // room's last SDP.
 func (c *call) resumeCaller() error {
 	m := c.mediaSession()
+	renumber(m) // the caller saw the versions of the lost node's relay
 	toA := c.b.remoteSDPCopy()
 	if len(toA) == 0 {
 		return fmt.Errorf("no SDP of the room")
