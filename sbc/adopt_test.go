@@ -17,6 +17,7 @@ import (
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
 	"github.com/portcullis-sbc/portcullis/internal/testutil"
+	"github.com/portcullis-sbc/portcullis/sbc/b2bua"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
 )
 
@@ -487,5 +488,93 @@ func TestTrunkCallAdoptedWhenCallerNodeDies(t *testing.T) {
 		recs := n1.Store().State().Records(state.RecordQuery{})
 		return len(recs) == 1 && recs[0].Node == "edge1" && recs[0].AdoptedFrom == "edge2" &&
 			recs[0].EndReason != state.ReasonNodeLost && len(n1.Store().State().Calls()) == 0 && n1.calls.Active() == 0
+	})
+}
+
+// TestRoomLegAdoptedWhenRoomNodeDies: a room registered through edge3 is called through edge2,
+// which hands the call over the internal trunk to edge3; RTP flows both ways. edge3 (the room's
+// node) dies without a word. Before: edge2 hung up the caller (record "node lost"). Now edge2,
+// which replicated edge3's leg toward the room with the call, re-INVITEs the room toward its
+// own relay: media resumes both ways, the caller sees no request, and the caller's BYE ends
+// the call with a record naming edge2 and edge3.
+func TestRoomLegAdoptedWhenRoomNodeDies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three-node cluster test skipped in -short mode")
+	}
+	nodes := startCluster(t, func(t *testing.T) config.Config {
+		cfg := haConfig(t)
+		cfg.Cluster.NodeLostAfter = config.Duration(1500 * time.Millisecond)
+		return cfg
+	})
+	n2, n3 := nodes[1], nodes[2]
+	lo := netip.MustParseAddr("127.0.0.1")
+	c := &adoptedCall{caller: newTestUA(t, "caller"), room: newTestUA(t, "room"), callerRTP: newRTPSide(t, lo), roomRTP: newRTPSide(t, lo)}
+	answerFollowing(c.room, c.roomRTP, func(*sip.Request) {
+		c.mu.Lock()
+		c.roomMoved = true
+		c.mu.Unlock()
+	})
+	answerFollowing(c.caller, c.callerRTP, func(req *sip.Request) {
+		c.mu.Lock()
+		c.reinvited = true
+		c.mu.Unlock()
+	})
+	c.room.register(n3, "boardroom", "s3cret-board")
+	testutil.Eventually(t, "the binding on edge2", func() bool {
+		bs := n2.Store().State().Bindings("boardroom", time.Now())
+		return len(bs) == 1 && bs[0].Local != ""
+	})
+	c.call = c.caller.invite(n2, roomURI(n2, "boardroom"), "visitor", "outside.example", c.callerRTP.sdp(), nil)
+	if c.call.final == nil || c.call.final.StatusCode != 200 {
+		t.Fatalf("call through edge2: %v", c.call.final)
+	}
+	if c.call.final.GetHeader(b2bua.FarHeader) != nil {
+		t.Fatal("the room's leg state leaked to the caller")
+	}
+	c.call.ack(c.call.final)
+	c.callerRTP.follow(c.call.final.Body())
+	testutil.Eventually(t, "media both ways", func() bool {
+		cs := n2.Store().State().CallsOf("edge2")
+		return c.callerRTP.receiving(10, false) && c.roomRTP.receiving(10, false) && len(cs) == 1 && cs[0].Far.SDP != ""
+	})
+	c.callerRTP.mu.Lock()
+	c.callerRTP.maxGap = 0
+	c.callerRTP.mu.Unlock()
+
+	killed := time.Now()
+	n3.Close() // kill -9
+	testutil.EventuallyWithin(t, 60*time.Second, "media to resume both ways", func() bool {
+		c.callerRTP.mu.Lock()
+		resumed := c.callerRTP.last.After(killed.Add(c.callerRTP.maxGap))
+		c.callerRTP.mu.Unlock()
+		return resumed && c.roomRTP.receiving(10, true)
+	})
+	c.mu.Lock()
+	reinvited, roomMoved := c.reinvited, c.roomMoved
+	c.mu.Unlock()
+	c.callerRTP.mu.Lock()
+	callerGap := c.callerRTP.maxGap
+	c.callerRTP.mu.Unlock()
+	c.roomRTP.mu.Lock()
+	roomGap := c.roomRTP.gap
+	c.roomRTP.mu.Unlock()
+	t.Logf("room leg resumed %v after edge3 died; RTP gap toward the caller %v, toward the room %v",
+		time.Since(killed).Round(time.Millisecond), callerGap.Round(time.Millisecond), roomGap.Round(time.Millisecond))
+	if reinvited || !roomMoved {
+		t.Fatalf("caller re-INVITEd %v (want false), room re-INVITEd %v (want true)", reinvited, roomMoved)
+	}
+	c.roomRTP.checkOrigins(t, "room")
+	cs := n2.Store().State().Calls()
+	if len(cs) != 1 || cs[0].Node != "edge2" || cs[0].AdoptedFrom != "edge3" || cs[0].B.Node != "edge2" {
+		t.Fatalf("calls after edge3 died: %+v, want one owned by edge2 with its room leg, adopted from edge3", cs)
+	}
+	if res := c.byeTo(t, c.call.final.Contact().Address); res.StatusCode != 200 {
+		t.Fatalf("BYE to edge2: %d", res.StatusCode)
+	}
+	c.room.waitRequest(sip.BYE, 10*time.Second)
+	testutil.Eventually(t, "the adopted call's record", func() bool {
+		recs := n2.Store().State().Records(state.RecordQuery{})
+		return len(recs) == 1 && recs[0].Node == "edge2" && recs[0].AdoptedFrom == "edge3" &&
+			recs[0].EndReason != state.ReasonNodeLost && len(n2.Store().State().Calls()) == 0 && n2.calls.Active() == 0
 	})
 }

@@ -3,6 +3,7 @@ package state
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -12,7 +13,8 @@ import (
 // that survivor and AdoptedFrom the lost node. The survivor rebuilds the dialogs and re-INVITEs
 // both legs toward its own relay (b2bua adopt.go); if it cannot, it ends the call with a
 // record "node lost". A call the lost node handed over the internal trunk goes to the node that
-// holds its room leg (if it survives), which takes over the caller's leg. The other calls of
+// holds its room leg (if it survives), which takes over the caller's leg; when that node is the
+// one lost, the owner continues with the room's leg it replicated (Call.Far). The other calls of
 // the lost node (ringing, or without their dialog state) end as CmdEndCalls ends them.
 
 // CmdNodeLost ends or gives away the calls of a lost node. Never renumber. It is ignorable: a
@@ -85,12 +87,17 @@ func (s *State) applyNodeLost(c Command) (Ended, error) {
 	if slices.Contains(a.Adopters, a.Node) || slices.Contains(a.Adopters, "") {
 		return Ended{}, fmt.Errorf("%w: node-lost names the lost node (or no node) as adopter", ErrBadPayload)
 	}
-	var sel []Call
+	var sel, far []Call
 	for _, call := range s.calls {
-		if call.Node == a.Node {
+		switch {
+		case call.Node == a.Node:
 			sel = append(sel, call)
+		case call.B.Node == a.Node && call.State == CallAnswered && call.Far.continuable() &&
+			slices.Contains(a.Adopters, call.Node):
+			far = append(far, call)
 		}
 	}
+	slices.SortFunc(far, func(x, y Call) int { return strings.Compare(x.ID, y.ID) })
 	slices.SortFunc(sel, func(x, y Call) int {
 		if c := x.Started.Compare(y.Started); c != 0 {
 			return c
@@ -128,6 +135,14 @@ func (s *State) applyNodeLost(c Command) (Ended, error) {
 		if !a.HandOver {
 			out.Records = append(out.Records, s.endActive(call, a.At, a.Reason))
 		}
+	}
+	for _, call := range far {
+		// the room's node is lost, the owner lives: it continues with the room's leg
+		call.B, call.Far = call.Far, Leg{}
+		call.B.Node = call.Node
+		call.AdoptedFrom = a.Node
+		s.putCall(call)
+		out.Adopted = append(out.Adopted, call)
 	}
 	s.records = trim(s.records, DefaultKeepRecords)
 	return out, nil

@@ -8,7 +8,9 @@ import (
 // TestNodeLostAdoptsAnsweredCalls: a lost node's answered calls with both legs and their dialog
 // state go to the adopters round-robin (owner changed, AdoptedFrom set, no record); a call
 // handed over the internal trunk goes to the node holding its room leg when that node is an
-// adopter; a ringing call and a trunk call whose other node is gone too end with a record.
+// adopter; a call whose room leg was on the lost node continues on its owner with the room's
+// leg it replicated; a ringing call and a trunk call whose other node is gone too end with a
+// record.
 func TestNodeLostAdoptsAnsweredCalls(t *testing.T) {
 	leg := func(id string) Leg {
 		return Leg{CallID: id, LocalTag: "l", RemoteTag: "r", Peer: "127.0.0.1:5060", Transport: "UDP",
@@ -25,6 +27,11 @@ func TestNodeLostAdoptsAnsweredCalls(t *testing.T) {
 	}
 	calls[3].B.Node = "s2" // leg B across the trunk, on an adopter
 	calls[5].B.Node = "gone"
+	// s1 handed c7 over the trunk to the lost node, which replicated the room's leg
+	far := Call{ID: "c7", Room: "r7", Node: "s1", State: CallAnswered, A: leg("a7"), B: leg("b7"), Far: leg("room7"),
+		Started: at, Answered: at}
+	far.B.Node = "dead"
+	calls = append(calls, far)
 	s := New()
 	for _, c := range calls {
 		if err := s.Apply(PutCall(c)); err != nil {
@@ -40,7 +47,7 @@ func TestNodeLostAdoptsAnsweredCalls(t *testing.T) {
 	for _, c := range s.Calls() {
 		owners[c.ID] = c.Node + "/" + c.AdoptedFrom
 	}
-	want := map[string]string{"c1": "s1/dead", "c2": "s2/dead", "c4": "s2/dead", "c5": "alive/"}
+	want := map[string]string{"c1": "s1/dead", "c2": "s2/dead", "c4": "s2/dead", "c5": "alive/", "c7": "s1/dead"}
 	if len(owners) != len(want) {
 		t.Fatalf("active calls %v, want %v", owners, want)
 	}
@@ -49,8 +56,11 @@ func TestNodeLostAdoptsAnsweredCalls(t *testing.T) {
 			t.Errorf("call %s owner/adopted-from %q, want %q", id, owners[id], w)
 		}
 	}
-	if len(got.Adopted) != 3 || len(got.Records) != 2 || got.Lost != "dead" {
-		t.Fatalf("observed %+v, want 3 adopted, 2 ended", got)
+	if len(got.Adopted) != 4 || len(got.Records) != 2 || got.Lost != "dead" {
+		t.Fatalf("observed %+v, want 4 adopted, 2 ended", got)
+	}
+	if c7 := got.Adopted[3]; c7.ID != "c7" || c7.B.CallID != "room7" || c7.B.Node != "s1" || c7.Far.CallID != "" {
+		t.Fatalf("c7 adopted as %+v: want its owner to continue with the room's leg", c7)
 	}
 	if recs := s.Records(RecordQuery{EndReason: ReasonNodeLost}); len(recs) != 2 {
 		t.Fatalf("%d node-lost records, want 2 (the ringing and the trunk call)", len(recs))

@@ -14,7 +14,7 @@ import (
 // back in UTC. A node that predates binVersion stops on such an entry (ErrNewerVersion) rather
 // than diverge: upgrade every node before the cluster writes them. Version 3 added the dialog
 // state of each leg and Call.AdoptedFrom (calls adopted when their node dies); version 2
-// payloads (without them) still decode.
+// payloads (without them) still decode. Version 3 also added Call.Far.
 const (
 	binV2      = 2
 	binVersion = 3
@@ -222,6 +222,7 @@ func (w *binWriter) call(c *Call) {
 	w.time(c.Started)
 	w.time(c.Answered)
 	w.str(c.AdoptedFrom)
+	w.leg(&c.Far)
 }
 
 func (r *binReader) call(c *Call) {
@@ -232,6 +233,7 @@ func (r *binReader) call(c *Call) {
 	c.Started, c.Answered = r.time(), r.time()
 	if r.v != binV2 {
 		c.AdoptedFrom = r.str()
+		r.leg(&c.Far)
 	}
 }
 

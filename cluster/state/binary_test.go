@@ -17,7 +17,8 @@ var (
 			Target: "sip:alice@198.51.100.7:5060", Routes: []string{"sip:p1;lr", "sip:p2;lr"}, LocalCSeq: 7,
 			RemoteCSeq: 1<<32 - 1, SDP: "v=0\r\n"},
 		B:       Leg{CallID: "b@y", Peer: "192.0.2.1:5061", Transport: "TLS"},
-		Started: binNow, Answered: binNow.Add(time.Second), AdoptedFrom: "n0"}
+		Started: binNow, Answered: binNow.Add(time.Second), AdoptedFrom: "n0",
+		Far: Leg{CallID: "f@z", RemoteTag: "rt", Target: "sip:board@192.0.2.9", SDP: "v=0\r\n", Node: "n2"}}
 	binBinding = Binding{Room: "board", Contact: "sip:board@192.0.2.1:5060;transport=tcp", Source: "192.0.2.1:5060",
 		Transport: "TCP", Local: "203.0.113.1:5060", Node: "n1", CallID: "reg@x", CSeq: 1<<32 - 1,
 		UserAgent: "Räumsystem/1.0", Expires: binNow.Add(time.Hour), Updated: binNow,

@@ -142,6 +142,9 @@ type Call struct {
 	// AdoptedFrom names the node that bridged the call before it died and this call's owner
 	// (Node) adopted it (adopt.go).
 	AdoptedFrom string `json:"adopted_from,omitempty"`
+	// Far is the room's leg of a call handed over the internal trunk, as the node it was handed
+	// to (B.Node) holds it: if that node dies, the owner continues the call with it (adopt.go).
+	Far Leg `json:"far,omitzero"`
 }
 
 // CallRecord is what remains of an ended call.

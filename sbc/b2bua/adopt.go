@@ -47,10 +47,18 @@ func (e *Engine) Adopted(calls []state.Call, adopt bool) {
 			leg = e.trunkLeg(sc.B.CallID)
 		}
 		switch {
+		case held != nil && held.recordsHere() && sc.Node == e.cfg.NodeID && held.peerNode() == sc.AdoptedFrom:
+			if adopt {
+				go e.adoptFar(held, sc) // the room's node was lost: the room's leg comes here
+			}
 		case held != nil && held.recordsHere() && sc.Node != e.cfg.NodeID:
 			go held.release(sc.Node)
 		case leg != nil && adopt:
 			go e.adoptTrunk(leg, sc)
+		case held == nil && sc.Node != e.cfg.NodeID:
+			if far := e.roomLegOf(sc.B.CallID); far != nil {
+				go far.release(sc.Node) // this node handed the room's leg to the owner (drain)
+			}
 		case held == nil && sc.Node == e.cfg.NodeID && adopt:
 			go e.adopt(sc)
 		}

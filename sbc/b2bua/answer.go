@@ -106,11 +106,15 @@ func (c *call) answer(b *branch, res *sip.Response) bool {
 	c.answered = time.Now().UTC()
 	c.status = 200
 	c.bNode = b.t.node
+	if b.t.trunk {
+		c.far = farLeg(res) // the room's leg on that node (adopt_far.go)
+	}
 	c.mu.Unlock()
 	if !c.fromTrunk {
 		e.deps.Store.Enqueue(state.PutCall(c.snapshot()))
 	}
 	ackCh := c.expectAck(c.a, c.ainv.CSeq().SeqNo)
+	c.addFarLeg(out)
 	respond(c.atx, out)
 	go c.awaitAck(c.a, out, func() { respond(c.atx, out) }, ackCh, func(ack *sip.Request) {
 		if c.offerless {

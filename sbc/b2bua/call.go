@@ -58,6 +58,7 @@ type call struct {
 	// the call as the cluster's table knows it (its ID, caller, start) and this node now
 	// records it.
 	owned atomic.Pointer[state.Call]
+	far   state.Leg // the room's leg on bNode (a call handed over the trunk; adopt_far.go)
 }
 
 // tableID is the call's ID in the engine's table and the cluster's.
@@ -251,7 +252,7 @@ func (c *call) snapshot() state.Call {
 	}
 	sc := state.Call{ID: c.id, Room: c.room, Direction: c.dir, From: c.from, To: c.to, Source: c.source.String(),
 		Node: c.e.cfg.NodeID, State: c.st, A: c.a.stateLeg(c.e.cfg.NodeID), B: c.b.stateLeg(bNode), Started: c.started,
-		Answered: c.answered, AdoptedFrom: c.adoptedFrom}
+		Answered: c.answered, AdoptedFrom: c.adoptedFrom, Far: c.far}
 	if o := c.owned.Load(); o != nil {
 		sc.ID, sc.Direction, sc.From, sc.To, sc.Source, sc.Started, sc.Answered = o.ID, o.Direction, o.From, o.To, o.Source, o.Started, o.Answered
 	}

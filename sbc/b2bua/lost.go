@@ -37,6 +37,7 @@ func (e *Engine) CallsEnded(ended state.Ended) {
 	for _, sc := range ended.Adopted {
 		if sc.Node == e.cfg.NodeID {
 			adopting[sc.B.CallID] = true
+			adopting[sc.ID] = true // its room leg was on the lost node (adopt_far.go)
 		}
 	}
 	var mine []*call // owned here: the record exists already
@@ -47,7 +48,7 @@ func (e *Engine) CallsEnded(ended state.Ended) {
 			mine = append(mine, c)
 		case c.fromTrunk && byLegB[c.a.id()]:
 			legs = append(legs, c)
-		case c.fromTrunk && adopting[c.a.id()]:
+		case c.fromTrunk && adopting[c.a.id()], !c.fromTrunk && adopting[c.tableID()]:
 		case ended.Lost != "" && ended.Lost != e.cfg.NodeID && (c.trunkFrom == ended.Lost || c.peerNode() == ended.Lost):
 			legs = append(legs, c)
 		}
