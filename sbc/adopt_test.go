@@ -292,6 +292,11 @@ func checkAdopted(t *testing.T, b *Node, survivors []*Node, cs []*adoptedCall) m
 		c.callerRTP.checkOrigins(t, "caller")
 		c.roomRTP.checkOrigins(t, "room")
 	}
+	// the replicated SDPs (SRTP keys, when the peers use SDES) stay inside the cluster
+	if code, _, body := adminDo(t, survivors[0].admin.Addr().String(), http.MethodGet, "/api/v1/calls"); code != 200 ||
+		strings.Contains(body, "v=0") || strings.Contains(body, `"target"`) {
+		t.Fatalf("GET /api/v1/calls: %d, with the calls' SDP or dialog state: %s", code, body)
+	}
 	return owners
 }
 
@@ -324,6 +329,9 @@ func endAdopted(t *testing.T, b *Node, survivors []*Node, cs []*adoptedCall, own
 		for _, r := range survivors[0].Store().State().Records(state.RecordQuery{}) {
 			if r.AdoptedFrom == b.cfg.Node.ID && r.Node != b.cfg.Node.ID && r.EndReason != state.ReasonNodeLost {
 				n++
+			}
+			if r.A.SDP != "" || r.B.SDP != "" || r.A.Target != "" {
+				t.Fatalf("record %s keeps the dialog state replicated for adoption", r.ID)
 			}
 		}
 		return n == len(cs) && len(survivors[0].Store().State().Calls()) == 0

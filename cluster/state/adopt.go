@@ -72,6 +72,18 @@ func AdoptableByTrunk(c Call) bool {
 		c.B.Node != "" && c.B.Node != c.Node
 }
 
+// Public is the call without the dialog state replicated for adoption (the peers' SDPs, which
+// may carry SRTP keys, URIs, route sets, CSeqs): what call records, sinks and the admin API
+// show.
+func (c Call) Public() Call {
+	c.A, c.B, c.Far = c.A.public(), c.B.public(), Leg{}
+	return c
+}
+
+func (l Leg) public() Leg {
+	return Leg{CallID: l.CallID, LocalTag: l.LocalTag, RemoteTag: l.RemoteTag, Peer: l.Peer, Transport: l.Transport, Node: l.Node}
+}
+
 // continuable reports whether the leg's dialog state was replicated.
 func (l Leg) continuable() bool { return l.Target != "" && l.SDP != "" && l.RemoteTag != "" }
 

@@ -148,6 +148,7 @@ func (s *State) apply(c Command) error {
 			return err
 		}
 		s.dropCall(r.ID)
+		r.Call = r.Call.Public()
 		s.recordSeq++
 		r.Seq = s.recordSeq
 		r.State = CallEnded

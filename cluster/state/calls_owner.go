@@ -139,7 +139,7 @@ func (s *State) applyEndCalls(c Command) (Ended, error) {
 // mu and trim the records.
 func (s *State) endActive(call Call, at time.Time, reason string) CallRecord {
 	s.dropCall(call.ID)
-	r := CallRecord{Call: call, Ended: at, EndReason: reason, Status: 200}
+	r := CallRecord{Call: call.Public(), Ended: at, EndReason: reason, Status: 200}
 	if call.State != CallAnswered {
 		r.Status = 0
 	}

@@ -227,7 +227,7 @@ func (c *call) finish(status int, reason string) {
 		m.Close()
 	}
 	now := time.Now().UTC()
-	rec := state.CallRecord{Call: c.snapshot(), Ended: now, EndReason: reason, Status: st}
+	rec := state.CallRecord{Call: c.snapshot().Public(), Ended: now, EndReason: reason, Status: st}
 	rec.State = state.CallEnded
 	if !answered.IsZero() {
 		rec.Duration = now.Sub(answered)
