@@ -414,13 +414,11 @@ func (c *adoptedCall) byeTo(t *testing.T, target sip.Uri) *sip.Response {
 	return res
 }
 
-// TestTrunkCallAdoptedWhenCallerNodeDies: a room registered through edge1 is called through
-// edge2, which hands the call over the internal trunk; RTP flows both ways through both
-// relays. edge2 dies without a word. Before: edge1 hung up the room (record "node lost").
-// Now edge1 keeps its leg and relay toward the room and re-INVITEs the caller toward its own
-// relay: media resumes both ways, the room sees no request at all, and the caller's BYE to
-// edge1 ends the call with a record naming edge1 and edge2.
-func TestTrunkCallAdoptedWhenCallerNodeDies(t *testing.T) {
+// trunkCallRig starts three nodes and makes a call to a room registered through
+// nodes[roomAt], placed through nodes[callerAt], which hands it over the internal trunk; it
+// waits for RTP both ways and for the call (with the room's leg) in the state.
+func trunkCallRig(t *testing.T, roomAt, callerAt int) ([]*Node, *adoptedCall) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("three-node cluster test skipped in -short mode")
 	}
@@ -429,7 +427,7 @@ func TestTrunkCallAdoptedWhenCallerNodeDies(t *testing.T) {
 		cfg.Cluster.NodeLostAfter = config.Duration(1500 * time.Millisecond)
 		return cfg
 	})
-	n1, n2 := nodes[0], nodes[1]
+	rn, cn := nodes[roomAt], nodes[callerAt]
 	lo := netip.MustParseAddr("127.0.0.1")
 	c := &adoptedCall{caller: newTestUA(t, "caller"), room: newTestUA(t, "room"), callerRTP: newRTPSide(t, lo), roomRTP: newRTPSide(t, lo)}
 	answerFollowing(c.room, c.roomRTP, func(*sip.Request) {
@@ -442,42 +440,63 @@ func TestTrunkCallAdoptedWhenCallerNodeDies(t *testing.T) {
 		c.contact, c.reinvited = req.Contact().Address, true
 		c.mu.Unlock()
 	})
-	c.room.register(n1, "boardroom", "s3cret-board")
-	testutil.Eventually(t, "the binding on edge2", func() bool {
-		bs := n2.Store().State().Bindings("boardroom", time.Now())
+	c.room.register(rn, "boardroom", "s3cret-board")
+	testutil.Eventually(t, "the binding on the caller's node", func() bool {
+		bs := cn.Store().State().Bindings("boardroom", time.Now())
 		return len(bs) == 1 && bs[0].Local != ""
 	})
-	c.call = c.caller.invite(n2, roomURI(n2, "boardroom"), "visitor", "outside.example", c.callerRTP.sdp(), nil)
+	c.call = c.caller.invite(cn, roomURI(cn, "boardroom"), "visitor", "outside.example", c.callerRTP.sdp(), nil)
 	if c.call.final == nil || c.call.final.StatusCode != 200 {
-		t.Fatalf("call through edge2: %v", c.call.final)
+		t.Fatalf("call through %s: %v", cn.cfg.Node.ID, c.call.final)
+	}
+	if c.call.final.GetHeader(b2bua.FarHeader) != nil {
+		t.Fatal("the room's leg state leaked to the caller")
 	}
 	c.call.ack(c.call.final)
 	c.callerRTP.follow(c.call.final.Body())
 	testutil.Eventually(t, "media both ways", func() bool {
-		return c.callerRTP.receiving(10, false) && c.roomRTP.receiving(10, false) &&
-			len(n1.Store().State().CallsOf("edge2")) == 1
+		cs := cn.Store().State().CallsOf(cn.cfg.Node.ID)
+		return c.callerRTP.receiving(10, false) && c.roomRTP.receiving(10, false) && len(cs) == 1 && cs[0].Far.SDP != ""
 	})
+	return nodes, c
+}
+
+// resumedAfter reports whether the side, whose source did not change, got packets again after
+// the longest silence since killed began.
+func (s *rtpSide) resumedAfter(killed time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last.After(killed.Add(s.maxGap))
+}
+
+func (s *rtpSide) gaps() (last, longest time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gap, s.maxGap
+}
+
+// TestTrunkCallAdoptedWhenCallerNodeDies: a room registered through edge1 is called through
+// edge2, which hands the call over the internal trunk; RTP flows both ways through both
+// relays. edge2 dies without a word. Before: edge1 hung up the room (record "node lost").
+// Now edge1 keeps its leg and relay toward the room and re-INVITEs the caller toward its own
+// relay: media resumes both ways, the room sees no request at all, and the caller's BYE to
+// edge1 ends the call with a record naming edge1 and edge2.
+func TestTrunkCallAdoptedWhenCallerNodeDies(t *testing.T) {
+	nodes, c := trunkCallRig(t, 0, 1)
+	n1, n2 := nodes[0], nodes[1]
 	c.roomRTP.mu.Lock()
 	c.roomRTP.maxGap = 0
 	c.roomRTP.mu.Unlock()
-
 	killed := time.Now()
 	n2.Close() // kill -9
 	testutil.EventuallyWithin(t, 60*time.Second, "media to resume both ways", func() bool {
-		c.roomRTP.mu.Lock()
-		resumed := c.roomRTP.last.After(killed.Add(c.roomRTP.maxGap))
-		c.roomRTP.mu.Unlock()
-		return resumed && c.callerRTP.receiving(10, true)
+		return c.roomRTP.resumedAfter(killed) && c.callerRTP.receiving(10, true)
 	})
 	c.mu.Lock()
 	contact, reinvited, roomMoved := c.contact, c.reinvited, c.roomMoved
 	c.mu.Unlock()
-	c.roomRTP.mu.Lock()
-	roomGap := c.roomRTP.maxGap
-	c.roomRTP.mu.Unlock()
-	c.callerRTP.mu.Lock()
-	callerGap := c.callerRTP.gap
-	c.callerRTP.mu.Unlock()
+	_, roomGap := c.roomRTP.gaps()
+	callerGap, _ := c.callerRTP.gaps()
 	t.Logf("trunk call resumed %v after edge2 died; RTP gap toward the caller %v, toward the room %v",
 		time.Since(killed).Round(time.Millisecond), callerGap.Round(time.Millisecond), roomGap.Round(time.Millisecond))
 	if !reinvited || roomMoved {
@@ -492,10 +511,17 @@ func TestTrunkCallAdoptedWhenCallerNodeDies(t *testing.T) {
 		t.Fatalf("BYE to edge1: %d", res.StatusCode)
 	}
 	c.room.waitRequest(sip.BYE, 10*time.Second)
+	awaitAdoptedRecord(t, n1, "edge1", "edge2")
+}
+
+// awaitAdoptedRecord waits for the one call's record on n: ended by its peers, by node, adopted
+// from lost; and for no call left.
+func awaitAdoptedRecord(t *testing.T, n *Node, node, lost string) {
+	t.Helper()
 	testutil.Eventually(t, "the adopted call's record", func() bool {
-		recs := n1.Store().State().Records(state.RecordQuery{})
-		return len(recs) == 1 && recs[0].Node == "edge1" && recs[0].AdoptedFrom == "edge2" &&
-			recs[0].EndReason != state.ReasonNodeLost && len(n1.Store().State().Calls()) == 0 && n1.calls.Active() == 0
+		recs := n.Store().State().Records(state.RecordQuery{})
+		return len(recs) == 1 && recs[0].Node == node && recs[0].AdoptedFrom == lost &&
+			recs[0].EndReason != state.ReasonNodeLost && len(n.Store().State().Calls()) == 0 && n.calls.Active() == 0
 	})
 }
 
@@ -506,66 +532,21 @@ func TestTrunkCallAdoptedWhenCallerNodeDies(t *testing.T) {
 // own relay: media resumes both ways, the caller sees no request, and the caller's BYE ends
 // the call with a record naming edge2 and edge3.
 func TestRoomLegAdoptedWhenRoomNodeDies(t *testing.T) {
-	if testing.Short() {
-		t.Skip("three-node cluster test skipped in -short mode")
-	}
-	nodes := startCluster(t, func(t *testing.T) config.Config {
-		cfg := haConfig(t)
-		cfg.Cluster.NodeLostAfter = config.Duration(1500 * time.Millisecond)
-		return cfg
-	})
+	nodes, c := trunkCallRig(t, 2, 1)
 	n2, n3 := nodes[1], nodes[2]
-	lo := netip.MustParseAddr("127.0.0.1")
-	c := &adoptedCall{caller: newTestUA(t, "caller"), room: newTestUA(t, "room"), callerRTP: newRTPSide(t, lo), roomRTP: newRTPSide(t, lo)}
-	answerFollowing(c.room, c.roomRTP, func(*sip.Request) {
-		c.mu.Lock()
-		c.roomMoved = true
-		c.mu.Unlock()
-	})
-	answerFollowing(c.caller, c.callerRTP, func(req *sip.Request) {
-		c.mu.Lock()
-		c.reinvited = true
-		c.mu.Unlock()
-	})
-	c.room.register(n3, "boardroom", "s3cret-board")
-	testutil.Eventually(t, "the binding on edge2", func() bool {
-		bs := n2.Store().State().Bindings("boardroom", time.Now())
-		return len(bs) == 1 && bs[0].Local != ""
-	})
-	c.call = c.caller.invite(n2, roomURI(n2, "boardroom"), "visitor", "outside.example", c.callerRTP.sdp(), nil)
-	if c.call.final == nil || c.call.final.StatusCode != 200 {
-		t.Fatalf("call through edge2: %v", c.call.final)
-	}
-	if c.call.final.GetHeader(b2bua.FarHeader) != nil {
-		t.Fatal("the room's leg state leaked to the caller")
-	}
-	c.call.ack(c.call.final)
-	c.callerRTP.follow(c.call.final.Body())
-	testutil.Eventually(t, "media both ways", func() bool {
-		cs := n2.Store().State().CallsOf("edge2")
-		return c.callerRTP.receiving(10, false) && c.roomRTP.receiving(10, false) && len(cs) == 1 && cs[0].Far.SDP != ""
-	})
 	c.callerRTP.mu.Lock()
 	c.callerRTP.maxGap = 0
 	c.callerRTP.mu.Unlock()
-
 	killed := time.Now()
 	n3.Close() // kill -9
 	testutil.EventuallyWithin(t, 60*time.Second, "media to resume both ways", func() bool {
-		c.callerRTP.mu.Lock()
-		resumed := c.callerRTP.last.After(killed.Add(c.callerRTP.maxGap))
-		c.callerRTP.mu.Unlock()
-		return resumed && c.roomRTP.receiving(10, true)
+		return c.callerRTP.resumedAfter(killed) && c.roomRTP.receiving(10, true)
 	})
 	c.mu.Lock()
 	reinvited, roomMoved := c.reinvited, c.roomMoved
 	c.mu.Unlock()
-	c.callerRTP.mu.Lock()
-	callerGap := c.callerRTP.maxGap
-	c.callerRTP.mu.Unlock()
-	c.roomRTP.mu.Lock()
-	roomGap := c.roomRTP.gap
-	c.roomRTP.mu.Unlock()
+	_, callerGap := c.callerRTP.gaps()
+	roomGap, _ := c.roomRTP.gaps()
 	t.Logf("room leg resumed %v after edge3 died; RTP gap toward the caller %v, toward the room %v",
 		time.Since(killed).Round(time.Millisecond), callerGap.Round(time.Millisecond), roomGap.Round(time.Millisecond))
 	if reinvited || !roomMoved {
@@ -580,9 +561,5 @@ func TestRoomLegAdoptedWhenRoomNodeDies(t *testing.T) {
 		t.Fatalf("BYE to edge2: %d", res.StatusCode)
 	}
 	c.room.waitRequest(sip.BYE, 10*time.Second)
-	testutil.Eventually(t, "the adopted call's record", func() bool {
-		recs := n2.Store().State().Records(state.RecordQuery{})
-		return len(recs) == 1 && recs[0].Node == "edge2" && recs[0].AdoptedFrom == "edge3" &&
-			recs[0].EndReason != state.ReasonNodeLost && len(n2.Store().State().Calls()) == 0 && n2.calls.Active() == 0
-	})
+	awaitAdoptedRecord(t, n2, "edge2", "edge3")
 }
