@@ -563,3 +563,31 @@ func TestRoomLegAdoptedWhenRoomNodeDies(t *testing.T) {
 	c.room.waitRequest(sip.BYE, 10*time.Second)
 	awaitAdoptedRecord(t, n2, "edge2", "edge3")
 }
+
+// TestAdoptionRefusedEndsCall: node B dies with three calls. The caller of the first refuses
+// the survivor's re-INVITE (481), the room of the second too; the third resumes. The two
+// refused calls end at once: the other side gets a BYE, the record says "node lost" and names
+// the adopter and B, and the rooms are free again (no 486 lock-out).
+func TestAdoptionRefusedEndsCall(t *testing.T) {
+	_, b, survivors := adoptCluster(t, 3, 1500*time.Millisecond)
+	cs := startAdoptedCalls(t, b, survivors[0], 3)
+	refuse := func(req *sip.Request, tx sip.ServerTransaction) {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+	}
+	cs[0].caller.handleInvite(refuse)
+	cs[1].room.handleInvite(refuse)
+	b.Close() // kill -9
+	awaitResumed(t, cs[2:])
+	cs[0].room.waitRequest(sip.BYE, 30*time.Second)
+	cs[1].caller.waitRequest(sip.BYE, 30*time.Second)
+	st := survivors[0].Store().State()
+	testutil.Eventually(t, "the refused calls' records", func() bool {
+		recs := st.Records(state.RecordQuery{EndReason: state.ReasonNodeLost})
+		for _, r := range recs {
+			if r.AdoptedFrom != b.cfg.Node.ID || r.Node == b.cfg.Node.ID {
+				t.Fatalf("record %+v: want it to name the adopter and %s", r, b.cfg.Node.ID)
+			}
+		}
+		return len(recs) == 2 && len(st.Calls()) == 1 && !st.RoomInCall("adopt00", "") && !st.RoomInCall("adopt01", "")
+	})
+}

@@ -154,13 +154,23 @@ func legDialog(side media.Leg, l state.Leg) (*dialog, error) {
 }
 
 // overRoomFlow sends leg d, toward room, over the room's newest flow to this node, if it has
-// one; else the leg keeps the replicated address (a UDP room takes requests from any node).
+// one; else a UDP leg goes to the source of the room's newest UDP registration anywhere (its
+// address now, behind a NAT that may have moved it), or keeps the replicated address.
 func (e *Engine) overRoomFlow(room string, d *dialog) {
-	var best state.Binding
+	var best, udp state.Binding
 	for _, bd := range e.cfg.Bindings(room) {
-		if (bd.Node == "" || bd.Node == e.cfg.NodeID) && bd.Source != "" && bd.Updated.After(best.Updated) {
-			best = bd
+		switch {
+		case bd.Source == "":
+		case bd.Node == "" || bd.Node == e.cfg.NodeID:
+			if bd.Updated.After(best.Updated) {
+				best = bd
+			}
+		case strings.EqualFold(bd.Transport, "UDP") && bd.Updated.After(udp.Updated):
+			udp = bd
 		}
+	}
+	if best.Source == "" && d.transport == "UDP" {
+		best = udp
 	}
 	if best.Source == "" {
 		return

@@ -220,7 +220,7 @@ func (e *Engine) register(c *call) bool {
 		e.byRoom[c.room]++
 	}
 	e.wg.Add(1)
-	if e.cfg.CallStarted != nil && !c.fromTrunk {
+	if e.cfg.CallStarted != nil && !c.fromTrunk && c.adoptedFrom == "" { // an adopted call started elsewhere
 		e.cfg.CallStarted(c.dir)
 	}
 	return true
