@@ -13,7 +13,7 @@ import (
 // non-ignorable type or a newer version means this node cannot follow the log and must stop;
 // other errors (a bad payload) are returned to the proposer and change nothing.
 func (s *State) Apply(c Command) error {
-	if c.Version > cmdVersion || c.Version >= binV2 && !hot(c.Type) {
+	if c.Version > cmdVersion || c.Version == binVersion && !hot(c.Type) {
 		if c.Type&Ignorable != 0 {
 			return nil
 		}
@@ -71,7 +71,7 @@ func (s *State) apply(c Command) error {
 		delete(s.rooms, k.Room)
 		s.dropBindings(k.Room, nil)
 	case CmdPutBinding:
-		b, err := decodeHot(c, decodeBinding)
+		b, err := decodeHot(c, DecodeBinding)
 		if err != nil {
 			return err
 		}
@@ -137,18 +137,17 @@ func (s *State) apply(c Command) error {
 		}
 		s.lists = l
 	case CmdPutCall:
-		call, err := decodeHot(c, decodeCall)
+		call, err := decodeHot(c, DecodeCall)
 		if err != nil {
 			return err
 		}
 		s.putCall(call)
 	case CmdEndCall:
-		r, err := decodeHot(c, decodeCallRecord)
+		r, err := decodeHot(c, DecodeCallRecord)
 		if err != nil {
 			return err
 		}
 		s.dropCall(r.ID)
-		r.Call = r.Call.Public()
 		s.recordSeq++
 		r.Seq = s.recordSeq
 		r.State = CallEnded

@@ -295,16 +295,40 @@ func decodeCallRecord(p []byte, v uint8) (CallRecord, error) {
 // isBinary reports whether a command's payload is binary (a hot command at binV2 or binVersion).
 func isBinary(c Command) bool { return (c.Version == binV2 || c.Version == binVersion) && hot(c.Type) }
 
-// decodeHot decodes a hot command's payload, binary (either layout) or JSON by version.
-func decodeHot[T any](c Command, bin func([]byte, uint8) (T, error)) (T, error) {
-	if isBinary(c) {
-		v, err := bin(c.Payload, c.Version)
-		if err != nil {
-			return v, fmt.Errorf("%s: %w", c.Type, err)
-		}
-		return v, nil
+// decodeHot decodes a hot command's payload: binary at binVersion (by bin), binary at binV2
+// (the layout without the legs' dialog state), or JSON, by its version.
+func decodeHot[T any](c Command, bin func([]byte) (T, error)) (T, error) {
+	if !isBinary(c) {
+		return decode[T](c)
 	}
-	return decode[T](c)
+	var v T
+	var err error
+	if c.Version == binVersion {
+		v, err = bin(c.Payload)
+	} else {
+		v, err = decodeV2[T](c.Payload)
+	}
+	if err != nil {
+		return v, fmt.Errorf("%s: %w", c.Type, err)
+	}
+	return v, nil
+}
+
+// decodeV2 decodes a binV2 payload of a Binding, Call or CallRecord.
+func decodeV2[T any](p []byte) (T, error) {
+	var v T
+	r := binReader{s: string(p), v: binV2}
+	switch x := any(&v).(type) {
+	case *Binding:
+		r.binding(x)
+	case *Call:
+		r.call(x)
+	case *CallRecord:
+		r.record(x)
+	default:
+		r.fail("type")
+	}
+	return v, r.done()
 }
 
 // BindingOf returns the binding a PutBinding command carries, whatever its payload version (for
@@ -313,7 +337,7 @@ func BindingOf(c Command) (Binding, error) {
 	if c.Type != CmdPutBinding {
 		return Binding{}, fmt.Errorf("%w: %s is not %s", ErrBadPayload, c.Type, CmdPutBinding)
 	}
-	return decodeHot(c, decodeBinding)
+	return decodeHot(c, DecodeBinding)
 }
 
 // Legacy returns the encoded command b in the form a node without binary payloads applies: a
