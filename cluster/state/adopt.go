@@ -87,6 +87,17 @@ func (l Leg) public() Leg {
 // continuable reports whether the leg's dialog state was replicated.
 func (l Leg) continuable() bool { return l.Target != "" && l.SDP != "" && l.RemoteTag != "" }
 
+// applyNodeLostCommand applies CmdNodeLost; the ended observers are told what it adopted and
+// ended. Callers hold mu.
+func (s *State) applyNodeLostCommand(c Command) error {
+	e, err := s.applyNodeLost(c)
+	if err != nil {
+		return err
+	}
+	s.ended = &e
+	return nil
+}
+
 // applyNodeLost adopts or ends the lost node's calls. Callers hold mu.
 func (s *State) applyNodeLost(c Command) (Ended, error) {
 	a, err := decode[nodeLost](c)

@@ -160,11 +160,7 @@ func (s *State) apply(c Command) error {
 		}
 		s.ended = &e
 	case CmdNodeLost:
-		e, err := s.applyNodeLost(c)
-		if err != nil {
-			return err
-		}
-		s.ended = &e
+		return s.applyNodeLostCommand(c)
 	case CmdSinkCursor:
 		return s.applySinkCursor(c)
 	case CmdPutToken:
