@@ -30,7 +30,7 @@ func (c *call) addFarLeg(res *sip.Response) {
 	if !c.fromTrunk {
 		return
 	}
-	b, err := json.Marshal(c.b.stateLeg(c.e.cfg.NodeID))
+	b, err := json.Marshal(c.b.stateLeg(c.e.cfg.NodeID, true))
 	if err != nil {
 		return
 	}

@@ -246,12 +246,13 @@ func (c *call) finish(status int, reason string) {
 func (c *call) snapshot() state.Call {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	full := c.st == state.CallAnswered
 	bNode := c.bNode
 	if bNode == "" {
 		bNode = c.e.cfg.NodeID
 	}
 	sc := state.Call{ID: c.id, Room: c.room, Direction: c.dir, From: c.from, To: c.to, Source: c.source.String(),
-		Node: c.e.cfg.NodeID, State: c.st, A: c.a.stateLeg(c.e.cfg.NodeID), B: c.b.stateLeg(bNode), Started: c.started,
+		Node: c.e.cfg.NodeID, State: c.st, A: c.a.stateLeg(c.e.cfg.NodeID, full), B: c.b.stateLeg(bNode, full), Started: c.started,
 		Answered: c.answered, AdoptedFrom: c.adoptedFrom, Far: c.far}
 	if o := c.owned.Load(); o != nil {
 		sc.ID, sc.Direction, sc.From, sc.To, sc.Source, sc.Started, sc.Answered = o.ID, o.Direction, o.From, o.To, o.Source, o.Started, o.Answered

@@ -112,14 +112,18 @@ func (d *dialog) sdp() []byte {
 	return d.lastSDP
 }
 
-// stateLeg is the leg as recorded in the call table, with the dialog state a survivor needs
-// to continue it (adopt.go); node holds the leg.
-func (d *dialog) stateLeg(node string) state.Leg {
+// stateLeg is the leg as recorded in the call table, with node, which holds it; with full
+// (the call is answered), the dialog state a survivor needs to continue it (adopt.go). A
+// ringing call's URIs are still being set up without the lock (route.go).
+func (d *dialog) stateLeg(node string, full bool) state.Leg {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	l := state.Leg{CallID: d.callID, LocalTag: d.localTag, RemoteTag: d.remoteTag, Peer: d.dest, Transport: d.transport,
-		Node: node, LocalName: d.localName, RemoteName: d.remoteName, LocalCSeq: d.cseq, RemoteCSeq: d.remoteCSeq,
-		SDP: string(d.remoteSDP)}
+	l := state.Leg{CallID: d.callID, LocalTag: d.localTag, RemoteTag: d.remoteTag, Peer: d.dest, Transport: d.transport, Node: node}
+	if !full {
+		return l
+	}
+	l.LocalName, l.RemoteName, l.LocalCSeq, l.RemoteCSeq = d.localName, d.remoteName, d.cseq, d.remoteCSeq
+	l.SDP = string(d.remoteSDP)
 	if d.local.Host != "" {
 		l.Local = d.local.String()
 	}
