@@ -218,9 +218,12 @@ func appendN(s []applyResult, r applyResult, n int) []applyResult {
 // followers (apply answers), which forward JSON until then. So during a rolling upgrade no older
 // member is sent an entry it would have to stop on.
 const (
-	formatsJSON   = 1 // one JSON command per entry: what every binary applies
-	formatsModern = 2 // state.CmdBatch entries and binary payloads (state.binVersion)
-	formatsOnce   = 3 // and state.CmdOnce envelopes (once.go)
+	formatsJSON = 1 // one JSON command per entry: what every binary applies
+	// formatsModern: state.CmdBatch entries and binary payloads at state.binVersion. It was 2
+	// before binary payloads carried the legs' dialog state (version 3): a member that says 2
+	// gets JSON, which it decodes (ignoring the new fields), rather than payloads it stops on.
+	formatsModern = 3
+	formatsOnce   = 4 // and state.CmdOnce envelopes (once.go)
 )
 
 // logFormats is what this node applies.

@@ -10,8 +10,9 @@ import (
 )
 
 // Lost members. The leader pings every member (pingMembers); a member it has not reached for
-// Config.NodeLostAfter is lost: the leader ends the calls that member owned in the state
-// (state.EndNodeCalls, reason "node lost"), which frees their rooms and writes their records,
+// Config.NodeLostAfter is lost: the leader gives the answered calls that member owned to the
+// members it reaches (state.NodeLost: they adopt them) and ends the others in the state
+// (reason "node lost"), which frees their rooms and writes their records,
 // and every node that holds the other leg of such a call ends it too (it observes the
 // command). A member is declared lost once per absence and per leadership; when it answers
 // again it may be declared again later. A new leader starts counting from its election, so a
@@ -47,6 +48,7 @@ func (n *Node) lostSweep(ctx context.Context) {
 	}
 	now := time.Now()
 	var lost []string
+	adopters := []string{n.cfg.NodeID} // who may adopt the lost members' calls (state.NodeLost)
 	n.healthMu.Lock()
 	if n.lost.declared == nil {
 		n.lost.reset(now)
@@ -69,12 +71,14 @@ func (n *Node) lostSweep(ctx context.Context) {
 			delete(n.lost.declared, id) // it answers again
 		case !declared && now.Sub(last) >= n.cfg.NodeLostAfter:
 			lost = append(lost, id)
+		case !declared && now.Sub(n.contact[id]) < n.cfg.NodeLostAfter:
+			adopters = append(adopters, id)
 		}
 	}
 	n.healthMu.Unlock()
 	for _, id := range lost {
 		calls := len(n.st.CallsOf(id))
-		err := n.Propose(ctx, state.EndNodeCalls(id, state.ReasonNodeLost, n.cfg.NodeID, now))
+		err := n.Propose(ctx, state.NodeLost(id, adopters, state.ReasonNodeLost, n.cfg.NodeID, now))
 		if err != nil {
 			if ctx.Err() == nil {
 				n.log.Warn("member lost: ending its calls failed; will retry", "member", id, "error", err)
@@ -86,7 +90,7 @@ func (n *Node) lostSweep(ctx context.Context) {
 			n.lost.declared[id] = now
 		}
 		n.healthMu.Unlock()
-		n.log.Warn("member lost: its calls were ended", "member", id, "calls", calls,
+		n.log.Warn("member lost: its calls were adopted or ended", "member", id, "calls", calls, "adopters", adopters,
 			"unreachable_for", n.cfg.NodeLostAfter)
 	}
 }

@@ -61,6 +61,9 @@ func TestLostMemberCallsEnded(t *testing.T) {
 			if len(st.CallsOf(victim.id)) != 0 || st.RoomInCall("room-c1", "") {
 				return false
 			}
+			if _, told := observed.Load(tn.id); !told {
+				return false // the observers run just after the state changed
+			}
 		}
 		return true
 	})

@@ -385,6 +385,19 @@ func (s *Session) expired(now time.Time) (string, bool) {
 	return fmt.Sprintf("media timeout: no RTP for %s", limit), true
 }
 
+// Renumber makes the o= versions the session writes from now on, toward both legs, higher
+// than v. A session that continues a call another relay bridged until then (a call adopted
+// from a lost node) must not go back in the versions the peers have seen: a peer takes an
+// offer whose version did not grow for no change (RFC 3264 section 8).
+func (s *Session) Renumber(v uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.version {
+		s.version[i] = max(s.version[i], v)
+		s.lastBody[i] = nil
+	}
+}
+
 // Close releases every stream (its ports drain) and forgets the session.
 func (s *Session) Close() {
 	s.mu.Lock()

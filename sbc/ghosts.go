@@ -14,10 +14,18 @@ import (
 // process held them, and they died with it); and every node ends its own legs of calls the
 // cluster ended elsewhere (b2bua.Engine.CallsEnded).
 
-// watchEndedCalls hands every call the cluster ends to the B2BUA, which ends the legs it holds.
+// watchEndedCalls hands every call the cluster ends to the B2BUA, which ends the legs it holds,
+// and every call the cluster gives to a survivor of its lost node (b2bua.Engine.Adopted).
 func (n *Node) watchEndedCalls() {
 	e := n.calls
-	n.store.State().ObserveEnded(func(ended state.Ended) { e.CallsEnded(ended) })
+	n.store.State().ObserveEnded(func(ended state.Ended) {
+		e.CallsEnded(ended)
+		if len(ended.Adopted) > 0 {
+			// a node replaying old entries at its start adopts nothing: once caught up, it
+			// ends the calls it owns but does not hold (endOwnGhosts)
+			e.Adopted(ended.Adopted, n.isReady())
+		}
+	})
 }
 
 // endOwnGhosts ends the calls the state says this node owns but that it does not hold: after a

@@ -78,7 +78,8 @@ func haConfig(t *testing.T) config.Config {
 }
 
 // TestNodeLostFreesRoom: a room registered through edge1 is called through edge2, which hands
-// the call to edge1 over the internal trunk; the call is answered. edge2 dies. Before: the call
+// the call to edge1 over the internal trunk; the call is answered. edge2 dies and the caller
+// refuses to be moved to edge1 (a caller that takes it: adopt_test.go). Before: the call
 // stayed "answered" in the state forever, the room (drop-in: deny) refused every new call with
 // 486 and its leg on edge1 lived until the media timeout. Now, within the detection time, the
 // room gets a BYE from edge1, the call has a record "node lost" and the room takes a new call.
@@ -97,6 +98,11 @@ func TestNodeLostFreesRoom(t *testing.T) {
 		return len(cs) == 1 && cs[0].State == state.CallAnswered
 	})
 
+	// edge1 adopts the call when edge2 dies (adopt_test.go); this caller refuses the
+	// re-INVITE that would move it, so the call cannot continue and must end.
+	caller.handleInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+	})
 	killed := time.Now()
 	n2.Close()
 	bye := room.waitRequest(sip.BYE, 20*time.Second) // the detection time is 3 s
@@ -118,7 +124,7 @@ func TestNodeLostFreesRoom(t *testing.T) {
 	call2.ack(call2.final)
 	t.Logf("a new call to the room was answered %v after edge2 died", time.Since(killed).Round(time.Millisecond))
 	recs := n1.Store().State().Records(state.RecordQuery{EndReason: state.ReasonNodeLost})
-	if len(recs) != 1 || recs[0].Node != "edge2" || recs[0].Room != "boardroom" {
+	if len(recs) != 1 || (recs[0].Node != "edge2" && recs[0].AdoptedFrom != "edge2") || recs[0].Room != "boardroom" {
 		t.Fatalf("records %+v, want one %q record of edge2's call", recs, state.ReasonNodeLost)
 	}
 	if got := len(n1.Store().State().Records(state.RecordQuery{})); got != 1 {

@@ -320,6 +320,7 @@ func (n *Node) Drain(ctx context.Context) {
 	// cluster member leaves.
 	if n.calls != nil {
 		n.calls.DrainRooms(n.onlyFlowHere)
+		n.handOverCalls(ctx) // answered calls move to other members now (handover.go)
 		n.awaitRoomsMoved(ctx)
 		n.calls.Drain(ctx)
 	}

@@ -73,6 +73,7 @@ var appliers = [256]applier{
 	CmdPutCall:            onHot(DecodeCall, (*State).applyPutCall),
 	CmdEndCall:            onHot(DecodeCallRecord, (*State).applyEndCall),
 	CmdEndCalls:           (*State).applyEndCallsCommand,
+	CmdNodeLost:           (*State).applyNodeLostCommand,
 	CmdSetTrunkKey:        on((*State).applySetTrunkKey),
 	CmdSetRealm:           on((*State).applySetRealm),
 	CmdSinkCursor:         (*State).applySinkCursor,

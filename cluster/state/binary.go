@@ -12,8 +12,13 @@ import (
 // of older nodes. Layout: fields in declaration order; strings as a uvarint length and bytes;
 // integers as (u)varints; times as a varint of Unix seconds and a uvarint of nanoseconds, read
 // back in UTC. A node that predates binVersion stops on such an entry (ErrNewerVersion) rather
-// than diverge: upgrade every node before the cluster writes them.
-const binVersion = 2
+// than diverge: upgrade every node before the cluster writes them. Version 3 added the dialog
+// state of each leg and Call.AdoptedFrom (calls adopted when their node dies); version 2
+// payloads (without them) still decode. Version 3 also added Call.Far.
+const (
+	binV2      = 2
+	binVersion = 3
+)
 
 // hot reports whether t has a binary payload at binVersion.
 func hot(t CmdType) bool { return t == CmdPutBinding || t == CmdPutCall || t == CmdEndCall }
@@ -39,6 +44,7 @@ type binReader struct {
 	s   string
 	off int
 	err error
+	v   uint8 // payload version: binV2 lacks the dialog state of the legs
 }
 
 func (r *binReader) fail(what string) {
@@ -160,10 +166,46 @@ func (w *binWriter) leg(l *Leg) {
 	w.str(l.RemoteTag)
 	w.str(l.Peer)
 	w.str(l.Transport)
+	w.str(l.Node)
+	w.str(l.Local)
+	w.str(l.LocalName)
+	w.str(l.Remote)
+	w.str(l.RemoteName)
+	w.str(l.Target)
+	w.uint(uint64(len(l.Routes)))
+	for _, r := range l.Routes {
+		w.str(r)
+	}
+	w.uint(uint64(l.LocalCSeq))
+	w.uint(uint64(l.RemoteCSeq))
+	w.str(l.SDP)
 }
 
 func (r *binReader) leg(l *Leg) {
 	l.CallID, l.LocalTag, l.RemoteTag, l.Peer, l.Transport = r.str(), r.str(), r.str(), r.str(), r.str()
+	if r.v == binV2 {
+		return
+	}
+	l.Node, l.Local, l.LocalName, l.Remote, l.RemoteName, l.Target = r.str(), r.str(), r.str(), r.str(), r.str(), r.str()
+	n := r.uint()
+	if n > uint64(len(r.s)-r.off) { // each route takes a byte at least
+		r.fail("route count")
+		return
+	}
+	for range n {
+		l.Routes = append(l.Routes, r.str())
+	}
+	l.LocalCSeq, l.RemoteCSeq = r.cseq(), r.cseq()
+	l.SDP = r.str()
+}
+
+func (r *binReader) cseq() uint32 {
+	v := r.uint()
+	if v > 1<<32-1 {
+		r.fail("cseq")
+		return 0
+	}
+	return uint32(v)
 }
 
 func (w *binWriter) call(c *Call) {
@@ -179,6 +221,8 @@ func (w *binWriter) call(c *Call) {
 	w.leg(&c.B)
 	w.time(c.Started)
 	w.time(c.Answered)
+	w.str(c.AdoptedFrom)
+	w.leg(&c.Far)
 }
 
 func (r *binReader) call(c *Call) {
@@ -187,6 +231,10 @@ func (r *binReader) call(c *Call) {
 	r.leg(&c.A)
 	r.leg(&c.B)
 	c.Started, c.Answered = r.time(), r.time()
+	if r.v != binV2 {
+		c.AdoptedFrom = r.str()
+		r.leg(&c.Far)
+	}
 }
 
 func (w *binWriter) record(rec *CallRecord) {
@@ -215,39 +263,72 @@ func newBinary(t CmdType, enc func(*binWriter)) Command {
 }
 
 // DecodeBinding, DecodeCall and DecodeCallRecord decode the binary payloads (binVersion).
-func DecodeBinding(p []byte) (Binding, error) {
+func DecodeBinding(p []byte) (Binding, error) { return decodeBinding(p, binVersion) }
+
+// DecodeCall decodes a binary PutCall payload.
+func DecodeCall(p []byte) (Call, error) { return decodeCall(p, binVersion) }
+
+// DecodeCallRecord decodes a binary EndCall payload.
+func DecodeCallRecord(p []byte) (CallRecord, error) { return decodeCallRecord(p, binVersion) }
+
+func decodeBinding(p []byte, v uint8) (Binding, error) {
 	var b Binding
-	r := binReader{s: string(p)}
+	r := binReader{s: string(p), v: v}
 	r.binding(&b)
 	return b, r.done()
 }
 
-// DecodeCall decodes a binary PutCall payload.
-func DecodeCall(p []byte) (Call, error) {
+func decodeCall(p []byte, v uint8) (Call, error) {
 	var c Call
-	r := binReader{s: string(p)}
+	r := binReader{s: string(p), v: v}
 	r.call(&c)
 	return c, r.done()
 }
 
-// DecodeCallRecord decodes a binary EndCall payload.
-func DecodeCallRecord(p []byte) (CallRecord, error) {
+func decodeCallRecord(p []byte, v uint8) (CallRecord, error) {
 	var rec CallRecord
-	r := binReader{s: string(p)}
+	r := binReader{s: string(p), v: v}
 	r.record(&rec)
 	return rec, r.done()
 }
 
-// decodeHot decodes a hot command's payload, binary or JSON by version.
+// isBinary reports whether a command's payload is binary (a hot command at binV2 or binVersion).
+func isBinary(c Command) bool { return (c.Version == binV2 || c.Version == binVersion) && hot(c.Type) }
+
+// decodeHot decodes a hot command's payload: binary at binVersion (by bin), binary at binV2
+// (the layout without the legs' dialog state), or JSON, by its version.
 func decodeHot[T any](c Command, bin func([]byte) (T, error)) (T, error) {
-	if c.Version == binVersion {
-		v, err := bin(c.Payload)
-		if err != nil {
-			return v, fmt.Errorf("%s: %w", c.Type, err)
-		}
-		return v, nil
+	if !isBinary(c) {
+		return decode[T](c)
 	}
-	return decode[T](c)
+	var v T
+	var err error
+	if c.Version == binVersion {
+		v, err = bin(c.Payload)
+	} else {
+		v, err = decodeV2[T](c.Payload)
+	}
+	if err != nil {
+		return v, fmt.Errorf("%s: %w", c.Type, err)
+	}
+	return v, nil
+}
+
+// decodeV2 decodes a binV2 payload of a Binding, Call or CallRecord.
+func decodeV2[T any](p []byte) (T, error) {
+	var v T
+	r := binReader{s: string(p), v: binV2}
+	switch x := any(&v).(type) {
+	case *Binding:
+		r.binding(x)
+	case *Call:
+		r.call(x)
+	case *CallRecord:
+		r.record(x)
+	default:
+		r.fail("type")
+	}
+	return v, r.done()
 }
 
 // BindingOf returns the binding a PutBinding command carries, whatever its payload version (for
@@ -264,17 +345,17 @@ func BindingOf(c Command) (Binding, error) {
 // is. Used while some member of the cluster may be older.
 func Legacy(b []byte) ([]byte, error) {
 	c, err := DecodeCommand(b)
-	if err != nil || c.Version != binVersion || !hot(c.Type) {
+	if err != nil || !isBinary(c) {
 		return b, err
 	}
 	var v any
 	switch c.Type {
 	case CmdPutBinding:
-		v, err = DecodeBinding(c.Payload)
+		v, err = decodeBinding(c.Payload, c.Version)
 	case CmdPutCall:
-		v, err = DecodeCall(c.Payload)
+		v, err = decodeCall(c.Payload, c.Version)
 	case CmdEndCall:
-		v, err = DecodeCallRecord(c.Payload)
+		v, err = decodeCallRecord(c.Payload, c.Version)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c.Type, err)

@@ -12,9 +12,13 @@ var (
 	binNow  = time.Date(2026, 12, 4, 12, 30, 1, 123456789, time.UTC)
 	binCall = Call{ID: "c1", Room: "board", Direction: Inbound, From: "sip:alice@example.com", To: "sip:board@sbc",
 		Source: "198.51.100.7:5060", Node: "n1", State: CallAnswered,
-		A:       Leg{CallID: "a@x", LocalTag: "l", RemoteTag: "r", Peer: "198.51.100.7:5060", Transport: "UDP"},
+		A: Leg{CallID: "a@x", LocalTag: "l", RemoteTag: "r", Peer: "198.51.100.7:5060", Transport: "UDP",
+			Node: "n1", Local: "sip:board@sbc", LocalName: "Board", Remote: "sip:alice@example.com", RemoteName: "Alice",
+			Target: "sip:alice@198.51.100.7:5060", Routes: []string{"sip:p1;lr", "sip:p2;lr"}, LocalCSeq: 7,
+			RemoteCSeq: 1<<32 - 1, SDP: "v=0\r\n"},
 		B:       Leg{CallID: "b@y", Peer: "192.0.2.1:5061", Transport: "TLS"},
-		Started: binNow, Answered: binNow.Add(time.Second)}
+		Started: binNow, Answered: binNow.Add(time.Second), AdoptedFrom: "n0",
+		Far: Leg{CallID: "f@z", RemoteTag: "rt", Target: "sip:board@192.0.2.9", SDP: "v=0\r\n", Node: "n2"}}
 	binBinding = Binding{Room: "board", Contact: "sip:board@192.0.2.1:5060;transport=tcp", Source: "192.0.2.1:5060",
 		Transport: "TCP", Local: "203.0.113.1:5060", Node: "n1", CallID: "reg@x", CSeq: 1<<32 - 1,
 		UserAgent: "Räumsystem/1.0", Expires: binNow.Add(time.Hour), Updated: binNow,
@@ -142,4 +146,30 @@ func FuzzDecodeBinary(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// Version 2 payloads (before the legs carried their dialog state) are still in logs: they
+// decode to the same call without it.
+func TestBinaryV2CallStillDecodes(t *testing.T) {
+	old := Call{ID: "c1", Room: "board", Direction: Inbound, Node: "n1", State: CallAnswered,
+		A: Leg{CallID: "a@x", LocalTag: "l", RemoteTag: "r", Peer: "198.51.100.7:5060", Transport: "UDP"},
+		B: Leg{CallID: "b@y", Peer: "192.0.2.1:5061", Transport: "TLS"}, Started: binNow}
+	var w binWriter
+	for _, s := range []string{old.ID, old.Room, string(old.Direction), old.From, old.To, old.Source, old.Node, string(old.State)} {
+		w.str(s)
+	}
+	for _, l := range []Leg{old.A, old.B} {
+		for _, s := range []string{l.CallID, l.LocalTag, l.RemoteTag, l.Peer, l.Transport} {
+			w.str(s)
+		}
+	}
+	w.time(old.Started)
+	w.time(old.Answered)
+	s := New()
+	if err := s.Apply(Command{Type: CmdPutCall, Version: binV2, Payload: w}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Calls(); len(got) != 1 || !reflect.DeepEqual(got[0], old) {
+		t.Fatalf("v2 call decoded as %+v, want %+v", got, old)
+	}
 }

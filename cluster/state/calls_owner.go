@@ -58,6 +58,9 @@ func EndCallsByID(ids []string, node, reason, by string, at time.Time) Command {
 type Ended struct {
 	Lost    string
 	Records []CallRecord
+	// Adopted are the lost node's calls given to survivors (CmdNodeLost): each names its new
+	// owner in Node; that node continues the call (adopt.go).
+	Adopted []Call
 }
 
 // EndedObserver is told about calls ended by CmdEndCalls (after the state changed, outside its
@@ -126,22 +129,28 @@ func (s *State) applyEndCalls(c Command) (Ended, error) {
 		out.Lost = a.Node
 	}
 	for _, call := range sel {
-		s.dropCall(call.ID)
-		r := CallRecord{Call: call, Ended: a.At, EndReason: a.Reason, Status: 200}
-		if call.State != CallAnswered {
-			r.Status = 0
-		}
-		r.State = CallEnded
-		if !call.Answered.IsZero() && a.At.After(call.Answered) {
-			r.Duration = a.At.Sub(call.Answered)
-		}
-		s.recordSeq++
-		r.Seq = s.recordSeq
-		s.records = append(s.records, r)
-		out.Records = append(out.Records, r)
+		out.Records = append(out.Records, s.endActive(call, a.At, a.Reason))
 	}
 	s.records = trim(s.records, DefaultKeepRecords)
 	return out, nil
+}
+
+// endActive drops an active call and appends its record (ended at, for reason). Callers hold
+// mu and trim the records.
+func (s *State) endActive(call Call, at time.Time, reason string) CallRecord {
+	s.dropCall(call.ID)
+	r := CallRecord{Call: call.Public(), Ended: at, EndReason: reason, Status: 200}
+	if call.State != CallAnswered {
+		r.Status = 0
+	}
+	r.State = CallEnded
+	if !call.Answered.IsZero() && at.After(call.Answered) {
+		r.Duration = at.Sub(call.Answered)
+	}
+	s.recordSeq++
+	r.Seq = s.recordSeq
+	s.records = append(s.records, r)
+	return r
 }
 
 // CallsOf returns the active calls owned by node, oldest first.

@@ -111,6 +111,18 @@ type Leg struct {
 	RemoteTag string `json:"remote_tag,omitempty"`
 	Peer      string `json:"peer"` // remote signalling address
 	Transport string `json:"transport"`
+	// The dialog state a survivor needs to continue the leg when its node dies (calls adopted,
+	// adopt.go); empty in calls written by older nodes, which are then ended, not adopted.
+	Node       string   `json:"node,omitempty"`        // the node holding this leg
+	Local      string   `json:"local,omitempty"`       // our URI on the leg (From of our requests)
+	LocalName  string   `json:"local_name,omitempty"`  // its display name
+	Remote     string   `json:"remote,omitempty"`      // the peer's URI (To of our requests)
+	RemoteName string   `json:"remote_name,omitempty"` // its display name
+	Target     string   `json:"target,omitempty"`      // the peer's Contact (remote target)
+	Routes     []string `json:"routes,omitempty"`      // route set, in order
+	LocalCSeq  uint32   `json:"local_cseq,omitempty"`  // last CSeq we sent on the leg
+	RemoteCSeq uint32   `json:"remote_cseq,omitempty"` // last CSeq the peer sent
+	SDP        string   `json:"sdp,omitempty"`         // the last SDP the peer sent on the leg
 }
 
 // Call is an active call: two legs bridged by one node.
@@ -127,6 +139,12 @@ type Call struct {
 	B         Leg       `json:"b"` // the callee's leg
 	Started   time.Time `json:"started"`
 	Answered  time.Time `json:"answered,omitzero"`
+	// AdoptedFrom names the node that bridged the call before it died and this call's owner
+	// (Node) adopted it (adopt.go).
+	AdoptedFrom string `json:"adopted_from,omitempty"`
+	// Far is the room's leg of a call handed over the internal trunk, as the node it was handed
+	// to (B.Node) holds it: if that node dies, the owner continues the call with it (adopt.go).
+	Far Leg `json:"far,omitzero"`
 }
 
 // CallRecord is what remains of an ended call.

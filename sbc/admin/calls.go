@@ -46,17 +46,20 @@ func (s *Server) calls() []state.Call {
 	slices.SortFunc(all, func(a, b state.Call) int {
 		return cmp.Or(a.Started.Compare(b.Started), cmp.Compare(a.ID, b.ID))
 	})
+	for i := range all {
+		all[i] = all[i].Public() // no SDP (SRTP keys) nor dialog state for adoption
+	}
 	return all
 }
 
 func (s *Server) findCall(id string) (state.Call, bool) {
 	if c, ok := s.deps.Store.State().Call(id); ok {
-		return c, true
+		return c.Public(), true
 	}
 	if lc, ok := s.deps.Calls.(LocalCalls); ok {
 		for _, c := range lc.Calls() {
 			if c.ID == id {
-				return c, true
+				return c.Public(), true
 			}
 		}
 	}

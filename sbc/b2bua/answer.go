@@ -59,7 +59,7 @@ func (c *call) answer(b *branch, res *sip.Response) bool {
 	}
 	out := c.okA(res, bodyA)
 	c.a.setSDP(bodyA)
-	if !c.markAnswered(b) {
+	if !c.markAnswered(b, res) {
 		c.ack(b, res, nil)
 		c.byeLeg(c.b)
 		return false
@@ -68,6 +68,7 @@ func (c *call) answer(b *branch, res *sip.Response) bool {
 		e.deps.Store.Enqueue(state.PutCall(c.snapshot()))
 	}
 	ackCh := c.expectAck(c.a, c.ainv.CSeq().SeqNo)
+	c.addFarLeg(out)
 	respond(c.atx, out)
 	go c.awaitAck(c.a, out, func() { respond(c.atx, out) }, ackCh, func(ack *sip.Request) {
 		if c.offerless {
@@ -115,6 +116,7 @@ func (c *call) adoptLegB(b *branch, res *sip.Response) {
 	c.b.update = allowsUpdate(res)
 	c.b.mu.Unlock()
 	c.b.setSDP(c.bOffer)
+	_ = c.b.setRemoteSDP(res.Body())
 }
 
 // answerBody is the callee's SDP as the caller gets it: through the media relay, as the
@@ -149,8 +151,9 @@ func (c *call) okA(res *sip.Response, bodyA []byte) *sip.Response {
 	return out
 }
 
-// markAnswered moves the call to answered over branch b; false when it ended meanwhile.
-func (c *call) markAnswered(b *branch) bool {
+// markAnswered moves the call to answered over branch b's 2xx res; false when it ended
+// meanwhile.
+func (c *call) markAnswered(b *branch, res *sip.Response) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ended {
@@ -160,6 +163,9 @@ func (c *call) markAnswered(b *branch) bool {
 	c.answered = time.Now().UTC()
 	c.status = 200
 	c.bNode = b.t.node
+	if b.t.trunk {
+		c.far = farLeg(res) // the room's leg on that node (adopt_far.go)
+	}
 	return true
 }
 
@@ -222,7 +228,9 @@ func (c *call) awaitAck(d *dialog, res *sip.Response, resend func(), ch chan *si
 	wait := sip.T1
 	deadline := time.NewTimer(64 * sip.T1)
 	defer deadline.Stop()
+	d.mu.Lock() // an adopted trunk leg may become the caller's dialog (adopt_trunk.go)
 	reliable := sip.IsReliable(d.transport)
+	d.mu.Unlock()
 	tick := time.NewTimer(wait)
 	defer tick.Stop()
 	for {

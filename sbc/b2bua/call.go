@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -38,21 +39,39 @@ type call struct {
 	fromTrunk bool   // handed over by another node, which keeps the call's records
 	trunkFrom string // the node that handed it over (fromTrunk)
 
-	mu        sync.Mutex
-	st        state.CallState
-	answered  time.Time
-	ended     bool
-	cancelled bool
-	status    int
-	pending   bool // an offer/answer exchange is in progress (a second one gets 491)
-	timers    []*time.Timer
-	acks      map[ackKey]chan *sip.Request
-	pracks    map[uint32]chan struct{}
-	rseq      uint32
-	cancelCh  chan struct{}
-	bNode     string // the node leg B was handed to over the internal trunk (answered calls)
-	recorded  bool   // the cluster ended the call in the state and wrote its record (lost.go)
+	mu          sync.Mutex
+	st          state.CallState
+	answered    time.Time
+	ended       bool
+	cancelled   bool
+	status      int
+	pending     bool // an offer/answer exchange is in progress (a second one gets 491)
+	timers      []*time.Timer
+	acks        map[ackKey]chan *sip.Request
+	pracks      map[uint32]chan struct{}
+	rseq        uint32
+	cancelCh    chan struct{}
+	bNode       string // the node leg B was handed to over the internal trunk (answered calls)
+	recorded    bool   // the cluster ended the call in the state and wrote its record (lost.go)
+	adoptedFrom string // the lost node this node adopted the call from (adopt.go)
+	// owned: this trunk leg's call was adopted here from its lost owner (adopt_trunk.go); it is
+	// the call as the cluster's table knows it (its ID, caller, start) and this node now
+	// records it.
+	owned atomic.Pointer[state.Call]
+	far   state.Leg // the room's leg on bNode (a call handed over the trunk; adopt_far.go)
 }
+
+// tableID is the call's ID in the engine's table and the cluster's.
+func (c *call) tableID() string {
+	if o := c.owned.Load(); o != nil {
+		return o.ID
+	}
+	return c.id
+}
+
+// recordsHere reports whether this node writes the call's state and record: not for a leg
+// handed over the internal trunk, unless this node adopted its call.
+func (c *call) recordsHere() bool { return !c.fromTrunk || c.owned.Load() != nil }
 
 type ackKey struct {
 	side media.Leg
@@ -93,7 +112,7 @@ func (e *Engine) prepare(req *sip.Request, tx sip.ServerTransaction, dir state.D
 	c.a = &dialog{side: media.LegA, callID: string(*req.CallID()), localTag: sip.GenerateTagN(16), remoteTag: ftag,
 		local: to.Address, localName: displayName(to.DisplayName), remote: from.Address, remoteName: displayName(from.DisplayName),
 		target: req.Contact().Address, routes: routeSetFrom(req, false), dest: req.Source(), transport: req.Transport(),
-		remoteCSeq: req.CSeq().SeqNo, peer: src, update: allowsUpdate(req)}
+		remoteCSeq: req.CSeq().SeqNo, peer: src, update: allowsUpdate(req), remoteSDP: req.Body()}
 	c.b = &dialog{side: media.LegB, callID: newID(16), localTag: sip.GenerateTagN(16)}
 	if !e.register(c) {
 		r := sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
@@ -206,12 +225,12 @@ func (c *call) finish(status int, reason string) {
 		m.Close()
 	}
 	now := time.Now().UTC()
-	rec := state.CallRecord{Call: c.snapshot(), Ended: now, EndReason: reason, Status: st}
+	rec := state.CallRecord{Call: c.snapshot().Public(), Ended: now, EndReason: reason, Status: st}
 	rec.State = state.CallEnded
 	if !answered.IsZero() {
 		rec.Duration = now.Sub(answered)
 	}
-	if !c.fromTrunk && !recorded { // the node that handed the call over (or the cluster) records it
+	if c.recordsHere() && !recorded { // the node that handed the call over (or the cluster) records it
 		c.e.deps.Store.Enqueue(state.EndCall(rec))
 		if c.e.cfg.CallEnded != nil {
 			c.e.cfg.CallEnded(rec)
@@ -225,8 +244,18 @@ func (c *call) finish(status int, reason string) {
 func (c *call) snapshot() state.Call {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return state.Call{ID: c.id, Room: c.room, Direction: c.dir, From: c.from, To: c.to, Source: c.source.String(),
-		Node: c.e.cfg.NodeID, State: c.st, A: c.a.stateLeg(), B: c.b.stateLeg(), Started: c.started, Answered: c.answered}
+	full := c.st == state.CallAnswered
+	bNode := c.bNode
+	if bNode == "" {
+		bNode = c.e.cfg.NodeID
+	}
+	sc := state.Call{ID: c.id, Room: c.room, Direction: c.dir, From: c.from, To: c.to, Source: c.source.String(),
+		Node: c.e.cfg.NodeID, State: c.st, A: c.a.stateLeg(c.e.cfg.NodeID, full), B: c.b.stateLeg(bNode, full), Started: c.started,
+		Answered: c.answered, AdoptedFrom: c.adoptedFrom, Far: c.far}
+	if o := c.owned.Load(); o != nil {
+		sc.ID, sc.Direction, sc.From, sc.To, sc.Source, sc.Started, sc.Answered = o.ID, o.Direction, o.From, o.To, o.Source, o.Started, o.Answered
+	}
+	return sc
 }
 
 // hangup ends the call on both legs with a reason (BYE on answered legs; before the answer

@@ -33,6 +33,7 @@ type dialog struct {
 	peer       netip.AddrPort
 	update     bool   // the peer allows UPDATE
 	lastSDP    []byte // the last SDP we sent on this leg (for session refreshes)
+	remoteSDP  []byte // the last SDP the peer sent on this leg (replicated: adopt.go)
 }
 
 // nextCSeq reserves the next local CSeq number.
@@ -111,11 +112,38 @@ func (d *dialog) sdp() []byte {
 	return d.lastSDP
 }
 
-// stateLeg is the leg as recorded in the call table.
-func (d *dialog) stateLeg() state.Leg {
+// stateLeg is the leg as recorded in the call table, with node, which holds it; with full
+// (the call is answered), the dialog state a survivor needs to continue it (adopt.go). A
+// ringing call's URIs are still being set up without the lock (route.go).
+func (d *dialog) stateLeg(node string, full bool) state.Leg {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return state.Leg{CallID: d.callID, LocalTag: d.localTag, RemoteTag: d.remoteTag, Peer: d.dest, Transport: d.transport}
+	l := state.Leg{CallID: d.callID, LocalTag: d.localTag, RemoteTag: d.remoteTag, Peer: d.dest, Transport: d.transport, Node: node}
+	if !full {
+		return l
+	}
+	l.LocalName, l.RemoteName, l.LocalCSeq, l.RemoteCSeq = d.localName, d.remoteName, d.cseq, d.remoteCSeq
+	l.SDP = string(d.remoteSDP)
+	if d.local.Host != "" {
+		l.Local = d.local.String()
+	}
+	if d.remote.Host != "" {
+		l.Remote = d.remote.String()
+	}
+	if d.target.Host != "" {
+		l.Target = d.target.String()
+	}
+	for _, r := range d.routes {
+		l.Routes = append(l.Routes, r.String())
+	}
+	return l
+}
+
+// id is the leg's Call-ID.
+func (d *dialog) id() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.callID
 }
 
 // key identifies the leg for requests the peer sends us: its Call-ID and our tag.

@@ -234,7 +234,7 @@ func (e *Engine) register(c *call) bool {
 		e.byRoom[c.room]++
 	}
 	e.wg.Add(1)
-	if e.cfg.CallStarted != nil && !c.fromTrunk {
+	if e.cfg.CallStarted != nil && !c.fromTrunk && c.adoptedFrom == "" { // an adopted call started elsewhere
 		e.cfg.CallStarted(c.dir)
 	}
 	return true
@@ -243,10 +243,11 @@ func (e *Engine) register(c *call) bool {
 func (e *Engine) unregister(c *call) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, ok := e.calls[c.id]; !ok {
+	id := c.tableID()
+	if _, ok := e.calls[id]; !ok {
 		return
 	}
-	delete(e.calls, c.id)
+	delete(e.calls, id)
 	for _, d := range []*dialog{c.a, c.b} {
 		if d != nil {
 			delete(e.legs, d.key())

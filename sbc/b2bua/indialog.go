@@ -243,6 +243,9 @@ func (c *call) offerReply(d, o *dialog, req *sip.Request, res *sip.Response, off
 			}
 		}
 	}
+	if res.IsSuccess() && !offerless {
+		c.noteSDP(d, req.Body(), o, res.Body()) // what a survivor needs if this node dies (adopt.go)
+	}
 	reply := sip.NewResponseFromRequest(req, res.StatusCode, res.Reason, back)
 	if to := reply.To(); to != nil {
 		to.Params.Add("tag", d.localTag)

@@ -29,14 +29,22 @@ func (e *Engine) CallsEnded(ended state.Ended) {
 			byLegB[r.B.CallID] = true
 		}
 	}
+	adopting := make(map[string]bool) // trunk legs whose calls this node adopts (adopt_trunk.go)
+	for _, sc := range ended.Adopted {
+		if sc.Node == e.cfg.NodeID {
+			adopting[sc.B.CallID] = true
+			adopting[sc.ID] = true // its room leg was on the lost node (adopt_far.go)
+		}
+	}
 	var mine []*call // owned here: the record exists already
 	var legs []*call // legs of those calls held here, or calls tied to a lost node
 	for _, c := range all {
 		switch {
-		case !c.fromTrunk && byID[c.id]:
+		case c.recordsHere() && byID[c.tableID()]:
 			mine = append(mine, c)
-		case c.fromTrunk && byLegB[c.a.callID]:
+		case c.fromTrunk && byLegB[c.a.id()]:
 			legs = append(legs, c)
+		case c.fromTrunk && adopting[c.a.id()], !c.fromTrunk && adopting[c.tableID()]:
 		case ended.Lost != "" && ended.Lost != e.cfg.NodeID && (c.trunkFrom == ended.Lost || c.peerNode() == ended.Lost):
 			legs = append(legs, c)
 		}
@@ -74,5 +82,5 @@ func (e *Engine) Holds(id string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	c := e.calls[id]
-	return c != nil && !c.fromTrunk
+	return c != nil && c.recordsHere()
 }

@@ -41,7 +41,9 @@ func (c *call) armTimers() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e.cfg.MaxDuration > 0 {
-		c.timers = append(c.timers, time.AfterFunc(e.cfg.MaxDuration, func() {
+		// from the answer: an adopted call keeps the time it had (adopt.go)
+		left := max(e.cfg.MaxDuration-time.Since(c.answered), 0)
+		c.timers = append(c.timers, time.AfterFunc(left, func() {
 			c.hangup("maximum call duration reached", 0)
 		}))
 	}

@@ -256,9 +256,11 @@ type Cluster struct {
 	CA   string `yaml:"ca"`
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
-	// NodeLostAfter: a node the leader cannot reach for this long is lost; the calls it
-	// bridged are ended (record "node lost"), the rooms free again, and the room legs other
-	// nodes held for it get a BYE. Default: 3s; at least 300ms.
+	// NodeLostAfter: a node the leader cannot reach for this long is lost; the answered calls
+	// it bridged alone are adopted by the surviving nodes (each leg gets a re-INVITE toward the
+	// survivor's relay; the media gap is about this time), the others are ended (record "node
+	// lost"), their rooms free again, and the room legs other nodes held for it get a BYE.
+	// Default: 3s; at least 300ms.
 	NodeLostAfter Duration `yaml:"node_lost_after"`
 	// HeartbeatTimeout: a follower that has not heard from the leader for this long (a random
 	// time between it and twice it) starts an election; a leader failure costs about that plus
