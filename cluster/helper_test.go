@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -137,14 +138,13 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
+// freeAddr is a free address for a node on loopback. The port is outside the kernel's ephemeral
+// range: a node that restarts binds it again, and an ephemeral port freed when the node stopped
+// was now and then taken by another socket in between ("bind: address already in use").
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	lo := netip.MustParseAddr("127.0.0.1")
+	return netip.AddrPortFrom(lo, uint16(testutil.PortWindow(t, lo, 1))).String()
 }
 
 // testConfig is a LAN-tight configuration for a node on loopback.

@@ -3,7 +3,6 @@ package media
 import (
 	"bytes"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
@@ -18,7 +17,7 @@ var loopback = netip.MustParseAddr("127.0.0.1")
 
 func newTestManager(t testing.TB, mod func(*Config)) *Manager {
 	t.Helper()
-	base := 20000 + 2*rand.IntN(15000)
+	base := testutil.PortWindow(t, loopback, 200) // free for the largest range a test widens it to
 	// Everything runs on loopback, which the shipped peer deny list refuses.
 	cfg := Config{BindAddr: loopback, PortMin: base, PortMax: base + 59, Drain: 100 * time.Millisecond, LatchWindow: 200 * time.Millisecond,
 		AllowPeers: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}

@@ -55,7 +55,9 @@ func registerRoomClient(t *testing.T, n *Node, transport, password string) (*sip
 	req.AppendHeader(from)
 	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{User: "boardroom", Host: "127.0.0.1", Port: 5999}})
 	req.AppendHeader(sip.NewHeader("Expires", "300"))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// both round trips; generous for a loaded machine (the binding is a Raft write), so that
+	// only a lost or refused REGISTER fails here
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	res, err := cl.Do(ctx, req)
 	if err != nil {

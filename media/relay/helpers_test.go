@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"math/rand/v2"
 	"net/netip"
 	"testing"
 	"time"
@@ -11,10 +10,12 @@ import (
 
 var loopback = netip.MustParseAddr("127.0.0.1")
 
-// newTestPool returns a pool over a random 40-port window, closed on cleanup.
+// newTestPool returns a pool over a free 40-port window outside the ephemeral ports (a random
+// window inside them collided with other sockets' ports: "port pool exhausted", a TCP port
+// taken), closed on cleanup.
 func newTestPool(t testing.TB, drain time.Duration) *Pool {
 	t.Helper()
-	base := 20000 + 2*rand.IntN(15000)
+	base := testutil.PortWindow(t, loopback, 40)
 	p, err := NewPool(PoolConfig{Bind: loopback, Min: base, Max: base + 39, Drain: drain})
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package relay
 import (
 	"bytes"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"testing"
 	"time"
@@ -287,7 +286,7 @@ func TestStreamSignallingAfterFirstPackets(t *testing.T) {
 // the learning window).
 func TestStreamWildcardBindMatchesSignalledIPv4(t *testing.T) {
 	testutil.CheckGoroutines(t)
-	base := 20000 + 2*rand.IntN(15000)
+	base := testutil.PortWindow(t, netip.IPv4Unspecified(), 4)
 	p, err := NewPool(PoolConfig{Bind: netip.IPv4Unspecified(), Min: base, Max: base + 3, Drain: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package turn
 
 import (
 	"errors"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"runtime"
@@ -25,7 +24,7 @@ var (
 
 func newPool(t *testing.T) *relay.Pool {
 	t.Helper()
-	base := 20000 + 2*rand.IntN(15000)
+	base := testutil.PortWindow(t, loopback, 40)
 	p, err := relay.NewPool(relay.PoolConfig{Bind: loopback, Min: base, Max: base + 39, Drain: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
