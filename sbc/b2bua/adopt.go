@@ -2,9 +2,11 @@ package b2bua
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -77,8 +79,7 @@ func (e *Engine) adopt(sc state.Call) {
 	}
 	if !e.register(c) {
 		log.Info("draining: adopted call ended")
-		c.byeLeg(c.a)
-		c.byeLeg(c.b)
+		c.byeNow(c.a, c.b)
 		e.deps.Store.Enqueue(state.EndCallsByID([]string{sc.ID}, e.cfg.NodeID, state.ReasonNodeLost, e.cfg.NodeID, time.Now()))
 		return
 	}
@@ -94,6 +95,22 @@ func (e *Engine) adopt(sc state.Call) {
 	c.replicate()
 	c.armTimers()
 	log.Info("call adopted", "took", time.Since(start).Round(time.Millisecond))
+}
+
+// byeNow sends BYE on legs of a call that is not in the engine's table and waits for the
+// answers. byeLeg counts its sends in the engine's wait group, which only calls in the table
+// may do: a draining engine waits on that group, and an Add from zero while it waits is a race.
+func (c *call) byeNow(legs ...*dialog) {
+	var wg sync.WaitGroup
+	for _, d := range legs {
+		req := d.newRequest(sip.BYE, 0, sip.ContactHeader{})
+		wg.Go(func() {
+			ctx, done := context.WithTimeout(context.Background(), 8*time.Second)
+			defer done()
+			_, _ = c.e.deps.Client.Do(ctx, req)
+		})
+	}
+	wg.Wait()
 }
 
 // rebuild makes the call from its replicated state: both dialogs (the room's leg over the
