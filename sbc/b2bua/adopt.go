@@ -34,6 +34,24 @@ const adoptCSeqStep = 10000
 // adoptWait bounds each leg's re-INVITE (a peer that does not answer ends the call).
 const adoptWait = 16 * time.Second
 
+// Outcomes of an adoption (Config.CallAdopted).
+const (
+	AdoptResumed = "resumed" // both legs took the re-INVITE: the call goes on here
+	AdoptEnded   = "ended"   // the call could not be continued and was ended
+)
+
+// noteAdopted tells Config.CallAdopted how an adoption turned out.
+func (e *Engine) noteAdopted(resumed bool) {
+	if e.cfg.CallAdopted == nil {
+		return
+	}
+	if resumed {
+		e.cfg.CallAdopted(AdoptResumed)
+	} else {
+		e.cfg.CallAdopted(AdoptEnded)
+	}
+}
+
 // Adopted handles calls the cluster gave to survivors of a lost node. This node continues the
 // calls given to it when adopt is true (it is ready: a node replaying old log entries at its
 // start does not; it ends them as ghosts once it has caught up). A node that still holds one
@@ -75,12 +93,14 @@ func (e *Engine) adopt(sc state.Call) {
 	if err != nil {
 		log.Warn("call not adopted; ending it", "error", err)
 		e.deps.Store.Enqueue(state.EndCallsByID([]string{sc.ID}, e.cfg.NodeID, state.ReasonNodeLost, e.cfg.NodeID, time.Now()))
+		e.noteAdopted(false)
 		return
 	}
 	if !e.register(c) {
 		log.Info("draining: adopted call ended")
 		c.byeNow(c.a, c.b)
 		e.deps.Store.Enqueue(state.EndCallsByID([]string{sc.ID}, e.cfg.NodeID, state.ReasonNodeLost, e.cfg.NodeID, time.Now()))
+		e.noteAdopted(false)
 		return
 	}
 	err = c.resume()
@@ -90,10 +110,12 @@ func (e *Engine) adopt(sc state.Call) {
 	if err != nil {
 		log.Warn("adopted call could not be resumed; ending it", "error", err)
 		c.hangup(state.ReasonNodeLost, 0)
+		e.noteAdopted(false)
 		return
 	}
 	c.replicate()
 	c.armTimers()
+	e.noteAdopted(true)
 	log.Info("call adopted", "took", time.Since(start).Round(time.Millisecond))
 }
 

@@ -108,12 +108,41 @@ func answeredCall(t *testing.T, r *rig, a, b *phone) (*caller, *sip.Request, sta
 	return c, inv, sc
 }
 
-// adopter is a second node (n2) whose relay is m.
-func adopter(t *testing.T, m *versionMedia) *rig {
+// adoptions counts what Config.CallAdopted is told, by result.
+type adoptions struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// count makes c's engine count its adoptions in a.
+func (a *adoptions) count(c *Config) {
+	a.n = map[string]int{}
+	c.CallAdopted = func(result string) {
+		a.mu.Lock()
+		a.n[result]++
+		a.mu.Unlock()
+	}
+}
+
+// wait waits until the adoptions counted are resumed and ended.
+func (a *adoptions) wait(t *testing.T, resumed, ended int) {
+	t.Helper()
+	testutil.Eventually(t, fmt.Sprintf("%d adoptions resumed, %d ended", resumed, ended), func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.n[AdoptResumed] == resumed && a.n[AdoptEnded] == ended
+	})
+}
+
+// adopter is a second node (n2) whose relay is m; it counts its adoptions in n.
+func adopter(t *testing.T, m *versionMedia, n *adoptions) *rig {
 	return newRig(t, func(c *Config, d *Deps) {
 		c.NodeID = "n2"
 		if m != nil {
 			d.Media = m
+		}
+		if n != nil {
+			n.count(c)
 		}
 	})
 }
@@ -173,11 +202,13 @@ func waitRecord(t *testing.T, r *rig) state.CallRecord {
 func TestAdoptAnsweredCallCalleeHangsUp(t *testing.T) {
 	r1 := newRig(t, nil)
 	m := &versionMedia{}
-	r2 := adopter(t, m)
+	var n adoptions
+	r2 := adopter(t, m, &n)
 	a, b := newPhone(t), newPhone(t)
 	_, _, sc := answeredCall(t, r1, a, b)
 	r2.e.Adopted([]state.Call{adoptedBy(sc, "n2")}, true)
 	rb := resumeBoth(t, r2, a, b, sc)
+	n.wait(t, 1, 0)
 	testutil.Eventually(t, "adopted call replicated by n2", func() bool {
 		got, ok := r2.store.State().Call(sc.ID)
 		return ok && got.Node == "n2" && got.AdoptedFrom == "n1"
@@ -206,7 +237,7 @@ func TestAdoptAnsweredCallCalleeHangsUp(t *testing.T) {
 // adopter's Contact, ends both legs there.
 func TestAdoptAnsweredCallCallerHangsUp(t *testing.T) {
 	r1 := newRig(t, nil)
-	r2 := adopter(t, &versionMedia{})
+	r2 := adopter(t, &versionMedia{}, nil)
 	a, b := newPhone(t), newPhone(t)
 	c, _, sc := answeredCall(t, r1, a, b)
 	r2.e.Adopted([]state.Call{adoptedBy(sc, "n2")}, true)
@@ -226,7 +257,8 @@ func TestAdoptAnsweredCallCallerHangsUp(t *testing.T) {
 // to both legs and a record "node lost".
 func TestAdoptLegRefuses(t *testing.T) {
 	r1 := newRig(t, nil)
-	r2 := adopter(t, &versionMedia{})
+	var n adoptions
+	r2 := adopter(t, &versionMedia{}, &n)
 	a, b := newPhone(t), newPhone(t)
 	_, _, sc := answeredCall(t, r1, a, b)
 	r2.e.Adopted([]state.Call{adoptedBy(sc, "n2")}, true)
@@ -239,6 +271,7 @@ func TestAdoptLegRefuses(t *testing.T) {
 	if rec.EndReason != state.ReasonNodeLost || rec.Node != "n2" {
 		t.Fatalf("record %+v: want %q by n2", rec, state.ReasonNodeLost)
 	}
+	n.wait(t, 0, 1)
 	r2.waitIdle()
 }
 
@@ -246,7 +279,7 @@ func TestAdoptLegRefuses(t *testing.T) {
 // ends on both legs with "node lost".
 func TestAdoptCalleeRefuses(t *testing.T) {
 	r1 := newRig(t, nil)
-	r2 := adopter(t, nil)
+	r2 := adopter(t, nil, nil)
 	a, b := newPhone(t), newPhone(t)
 	_, _, sc := answeredCall(t, r1, a, b)
 	r2.e.Adopted([]state.Call{adoptedBy(sc, "n2")}, true)
@@ -268,7 +301,8 @@ func TestAdoptCalleeRefuses(t *testing.T) {
 // ended in the cluster's table at once, without a message to anyone.
 func TestAdoptUnusableState(t *testing.T) {
 	r1 := newRig(t, nil)
-	r2 := adopter(t, nil)
+	var n adoptions
+	r2 := adopter(t, nil, &n)
 	a, b := newPhone(t), newPhone(t)
 	_, _, sc := answeredCall(t, r1, a, b)
 	noSDP := adoptedBy(sc, "n2")
@@ -284,6 +318,7 @@ func TestAdoptUnusableState(t *testing.T) {
 	}
 	r2.e.Adopted([]state.Call{noSDP, badURI, badRoute}, true)
 	testutil.Eventually(t, "unusable calls ended", func() bool { return len(r2.store.State().Calls()) == 0 })
+	n.wait(t, 0, 3)
 	if !a.quiet(sip.INVITE, 200*time.Millisecond) || r2.e.Active() != 0 {
 		t.Fatal("an unusable call was resumed")
 	}
@@ -292,7 +327,7 @@ func TestAdoptUnusableState(t *testing.T) {
 // TestAdoptWhileDraining: a draining node given a call ends it with BYE on both legs.
 func TestAdoptWhileDraining(t *testing.T) {
 	r1 := newRig(t, nil)
-	r2 := adopter(t, nil)
+	r2 := adopter(t, nil, nil)
 	a, b := newPhone(t), newPhone(t)
 	_, _, sc := answeredCall(t, r1, a, b)
 	r2.e.DrainRooms(func(string) bool { return false })
@@ -316,7 +351,7 @@ func TestAdoptedElsewhereReleased(t *testing.T) {
 	if !a.quiet(sip.BYE, 200*time.Millisecond) || !b.quiet(sip.BYE, 0) || len(r1.records()) != 0 {
 		t.Fatalf("released call sent BYE or wrote a record: %+v", r1.records())
 	}
-	r2 := adopter(t, nil)
+	r2 := adopter(t, nil, nil)
 	r2.e.Adopted([]state.Call{adoptedBy(sc, "n2")}, false)
 	if r2.e.Active() != 0 {
 		t.Fatal("a node that is not ready adopted a call")

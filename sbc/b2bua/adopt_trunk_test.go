@@ -71,7 +71,8 @@ func TestFarLegRoundTrip(t *testing.T) {
 // re-INVITEs the caller from the replicated caller's leg, owns the call from then on (its ID,
 // its record), and the caller's BYE ends the room's leg.
 func TestAdoptTrunkCall(t *testing.T) {
-	r := newRig(t, nil)
+	var n adoptions
+	r := newRig(t, func(c *Config, _ *Deps) { n.count(c) })
 	x, a, b := newPhone(t), newPhone(t), newPhone(t)
 	trunkInv, _, _ := trunkCall(t, r, x, b)
 	sc := state.Call{ID: "owned-by-n0", Room: "room1", Direction: state.Inbound, Node: "n1", AdoptedFrom: "n0",
@@ -85,6 +86,7 @@ func TestAdoptTrunkCall(t *testing.T) {
 	a.reply(ra, 200, "", testSDP)
 	a.request(sip.ACK)
 	testutil.Eventually(t, "adopted trunk call owned here", func() bool { return r.e.Holds(sc.ID) })
+	n.wait(t, 1, 0)
 	c := &caller{p: a, to: r.addr, callID: "caller-dialog", fromTag: "atag", toTag: "n0tag", cseq: 10}
 	c.inDialog(sip.BYE, "")
 	b.reply(b.request(sip.BYE), 200, "", "")
@@ -99,7 +101,8 @@ func TestAdoptTrunkCall(t *testing.T) {
 // TestAdoptTrunkCallRefused: a caller that refuses the re-INVITE ends the call: the room's
 // leg gets BYE and the call is ended in the cluster's table.
 func TestAdoptTrunkCallRefused(t *testing.T) {
-	r := newRig(t, nil)
+	var n adoptions
+	r := newRig(t, func(c *Config, _ *Deps) { n.count(c) })
 	x, a, b := newPhone(t), newPhone(t), newPhone(t)
 	trunkInv, _, _ := trunkCall(t, r, x, b)
 	sc := state.Call{ID: "owned-by-n0", Room: "room1", Node: "n1", AdoptedFrom: "n0", State: state.CallAnswered,
@@ -121,6 +124,7 @@ func TestAdoptTrunkCallRefused(t *testing.T) {
 	b.reply(b.request(sip.BYE), 200, "", "")
 	x.reply(x.request(sip.BYE), 200, "", "")
 	r.waitIdle()
+	n.wait(t, 0, 2)
 }
 
 // TestTrunkLegHandedOver: a node that holds the room's leg of a call lets it go, without a
@@ -140,7 +144,8 @@ func TestTrunkLegHandedOver(t *testing.T) {
 // told its leg in the 2xx) continues when n2 is lost: the room is re-INVITEd from here, and its
 // BYE reaches the caller.
 func TestAdoptFarLeg(t *testing.T) {
-	r := newRig(t, nil)
+	var n adoptions
+	r := newRig(t, func(c *Config, _ *Deps) { n.count(c) })
 	r.room("room1")
 	a, x, b := newPhone(t), newPhone(t), newPhone(t)
 	r.mu.Lock()
@@ -174,6 +179,7 @@ func TestAdoptFarLeg(t *testing.T) {
 	}
 	b.reply(rb, 200, "", testSDP)
 	b.request(sip.ACK)
+	n.wait(t, 1, 0)
 	d := b.callee(rb, "btag")
 	d.request(sip.BYE, "")
 	a.reply(a.request(sip.BYE), 200, "", "")
