@@ -357,3 +357,48 @@ func TestAdoptedElsewhereReleased(t *testing.T) {
 		t.Fatal("a node that is not ready adopted a call")
 	}
 }
+
+// TestAdoptOverRoomFlow: the adopter sends the room's re-INVITE over the room's flow to the
+// adopter when it has one, else to the source of its newest UDP registration anywhere (a NAT
+// may have moved it), not to the address the lost node knew.
+func TestAdoptOverRoomFlow(t *testing.T) {
+	for _, here := range []bool{true, false} {
+		t.Run(map[bool]string{true: "flow to the adopter", false: "udp flow elsewhere"}[here], func(t *testing.T) {
+			r1 := newRig(t, nil)
+			r2 := adopter(t, nil, nil)
+			a, b, moved := newPhone(t), newPhone(t), newPhone(t)
+			_, _, sc := answeredCall(t, r1, a, b)
+			node := "n2"
+			if !here {
+				node = "n3"
+			}
+			r2.mu.Lock()
+			r2.bindings["room1"] = []state.Binding{
+				{Room: "room1", Contact: "sip:room1@" + moved.addr, Source: moved.addr, Transport: "udp", Node: node, Updated: time.Now()},
+				{Room: "room1", Contact: "sip:room1@192.0.2.9", Transport: "udp", Node: "n3"}, // no source: not a flow
+			}
+			r2.mu.Unlock()
+			r2.e.Adopted([]state.Call{adoptedBy(sc, "n2")}, true)
+			ra := a.request(sip.INVITE)
+			a.reply(ra, 200, "", testSDP)
+			a.request(sip.ACK)
+			rb := moved.request(sip.INVITE)
+			if rb.CallID().Value() != sc.B.CallID {
+				t.Fatalf("re-INVITE over the moved flow:\n%s", rb)
+			}
+			moved.reply(rb, 200, "", testSDP)
+			moved.request(sip.ACK)
+			testutil.Eventually(t, "adopted", func() bool { return r2.e.Holds(sc.ID) })
+			if !b.quiet(sip.INVITE, 100*time.Millisecond) {
+				t.Fatal("re-INVITE sent to the room's old address")
+			}
+			r2.e.CallsEnded(state.Ended{Records: []state.CallRecord{{Call: state.Call{ID: sc.ID}, EndReason: "ended by admin"}}})
+			a.reply(a.request(sip.BYE), 200, "", "")
+			moved.reply(moved.request(sip.BYE), 200, "", "")
+			r2.waitIdle()
+			if n := len(r2.records()); n != 0 {
+				t.Fatalf("a call the cluster ended got %d records of its own", n)
+			}
+		})
+	}
+}

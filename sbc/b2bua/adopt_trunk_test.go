@@ -189,3 +189,42 @@ func TestAdoptFarLeg(t *testing.T) {
 	}
 	r.waitIdle()
 }
+
+// TestAdoptFarLegRefused: a room that refuses the re-INVITE of the owner (its node lost) ends
+// the call: the caller gets BYE and the record says "node lost".
+func TestAdoptFarLegRefused(t *testing.T) {
+	var n adoptions
+	r := newRig(t, func(c *Config, _ *Deps) { n.count(c) })
+	r.room("room1")
+	a, x, b := newPhone(t), newPhone(t), newPhone(t)
+	r.bindOn("room1", "n2", x, "", time.Now())
+	c := a.invite(r.addr, "room1", testSDP)
+	inv := x.request(sip.INVITE)
+	far := legOf(b, "room-dialog", "n2tag", "btag")
+	js, err := json.Marshal(far)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.reply(inv, 200, "xt", testSDP, FarHeader+": "+base64.RawStdEncoding.EncodeToString(js))
+	x.request(sip.ACK)
+	c.ack(a.response(sip.INVITE, 200))
+	var sc state.Call
+	testutil.Eventually(t, "call replicated with the far leg", func() bool {
+		calls := r.store.State().Calls()
+		if len(calls) != 1 {
+			return false
+		}
+		sc = calls[0]
+		return sc.Far.CallID == "room-dialog"
+	})
+	sc.B, sc.Far, sc.AdoptedFrom = sc.Far, state.Leg{}, "n2"
+	r.e.Adopted([]state.Call{sc}, true)
+	b.reply(b.request(sip.INVITE), 481, "", "")
+	a.reply(a.request(sip.BYE), 200, "", "")
+	b.reply(b.request(sip.BYE), 481, "", "")
+	if rec := waitRecord(t, r); rec.EndReason != state.ReasonNodeLost {
+		t.Fatalf("record %+v", rec)
+	}
+	n.wait(t, 0, 1)
+	r.waitIdle()
+}
