@@ -213,3 +213,24 @@ func TestDrainKeepsRoomsWithoutOtherFlows(t *testing.T) {
 	x.response(sip.INVITE, 486)
 	r.waitIdle()
 }
+
+// TestForkSecondAnswerReleased: a branch that answers 200 after another won (crossing our
+// CANCEL) is acknowledged and hung up; the caller sees one answer.
+func TestForkSecondAnswerReleased(t *testing.T) {
+	r := newRig(t, nil)
+	r.room("room1")
+	a, b1, b2 := newPhone(t), newPhone(t), newPhone(t)
+	r.bind("room1", b1)
+	r.bind("room1", b2)
+	c := a.invite(r.addr, "room1", testSDP)
+	inv1, inv2 := b1.request(sip.INVITE), b2.request(sip.INVITE)
+	b2.reply(inv2, 200, "t2", testSDP)
+	b2.request(sip.ACK)
+	ok := a.response(sip.INVITE, 200)
+	c.ack(ok)
+	b1.request(sip.CANCEL)
+	b1.reply(inv1, 200, "t1", testSDP) // crossed with the CANCEL
+	b1.request(sip.ACK)
+	b1.reply(b1.request(sip.BYE), 200, "", "")
+	c.hangUp(r, b2)
+}
