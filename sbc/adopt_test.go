@@ -393,7 +393,45 @@ func TestDrainHandsCallsOver(t *testing.T) {
 			t.Fatalf("call %d: a BYE during the hand-over", i)
 		}
 	}
+	if n := counterValue(t, b, "portcullis_calls_handed_over_total", ""); n != calls {
+		t.Fatalf("portcullis_calls_handed_over_total on the draining node = %v, want %d", n, calls)
+	}
+	testutil.Eventually(t, "every adoption counted as resumed", func() bool {
+		var resumed, ended float64
+		for _, s := range survivors {
+			resumed += counterValue(t, s, "portcullis_calls_adopted_total", "resumed")
+			ended += counterValue(t, s, "portcullis_calls_adopted_total", "ended")
+		}
+		return resumed == calls && ended == 0
+	})
 	endAdopted(t, b, survivors, cs, owners)
+}
+
+// counterValue reads counter name of node n's metrics (the one whose result label is result,
+// when given); 0 when absent.
+func counterValue(t *testing.T, n *Node, name, result string) float64 {
+	t.Helper()
+	mfs, err := n.metrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := result == ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					match = true
+				}
+			}
+			if match {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 // byeTo sends the caller's BYE to the remote target a re-INVITE gave it.

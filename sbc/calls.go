@@ -39,7 +39,8 @@ func (n *Node) startCalls() error {
 		RingTimeout: k.RingTimeout.D(), MaxDuration: k.MaxDuration.D(), SessionExpires: k.SessionExpires.D(),
 		MinSE: k.MinSE.D(), RequireSDP: k.RequireSDP, Follow3xx: k.Follow3xx,
 		UserAgent: n.cfg.SIP.UserAgent, PassUserAgent: n.cfg.SIP.PassUserAgent,
-		Logger: n.log, CallStarted: n.callStarted, CallEnded: n.callEnded, MediaRefused: n.mediaRefused,
+		Logger: n.log, CallStarted: n.callStarted, CallEnded: n.callEnded, CallAdopted: n.callAdopted,
+		MediaRefused: n.mediaRefused,
 		FlowNodeDown: n.flowNodeDown, FlowNodeReached: n.flowNodeReached, CatchUp: n.catchUp,
 	}, deps)
 	if err != nil {

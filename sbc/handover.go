@@ -34,6 +34,16 @@ func (n *Node) handOverCalls(ctx context.Context) {
 		n.log.Warn("draining: calls not handed over", "error", err)
 		return
 	}
-	n.log.Info("draining: answered calls handed over", "calls", calls,
-		"kept", len(n.store.State().CallsOf(n.cfg.Node.ID)), "adopters", adopters)
+	kept := len(n.store.State().CallsOf(n.cfg.Node.ID))
+	if n.metrics != nil {
+		n.metrics.CallsHandedOver(calls - kept)
+	}
+	n.log.Info("draining: answered calls handed over", "calls", calls, "kept", kept, "adopters", adopters)
+}
+
+// callAdopted counts how a call this node adopted turned out (portcullis_calls_adopted_total).
+func (n *Node) callAdopted(result string) {
+	if n.metrics != nil {
+		n.metrics.CallAdopted(result)
+	}
 }

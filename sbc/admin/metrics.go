@@ -37,6 +37,8 @@ type Metrics struct {
 	proposeSeconds  *prometheus.HistogramVec
 	apiRequests     *prometheus.CounterVec
 	authFailures    *prometheus.CounterVec
+	callsAdopted    *prometheus.CounterVec
+	callsHanded     prometheus.Counter
 
 	mu       sync.Mutex
 	attached bool
@@ -77,8 +79,20 @@ func NewMetrics() *Metrics {
 			Name: "portcullis_admin_auth_failures_total",
 			Help: "Admin API requests refused before authentication succeeded, by reason (missing, bad_token, rate_limited).",
 		}, []string{"reason"}),
+		callsAdopted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_calls_adopted_total",
+			Help: "Calls this node adopted from a lost node or a draining one, by result: resumed (both legs took the re-INVITE) or ended.",
+		}, []string{"result"}),
+		callsHanded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "portcullis_calls_handed_over_total",
+			Help: "Answered calls this node handed to the other members when it drained (they adopt them).",
+		}),
+	}
+	for _, r := range []string{"resumed", "ended"} {
+		m.callsAdopted.WithLabelValues(r) // both results show from the start, at 0
 	}
 	m.reg.MustRegister(m.callAttempts, m.callOutcomes, m.registerResults, m.regFailures, m.proposeSeconds, m.apiRequests, m.authFailures,
+		m.callsAdopted, m.callsHanded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 	return m
@@ -101,6 +115,17 @@ func (m *Metrics) RegisterResult(result string) { m.registerResults.WithLabelVal
 
 // RegistrationFailed counts one failed registration of a configured room by reason.
 func (m *Metrics) RegistrationFailed(reason string) { m.regFailures.WithLabelValues(reason).Inc() }
+
+// CallAdopted counts a call this node adopted, by result ("resumed" or "ended": b2bua's
+// AdoptResumed and AdoptEnded).
+func (m *Metrics) CallAdopted(result string) { m.callsAdopted.WithLabelValues(result).Inc() }
+
+// CallsHandedOver counts n answered calls this node handed over to other members as it drained.
+func (m *Metrics) CallsHandedOver(n int) {
+	if n > 0 {
+		m.callsHanded.Add(float64(n))
+	}
+}
 
 // InstrumentStore wraps st so that every Propose is timed in portcullis_store_propose_seconds.
 func (m *Metrics) InstrumentStore(st state.Store) state.Store { return &timedStore{Store: st, m: m} }

@@ -247,6 +247,10 @@ func TestMetrics(t *testing.T) {
 	m.CallAttempt("inbound")
 	m.CallOutcome("inbound", "answered")
 	m.RegisterResult("ok")
+	m.CallAdopted("resumed")
+	m.CallAdopted("resumed")
+	m.CallsHandedOver(3)
+	m.CallsHandedOver(0)
 	st := m.InstrumentStore(e.store)
 	if err := st.Propose(context.Background(), state.PutBan(state.Ban{Prefix: mustPrefix("192.0.2.0/24"), Until: e.now.Add(time.Hour)})); err != nil {
 		t.Fatal(err)
@@ -263,6 +267,9 @@ func TestMetrics(t *testing.T) {
 		`portcullis_call_attempts_total{direction="inbound"} 1`,
 		`portcullis_call_outcomes_total{direction="inbound",outcome="answered"} 1`,
 		`portcullis_register_results_total{result="ok"} 1`,
+		`portcullis_calls_adopted_total{result="resumed"} 2`,
+		`portcullis_calls_adopted_total{result="ended"} 0`,
+		`portcullis_calls_handed_over_total 3`,
 		`portcullis_guard_refusals_total{rule="scanner-user-agent"} 1`,
 		`portcullis_guard_refusals_total{rule="flood"} 0`,
 		`portcullis_bans 1`,

@@ -2,9 +2,11 @@ package b2bua
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -31,6 +33,24 @@ const adoptCSeqStep = 10000
 
 // adoptWait bounds each leg's re-INVITE (a peer that does not answer ends the call).
 const adoptWait = 16 * time.Second
+
+// Outcomes of an adoption (Config.CallAdopted).
+const (
+	AdoptResumed = "resumed" // both legs took the re-INVITE: the call goes on here
+	AdoptEnded   = "ended"   // the call could not be continued and was ended
+)
+
+// noteAdopted tells Config.CallAdopted how an adoption turned out.
+func (e *Engine) noteAdopted(resumed bool) {
+	if e.cfg.CallAdopted == nil {
+		return
+	}
+	if resumed {
+		e.cfg.CallAdopted(AdoptResumed)
+	} else {
+		e.cfg.CallAdopted(AdoptEnded)
+	}
+}
 
 // Adopted handles calls the cluster gave to survivors of a lost node. This node continues the
 // calls given to it when adopt is true (it is ready: a node replaying old log entries at its
@@ -73,13 +93,14 @@ func (e *Engine) adopt(sc state.Call) {
 	if err != nil {
 		log.Warn("call not adopted; ending it", "error", err)
 		e.deps.Store.Enqueue(state.EndCallsByID([]string{sc.ID}, e.cfg.NodeID, state.ReasonNodeLost, e.cfg.NodeID, time.Now()))
+		e.noteAdopted(false)
 		return
 	}
 	if !e.register(c) {
 		log.Info("draining: adopted call ended")
-		c.byeLeg(c.a)
-		c.byeLeg(c.b)
+		c.byeNow(c.a, c.b)
 		e.deps.Store.Enqueue(state.EndCallsByID([]string{sc.ID}, e.cfg.NodeID, state.ReasonNodeLost, e.cfg.NodeID, time.Now()))
+		e.noteAdopted(false)
 		return
 	}
 	err = c.resume()
@@ -89,11 +110,29 @@ func (e *Engine) adopt(sc state.Call) {
 	if err != nil {
 		log.Warn("adopted call could not be resumed; ending it", "error", err)
 		c.hangup(state.ReasonNodeLost, 0)
+		e.noteAdopted(false)
 		return
 	}
 	c.replicate()
 	c.armTimers()
+	e.noteAdopted(true)
 	log.Info("call adopted", "took", time.Since(start).Round(time.Millisecond))
+}
+
+// byeNow sends BYE on legs of a call that is not in the engine's table and waits for the
+// answers. byeLeg counts its sends in the engine's wait group, which only calls in the table
+// may do: a draining engine waits on that group, and an Add from zero while it waits is a race.
+func (c *call) byeNow(legs ...*dialog) {
+	var wg sync.WaitGroup
+	for _, d := range legs {
+		req := d.newRequest(sip.BYE, 0, sip.ContactHeader{})
+		wg.Go(func() {
+			ctx, done := context.WithTimeout(context.Background(), 8*time.Second)
+			defer done()
+			_, _ = c.e.deps.Client.Do(ctx, req)
+		})
+	}
+	wg.Wait()
 }
 
 // rebuild makes the call from its replicated state: both dialogs (the room's leg over the

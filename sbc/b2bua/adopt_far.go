@@ -86,9 +86,11 @@ func (e *Engine) adoptFar(c *call, sc state.Call) {
 	if err != nil {
 		log.Warn("room leg not adopted; ending the call", "error", err)
 		c.hangup(state.ReasonNodeLost, 0)
+		e.noteAdopted(false)
 		return
 	}
 	c.replicate()
+	e.noteAdopted(true)
 	log.Info("room leg adopted", "took", time.Since(start).Round(time.Millisecond))
 }
 

@@ -42,6 +42,7 @@ func (e *Engine) adoptTrunk(c *call, sc state.Call) {
 		log.Warn("trunk call not adopted; ending it", "error", err)
 		e.deps.Store.Enqueue(state.EndCallsByID([]string{sc.ID}, e.cfg.NodeID, state.ReasonNodeLost, e.cfg.NodeID, time.Now()))
 		c.hangup(state.ReasonNodeLost, 0)
+		e.noteAdopted(false)
 		return
 	}
 	err = c.resumeCaller()
@@ -51,9 +52,11 @@ func (e *Engine) adoptTrunk(c *call, sc state.Call) {
 	if err != nil {
 		log.Warn("adopted trunk call could not be resumed; ending it", "error", err)
 		c.hangup(state.ReasonNodeLost, 0)
+		e.noteAdopted(false)
 		return
 	}
 	c.replicate()
+	e.noteAdopted(true)
 	log.Info("trunk call adopted", "took", time.Since(start).Round(time.Millisecond))
 }
 

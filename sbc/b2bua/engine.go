@@ -46,6 +46,9 @@ type Config struct {
 	// metrics); they must not block.
 	CallStarted func(dir state.Direction)
 	CallEnded   func(rec state.CallRecord)
+	// CallAdopted, when set, is told how each call this node adopted (from a lost node, or
+	// handed over by a draining one) turned out: AdoptResumed or AdoptEnded. It must not block.
+	CallAdopted func(result string)
 	// MediaRefused, when set, is told about every call refused because the media relay would
 	// not take its offer for a reason a caller controls (too many streams, too many ports held
 	// by its unanswered calls), with the status sent; it must not block.
