@@ -204,9 +204,9 @@ func (c *call) ackAndBye(b *branch, res *sip.Response) {
 // byeLeg sends BYE on a leg and waits (in the background) for its answer.
 func (c *call) byeLeg(d *dialog) {
 	req := d.newRequest(sip.BYE, 0, sip.ContactHeader{})
-	c.e.wg.Add(1)
+	c.e.busy.add()
 	go func() {
-		defer c.e.wg.Done()
+		defer c.e.busy.done()
 		ctx, done := context.WithTimeout(context.Background(), 8*time.Second)
 		defer done()
 		_, _ = c.e.deps.Client.Do(ctx, req)

@@ -130,7 +130,7 @@ type Engine struct {
 	byRoom   map[string]int   // room -> active calls
 	draining bool
 	keepRoom func(room string) bool // while draining: trunk calls for these rooms are still taken (flownode.go)
-	wg       sync.WaitGroup
+	busy     inflight               // calls and BYEs in flight, for Drain
 }
 
 type leg struct {
@@ -236,7 +236,7 @@ func (e *Engine) register(c *call) bool {
 	if c.room != "" {
 		e.byRoom[c.room]++
 	}
-	e.wg.Add(1)
+	e.busy.add()
 	if e.cfg.CallStarted != nil && !c.fromTrunk && c.adoptedFrom == "" { // an adopted call started elsewhere
 		e.cfg.CallStarted(c.dir)
 	}
@@ -261,7 +261,7 @@ func (e *Engine) unregister(c *call) {
 			delete(e.byRoom, c.room)
 		}
 	}
-	e.wg.Done()
+	e.busy.done()
 }
 
 // roomBusy reports whether a room has an active call on this node or, in a cluster, on another.
@@ -327,8 +327,7 @@ func (e *Engine) Drain(ctx context.Context) {
 	e.mu.Lock()
 	e.draining, e.keepRoom = true, nil
 	e.mu.Unlock()
-	done := make(chan struct{})
-	go func() { e.wg.Wait(); close(done) }()
+	done := e.busy.idle()
 	select {
 	case <-done:
 		return
