@@ -16,8 +16,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/portcullis-sbc/portcullis/internal/testpeer"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
-	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
 )
 
 const composeFile = "compose/docker-compose.yml"

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
+	"github.com/portcullis-sbc/portcullis/internal/testpeer"
 )
 
 // docker drives the docker CLI for one test: everything it creates carries the label

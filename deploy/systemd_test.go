@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
+	"github.com/portcullis-sbc/portcullis/internal/testpeer"
 )
 
 const unitFile = "systemd/portcullis.service"

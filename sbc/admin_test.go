@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
+	"github.com/portcullis-sbc/portcullis/internal/testpeer"
 )
 
 // adminGet fetches path from the node's admin API with the token.

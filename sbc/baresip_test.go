@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/testpeer"
 	"github.com/portcullis-sbc/portcullis/media"
-	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
 )
 
 // baresip is one baresip process acting as a room system, driven through its stdin.

@@ -15,8 +15,8 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/testpeer"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
-	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
 )
 
 // callConfig is a node for call tests: two rooms, MD5 digest (SIPp knows only MD5), short ring

@@ -11,10 +11,10 @@ import (
 
 	"github.com/portcullis-sbc/portcullis/cluster"
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/testpeer"
 	"github.com/portcullis-sbc/portcullis/internal/testutil"
 	"github.com/portcullis-sbc/portcullis/sbc/b2bua"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
-	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
 )
 
 // TestThreeNodeRegistrationsShared starts three signalling nodes that form one cluster through

@@ -17,9 +17,9 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/testpeer"
 	"github.com/portcullis-sbc/portcullis/media"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
-	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
 )
 
 // TestEndpointCorpus (issue #13 item 6) replays the endpoint corpus through a node with SIPp,

@@ -23,10 +23,10 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
-	"github.com/portcullis-sbc/portcullis/media/udpstat"
+	"github.com/portcullis-sbc/portcullis/internal/testpeer"
+	"github.com/portcullis-sbc/portcullis/internal/udpstat"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
 	"github.com/portcullis-sbc/portcullis/sbc/guard"
-	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
 )
 
 // End-to-end tests of the caller filter (issue 5) with real attack tools and real peers.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/portcullis-sbc/portcullis/cluster"
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/logging"
 	"github.com/portcullis-sbc/portcullis/media"
 	"github.com/portcullis-sbc/portcullis/media/turn"
 	"github.com/portcullis-sbc/portcullis/sbc/acmecert"
@@ -28,7 +29,6 @@ import (
 	"github.com/portcullis-sbc/portcullis/sbc/digest"
 	"github.com/portcullis-sbc/portcullis/sbc/edge"
 	"github.com/portcullis-sbc/portcullis/sbc/guard"
-	"github.com/portcullis-sbc/portcullis/sbc/logging"
 	"github.com/portcullis-sbc/portcullis/sbc/registrar"
 	"github.com/portcullis-sbc/portcullis/sbc/sinks"
 )

@@ -17,9 +17,9 @@ import (
 	"github.com/pion/stun/v2"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/testpeer"
 	"github.com/portcullis-sbc/portcullis/media/turn"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
-	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
 )
 
 // realmOf returns the realm parameter of the first WWW-Authenticate or Proxy-Authenticate

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-sbc/portcullis/internal/testpeer"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
-	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
 )
 
 // registerRateRooms is how many distinct rooms the REGISTER rate measurement registers.

@@ -19,9 +19,9 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/portcullis-sbc/portcullis/internal/testpeer"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
 	"github.com/portcullis-sbc/portcullis/sbc/guard"
-	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
 )
 
 // registerRoom registers room "boardroom" at the node over transport with a sipgo UA acting as

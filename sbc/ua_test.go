@@ -13,8 +13,8 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/portcullis-sbc/portcullis/internal/testpeer"
 	"github.com/portcullis-sbc/portcullis/internal/testutil"
-	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
 )
 
 // testUA is a SIP endpoint for call tests (a room system or an outside caller): a sipgo UA on

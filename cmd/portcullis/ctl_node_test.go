@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/testpeer"
 	"github.com/portcullis-sbc/portcullis/sbc"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
-	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
 )
 
 // TestCtlDrivesRunningNode runs `portcullis ctl` against a whole node (SIP, B2BUA, media, Raft,

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
+	"github.com/portcullis-sbc/portcullis/internal/testpeer"
 )
 
 // TestServeUnderGoRun runs the README's `go run ./cmd/portcullis serve` and stops it the two ways

@@ -15,9 +15,9 @@ import (
 	"syscall"
 
 	"github.com/portcullis-sbc/portcullis/cluster"
+	"github.com/portcullis-sbc/portcullis/internal/logging"
 	"github.com/portcullis-sbc/portcullis/sbc"
 	"github.com/portcullis-sbc/portcullis/sbc/config"
-	"github.com/portcullis-sbc/portcullis/sbc/logging"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
+	"github.com/portcullis-sbc/portcullis/internal/testpeer"
 )
 
 // buildBinary builds the portcullis binary once per test run.

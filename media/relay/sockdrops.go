@@ -1,6 +1,6 @@
 package relay
 
-import "github.com/portcullis-sbc/portcullis/media/udpstat"
+import "github.com/portcullis-sbc/portcullis/internal/udpstat"
 
 // socketDrops sums the kernel's receive-queue drops of the UDP sockets whose local port is in
 // [lo, hi]. ok is false where the kernel's tables cannot be read. Called from Stats, never per

@@ -14,8 +14,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/testpeer"
 	"github.com/portcullis-sbc/portcullis/sbc/guard"
-	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
 )
 
 // browser is one headless Chromium for a test; tab opens a logged-in dashboard of an env.

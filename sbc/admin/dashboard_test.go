@@ -13,8 +13,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/portcullis-sbc/portcullis/cluster/state"
+	"github.com/portcullis-sbc/portcullis/internal/testpeer"
 	"github.com/portcullis-sbc/portcullis/sbc/guard"
-	"github.com/portcullis-sbc/portcullis/sbc/testpeer"
 )
 
 func TestDashboardFiles(t *testing.T) {

@@ -5,7 +5,7 @@ package edge
 import (
 	"syscall"
 
-	"github.com/portcullis-sbc/portcullis/media/udpstat"
+	"github.com/portcullis-sbc/portcullis/internal/udpstat"
 )
 
 // inode is the socket's inode number (0 when it cannot be had, e.g. after close).
