@@ -14,5 +14,5 @@
 //     and images behind for inspection.
 //
 // Tests that need a program (systemd-analyze, docker, docker-compose) skip loudly without it and
-// fail instead when PORTCULLIS_CI is set (see sbc/testpeer).
+// fail instead when PORTCULLIS_CI is set (see internal/testpeer).
 package deploy
