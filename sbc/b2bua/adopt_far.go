@@ -116,28 +116,5 @@ func (e *Engine) swapLeg(c *call, d, n *dialog, from string) error {
 // resumeRoom re-INVITEs the room toward this node's relay, with an offer built from the
 // caller's last SDP.
 func (c *call) resumeRoom() error {
-	m := c.mediaSession()
-	renumber(m) // the room saw the versions of the lost node's relay
-	toB := c.a.remoteSDPCopy()
-	if len(toB) == 0 {
-		return fmt.Errorf("no SDP of the caller")
-	}
-	var err error
-	if m != nil {
-		if toB, err = m.Offer(media.LegA, toB, c.a.peer); err != nil {
-			return fmt.Errorf("caller's SDP: %w", err)
-		}
-	}
-	ans, err := c.reinvite(c.b, toB)
-	if err != nil {
-		return err
-	}
-	if m != nil {
-		if _, err = m.Answer(media.LegB, ans, c.b.peer); err != nil {
-			return fmt.Errorf("room's answer: %w", err)
-		}
-	}
-	c.b.setSDP(toB)
-	c.b.setRemoteSDP(ans)
-	return nil
+	return c.refreshLeg(c.b, c.a, "caller", "room")
 }

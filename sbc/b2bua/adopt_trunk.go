@@ -89,29 +89,36 @@ func (e *Engine) takeOver(c *call, sc state.Call, a *dialog) error {
 // resumeCaller re-INVITEs the caller toward this node's relay, with an offer built from the
 // room's last SDP.
 func (c *call) resumeCaller() error {
+	return c.refreshLeg(c.a, c.b, "room", "caller")
+}
+
+// refreshLeg re-INVITEs leg to toward this node's relay with an offer built from the last SDP
+// of the other leg from (its peer named fromName, to's toName), has the relay take the answer,
+// and records both SDPs of leg to.
+func (c *call) refreshLeg(to, from *dialog, fromName, toName string) error {
 	m := c.mediaSession()
-	renumber(m) // the caller saw the versions of the lost node's relay
-	toA := c.b.remoteSDPCopy()
-	if len(toA) == 0 {
-		return fmt.Errorf("no SDP of the room")
+	renumber(m) // the peer saw the versions of the lost node's relay
+	offer := from.remoteSDPCopy()
+	if len(offer) == 0 {
+		return fmt.Errorf("no SDP of the %s", fromName)
 	}
 	var err error
 	if m != nil {
-		if toA, err = m.Offer(media.LegB, toA, c.b.peer); err != nil {
-			return fmt.Errorf("room's SDP: %w", err)
+		if offer, err = m.Offer(from.side, offer, from.peer); err != nil {
+			return fmt.Errorf("%s's SDP: %w", fromName, err)
 		}
 	}
-	ansA, err := c.reinvite(c.a, toA)
+	ans, err := c.reinvite(to, offer)
 	if err != nil {
 		return err
 	}
 	if m != nil {
-		if _, err = m.Answer(media.LegA, ansA, c.a.peer); err != nil {
-			return fmt.Errorf("caller's answer: %w", err)
+		if _, err = m.Answer(to.side, ans, to.peer); err != nil {
+			return fmt.Errorf("%s's answer: %w", toName, err)
 		}
 	}
-	c.a.setSDP(toA)
-	c.a.setRemoteSDP(ansA)
+	to.setSDP(offer)
+	to.setRemoteSDP(ans)
 	return nil
 }
 
