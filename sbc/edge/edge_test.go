@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 )
 
 func TestFramer(t *testing.T) {
@@ -277,7 +279,8 @@ func TestStreamMeter(t *testing.T) {
 	defer c.Close()
 	msg := "OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nContent-Length: 0\r\n\r\n"
 	c.Write([]byte("\r\n\r\n" + msg + msg + "\r\n\r\n" + msg[:10])) // keepalives, 2 messages, a partial one
-	time.Sleep(100 * time.Millisecond)
+	testutil.Eventually(t, "the two whole messages metered", func() bool { return metered.Load() >= 2 })
+	time.Sleep(50 * time.Millisecond) // the partial message must stay unmetered
 	if got := metered.Load(); got != 2 {
 		t.Fatalf("%d messages metered, want 2", got)
 	}
@@ -287,7 +290,7 @@ func TestStreamMeter(t *testing.T) {
 		if !errors.Is(err, ErrOverRate) {
 			t.Fatalf("server read ended with %v, want ErrOverRate", err)
 		}
-	case <-time.After(3 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("the connection over its rate was not closed")
 	}
 	if st.ClosedRate.Load() != 1 {
