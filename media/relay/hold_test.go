@@ -2,14 +2,17 @@ package relay
 
 import (
 	"bytes"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/portcullis-sbc/portcullis/internal/testutil"
+	"github.com/portcullis-sbc/portcullis/media/fastpath"
 )
 
 // ringing is a stream whose leg A has its SDP (the INVITE's offer) and leg B not yet (the room
-// rings; its 200 OK has not been read).
+// rings; its 200 OK has not been read). Tests that do not test expiry hold for an hour: no
+// wall-clock limit on a loaded machine.
 func ringing(t *testing.T, cfg StreamConfig) *rig {
 	t.Helper()
 	r := &rig{pool: newTestPool(t, 50*time.Millisecond)}
@@ -52,7 +55,7 @@ func expectSeq(t *testing.T, e *endpoint, seq uint16, p string) {
 // received").
 func TestStreamHoldsEarlyAnswerMedia(t *testing.T) {
 	testutil.CheckGoroutines(t)
-	r := ringing(t, StreamConfig{})
+	r := ringing(t, StreamConfig{Hold: time.Hour})
 	const early = 10
 	for i := range early {
 		r.b.send(local(r.pb), rtpPacket(0, uint16(i), uint32(160*i), 2, "early"))
@@ -78,7 +81,7 @@ func TestStreamHoldsEarlyAnswerMedia(t *testing.T) {
 // answer names the callee: the caller gets the callee's early packets and nothing else, and
 // the stranger neither latches nor receives anything.
 func TestStreamHoldNeverForwardsStrangers(t *testing.T) {
-	r := ringing(t, StreamConfig{})
+	r := ringing(t, StreamConfig{Hold: time.Hour})
 	evil := newEndpointOn(t, stranger)
 	for i := range 5 {
 		evil.send(local(r.pb), rtpPacket(0, uint16(100+i), 0, 666, "evil"))
@@ -107,7 +110,7 @@ func TestStreamHoldNeverForwardsStrangers(t *testing.T) {
 // held per leg, the rest is dropped and counted at once, and the answer drops (and counts)
 // the held ones and frees the hold's buffer.
 func TestStreamHoldIsBounded(t *testing.T) {
-	r := ringing(t, StreamConfig{})
+	r := ringing(t, StreamConfig{Hold: time.Hour})
 	evil := newEndpointOn(t, stranger)
 	const sprayed = 3 * holdPackets
 	for i := range sprayed {
@@ -153,7 +156,7 @@ func TestStreamHoldExpires(t *testing.T) {
 // TestHoldDoesNotAllocate: holding a packet allocates nothing once the leg's hold buffer
 // exists (it is allocated once, on the first packet held).
 func TestHoldDoesNotAllocate(t *testing.T) {
-	r := ringing(t, StreamConfig{})
+	r := ringing(t, StreamConfig{Hold: time.Hour})
 	k := &r.s.legs[SideB].rtp
 	pkt := rtpPacket(0, 1, 0, 2, "early")
 	var i uint16
@@ -164,5 +167,51 @@ func TestHoldDoesNotAllocate(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("holding allocates %.1f times per packet", allocs)
+	}
+}
+
+// fakeKernel records installs; it forwards nothing (the packets stay in userspace).
+type fakeKernel struct {
+	mu       sync.Mutex
+	installs []fastpath.Entry
+}
+
+func (f *fakeKernel) Install(e fastpath.Entry) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.installs = append(f.installs, e)
+	return nil
+}
+
+func (f *fakeKernel) Remove(fastpath.Match) (fastpath.Counters, error) {
+	return fastpath.Counters{}, nil
+}
+func (f *fakeKernel) Counters(fastpath.Match) (fastpath.Counters, error) {
+	return fastpath.Counters{}, nil
+}
+
+// TestStreamHeldPacketsInstallKernelPath: released held packets go through the path of any
+// packet, kernel install included: with the caller already latched, the callee's held packets
+// latch leg B and hand the B-to-A direction to the kernel at the answer.
+func TestStreamHeldPacketsInstallKernelPath(t *testing.T) {
+	fk := &fakeKernel{}
+	r := ringing(t, StreamConfig{Kernel: fk, Hold: time.Hour})
+	r.a.send(local(r.pa), rtpPacket(0, 1, 0, 1, "caller"))
+	testutil.Eventually(t, "the caller to latch", func() bool { _, ok := r.s.Latched(SideA); return ok })
+	for i := range 2 {
+		r.b.send(local(r.pb), rtpPacket(0, uint16(i), uint32(160*i), 2, "early"))
+	}
+	testutil.Eventually(t, "the callee's packets to be held", func() bool { return r.s.Stats().BToA.Held == 2 })
+	r.answer()
+	for i := range 2 {
+		expectSeq(t, r.a, uint16(i), "early")
+	}
+	if !r.s.kernel.dirs[SideB].installed.Load() {
+		t.Fatal("the B-to-A direction was not handed to the kernel at the answer")
+	}
+	fk.mu.Lock()
+	defer fk.mu.Unlock()
+	if len(fk.installs) != 1 || fk.installs[0].Match.Src != r.b.addr() || fk.installs[0].Dst != r.a.addr() {
+		t.Fatalf("installs %+v, want one from %v to %v", fk.installs, r.b.addr(), r.a.addr())
 	}
 }

@@ -260,7 +260,7 @@ func TestStreamSignallingAfterFirstPackets(t *testing.T) {
 	r := &rig{pool: newTestPool(t, 50*time.Millisecond)}
 	r.pa, r.pb = acquire(t, r.pool), acquire(t, r.pool)
 	r.a, r.b = newEndpoint(t), newEndpoint(t)
-	r.s = NewStream(r.pa, r.pb, StreamConfig{LatchWindow: time.Minute})
+	r.s = NewStream(r.pa, r.pb, StreamConfig{LatchWindow: time.Minute, Hold: time.Hour})
 	t.Cleanup(r.s.Close)
 	r.s.SetPeer(SideA, Peer{RTP: r.a.addr(), PayloadTypes: []uint8{0}, DefaultClock: 8000})
 	r.b.send(local(r.pb), rtpPacket(0, 1, 0, 2, "early")) // B's peer is not signalled yet
