@@ -18,12 +18,17 @@
 // A [Stream] relays one SDP m-line between leg A and leg B with two pairs, one
 // facing each leg. Each socket has exactly one reader goroutine with one
 // reused buffer; the per-packet path (header check, source check, statistics,
-// write) takes no lock and allocates nothing. A socket latches only to a source
+// write) takes no lock once the leg's SDP is known and allocates nothing. A socket latches only to a source
 // that signalling names: nothing before its leg's SDP is known ([Stream.SetPeer]),
 // then the signalled address, another port on the signalled IP, or the preferred
 // IP (where the endpoint registered or signalled from, for NAT). A stranger
-// spraying the relay ports is dropped however early it comes. Inside a learning
-// window a better-ranked source takes over; after it the latch is locked and
+// spraying the relay ports is never relayed however early it comes. What arrives on a leg
+// before its SDP is held, not dropped (at most 16 packets per leg for up to 1 s, in a buffer
+// allocated on the first packet held and freed at the SDP): the callee's first RTP, sent with
+// its 200 OK, reaches the relay before the edge has read the answer. The leg's first SetPeer
+// passes the held packets through the latch rules in arrival order, as if they had just
+// arrived: those from a source the SDP names are relayed, the rest dropped and counted.
+// Inside a learning window a better-ranked source takes over; after it the latch is locked and
 // packets from any other source are dropped (RTP bleed protection), except that
 // the exactly signalled address always displaces another source, and a latched
 // source that has gone silent may be replaced by a source on its IP (a NAT port

@@ -16,7 +16,9 @@ type DirectionStats struct {
 	Dropped uint64 `json:"dropped"`
 	// Invalid counts datagrams that are neither RTP nor RTCP, or RTP with a
 	// payload type not in the SDP, from unlatched sources.
-	Invalid   uint64    `json:"invalid"`
+	Invalid uint64 `json:"invalid"`
+	// Held counts packets waiting for the sending leg's SDP (see [StreamConfig.Hold]).
+	Held      uint64    `json:"held,omitempty"`
 	Lost      uint64    `json:"lost"`      // RFC 3550 cumulative loss (sequence gaps)
 	Reordered uint64    `json:"reordered"` // packets older than the highest sequence seen
 	JitterMs  float64   `json:"jitter_ms"` // RFC 3550 interarrival jitter estimate

@@ -148,6 +148,9 @@ type StreamConfig struct {
 	// Kernel, when set, carries a direction's RTP in the kernel once both
 	// legs' latches are final (see [KernelPath]). Not used for Raw streams.
 	Kernel KernelPath
+	// Hold is how long a packet that arrives on a leg before the leg's SDP may wait for it
+	// (default [DefaultHold]); at most 16 packets per leg are held.
+	Hold time.Duration
 }
 
 // Stream relays one m-line between two legs. Create it with [NewStream].
@@ -155,6 +158,7 @@ type Stream struct {
 	log           *slog.Logger
 	peers         *PeerFilter
 	window, alive int64
+	holdFor       int64 // ns a packet may wait in a leg's hold
 	raw           bool
 	legs          [2]leg
 	closed        atomic.Bool
@@ -170,6 +174,7 @@ type leg struct {
 	peer      atomic.Pointer[peerConf]
 	rtp, rtcp sock
 	ctr       counters // traffic received from this leg
+	hold      hold     // what the leg sent before its SDP was known
 }
 
 type sock struct {
@@ -190,10 +195,13 @@ func NewStream(a, b *Pair, cfg StreamConfig) *Stream {
 	if cfg.Alive <= 0 {
 		cfg.Alive = DefaultAlive
 	}
+	if cfg.Hold <= 0 {
+		cfg.Hold = DefaultHold
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Stream{log: cfg.Logger, peers: cfg.Peers, window: int64(cfg.LatchWindow), alive: int64(cfg.Alive), raw: cfg.Raw, started: mono()}
+	s := &Stream{log: cfg.Logger, peers: cfg.Peers, window: int64(cfg.LatchWindow), alive: int64(cfg.Alive), raw: cfg.Raw, started: mono(), holdFor: int64(cfg.Hold)}
 	s.dropLog.every = 10 * time.Second
 	if !cfg.Raw {
 		s.kernel.path = cfg.Kernel
@@ -203,6 +211,7 @@ func NewStream(a, b *Pair, cfg StreamConfig) *Stream {
 		l := &s.legs[i]
 		l.pair = p
 		l.peer.Store(emptyPeer)
+		l.hold.active.Store(true)
 		l.rtp = sock{conn: p.RTP, side: Side(i)}
 		l.rtcp = sock{conn: p.RTCP, side: Side(i), isRTCP: true}
 		l.rtp.out.init(p.RTP)
@@ -221,8 +230,9 @@ func NewStream(a, b *Pair, cfg StreamConfig) *Stream {
 func (s *Stream) LocalPort(side Side) int { return s.legs[side].pair.Port() }
 
 // SetPeer updates what signalling says about side. Until the first SetPeer of a side nothing
-// latches on its sockets; every later one (the answer, a re-INVITE) opens a new learning
-// window for that side.
+// latches on its sockets: what arrives on them is held (see [StreamConfig.Hold]), and the
+// first SetPeer forwards the held packets from sources it names, in order, and drops the
+// rest. Every later one (the answer, a re-INVITE) opens a new learning window for that side.
 func (s *Stream) SetPeer(side Side, p Peer) {
 	l := &s.legs[side]
 	l.setMu.Lock()
@@ -233,6 +243,7 @@ func (s *Stream) SetPeer(side Side, p Peer) {
 		s.Relatch(side)
 	}
 	s.kernelRemove()
+	s.endHold(side)
 }
 
 // Relatch opens a new learning window on both sockets facing side, for a
@@ -272,10 +283,12 @@ func (s *Stream) Stats() Stats {
 	s.kernelSync()
 	la, _ := s.Latched(SideA)
 	lb, _ := s.Latched(SideB)
-	return Stats{
+	st := Stats{
 		AToB: s.legs[0].ctr.snapshot(), BToA: s.legs[1].ctr.snapshot(),
 		LatchedA: la, LatchedB: lb, PortA: s.LocalPort(SideA), PortB: s.LocalPort(SideB),
 	}
+	st.AToB.Held, st.BToA.Held = uint64(s.legs[0].hold.count.Load()), uint64(s.legs[1].hold.count.Load())
+	return st
 }
 
 // Close stops forwarding, waits for the readers to exit and releases both
@@ -285,6 +298,7 @@ func (s *Stream) Close() {
 		return
 	}
 	s.kernelRemove()
+	s.dropHeld()
 	now := time.Now()
 	for i := range s.legs {
 		_ = s.legs[i].rtp.conn.SetReadDeadline(now)
@@ -324,17 +338,31 @@ func (s *Stream) forward(k *sock, b []byte, src netip.AddrPort, now int64) {
 }
 
 // route is forward without the write: it returns the socket b leaves from and
-// its destination, or nil when b is not relayed.
+// its destination, or nil when b is not relayed (dropped, or held until the leg's SDP).
 func (s *Stream) route(k *sock, b []byte, src netip.AddrPort, now int64) (*sock, netip.AddrPort) {
 	from := &s.legs[k.side]
-	pc := from.peer.Load()
-	kind := Classify(b)
-	if s.raw {
-		kind = KindInvalid
-		if len(b) > 0 && !k.isRTCP {
-			kind = KindRaw
-		}
+	if from.hold.active.Load() && s.holdEarly(k, from, s.classify(k, b), b, src, now) {
+		return nil, netip.AddrPort{}
 	}
+	return s.routeNow(k, b, src, now)
+}
+
+// classify is Classify, or for a raw stream: any non-empty datagram on the even port.
+func (s *Stream) classify(k *sock, b []byte) Kind {
+	if s.raw {
+		if len(b) > 0 && !k.isRTCP {
+			return KindRaw
+		}
+		return KindInvalid
+	}
+	return Classify(b)
+}
+
+// routeNow is route for a packet that is not (or no longer) held.
+func (s *Stream) routeNow(k *sock, b []byte, src netip.AddrPort, now int64) (*sock, netip.AddrPort) {
+	from := &s.legs[k.side]
+	pc := from.peer.Load()
+	kind := s.classify(k, b)
 	var valid bool
 	var signalled netip.AddrPort
 	if k.isRTCP {

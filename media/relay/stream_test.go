@@ -251,31 +251,38 @@ func TestStreamRawForwardsBFCP(t *testing.T) {
 }
 
 // TestStreamSignallingAfterFirstPackets: the callee starts sending before its answer's SDP
-// reaches the relay (no signalled address yet). Those first packets are dropped: nothing
-// latches before signalling names the peer, or a stranger spraying a ringing call's ports
-// would take it over (issue #14). Once the answer names that very source, it latches at once
-// and its packets flow (no drop after the answer).
+// reaches the relay (no signalled address yet). Nothing latches or is relayed before
+// signalling names the peer, or a stranger spraying a ringing call's ports would take it over
+// (issue #14); the first packets are held instead of dropped (issue #16). Once the answer
+// names that very source, it latches at once, the held packet is relayed first and the later
+// ones follow: nothing is dropped.
 func TestStreamSignallingAfterFirstPackets(t *testing.T) {
 	r := &rig{pool: newTestPool(t, 50*time.Millisecond)}
 	r.pa, r.pb = acquire(t, r.pool), acquire(t, r.pool)
 	r.a, r.b = newEndpoint(t), newEndpoint(t)
-	r.s = NewStream(r.pa, r.pb, StreamConfig{LatchWindow: time.Minute})
+	r.s = NewStream(r.pa, r.pb, StreamConfig{LatchWindow: time.Minute, Hold: time.Hour})
 	t.Cleanup(r.s.Close)
 	r.s.SetPeer(SideA, Peer{RTP: r.a.addr(), PayloadTypes: []uint8{0}, DefaultClock: 8000})
 	r.b.send(local(r.pb), rtpPacket(0, 1, 0, 2, "early")) // B's peer is not signalled yet
-	testutil.Eventually(t, "the early packet to be dropped", func() bool { return r.s.Stats().BToA.Dropped == 1 })
+	testutil.Eventually(t, "the early packet to be held", func() bool { return r.s.Stats().BToA.Held == 1 })
 	if b, _, ok := r.a.recv(50 * time.Millisecond); ok {
 		t.Fatalf("relayed before the answer: %q", b)
 	}
+	if l, ok := r.s.Latched(SideB); ok {
+		t.Fatalf("latched %v before the answer", l)
+	}
 	r.s.SetPeer(SideB, Peer{RTP: r.b.addr(), PayloadTypes: []uint8{0}, DefaultClock: 8000})
+	if got := r.a.mustRecv(); !bytes.HasSuffix(got, []byte("early")) {
+		t.Fatalf("A got %q first, want the held packet", got)
+	}
 	for i := 2; i < 6; i++ {
 		r.b.send(local(r.pb), rtpPacket(0, uint16(i), uint32(160*i), 2, "after-answer"))
 		if got := r.a.mustRecv(); !bytes.HasSuffix(got, []byte("after-answer")) {
 			t.Fatalf("A got %q", got)
 		}
 	}
-	if st := r.s.Stats(); st.BToA.Dropped != 1 {
-		t.Fatalf("dropped %d packets, want only the one before the answer", st.BToA.Dropped)
+	if st := r.s.Stats(); st.BToA.Dropped != 0 || st.BToA.Packets != 5 {
+		t.Fatalf("dropped %d, relayed %d packets; want 0 and 5", st.BToA.Dropped, st.BToA.Packets)
 	}
 }
 
