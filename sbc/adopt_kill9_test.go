@@ -36,7 +36,8 @@ type procNode struct {
 	done      chan struct{}
 	logPath   string
 	logFile   *os.File
-	stopOnce  sync.Once
+	stopOnce  *sync.Once
+	bin       string
 	asNode    *Node // a Node value carrying only the SIP domain, for testUA's register/invite
 	mediaBase int
 }
@@ -80,50 +81,64 @@ func startProcNode(t *testing.T, bin, id string, rooms int, env ...string) *proc
 	lo := netip.MustParseAddr("127.0.0.1")
 	sipPort := testpeer.FreeUDPPort(t)
 	n := &procNode{id: id, dir: t.TempDir(), sip: fmt.Sprintf("127.0.0.1:%d", sipPort),
-		admin:   fmt.Sprintf("127.0.0.1:%d", testpeer.FreeTCPPort(t)),
-		cluster: fmt.Sprintf("127.0.0.1:%d", testpeer.FreeTCPPort(t)), done: make(chan struct{}),
+		admin:     fmt.Sprintf("127.0.0.1:%d", testpeer.FreeTCPPort(t)),
+		cluster:   fmt.Sprintf("127.0.0.1:%d", testpeer.FreeTCPPort(t)),
 		mediaBase: testutil.PortWindow(t, lo, 400)}
 	n.asNode = &Node{cfg: config.Config{SIP: config.SIP{Domain: kill9Domain}}}
 	cfg := filepath.Join(n.dir, "node.yaml")
 	if err := os.WriteFile(cfg, []byte(kill9Config(t, n, rooms)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	n.logPath = filepath.Join(n.dir, "serve.log")
-	f, err := os.Create(n.logPath)
-	if err != nil {
-		t.Fatal(err)
+	n.start(t, bin, env...)
+	return n
+}
+
+// start starts `serve` on the node's config and data dir (again, after a kill) and waits for
+// /readyz.
+func (n *procNode) start(t *testing.T, bin string, env ...string) {
+	t.Helper()
+	if n.logFile == nil {
+		n.logPath = filepath.Join(n.dir, "serve.log")
+		f, err := os.Create(n.logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.logFile = f
+		t.Cleanup(func() {
+			n.kill()
+			if t.Failed() {
+				n.dumpLog(t)
+			}
+			_ = f.Close()
+		})
 	}
-	n.logFile = f
-	n.cmd = exec.Command(bin, "serve", "--config", cfg)
+	n.bin, n.done, n.stopOnce = bin, make(chan struct{}), &sync.Once{}
+	n.cmd = exec.Command(bin, "serve", "--config", filepath.Join(n.dir, "node.yaml"))
 	n.cmd.Dir = n.dir
 	n.cmd.Env = append(os.Environ(), append([]string{"PORTCULLIS_ADMIN_TOKEN=" + haToken}, env...)...)
-	n.cmd.Stdout, n.cmd.Stderr = f, f
+	n.cmd.Stdout, n.cmd.Stderr = n.logFile, n.logFile
 	if err := n.cmd.Start(); err != nil {
+		n.cmd = nil
 		t.Fatal(err)
 	}
-	go func() { _ = n.cmd.Wait(); close(n.done) }()
-	t.Cleanup(func() {
-		n.kill()
-		if t.Failed() {
-			n.dumpLog(t)
-		}
-		_ = f.Close()
-	})
-	testutil.EventuallyWithin(t, 90*time.Second, id+" ready", func() bool {
+	done := n.done
+	go func() { _ = n.cmd.Wait(); close(done) }()
+	testutil.EventuallyWithin(t, 90*time.Second, n.id+" ready", func() bool {
 		select {
-		case <-n.done:
-			n.dumpLog(t)
-			t.Fatalf("%s exited before it was ready", id)
+		case <-done:
+			t.Fatalf("%s exited before it was ready", n.id)
 		default:
 		}
 		code, _, _ := adminDo(t, n.admin, http.MethodGet, "/readyz")
 		return code == 200
 	})
-	return n
 }
 
 // kill sends SIGKILL (no BYE, no leave, no drain) and waits for the process to be gone.
 func (n *procNode) kill() {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return
+	}
 	n.stopOnce.Do(func() {
 		_ = syscall.Kill(n.cmd.Process.Pid, syscall.SIGKILL)
 		<-n.done
@@ -326,6 +341,18 @@ func gapsOf(sides []*rtpSide) []time.Duration {
 // naming the adopter and B, and every room takes a new call through a survivor. The figure
 // (calls resumed, median and max RTP gap per direction) is logged, never asserted.
 func TestCallsAdoptedAfterKill9(t *testing.T) {
+	kill9Scenario(t, false)
+}
+
+// TestCallsAdoptedAfterKill9Restart: the same, but B is started again at once on its data dir,
+// as a supervisor does (the shipped systemd unit restarts it after 2 s, inside
+// node_lost_after): the calls must still resume through the survivors.
+func TestCallsAdoptedAfterKill9Restart(t *testing.T) {
+	kill9Scenario(t, true)
+}
+
+// kill9Scenario runs the kill -9 scenario; restart starts B again right after the kill.
+func kill9Scenario(t *testing.T, restart bool) {
 	if testing.Short() {
 		t.Skip("three-process cluster test skipped in -short mode")
 	}
@@ -340,6 +367,10 @@ func TestCallsAdoptedAfterKill9(t *testing.T) {
 	cs := startProcCalls(t, b, survivors[0], calls)
 	killed := time.Now()
 	b.kill()
+	if restart {
+		b.start(t, b.bin)
+		t.Logf("%s ready again %v after the kill", b.id, time.Since(killed).Round(time.Millisecond))
+	}
 	func() {
 		defer logKill9Figure(t, b.id, cs, killed) // also when the wait below fails
 		awaitResumed(t, cs)
