@@ -46,7 +46,7 @@ func (n *Node) endOwnGhosts(ctx context.Context) error {
 		return nil
 	}
 	id := n.cfg.Node.ID
-	if adopters := n.otherHealthyMembers(); len(adopters) > 0 && len(ids) == len(owned) {
+	if adopters := n.ghostAdopters(ctx); len(adopters) > 0 && len(ids) == len(owned) {
 		if err := n.store.Propose(ctx, state.NodeLost(id, adopters, state.ReasonNodeLost, id, time.Now())); err != nil {
 			return fmt.Errorf("hand %d calls of the previous process to %v: %w", len(ids), adopters, err)
 		}
@@ -74,4 +74,27 @@ func (n *Node) otherHealthyMembers() []string {
 		}
 	}
 	return out
+}
+
+// ghostAdopters returns the members that may adopt the calls of this node's previous process.
+// A node restarted at once may be elected leader again before it has pinged anyone (it then
+// knows no member healthy): it waits for one, up to cluster.node_lost_after.
+func (n *Node) ghostAdopters(ctx context.Context) []string {
+	if n.cluster == nil {
+		return nil
+	}
+	deadline := time.Now().Add(time.Duration(n.cfg.Cluster.NodeLostAfter))
+	for {
+		if a := n.otherHealthyMembers(); len(a) > 0 {
+			return a
+		}
+		if len(n.cluster.Members()) <= 1 || time.Now().After(deadline) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
