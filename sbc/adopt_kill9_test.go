@@ -352,9 +352,10 @@ func TestCallsAdoptedAfterKill9(t *testing.T) {
 	}
 	bin := buildPortcullis(t) // once for every run
 	for _, kc := range []kill9Case{
-		{name: "member restarted after the adoption", restartAfter: true},
-		{name: "member restarted at once", restartAtOnce: true},
-		{name: "leader restarted at once", leader: true, restartAtOnce: true},
+		// short names: the data dir (with its admin socket, 108 bytes at most) is named after them
+		{name: "member-restarted-late", restartAfter: true},
+		{name: "member-restarted", restartAtOnce: true},
+		{name: "leader-restarted", leader: true, restartAtOnce: true},
 		{name: "leader", leader: true},
 	} {
 		t.Run(kc.name, func(t *testing.T) { kill9Scenario(t, bin, kc) })
