@@ -20,12 +20,7 @@ func (n *Node) handOverCalls(ctx context.Context) {
 	if n.cluster == nil || n.calls == nil || len(n.store.State().CallsOf(n.cfg.Node.ID)) == 0 {
 		return
 	}
-	var adopters []string
-	for _, m := range n.cluster.Members() {
-		if m.ID != n.cfg.Node.ID && m.Healthy && !n.flowNodeDown(m.ID) {
-			adopters = append(adopters, m.ID)
-		}
-	}
+	adopters := n.otherHealthyMembers()
 	if len(adopters) == 0 {
 		return
 	}
