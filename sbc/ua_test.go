@@ -216,7 +216,9 @@ func (u *testUA) invite(n *Node, target sip.Uri, fromUser, fromHost string, sdp 
 	c := &testCall{u: u, invite: req, cseq: 1}
 	wait := u.timeout
 	if wait == 0 {
-		wait = 15 * time.Second
+		// past Timer B (32 s): a call the node never answers ends by SIP's own rule, and a
+		// loaded CI machine is never mistaken for a lost call (a 15 s bound once was)
+		wait = 40 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
