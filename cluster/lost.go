@@ -16,20 +16,26 @@ import (
 // and every node that holds the other leg of such a call ends it too (it observes the
 // command). A member is declared lost once per absence and per leadership; when it answers
 // again it may be declared again later. A new leader starts counting from its election, so a
-// member that was already gone is declared NodeLostAfter after the election.
+// member that was already gone is declared NodeLostAfter after the election; but the leader it
+// replaces counts from when this node last heard from it as a follower (the old leader's death
+// is why there was an election), so the calls of a dead leader move about as soon as a dead
+// member's, never sooner than one ping round after the election.
 
 // lostCheckEvery is how often the leader looks for lost members.
 const lostCheckEvery = 200 * time.Millisecond
 
 // lostTracker is the leader's bookkeeping; guarded by Node.healthMu.
 type lostTracker struct {
-	since    time.Time            // this leadership began: members never reached count from it
+	since    time.Time // this leadership began: members never reached count from it
+	previous string    // the leader this node followed before, heard from at heard
+	heard    time.Time
 	seen     map[string]time.Time // member -> when this leader first saw it in the configuration
 	declared map[string]time.Time // member -> when it was declared lost
 }
 
 func (t *lostTracker) reset(now time.Time) {
 	t.since = now
+	t.previous, t.heard = "", time.Time{}
 	t.seen = map[string]time.Time{}
 	t.declared = map[string]time.Time{}
 }
@@ -58,13 +64,17 @@ func (n *Node) lostSweep(ctx context.Context) {
 		if s.ID == raft.ServerID(n.cfg.NodeID) {
 			continue
 		}
-		// a member never reached counts from this leadership, or from when it joined
+		// a member never reached counts from this leadership, or from when it joined; the
+		// previous leader from when this node last heard from it
 		seen, ok := n.lost.seen[id]
 		if !ok {
 			seen = now
 			n.lost.seen[id] = now
 		}
 		last := latest(n.contact[id], n.lost.since, seen)
+		if id == n.lost.previous && !n.lost.heard.IsZero() && now.Sub(n.lost.since) >= n.pingInterval() {
+			last = latest(n.contact[id], n.lost.heard)
+		}
 		at, declared := n.lost.declared[id]
 		switch {
 		case declared && last.After(at):

@@ -68,8 +68,11 @@ type Node struct {
 	ready     chan struct{} // closed once the node has caught up with the log (ready.go)
 	readyOnce sync.Once
 
-	lost  lostTracker // leader's view of members it cannot reach (lost.go)
-	reach reachView   // this node's view of the members it reaches (reach.go)
+	lost lostTracker // leader's view of members it cannot reach (lost.go)
+	// followed is the last other node this node saw lead (lost.go: a new leader counts the
+	// old one's absence from its last contact)
+	followed atomic.Value
+	reach    reachView // this node's view of the members it reaches (reach.go)
 
 	group     *committer    // group commit of the leader's writes (batch.go)
 	fwd       *forwarder    // a follower's forwarded writes share requests (fwdbatch.go)
@@ -249,6 +252,7 @@ func (n *Node) startRaft(ctx context.Context, joinAddrs []string) error {
 	n.goTracked(func() { n.fwd.run(n.ctx) })
 	n.mux.start()
 	n.goTracked(func() { n.watchLeadership(notify) })
+	n.goTracked(n.watchLeaders)
 
 	if err := n.bootstrapJoinOrResume(ctx, has, joinAddrs); err != nil {
 		return err
@@ -428,6 +432,27 @@ func (n *Node) watchLeadership(ch <-chan bool) {
 	}
 }
 
+// watchLeaders notes the last other node seen leading (followed).
+func (n *Node) watchLeaders() {
+	ch := make(chan raft.Observation, 8)
+	o := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(o)
+	defer n.raft.DeregisterObserver(o)
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case ob := <-ch:
+			if lo, ok := ob.Data.(raft.LeaderObservation); ok && lo.LeaderID != "" && string(lo.LeaderID) != n.cfg.NodeID {
+				n.followed.Store(string(lo.LeaderID))
+			}
+		}
+	}
+}
+
 func (n *Node) setLeader(v bool) {
 	n.leaderMu.Lock()
 	defer n.leaderMu.Unlock()
@@ -440,6 +465,9 @@ func (n *Node) setLeader(v bool) {
 		clear(n.contact)
 		clear(n.offsets)
 		n.lost.reset(time.Now())
+		if id, _ := n.followed.Load().(string); id != "" {
+			n.lost.previous, n.lost.heard = id, n.raft.LastContact()
+		}
 		n.healthMu.Unlock()
 		n.log.Info("this node is the leader", "term", n.raft.CurrentTerm())
 	} else {
