@@ -72,7 +72,7 @@ func (n *Node) lostSweep(ctx context.Context) {
 			n.lost.seen[id] = now
 		}
 		last := latest(n.contact[id], n.lost.since, seen)
-		if id == n.lost.previous && !n.lost.heard.IsZero() && now.Sub(n.lost.since) >= n.pingInterval() {
+		if n.fromPreviousLeader(id, now) {
 			last = latest(n.contact[id], n.lost.heard)
 		}
 		at, declared := n.lost.declared[id]
@@ -103,6 +103,17 @@ func (n *Node) lostSweep(ctx context.Context) {
 		n.log.Warn("member lost: its calls were adopted or ended", "member", id, "calls", calls, "adopters", adopters,
 			"unreachable_for", n.cfg.NodeLostAfter)
 	}
+}
+
+// fromPreviousLeader reports whether member id's absence counts from when this node last heard
+// from it as the leader it followed: only for that leader, only when that contact is recent (it
+// led until its absence caused this election; an older one is a stale memory, e.g. a node
+// elected again without following anyone between), and not before one ping round of this
+// leadership has had time to reach it. Guarded by healthMu.
+func (n *Node) fromPreviousLeader(id string, now time.Time) bool {
+	t := &n.lost
+	return id == t.previous && !t.heard.IsZero() && t.since.Sub(t.heard) < n.cfg.NodeLostAfter &&
+		now.Sub(t.since) >= n.pingInterval()
 }
 
 // latest returns the latest of ts.
