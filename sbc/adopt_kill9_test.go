@@ -126,7 +126,9 @@ func (n *procNode) start(t *testing.T, bin string, env ...string) {
 	testutil.EventuallyWithin(t, 90*time.Second, n.id+" ready", func() bool {
 		select {
 		case <-done:
-			t.Fatalf("%s exited before it was ready", n.id)
+			// The exit status says whether it stopped itself (exit status 1: its log's last line
+			// says why) or was killed by a signal (nothing in its log).
+			t.Fatalf("%s exited before it was ready: %v", n.id, n.cmd.ProcessState)
 		default:
 		}
 		code, _, _ := adminDo(t, n.admin, http.MethodGet, "/readyz")
