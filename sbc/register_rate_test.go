@@ -50,7 +50,8 @@ func sippRegisterRate(t *testing.T, n *Node, count int) float64 {
 
 // TestClusterRegisterRate measures REGISTER + digest per second (SIPp, closed loop of 200)
 // on a single node, on the leader of a 3-node cluster and on a follower (whose writes are
-// forwarded to the leader). A figure, not an assertion.
+// forwarded to the leader). A figure, not an assertion. PORTCULLIS_REGISTER_CASE=follower
+// measures only the follower (for a CPU profile of that case alone).
 func TestClusterRegisterRate(t *testing.T) {
 	if os.Getenv("PORTCULLIS_LOAD") == "" {
 		t.Skip("load measurement: set PORTCULLIS_LOAD=1")
@@ -58,6 +59,11 @@ func TestClusterRegisterRate(t *testing.T) {
 	count := 20000
 	if v, err := strconv.Atoi(os.Getenv("PORTCULLIS_REGISTER_COUNT")); err == nil && v > 0 {
 		count = v
+	}
+	if os.Getenv("PORTCULLIS_REGISTER_CASE") == "follower" {
+		nodes := startCluster(t, registerRateConfig)
+		t.Logf("REGISTER+digest/s: 3-node cluster follower %.0f", sippRegisterRate(t, nodes[1], count))
+		return
 	}
 	single := sippRegisterRate(t, startNode(t, registerRateConfig(t)), count)
 	nodes := startCluster(t, registerRateConfig)
