@@ -19,8 +19,12 @@ import (
 // So after answering a forwarded write, the leader makes sure an entry is appended after the
 // write committed: if none was, it appends a Raft barrier (a log entry without an FSM command,
 // which every version applies), and the AppendEntries that replicates it carries the commit
-// index. Under load newer entries carry it and no barrier is written; at most one barrier is
-// in flight at a time.
+// index. It waits nudgeDelay first: under load the next write is appended by then and carries
+// it, and no barrier is written. At most one barrier is in flight at a time.
+
+// nudgeDelay is how long the leader waits for a newer entry before it appends a barrier: a
+// lone forwarded write waits this much longer, rather than CommitTimeout.
+const nudgeDelay = time.Millisecond
 
 // nudger appends a barrier when a follower would otherwise wait for CommitTimeout.
 type nudger struct {
@@ -61,6 +65,9 @@ func (g *nudger) run(ctx context.Context) {
 			return
 		case <-g.kick:
 		}
+		if !sleepCtx(ctx, nudgeDelay) {
+			return
+		}
 		for g.r.LastIndex() <= g.mark.Load() && g.r.State() == raft.Leader {
 			if err := g.barrier(ctx); err != nil {
 				break // not the leader any more, or stopping: nobody to nudge
@@ -81,5 +88,17 @@ func (g *nudger) barrier(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// sleepCtx waits d; false when ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
