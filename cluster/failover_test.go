@@ -11,6 +11,13 @@ import (
 // startThreeWith starts a, b, c like startThree; mod adjusts each node's config.
 func startThreeWith(t testing.TB, c *testCluster, mod func(id string, cfg *Config)) {
 	t.Helper()
+	startThreeVoters(t, c, mod)
+	formatsRecorded(t, c)
+}
+
+// startThreeVoters is startThreeWith without waiting until every node recorded the log formats.
+func startThreeVoters(t testing.TB, c *testCluster, mod func(id string, cfg *Config)) {
+	t.Helper()
 	a := c.start("a", func(cfg *Config) { mod("a", cfg) })
 	if err := a.n.WaitLeader(ctxT(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
@@ -34,7 +41,6 @@ func startThreeWith(t testing.TB, c *testCluster, mod func(id string, cfg *Confi
 		}
 		return true
 	})
-	formatsRecorded(t, c)
 }
 
 // TestForwardedWriteReadsOwnWrite (issue #15 item 4): a write proposed on a follower is read
@@ -141,4 +147,37 @@ func TestMemberDownOnEveryNode(t *testing.T) {
 	waitFor(t, 10*time.Second, "a and b to see c up again", func() bool {
 		return !c.node("a").n.MemberDown("c") && !c.node("b").n.MemberDown("c")
 	})
+}
+
+// TestForwardedWriteCommitNudged: a follower learns that its forwarded write committed from
+// the leader's next AppendEntries, and when nothing else is written the next one came only
+// after CommitTimeout (20-40 ms by default; here so long that it never comes), so a write on a
+// follower waited that long to be applied there. The leader now appends a barrier after
+// answering it (nudge.go). Before: Propose on the follower waited until its deadline (the
+// failure guard) and returned with the write not applied on the follower.
+func TestForwardedWriteCommitNudged(t *testing.T) {
+	c := newTestCluster(t)
+	// the followers would learn that the formats were recorded only with a later entry
+	startThreeVoters(t, c, func(_ string, cfg *Config) {
+		cfg.CommitTimeout = time.Hour
+		cfg.ApplyTimeout = time.Minute
+	})
+	l := c.leader(5 * time.Second)
+	var f *testNode
+	for _, tn := range c.running() {
+		if tn.id != l.id {
+			f = tn
+			break
+		}
+	}
+	for i := range 5 {
+		ctx := ctxT(t, 30*time.Second)
+		name := "nudged-" + string(rune('a'+i))
+		if err := f.n.Propose(ctx, state.PutRoom(state.Room{Name: name})); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := f.n.State().Room(name); !ok {
+			t.Fatalf("write %d: Propose on follower %s returned before its State had %s", i, f.id, name)
+		}
+	}
 }

@@ -20,8 +20,10 @@ import (
 // A write proposed on a follower (Propose) returns once this node's FSM has applied it too
 // (the leader answers the log index of the write), so the caller reads its own write from the
 // local State (a REGISTER answered by a follower lists the binding it just stored). That costs
-// a follower's write the time until the leader tells it the commit (up to a heartbeat, about
-// 15 ms); queued writes (Enqueue), which nobody reads back at once, do not wait.
+// a follower's write the time until the leader tells it the commit: the leader appends a
+// barrier when no newer entry would carry it (nudge.go), so about one more replication round
+// rather than CommitTimeout; queued writes (Enqueue), which nobody reads back at once, do not
+// wait.
 
 // attemptTimeout bounds one forwarded attempt: long enough for a loaded leader to commit, short
 // enough that a leader that stopped answering without losing its connections (frozen) is left

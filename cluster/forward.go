@@ -424,6 +424,9 @@ func (n *Node) handleRPC(req *rpcRequest) *rpcResponse {
 	switch req.Op {
 	case opApply:
 		errs, index := n.applyLocalIndex(ctx, req.Cmds)
+		if index > 0 {
+			n.nudge.answered() // the caller waits to apply it too (nudge.go)
+		}
 		if n.cfg.afterForwardedApply != nil {
 			n.cfg.afterForwardedApply()
 		}

@@ -76,6 +76,7 @@ type Node struct {
 
 	group     *committer    // group commit of the leader's writes (batch.go)
 	fwd       *forwarder    // a follower's forwarded writes share requests (fwdbatch.go)
+	nudge     *nudger       // leader: followers learn forwarded writes' commits at once (nudge.go)
 	logWrites atomic.Uint64 // Raft log appends, each one bolt commit with its fsyncs (batch.go)
 
 	formatsMu     sync.Mutex
@@ -250,6 +251,8 @@ func (n *Node) startRaft(ctx context.Context, joinAddrs []string) error {
 	n.goTracked(func() { n.group.run(n.ctx) })
 	n.fwd = newForwarder(n)
 	n.goTracked(func() { n.fwd.run(n.ctx) })
+	n.nudge = newNudger(r, func() time.Duration { return n.cfg.ApplyTimeout })
+	n.goTracked(func() { n.nudge.run(n.ctx) })
 	n.mux.start()
 	n.goTracked(func() { n.watchLeadership(notify) })
 	n.goTracked(n.watchLeaders)
