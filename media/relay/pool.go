@@ -95,7 +95,6 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 	_, _ = crand.Read(seed[:]) // never fails (crypto/rand panics rather than return an error)
 	p := &Pool{cfg: cfg, log: cfg.Logger, base: base, states: make([]pairState, n), pairs: make([]*Pair, n),
 		rng: rand.New(rand.NewChaCha8(seed))}
-	StartPollers()
 	_, procOK := socketDrops(base, cfg.Max)
 	p.log.Info("relay port pool ready",
 		"bind", cfg.Bind, "ports", fmt.Sprintf("%d-%d", base, base+2*n-1), "pairs", n, "drain", cfg.Drain,
@@ -301,23 +300,6 @@ func (pr *Pair) release(drain time.Duration) {
 			p.mu.Unlock()
 		}()
 	})
-}
-
-// replace gives the pair new conns on its sockets (a stream that served them
-// outside the runtime's poller hands them back so), under the lock that Close
-// and release read them under; a nil conn keeps the (closed) old one.
-func (pr *Pair) replace(rtp, rtcp *net.UDPConn) {
-	pr.pool.mu.Lock()
-	defer pr.pool.mu.Unlock()
-	if rtp != nil {
-		pr.RTP = rtp
-	}
-	if rtcp != nil {
-		pr.RTCP = rtcp
-	}
-	if pr.pool.closed {
-		pr.closeSockets()
-	}
 }
 
 func (pr *Pair) closeSockets() {

@@ -168,4 +168,4 @@ func (s *Stream) readLoop(k *sock) {
 }
 
 // fastPath describes the packet path for the pool's startup log.
-const fastPath = "epoll pollers (one OS thread per CPU, at most 4) serving every socket, recvmmsg (8) until a short read, sendto for one datagram, sendmmsg for more; one reader goroutine per socket if epoll is unavailable; 0 allocs/packet"
+const fastPath = "one reader goroutine per socket, recvmmsg (8) until a short read, sendto for one datagram, sendmmsg for more; 0 allocs/packet"

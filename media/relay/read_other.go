@@ -2,10 +2,7 @@
 
 package relay
 
-import (
-	"net"
-	"net/netip"
-)
+import "net"
 
 // readLoop is the socket's only reader.
 func (s *Stream) readLoop(k *sock) {
@@ -20,25 +17,3 @@ const fastPath = "one reader goroutine per socket, ReadFromUDPAddrPort/WriteToUD
 type sendState struct{}
 
 func (*sendState) init(*net.UDPConn) {}
-
-// pollState is empty where sockets are not polled.
-type pollState struct{}
-
-// pollStart starts one reader goroutine per socket.
-func (s *Stream) pollStart() {
-	for i := range s.legs {
-		for _, k := range []*sock{&s.legs[i].rtp, &s.legs[i].rtcp} {
-			s.wg.Add(1)
-			go s.readLoop(k)
-		}
-	}
-}
-
-// pollStop has nothing to do: Close waits for the readers.
-func (s *Stream) pollStop() {}
-
-// write sends b to dst from k.
-func (k *sock) write(b []byte, dst netip.AddrPort) { _, _ = k.conn.WriteToUDPAddrPort(b, dst) }
-
-// StartPollers does nothing where sockets are not polled.
-func StartPollers() {}

@@ -5,7 +5,6 @@ package relay
 import (
 	"net"
 	"net/netip"
-	"strconv"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -17,7 +16,6 @@ import (
 type sendState struct {
 	fd     int
 	family uint16 // AF_INET or AF_INET6; 0: no batching (WriteToUDPAddrPort)
-	raw    bool   // fd is a poller's duplicate and the conn is closed: sendto on fd (write)
 }
 
 func (o *sendState) init(c *net.UDPConn) {
@@ -71,7 +69,7 @@ func (s *Stream) forwardBatch(k *sock, r *batchReader, n int, now int64) {
 		if q.n == 0 {
 			q.out = out
 			if !q.add(b, dst) {
-				out.write(b, dst)
+				_, _ = out.conn.WriteToUDPAddrPort(b, dst)
 			}
 		}
 	}
@@ -99,7 +97,7 @@ func (q *sendBatch) add(b []byte, dst netip.AddrPort) bool {
 
 // flush sends what is queued: one datagram with sendto (as forward does), more
 // with sendmmsg; what sendmmsg did not take (a full send buffer: EAGAIN) goes
-// out one by one with write, which waits for room as forward does.
+// out one by one with WriteToUDPAddrPort, which waits for room as forward does.
 func (q *sendBatch) flush() {
 	sent := 0
 	if q.n > 1 {
@@ -110,7 +108,7 @@ func (q *sendBatch) flush() {
 		}
 	}
 	for i := sent; i < q.n; i++ {
-		q.out.write(q.bufs[i], q.dsts[i])
+		_, _ = q.out.conn.WriteToUDPAddrPort(q.bufs[i], q.dsts[i])
 	}
 	for i := range q.n {
 		q.bufs[i] = nil
@@ -134,59 +132,4 @@ func sockaddr(sa *unix.RawSockaddrInet6, family uint16, dst netip.AddrPort) (uin
 		return unix.SizeofSockaddrInet6, true
 	}
 	return 0, false
-}
-
-// write sends b to dst from k: with the conn's WriteToUDPAddrPort, or on a
-// socket a poller serves (its conn closed) with sendto, waiting up to
-// sendWait at a time for room in a full send buffer as the conn would.
-func (k *sock) write(b []byte, dst netip.AddrPort) {
-	if !k.out.raw {
-		_, _ = k.conn.WriteToUDPAddrPort(b, dst)
-		return
-	}
-	var sa unix.RawSockaddrInet6
-	nl, ok := sockaddr(&sa, k.out.family, dst)
-	if !ok && !zonedSockaddr(&sa, k.out.family, dst) {
-		return // an IPv6 destination on an IPv4 socket: WriteToUDPAddrPort fails too
-	}
-	if !ok {
-		nl = unix.SizeofSockaddrInet6
-	}
-	for range sendTries {
-		// MSG_DONTWAIT on UDP never sleeps, so the raw form is safe (as for recvmmsg).
-		_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(k.out.fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)),
-			unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&sa)), uintptr(nl))
-		switch e {
-		case unix.EINTR:
-		case unix.EAGAIN:
-			fds := [1]unix.PollFd{{Fd: int32(k.out.fd), Events: unix.POLLOUT}}
-			_, _ = unix.Poll(fds[:], sendWait)
-		default:
-			return
-		}
-	}
-}
-
-// sendTries and sendWait bound how long write waits for room in a send buffer
-// (ms): a poller thread must not stall every socket it serves for one.
-const (
-	sendTries = 3
-	sendWait  = 5
-)
-
-// zonedSockaddr is sockaddr for a link-local IPv6 destination with a zone (the
-// interface, by index or name) on an IPv6 socket.
-func zonedSockaddr(sa *unix.RawSockaddrInet6, family uint16, dst netip.AddrPort) bool {
-	a := dst.Addr()
-	if family != unix.AF_INET6 || !a.Is6() || a.Zone() == "" {
-		return false
-	}
-	*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
-	sa.Port = ntohs(dst.Port())
-	if i, err := strconv.ParseUint(a.Zone(), 10, 32); err == nil {
-		sa.Scope_id = uint32(i)
-	} else if ifi, err := net.InterfaceByName(a.Zone()); err == nil {
-		sa.Scope_id = uint32(ifi.Index)
-	}
-	return true
 }

@@ -184,8 +184,6 @@ type sock struct {
 	latch  latch
 	seq    seqTracker // owned by this socket's reader
 	out    sendState  // batched sends from this socket (read_linux.go); set before the readers start
-	s      *Stream
-	poll   pollState // registration with a poller (poll_linux.go)
 }
 
 // NewStream starts relaying between pair a (facing leg A) and pair b (facing
@@ -214,12 +212,17 @@ func NewStream(a, b *Pair, cfg StreamConfig) *Stream {
 		l.pair = p
 		l.peer.Store(emptyPeer)
 		l.hold.active.Store(true)
-		l.rtp = sock{conn: p.RTP, side: Side(i), s: s}
-		l.rtcp = sock{conn: p.RTCP, side: Side(i), isRTCP: true, s: s}
+		l.rtp = sock{conn: p.RTP, side: Side(i)}
+		l.rtcp = sock{conn: p.RTCP, side: Side(i), isRTCP: true}
 		l.rtp.out.init(p.RTP)
 		l.rtcp.out.init(p.RTCP)
 	}
-	s.pollStart()
+	for i := range s.legs {
+		for _, k := range []*sock{&s.legs[i].rtp, &s.legs[i].rtcp} {
+			s.wg.Add(1)
+			go s.readLoop(k)
+		}
+	}
 	return s
 }
 
@@ -301,7 +304,6 @@ func (s *Stream) Close() {
 		_ = s.legs[i].rtp.conn.SetReadDeadline(now)
 		_ = s.legs[i].rtcp.conn.SetReadDeadline(now)
 	}
-	s.pollStop()
 	s.wg.Wait()
 	for i := range s.legs {
 		s.legs[i].pair.Release()
@@ -331,7 +333,7 @@ func (s *Stream) readLoopPortable(k *sock) {
 // write to the other leg. It must not allocate in steady state.
 func (s *Stream) forward(k *sock, b []byte, src netip.AddrPort, now int64) {
 	if out, dst := s.route(k, b, src, now); out != nil {
-		out.write(b, dst)
+		_, _ = out.conn.WriteToUDPAddrPort(b, dst)
 	}
 }
 
