@@ -43,8 +43,9 @@
 // once. A packet then costs one receive and one send syscall, where
 // ReadFromUDPAddrPort costs a second receive that only says EAGAIN; with the
 // load tool at 200 audio+video calls that cut the relay's CPU per packet to
-// 0.8x rtpengine's (it was 1.03-1.17x). Deeper batches buy nothing here: an RTP socket
-// at 50-1500 packets/s rarely has a second datagram queued per wake-up, and
+// 0.8x rtpengine's (it was 1.03-1.17x). Deeper batches pay only when datagrams queue (bursts, a
+// loaded machine): an RTP socket at 50-1500 packets/s rarely has a second one queued per
+// wake-up, and
 // golang.org/x/net/ipv4's ReadBatch allocates per datagram
 // (BenchmarkReadBatch). Sends are raw system calls too: sendmmsg for several datagrams leaving
 // one socket, sendto for one (WriteToUDPAddrPort only when the send buffer is full): the
