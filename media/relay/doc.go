@@ -38,15 +38,19 @@
 // from, loopback, the node's own and internal addresses.
 //
 // On 64-bit Linux each reader stays inside one RawConn.Read and drains its
-// socket with recvmmsg for two datagrams: a call that returns fewer than it
+// socket with recvmmsg for eight datagrams: a call that returns fewer than it
 // asked for proves the queue empty, so the reader parks on the netpoller at
 // once. A packet then costs one receive and one send syscall, where
 // ReadFromUDPAddrPort costs a second receive that only says EAGAIN; with the
 // load tool at 200 audio+video calls that cut the relay's CPU per packet to
-// 0.8x rtpengine's (it was 1.03-1.17x). Deeper batches buy nothing here: an RTP socket
-// at 50-1500 packets/s rarely has a second datagram queued per wake-up, and
+// 0.8x rtpengine's (it was 1.03-1.17x). Deeper batches pay only when datagrams queue (bursts, a
+// loaded machine): an RTP socket at 50-1500 packets/s rarely has a second one queued per
+// wake-up, and
 // golang.org/x/net/ipv4's ReadBatch allocates per datagram
-// (BenchmarkReadBatch). Elsewhere the reader is one ReadFromUDPAddrPort per
+// (BenchmarkReadBatch). Sends are raw system calls too: sendmmsg for several datagrams leaving
+// one socket, sendto for one (WriteToUDPAddrPort only when the send buffer is full): the
+// runtime's send path (descriptor lock, scheduler hand-off around the call) cost about 1 µs of
+// the 8-10 per packet relayed. Elsewhere the reader is one ReadFromUDPAddrPort per
 // datagram. Sources are unmapped (::ffff:a.b.c.d from a socket bound to the
 // wildcard address compares equal to the a.b.c.d signalled in SDP).
 package relay

@@ -96,7 +96,7 @@ func (s *Stream) releaseHeld(side Side) {
 		}
 		b := h.arena[i*readBuffer : i*readBuffer+p.n]
 		if out, dst := s.routeNow(k, b, p.src, now); out != nil {
-			_, _ = out.conn.WriteToUDPAddrPort(b, dst)
+			out.write(b, dst)
 		}
 	}
 	h.arena, h.head = nil, 0

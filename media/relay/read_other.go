@@ -2,7 +2,10 @@
 
 package relay
 
-import "net"
+import (
+	"net"
+	"net/netip"
+)
 
 // readLoop is the socket's only reader.
 func (s *Stream) readLoop(k *sock) {
@@ -17,3 +20,6 @@ const fastPath = "one reader goroutine per socket, ReadFromUDPAddrPort/WriteToUD
 type sendState struct{}
 
 func (*sendState) init(*net.UDPConn) {}
+
+// write sends b to dst from k.
+func (k *sock) write(b []byte, dst netip.AddrPort) { _, _ = k.conn.WriteToUDPAddrPort(b, dst) }

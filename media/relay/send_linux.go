@@ -69,7 +69,7 @@ func (s *Stream) forwardBatch(k *sock, r *batchReader, n int, now int64) {
 		if q.n == 0 {
 			q.out = out
 			if !q.add(b, dst) {
-				_, _ = out.conn.WriteToUDPAddrPort(b, dst)
+				out.write(b, dst)
 			}
 		}
 	}
@@ -97,7 +97,7 @@ func (q *sendBatch) add(b []byte, dst netip.AddrPort) bool {
 
 // flush sends what is queued: one datagram with sendto (as forward does), more
 // with sendmmsg; what sendmmsg did not take (a full send buffer: EAGAIN) goes
-// out one by one with WriteToUDPAddrPort, which waits for room as forward does.
+// out one by one with write, which waits for room as forward does.
 func (q *sendBatch) flush() {
 	sent := 0
 	if q.n > 1 {
@@ -108,7 +108,7 @@ func (q *sendBatch) flush() {
 		}
 	}
 	for i := sent; i < q.n; i++ {
-		_, _ = q.out.conn.WriteToUDPAddrPort(q.bufs[i], q.dsts[i])
+		q.out.write(q.bufs[i], q.dsts[i])
 	}
 	for i := range q.n {
 		q.bufs[i] = nil
@@ -132,4 +132,22 @@ func sockaddr(sa *unix.RawSockaddrInet6, family uint16, dst netip.AddrPort) (uin
 		return unix.SizeofSockaddrInet6, true
 	}
 	return 0, false
+}
+
+// write sends b to dst from k: sendto on the socket's descriptor, bypassing the
+// runtime's poller (no descriptor lock, no scheduler hand-off: MSG_DONTWAIT on
+// UDP never sleeps); WriteToUDPAddrPort, which waits for room, when the send
+// buffer is full or dst cannot be encoded for the socket (a zoned IPv6 address).
+func (k *sock) write(b []byte, dst netip.AddrPort) {
+	if k.out.family != 0 {
+		var sa unix.RawSockaddrInet6
+		if nl, ok := sockaddr(&sa, k.out.family, dst); ok {
+			_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(k.out.fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)),
+				unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&sa)), uintptr(nl))
+			if e != unix.EAGAIN && e != unix.EINTR {
+				return
+			}
+		}
+	}
+	_, _ = k.conn.WriteToUDPAddrPort(b, dst)
 }

@@ -4,6 +4,8 @@ package relay
 
 import (
 	"encoding/binary"
+	"net"
+	"net/netip"
 	"testing"
 	"time"
 	"unsafe"
@@ -63,5 +65,39 @@ func TestForwardBatch(t *testing.T) {
 		s.forwardBatch(k, r, len(pkts), mono())
 	}); n != 0 {
 		t.Fatalf("a batch allocates %.1f times", n)
+	}
+}
+
+// TestSockWrite: a single datagram leaves with a raw sendto from an IPv4 socket and from a
+// dual-stack one (an IPv4 destination as ::ffff:a.b.c.d); a destination sendto cannot encode
+// (a zoned IPv6 address on an IPv4 socket) goes to WriteToUDPAddrPort, which refuses it as
+// before, without a panic; and a send allocates nothing.
+func TestSockWrite(t *testing.T) {
+	for _, network := range []string{"udp4", "udp"} {
+		dst := newEndpoint(t)
+		addr := "127.0.0.1:0"
+		if network == "udp" {
+			addr = "[::]:0"
+		}
+		c, err := net.ListenPacket(network, addr)
+		if err != nil {
+			t.Logf("%s: %v", network, err)
+			continue
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		k := &sock{conn: c.(*net.UDPConn)}
+		k.out.init(k.conn)
+		if k.out.family == 0 {
+			t.Fatalf("%s: no address family", network)
+		}
+		k.write([]byte("raw "+network), dst.addr())
+		if got := dst.mustRecv(); string(got) != "raw "+network {
+			t.Fatalf("%s: got %q", network, got)
+		}
+		k.write([]byte("zoned"), netip.MustParseAddrPort("[fe80::1%99]:5004")) // no route: dropped
+		b := []byte("again")
+		if n := testing.AllocsPerRun(100, func() { k.write(b, dst.addr()) }); n != 0 {
+			t.Fatalf("%s: a send allocates %.1f times", network, n)
+		}
 	}
 }

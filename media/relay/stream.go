@@ -333,7 +333,7 @@ func (s *Stream) readLoopPortable(k *sock) {
 // write to the other leg. It must not allocate in steady state.
 func (s *Stream) forward(k *sock, b []byte, src netip.AddrPort, now int64) {
 	if out, dst := s.route(k, b, src, now); out != nil {
-		_, _ = out.conn.WriteToUDPAddrPort(b, dst)
+		out.write(b, dst)
 	}
 }
 
