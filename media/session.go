@@ -127,7 +127,7 @@ func (s *Session) negotiate(from Leg, body []byte, preferred netip.AddrPort, off
 	}
 	s.lastSig = time.Now()
 	s.fired = false
-	return s.rewrite(to, body, opts)
+	return s.rewrite(to, info, opts)
 }
 
 // checkStreams refuses a description with more relayed m-lines than MaxStreams (or more than
@@ -221,16 +221,16 @@ func (s *Session) connect(from Leg, i int, st *stream, md sdp.Media, preferred n
 
 // rewrite produces the body for leg to, bumping the o= version only when
 // the content changed since the last body sent to that leg.
-func (s *Session) rewrite(to Leg, body []byte, opts sdp.Options) ([]byte, error) {
+func (s *Session) rewrite(to Leg, body *sdp.Session, opts sdp.Options) ([]byte, error) {
 	opts.Version = s.version[to] + 1
-	out, err := sdp.Rewrite(body, opts)
+	out, err := body.Rewrite(opts)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
 	stripped := sdp.WithoutOrigin(out)
 	if s.lastBody[to] != nil && bytes.Equal(stripped, s.lastBody[to]) {
 		opts.Version = s.version[to]
-		if out, err = sdp.Rewrite(body, opts); err != nil {
+		if out, err = body.Rewrite(opts); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrBadSDP, err)
 		}
 	}

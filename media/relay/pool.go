@@ -2,18 +2,17 @@ package relay
 
 import (
 	crand "crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"time"
 )
 
-// DefaultDrain is how long a released pair stays bound and discarding.
+// DefaultDrain is how long a released pair stays bound (and discards what
+// reaches it) before its ports are free again.
 const DefaultDrain = 5 * time.Second
 
 // socketBuffer is the receive/send buffer asked for each relay socket.
@@ -55,7 +54,7 @@ type Pool struct {
 	closed    bool
 	exhausted bool // inside an exhaustion episode (logged once)
 	refused   uint64
-	drainWG   sync.WaitGroup
+	drain     drainQueue // released pairs waiting out the drain, oldest first
 }
 
 // PoolStats is a snapshot of pool usage.
@@ -227,7 +226,7 @@ func (p *Pool) Stats() PoolStats {
 }
 
 // Close closes every socket (in use and draining) and waits for the drain
-// goroutines to end. Owners of in-use pairs see their reads fail.
+// reaper to end. Owners of in-use pairs see their reads fail.
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	p.closed = true
@@ -236,8 +235,9 @@ func (p *Pool) Close() error {
 			pr.closeSockets()
 		}
 	}
+	p.drain.stopLocked()
 	p.mu.Unlock()
-	p.drainWG.Wait()
+	p.drain.wg.Wait()
 	return nil
 }
 
@@ -255,9 +255,11 @@ type Pair struct {
 // Port returns the RTP port (RTCP is Port()+1).
 func (pr *Pair) Port() int { return pr.port }
 
-// Release hands the pair back: its sockets stay bound and discard traffic for
-// the pool's drain time, then close and the ports become free. The owner must
-// have stopped reading from the sockets.
+// Release hands the pair back: its sockets stay bound for the pool's drain
+// time, so that late packets of the ended call land on them (the kernel queues
+// them, and drops what overflows) rather than on a new call's, then close
+// (discarding whatever queued) and the ports become free. The owner must have
+// stopped reading from the sockets.
 func (pr *Pair) Release() { pr.release(pr.pool.cfg.Drain) }
 
 // ReleaseNow hands the pair back without draining. Use it only for a pair
@@ -276,50 +278,13 @@ func (pr *Pair) release(drain time.Duration) {
 			return
 		}
 		p.states[pr.idx] = stateDraining
-		until := time.Now().Add(drain)
-		var wg sync.WaitGroup
-		for _, c := range []*net.UDPConn{pr.RTP, pr.RTCP} {
-			wg.Add(1)
-			p.drainWG.Add(1)
-			go func(c *net.UDPConn) {
-				defer p.drainWG.Done()
-				defer wg.Done()
-				discard(c, until)
-			}(c)
-		}
-		p.drainWG.Add(1)
-		go func() {
-			defer p.drainWG.Done()
-			wg.Wait()
-			p.mu.Lock()
-			pr.closeSockets()
-			if p.pairs[pr.idx] == pr {
-				p.states[pr.idx] = stateFree
-				p.pairs[pr.idx] = nil
-			}
-			p.mu.Unlock()
-		}()
+		p.drainLocked(pr, time.Now().Add(drain))
 	})
 }
 
 func (pr *Pair) closeSockets() {
 	_ = pr.RTP.Close()
 	_ = pr.RTCP.Close()
-}
-
-// discard reads and drops everything until the deadline or a close.
-func discard(c *net.UDPConn, until time.Time) {
-	if err := c.SetReadDeadline(until); err != nil {
-		return
-	}
-	var buf [1500]byte
-	for {
-		if _, _, err := c.ReadFromUDPAddrPort(buf[:]); err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) {
-				return
-			}
-		}
-	}
 }
 
 // Free returns the number of free pairs (cheap; no procfs read).

@@ -22,7 +22,10 @@ type doc struct {
 // (other than tab) make a line invalid and it is skipped.
 func parseLines(b []byte) doc {
 	var d doc
-	for _, raw := range strings.Split(string(b), "\n") {
+	rest := string(b) // one copy: every line's value is a substring of it
+	for len(rest) > 0 {
+		var raw string
+		raw, rest, _ = strings.Cut(rest, "\n")
 		raw = strings.TrimRight(raw, "\r")
 		if len(raw) < 2 || raw[1] != '=' || raw[0] < 'a' || raw[0] > 'z' || hasControl(raw) {
 			continue

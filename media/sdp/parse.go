@@ -92,6 +92,9 @@ type Session struct {
 	// ICE is set when any m-line or the session carries ICE attributes; then
 	// c=0.0.0.0 is a JSEP placeholder, not a hold.
 	ICE bool `json:"ice"`
+
+	body  []byte // what Parse read, for [Session.Rewrite]
+	lines doc
 }
 
 // OnHold reports whether every non-rejected RTP m-line is on hold (and there
@@ -121,7 +124,9 @@ func Parse(b []byte) (*Session, error) {
 	if len(d.session) == 0 && len(d.media) == 0 {
 		return nil, ErrNotSDP
 	}
-	return d.info(), nil
+	s := d.info()
+	s.body, s.lines = b, d
+	return s, nil
 }
 
 func (d doc) info() *Session {

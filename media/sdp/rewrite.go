@@ -52,11 +52,24 @@ func Rewrite(body []byte, o Options) ([]byte, error) {
 	if !o.Addr.IsValid() {
 		return nil, fmt.Errorf("%w: no relay address", ErrNotSDP)
 	}
-	d := parseLines(body)
+	s, err := Parse(body)
+	if err != nil {
+		return nil, err
+	}
+	return s.Rewrite(o)
+}
+
+// Rewrite is [Rewrite] of the body s was parsed from (by [Parse]), without parsing it again.
+// The Media and ICE fields are read as Parse set them.
+func (s *Session) Rewrite(o Options) ([]byte, error) {
+	if !o.Addr.IsValid() {
+		return nil, fmt.Errorf("%w: no relay address", ErrNotSDP)
+	}
+	body, d := s.body, s.lines
 	if len(d.session) == 0 && len(d.media) == 0 {
 		return nil, ErrNotSDP
 	}
-	hp := newHoldPolicy(d.info(), sessionHasICE(d), o)
+	hp := newHoldPolicy(s, sessionHasICE(d), o)
 	var sd psdp.SessionDescription
 	if err := sd.Unmarshal(body); err == nil && len(sd.MediaDescriptions) == len(d.media) {
 		rewritePion(&sd, o, hp)

@@ -1,6 +1,7 @@
 package sdp
 
 import (
+	"errors"
 	"flag"
 	"net/netip"
 	"os"
@@ -266,5 +267,13 @@ func benchRewrite(b *testing.B, file string) {
 		if _, err := Rewrite(in, o); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestSessionRewriteNeedsParse: Session.Rewrite works on what Parse read; a Session built
+// otherwise has no body to rewrite.
+func TestSessionRewriteNeedsParse(t *testing.T) {
+	if _, err := (&Session{Media: []Media{{Port: 4000}}}).Rewrite(Options{Addr: relayAddr}); !errors.Is(err, ErrNotSDP) {
+		t.Fatalf("err = %v, want ErrNotSDP", err)
 	}
 }

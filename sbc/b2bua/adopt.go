@@ -152,7 +152,7 @@ func (e *Engine) rebuild(sc state.Call) (*call, error) {
 		e: e, id: sc.ID, dir: sc.Direction, room: sc.Room, from: sc.From, to: sc.To, source: src, started: sc.Started,
 		transport: a.transport, a: a, b: b, st: state.CallAnswered, answered: sc.Answered, status: 200, pending: true,
 		acks: map[ackKey]chan *sip.Request{}, pracks: map[uint32]chan struct{}{}, cancelCh: make(chan struct{}),
-		adoptedFrom: sc.AdoptedFrom,
+		endedCh: make(chan struct{}), adoptedFrom: sc.AdoptedFrom,
 	}
 	roomLeg := b
 	if sc.Direction == state.Outbound {

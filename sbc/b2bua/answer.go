@@ -223,7 +223,9 @@ func (c *call) expectAck(d *dialog, cseq uint32) chan *sip.Request {
 }
 
 // awaitAck retransmits a 2xx over UDP until its ACK arrives (RFC 3261 13.3.1.4), then runs
-// then(ack). Without an ACK in 64*T1 the call is ended.
+// then(ack). Without an ACK in 64*T1 the call is ended. It stops when the call ends first: a
+// BYE can overtake the ACK (each message is handled in its own goroutine), and a 2xx of an
+// ended dialog is not retransmitted.
 func (c *call) awaitAck(d *dialog, res *sip.Response, resend func(), ch chan *sip.Request, then func(*sip.Request)) {
 	wait := sip.T1
 	deadline := time.NewTimer(64 * sip.T1)
@@ -237,6 +239,11 @@ func (c *call) awaitAck(d *dialog, res *sip.Response, resend func(), ch chan *si
 		select {
 		case ack := <-ch:
 			then(ack)
+			return
+		case <-c.endedCh:
+			c.mu.Lock()
+			delete(c.acks, ackKey{d.side, res.CSeq().SeqNo})
+			c.mu.Unlock()
 			return
 		case <-deadline.C:
 			c.mu.Lock()

@@ -51,9 +51,10 @@ type call struct {
 	pracks      map[uint32]chan struct{}
 	rseq        uint32
 	cancelCh    chan struct{}
-	bNode       string // the node leg B was handed to over the internal trunk (answered calls)
-	recorded    bool   // the cluster ended the call in the state and wrote its record (lost.go)
-	adoptedFrom string // the lost node this node adopted the call from (adopt.go)
+	endedCh     chan struct{} // closed when the call ends (finish)
+	bNode       string        // the node leg B was handed to over the internal trunk (answered calls)
+	recorded    bool          // the cluster ended the call in the state and wrote its record (lost.go)
+	adoptedFrom string        // the lost node this node adopted the call from (adopt.go)
 	// owned: this trunk leg's call was adopted here from its lost owner (adopt_trunk.go); it is
 	// the call as the cluster's table knows it (its ID, caller, start) and this node now
 	// records it.
@@ -108,6 +109,7 @@ func (e *Engine) prepare(req *sip.Request, tx sip.ServerTransaction, dir state.D
 		transport: req.Transport(), ainv: req, atx: tx, st: state.CallRinging, aTimer: aTimer, fromTrunk: trunk != "", trunkFrom: trunk,
 		from: from.Address.Addr(), to: to.Address.Addr(), offerless: !hasSDP(req),
 		acks: map[ackKey]chan *sip.Request{}, pracks: map[uint32]chan struct{}{}, cancelCh: make(chan struct{}),
+		endedCh: make(chan struct{}),
 	}
 	c.a = &dialog{side: media.LegA, callID: string(*req.CallID()), localTag: sip.GenerateTagN(16), remoteTag: ftag,
 		local: to.Address, localName: displayName(to.DisplayName), remote: from.Address, remoteName: displayName(from.DisplayName),
@@ -209,6 +211,7 @@ func (c *call) finish(status int, reason string) {
 		return
 	}
 	c.ended = true
+	close(c.endedCh)
 	if c.status == 0 || status >= 300 {
 		c.status = status
 	}

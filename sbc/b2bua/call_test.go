@@ -75,3 +75,27 @@ func TestHangupUnknownCallIsNotFound(t *testing.T) {
 		t.Fatalf("Hangup(unknown) = %v, want state.ErrNotFound", err)
 	}
 }
+
+// TestByeBeforeAckStopsRetransmission: a caller's BYE that overtakes its ACK (SIPp sends them
+// back to back and each is handled in its own goroutine) ends the call; the caller's 2xx is
+// not retransmitted after that (it was, every T2 until 64*T1).
+func TestByeBeforeAckStopsRetransmission(t *testing.T) {
+	r := newRig(t, nil)
+	r.room("room1")
+	a, b := newPhone(t), newPhone(t)
+	r.bind("room1", b)
+	c := a.invite(r.addr, "room1", testSDP)
+	inv := b.request(sip.INVITE)
+	b.reply(inv, 200, "btag", testSDP)
+	b.request(sip.ACK)
+	ok := a.response(sip.INVITE, 200)
+	c.toTag, _ = ok.To().Params.Get("tag") // no ACK: the BYE comes first
+	c.inDialog(sip.BYE, "")
+	bye := b.request(sip.BYE)
+	b.reply(bye, 200, "", "")
+	a.response(sip.BYE, 200)
+	r.waitIdle()
+	if res := a.finalWithin(sip.INVITE, 3*sip.T1); res != nil {
+		t.Fatalf("the 2xx of the ended call was retransmitted: %d", res.StatusCode)
+	}
+}
