@@ -182,7 +182,10 @@ func (c *call) ack(b *branch, res *sip.Response, body []byte) {
 		ack.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 		ack.SetBody(body)
 	}
-	send := func() { _ = c.e.deps.Client.WriteRequest(ack) }
+	// The hook lives as long as leg B's transaction (32 s after the 2xx, RFC 6026 Timer M): it
+	// holds the client and the ACK only, not the call.
+	client := c.e.deps.Client
+	send := func() { _ = client.WriteRequest(ack) }
 	send()
 	if b.tx != nil {
 		b.tx.OnRetransmission(func(*sip.Response) { send() })

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -162,7 +163,15 @@ func (e *Engine) prepare(req *sip.Request, tx sip.ServerTransaction, dir state.D
 	e.index(c, c.a)
 	e.index(c, c.b)
 	respond(tx, sip.NewResponseFromRequest(req, 100, "Trying", nil))
-	tx.OnCancel(func(*sip.Request) { c.callerCancelled() })
+	// sipgo keeps the transaction, and so this hook, for 32 s after the call's answer (RFC 6026
+	// Timer L); a weak pointer lets an ended call (its dialogs, SDPs, media session) be collected
+	// meanwhile. A ringing call, the only one a CANCEL changes, is held by the engine's index.
+	wc := weak.Make(c)
+	tx.OnCancel(func(*sip.Request) {
+		if c := wc.Value(); c != nil {
+			c.callerCancelled()
+		}
+	})
 	return c
 }
 
