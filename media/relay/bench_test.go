@@ -5,14 +5,22 @@ import (
 	"time"
 )
 
-// BenchmarkForward runs the real per-packet path (classify, latch check,
-// stats, sequence/jitter, write to a real UDP socket) for a latched source.
-func BenchmarkForward(b *testing.B) {
+// benchStream is a stream between two fresh pairs of a test pool, with a peer endpoint for
+// each side (not signalled yet), closed when the benchmark ends.
+func benchStream(b *testing.B, cfg StreamConfig) (*Stream, *endpoint, *endpoint) {
+	b.Helper()
 	p := newTestPool(b, 10*time.Millisecond)
 	pa, pb := acquire(b, p), acquire(b, p)
 	ea, eb := newEndpoint(b), newEndpoint(b)
-	s := NewStream(pa, pb, StreamConfig{})
+	s := NewStream(pa, pb, cfg)
 	b.Cleanup(s.Close)
+	return s, ea, eb
+}
+
+// BenchmarkForward runs the real per-packet path (classify, latch check,
+// stats, sequence/jitter, write to a real UDP socket) for a latched source.
+func BenchmarkForward(b *testing.B) {
+	s, ea, eb := benchStream(b, StreamConfig{})
 	s.SetPeer(SideA, Peer{RTP: ea.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
 	s.SetPeer(SideB, Peer{RTP: eb.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
 	pkt := rtpPacket(96, 0, 0, 1234, string(make([]byte, 1000)))
@@ -60,15 +68,11 @@ func TestForwardDoesNotAllocate(t *testing.T) {
 // on B, which reads it. Allocations are counted process-wide, so the
 // reader goroutine's are included.
 func BenchmarkRelaySockets(b *testing.B) {
-	p := newTestPool(b, 10*time.Millisecond)
-	pa, pb := acquire(b, p), acquire(b, p)
-	ea, eb := newEndpoint(b), newEndpoint(b)
-	s := NewStream(pa, pb, StreamConfig{})
-	b.Cleanup(s.Close)
+	s, ea, eb := benchStream(b, StreamConfig{})
 	s.SetPeer(SideA, Peer{RTP: ea.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
 	s.SetPeer(SideB, Peer{RTP: eb.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
 	pkt := rtpPacket(96, 0, 0, 1234, string(make([]byte, 1000)))
-	to := local(pa)
+	to := local(s.legs[SideA].pair)
 	buf := make([]byte, readBuffer)
 	ea.send(to, pkt)
 	eb.mustRecv()
@@ -92,15 +96,11 @@ func BenchmarkRelaySockets(b *testing.B) {
 // so a reader finds more than one datagram per wake-up. One op is one packet.
 func BenchmarkRelaySocketsBurst(b *testing.B) {
 	const burst = 8
-	p := newTestPool(b, 10*time.Millisecond)
-	pa, pb := acquire(b, p), acquire(b, p)
-	ea, eb := newEndpoint(b), newEndpoint(b)
-	s := NewStream(pa, pb, StreamConfig{})
-	b.Cleanup(s.Close)
+	s, ea, eb := benchStream(b, StreamConfig{})
 	s.SetPeer(SideA, Peer{RTP: ea.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
 	s.SetPeer(SideB, Peer{RTP: eb.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
 	pkt := rtpPacket(96, 0, 0, 1234, string(make([]byte, 1000)))
-	to := local(pa)
+	to := local(s.legs[SideA].pair)
 	buf := make([]byte, readBuffer)
 	ea.send(to, pkt)
 	eb.mustRecv()
@@ -130,11 +130,7 @@ func BenchmarkRelaySocketsBurst(b *testing.B) {
 // into the leg's hold (full after 16, then dropped and counted). The hold's buffer is
 // allocated once per leg, never per packet.
 func BenchmarkHoldEarly(b *testing.B) {
-	p := newTestPool(b, 10*time.Millisecond)
-	pa, pb := acquire(b, p), acquire(b, p)
-	ea, eb := newEndpoint(b), newEndpoint(b)
-	s := NewStream(pa, pb, StreamConfig{})
-	b.Cleanup(s.Close)
+	s, ea, eb := benchStream(b, StreamConfig{})
 	s.SetPeer(SideA, Peer{RTP: ea.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
 	pkt := rtpPacket(96, 0, 0, 1234, string(make([]byte, 1000)))
 	k := &s.legs[SideB].rtp

@@ -136,11 +136,7 @@ func BenchmarkRelaySocketsKernel(b *testing.B) {
 		b.Skipf("SKIPPED LOUDLY: kernel fast path not available: %v", err)
 	}
 	b.Cleanup(func() { _ = f.Close() })
-	p := newTestPool(b, 10*time.Millisecond)
-	pa, pb := acquire(b, p), acquire(b, p)
-	ea, eb := newEndpoint(b), newEndpoint(b)
-	s := NewStream(pa, pb, StreamConfig{Kernel: f, LatchWindow: 50 * time.Millisecond})
-	b.Cleanup(s.Close)
+	s, ea, eb := benchStream(b, StreamConfig{Kernel: f, LatchWindow: 50 * time.Millisecond})
 	s.SetPeer(SideA, Peer{RTP: ea.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
 	s.SetPeer(SideB, Peer{RTP: eb.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
 	pkt := rtpPacket(96, 0, 0, 1234, string(make([]byte, 1000)))
@@ -149,12 +145,12 @@ func BenchmarkRelaySocketsKernel(b *testing.B) {
 		if time.Now().After(deadline) {
 			b.Fatal("kernel entries not installed")
 		}
-		ea.send(local(pa), pkt)
+		ea.send(local(s.legs[SideA].pair), pkt)
 		eb.mustRecv()
-		eb.send(local(pb), pkt)
+		eb.send(local(s.legs[SideB].pair), pkt)
 		ea.mustRecv()
 	}
-	to := local(pa)
+	to := local(s.legs[SideA].pair)
 	buf := make([]byte, readBuffer)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(pkt)))
