@@ -51,18 +51,18 @@ func tuneRuntime(log *slog.Logger) {
 	} else {
 		limit = debug.SetMemoryLimit(-1) // reads the limit GOMEMLIMIT set
 	}
-	if os.Getenv("GOGC") == "" {
+	gogc := os.Getenv("GOGC")
+	if gogc == "" {
+		pct := gcPercentUnlimited
 		if limit > 0 && limit < 1<<62 {
-			debug.SetGCPercent(gcPercentLimited)
-		} else {
-			debug.SetGCPercent(gcPercentUnlimited)
+			pct = gcPercentLimited
 		}
+		debug.SetGCPercent(pct)
+		gogc = strconv.Itoa(pct)
 	}
 	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < minProcs {
 		runtime.GOMAXPROCS(minProcs)
 	}
-	gogc := debug.SetGCPercent(-1)
-	debug.SetGCPercent(gogc)
 	log.Info("go runtime", "gomaxprocs", runtime.GOMAXPROCS(0), "cpus", runtime.NumCPU(),
 		"gogc", gogc, "memory_limit_mb", debug.SetMemoryLimit(-1)>>20)
 }
