@@ -191,6 +191,11 @@ func TestReceiverDownLosesNothing(t *testing.T) {
 	testutil.EventuallyWithin(t, 30*time.Second, "every record after the outage", func() bool {
 		return hook.missing(ids) == 0 && allIn(ids, tcp.collector, tcp2.collector)
 	})
+	// A receiver holds a batch before its answer reaches the shipper, which counts the batch
+	// delivered only then: wait for the counters too, not just for the receivers.
+	testutil.EventuallyWithin(t, 30*time.Second, "the shipper to count every record delivered", func() bool {
+		return stats(sh, "hook").Delivered[Records] >= 1000 && stats(sh, "tcp").Delivered[Records] >= 1000
+	})
 	for _, n := range []string{"hook", "tcp"} {
 		s := stats(sh, n)
 		if s.Dropped[Records] != 0 || s.Delivered[Records] != 1000 {
