@@ -222,3 +222,64 @@ func TestOpenRefusedWithoutPrivilege(t *testing.T) {
 	}
 	t.Logf("%s", bytes.TrimSpace(out))
 }
+
+// TestKernelLeavesAggregatesToUserspace: a UDP GSO send (one skb of several equal-sized
+// datagrams, which is how a QUIC stack or our own load tool sends a video frame, and what UDP
+// GRO builds on receive) reaches the program as one packet. The program checks one RTP header
+// and counts one packet per skb, so it must not forward an aggregate: the relay socket gets
+// every datagram in userspace, which checks and counts each, and the counters stay exact.
+// A single datagram from the same socket has its payload in page fragments (UDP_SEGMENT set
+// makes the stack build paged skbs), not in the linear part the program reads directly: the
+// program pulls the headers in and forwards it (before, it left every such packet to userspace).
+func TestKernelLeavesAggregatesToUserspace(t *testing.T) {
+	f := openLo(t)
+	peerA, peerB := udpOn(t, "127.0.0.2"), udpOn(t, "127.0.0.3")
+	relayA, relayB := udpOn(t, "127.0.0.1"), udpOn(t, "127.0.0.1")
+	aToB := Entry{Match: Match{Src: ap(peerA), Relay: ap(relayA)}, Via: ap(relayB), Dst: ap(peerB), PayloadTypes: []uint8{0}}
+	if err := f.Install(aToB); err != nil {
+		t.Fatal(err)
+	}
+	const segs, size = 4, 1200
+	var frame []byte
+	for i := range segs {
+		frame = append(frame, rtp(uint16(i), size)...)
+	}
+	rc, err := peerA.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_UDP, 103 /* UDP_SEGMENT */, size)
+	}); err != nil || serr != nil {
+		t.Skipf("SKIPPED LOUDLY: UDP GSO not available: %v %v", err, serr)
+	}
+	send(t, peerA, ap(relayA), frame)
+	for i := range segs {
+		got, src := recvFrom(t, relayA)
+		if src != ap(peerA) || !bytes.Equal(got, frame[i*size:(i+1)*size]) {
+			t.Fatalf("datagram %d of the aggregate: relay socket got %d bytes from %s", i, len(got), src)
+		}
+	}
+	if c := mustCounters(t, f, aToB.Match); c != (Counters{}) {
+		t.Fatalf("the kernel counted the aggregate: %+v", c)
+	}
+	// A single datagram from the same peer still takes the kernel path.
+	one := rtp(100, 172)
+	send(t, peerA, ap(relayA), one)
+	if got, _ := recvFrom(t, peerB); !bytes.Equal(got, one) {
+		t.Fatalf("B received %d bytes, want the single datagram", len(got))
+	}
+	if c := mustCounters(t, f, aToB.Match); c != (Counters{Packets: 1, Bytes: 172}) {
+		t.Fatalf("counters %+v after one datagram", c)
+	}
+}
+
+func mustCounters(t *testing.T, f *FastPath, m Match) Counters {
+	t.Helper()
+	c, err := f.Counters(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

@@ -47,9 +47,24 @@ struct {
 #define UDP_SRC_OFF (UDP_OFF + offsetof(struct udphdr, source))
 #define UDP_DST_OFF (UDP_OFF + offsetof(struct udphdr, dest))
 
+// Headers the program reads: Ethernet, IPv4 without options, UDP, the RTP header.
+#define HDRS_LEN (ETH_HLEN + sizeof(struct iphdr) + sizeof(struct udphdr) + 12)
+
 SEC("tc")
 int fp_ingress(struct __sk_buff *skb)
 {
+	// An aggregate (UDP GSO from a local sender, or UDP GRO) carries several
+	// datagrams in one skb: the program would check one RTP header and count
+	// one packet for all of them. Userspace gets its datagrams one by one.
+	if (skb->gso_size)
+		return TC_ACT_UNSPEC;
+	// A datagram whose payload sits in page fragments (a sender with
+	// UDP_SEGMENT set, some NIC drivers) has less than the headers in its
+	// linear part: pull them in so the checks below can read them.
+	if (skb->len >= HDRS_LEN && skb->data + HDRS_LEN > skb->data_end &&
+	    bpf_skb_pull_data(skb, HDRS_LEN))
+		return TC_ACT_UNSPEC;
+
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 
