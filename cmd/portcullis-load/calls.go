@@ -16,7 +16,7 @@ func runCalls(cfg config, kinds []*streamKind) (*report, error) {
 	cpu0, drops0 := cpuSeconds(), udpDrops()
 	rep := &report{Calls: cfg.calls}
 
-	eng, err := newEngine(cfg.calls*2*len(kinds)+256, cfg.workers, kinds, cfg.rtpPort)
+	eng, err := newEngine(cfg.calls*2*len(kinds)+256, cfg.workers, kinds, cfg.rtpPort, cfg.gso)
 	if err != nil {
 		return nil, err
 	}

@@ -67,7 +67,8 @@ type config struct {
 	rate                         float64
 	hold                         time.Duration
 	video                        bool
-	videoPPS                     int
+	videoPPS, videoFPS           int
+	gso                          bool
 	calleePorts, callerPorts     string
 	workers                      int
 	rtpPort                      int
@@ -130,6 +131,8 @@ func main() {
 	hold := flag.Float64("hold", 10, "seconds of media per call before BYE (selftest: seconds per step, default 3)")
 	flag.BoolVar(&cfg.video, "video", false, "add a video stream (H264 PT 96) to every call")
 	flag.IntVar(&cfg.videoPPS, "video-pps", 200, "video packets per second per direction (1200 bytes each)")
+	flag.IntVar(&cfg.videoFPS, "video-fps", 30, "video frames per second: each frame's packets leave back to back at its time (0: packets evenly paced)")
+	flag.BoolVar(&cfg.gso, "gso", true, "send each video frame as one UDP GSO message (UDP_SEGMENT); the edge still receives one datagram per packet")
 	flag.StringVar(&cfg.calleePorts, "callee-ports", "", "ignored (callload compatibility): endpoints are addresses, see -rtp-port")
 	flag.StringVar(&cfg.callerPorts, "caller-ports", "", "ignored (callload compatibility): endpoints are addresses, see -rtp-port")
 	flag.IntVar(&cfg.rtpPort, "rtp-port", 19990, "first RTP port: workers × stream kinds sockets on consecutive ports, bound to 0.0.0.0")
@@ -191,10 +194,13 @@ func (cfg *config) complete(edge, calleeAddr, callerAddr string, hold float64) (
 	if cfg.calls < 1 || cfg.rate <= 0 || hold <= 0 || cfg.videoPPS < 1 || cfg.workers < 1 {
 		return nil, fmt.Errorf("-calls, -rate, -hold, -video-pps and -workers must be positive")
 	}
+	if cfg.videoFPS < 0 || cfg.videoFPS > cfg.videoPPS {
+		return nil, fmt.Errorf("-video-fps must be between 0 and -video-pps")
+	}
 	cfg.hold = time.Duration(hold * float64(time.Second))
 	kinds := []*streamKind{{idx: 0, media: "audio", pt: 0, codec: "PCMU/8000", pps: 50, size: 172, tsHz: 8000}}
 	if cfg.video {
-		kinds = append(kinds, &streamKind{idx: 1, media: "video", pt: 96, codec: "H264/90000", pps: cfg.videoPPS, size: 1200, tsHz: 90000})
+		kinds = append(kinds, &streamKind{idx: 1, media: "video", pt: 96, codec: "H264/90000", pps: cfg.videoPPS, size: 1200, tsHz: 90000, fps: cfg.videoFPS})
 	}
 	return kinds, nil
 }
@@ -230,6 +236,7 @@ type selftestStep struct {
 	Recv        uint64  `json:"rtp_recv,omitempty"`
 	SentPeak    uint64  `json:"pps_sent_peak,omitempty"`
 	PerSyscall  float64 `json:"packets_per_sendmmsg,omitempty"`
+	PerMessage  float64 `json:"packets_per_message,omitempty"` // above 1: GSO frames
 }
 
 type selftestReport struct {
@@ -283,7 +290,7 @@ const (
 // comes back: the step measures what the tool offers).
 func selftestStepRun(cfg config, kinds []*streamKind, calls int, step time.Duration, sink *netip.AddrPort) (selftestStep, error) {
 	var st selftestStep
-	eng, err := newEngine(calls*2*len(kinds), cfg.workers, kinds, cfg.rtpPort)
+	eng, err := newEngine(calls*2*len(kinds), cfg.workers, kinds, cfg.rtpPort, cfg.gso)
 	if err != nil {
 		return st, err
 	}
@@ -329,12 +336,14 @@ func selftestStepRun(cfg config, kinds []*streamKind, calls int, step time.Durat
 	if sink != nil {
 		st.AchievedPPS = int(float64(ms.Sent) / elapsed.Seconds())
 		st.SentPeak = ms.PeakSentPPS
-		var calls uint64
+		var calls, msgs uint64
 		for _, s := range eng.senders {
 			calls += s.calls
+			msgs += s.msgs
 		}
-		if calls > 0 {
+		if calls > 0 && msgs > 0 {
 			st.PerSyscall = round3(float64(ms.Sent) / float64(calls))
+			st.PerMessage = round3(float64(ms.Sent) / float64(msgs))
 		}
 		return st, nil
 	}

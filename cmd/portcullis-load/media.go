@@ -6,11 +6,19 @@ package main
 // IP_PKTINFO, so one socket and one sendmmsg(2) carry a batch of packets of many calls, and one
 // recvmmsg(2) reads a batch back (the destination address, from IP_PKTINFO, tells which endpoint
 // it reached). Nothing on the per-packet path allocates.
+//
+// Video leaves as frames: a stream with a frame rate sends each frame's packets back to back at
+// the frame's time, as an encoder's packetizer does, and with UDP GSO (UDP_SEGMENT) one message
+// of the batch carries a whole frame of equal-sized packets: the kernel sends it through the
+// stack as one buffer and splits it into datagrams where it is received, so the edge under test
+// still gets one datagram per packet while the tool pays the stack's per-packet cost once per
+// frame.
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"sync"
@@ -35,6 +43,9 @@ const (
 	maxLag     = 100 * time.Millisecond // a packet this late (tool starved of CPU) is skipped, not burst out
 	batchSize  = 64                     // messages per sendmmsg / recvmmsg
 	pktinfoLen = 32                     // CMSG_SPACE(sizeof(struct in_pktinfo)) on 64-bit Linux
+	segLen     = 24                     // CMSG_SPACE(sizeof(uint16)): the UDP_SEGMENT size
+	maxSegs    = 16                     // packets per GSO message at most
+	maxPkt     = 1500                   // bytes of one packet (receive buffers, GSO segments)
 )
 
 // streamKind describes one media type as offered in SDP and as sent.
@@ -46,7 +57,33 @@ type streamKind struct {
 	pps   int
 	size  int    // whole RTP packet, bytes
 	tsHz  uint32 // RTP clock
+	fps   int    // frames per second: packets leave in per-frame bursts; 0: evenly paced
 }
+
+// due is how many packets of a stream of this kind are scheduled elapsed ns after its start:
+// packet seq leaves at seq/pps s when evenly paced, or at the time of its frame,
+// floor(seq*fps/pps)/fps s.
+func (k *streamKind) due(elapsed int64) uint64 {
+	pps := int64(k.pps)
+	if k.fps <= 0 {
+		return uint64(elapsed*pps/1e9) + 1
+	}
+	fps := int64(k.fps)
+	frames := elapsed*fps/1e9 + 1
+	return uint64(ceilDiv(frames*pps, fps))
+}
+
+// at is the time packet seq is scheduled, in ns after the stream's start (rounded up, as due
+// counts a packet from the first whole ns at or after its time).
+func (k *streamKind) at(seq uint64) int64 {
+	if k.fps <= 0 {
+		return ceilDiv(int64(seq)*1e9, int64(k.pps))
+	}
+	fps := int64(k.fps)
+	return ceilDiv(int64(seq)*fps/int64(k.pps)*1e9, fps)
+}
+
+func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 
 // flow is one direction of one stream: a source endpoint and its destination. Sender fields are
 // touched only by the owning sender goroutine, receive fields only by the receiver goroutine of
@@ -119,6 +156,7 @@ type engine struct {
 	stopping  atomic.Bool
 	stopAt    atomic.Int64
 	toolDrops atomic.Uint64 // datagrams our own sockets dropped (receive buffer full)
+	gso       bool          // frames leave as one UDP_SEGMENT message each
 	wg        sync.WaitGroup
 	stopOnce  sync.Once
 }
@@ -131,17 +169,29 @@ type sender struct {
 	perSec  []uint64
 	batches map[*usock]*mbatch
 	calls   uint64 // sendmmsg calls (packets per call = sent / calls)
+	msgs    uint64 // messages sent (more than one packet each with GSO)
 }
 
 // mbatch is one socket's batch of outgoing (or incoming) messages, with their buffers.
 type mbatch struct {
 	hdrs  [batchSize]mmsghdr
 	iovs  [batchSize]unix.Iovec
-	bufs  [batchSize][1500]byte
-	ctrl  [batchSize][pktinfoLen]byte
+	bufs  [batchSize][]byte // each entry's buffer: one packet, or up to maxSegs of them
+	ctrl  [batchSize][pktinfoLen + segLen]byte
 	names [batchSize]unix.RawSockaddrInet4
 	flows [batchSize]*flow
+	segs  [batchSize]int // packets in each message
 	n     int
+}
+
+// newMbatch makes a batch whose messages hold up to bytes each, in one allocation.
+func newMbatch(bytes int) *mbatch {
+	b := &mbatch{}
+	slab := make([]byte, batchSize*bytes)
+	for i := range b.bufs {
+		b.bufs[i] = slab[i*bytes : (i+1)*bytes : (i+1)*bytes]
+	}
+	return b
 }
 
 // mmsghdr is struct mmsghdr of Linux.
@@ -160,8 +210,9 @@ type receiver struct {
 }
 
 // newEngine opens workers × len(kinds) sockets on consecutive ports from basePort (0: any).
-func newEngine(maxFlows, workers int, kinds []*streamKind, basePort int) (*engine, error) {
-	e := &engine{flows: make([]atomic.Pointer[flow], maxFlows)}
+// With gso, frames of a stream kind with a frame rate leave as one UDP_SEGMENT message each.
+func newEngine(maxFlows, workers int, kinds []*streamKind, basePort int, gso bool) (*engine, error) {
+	e := &engine{flows: make([]atomic.Pointer[flow], maxFlows), gso: gso}
 	for w := range workers {
 		var row []*usock
 		for ki := range kinds {
@@ -179,6 +230,10 @@ func newEngine(maxFlows, workers int, kinds []*streamKind, basePort int) (*engin
 		}
 		e.socks = append(e.socks, row)
 		e.senders = append(e.senders, &sender{batches: map[*usock]*mbatch{}})
+	}
+	if gso && unix.SetsockoptInt(e.socks[0][0].fd, unix.SOL_UDP, unix.UDP_SEGMENT, 0) != nil {
+		e.gso = false // a kernel without UDP GSO (before 4.18): one message per packet
+		slog.Warn("UDP GSO not available: video frames leave one message per packet")
 	}
 	for _, s := range e.senders {
 		e.wg.Add(1)
@@ -324,15 +379,18 @@ func (s *sender) run(e *engine) {
 				continue
 			}
 			if now >= f.start {
-				pps := int64(f.kind.pps)
-				due := min(uint64((now-f.start)*pps/1e9)+1, f.total)
+				due := min(f.kind.due(now-f.start), f.total)
 				for f.next < due {
-					if now-f.start-int64(f.next)*1e9/pps > int64(maxLag) {
+					if now-f.start-f.kind.at(f.next) > int64(maxLag) {
 						f.next++ // hopelessly late: a real-time source would not send it either
 						f.skipped++
 						continue
 					}
-					s.packet(f)
+					n := uint64(1)
+					if e.gso && f.kind.fps > 0 {
+						n = min(due-f.next, maxSegs)
+					}
+					s.packets(f, int(n))
 				}
 			}
 			i++
@@ -344,46 +402,66 @@ func (s *sender) run(e *engine) {
 	}
 }
 
-// packet adds the next packet of f to its socket's batch, sending the batch when full.
-func (s *sender) packet(f *flow) {
+// packets adds the next n packets of f to its socket's batch as one message (n > 1: one UDP GSO
+// message of n equal-sized datagrams), sending the batch when full.
+func (s *sender) packets(f *flow, n int) {
 	b := s.batches[f.sock]
 	if b == nil {
-		b = &mbatch{}
+		b = newMbatch(maxSegs * maxPkt)
 		s.batches[f.sock] = b
 	}
-	seq := f.next
-	f.next++
-	f.hdr.SequenceNumber = uint16(seq)
-	f.hdr.Timestamp = uint32(seq) * (f.kind.tsHz / uint32(f.kind.pps))
 	i := b.n
-	buf := b.bufs[i][:f.kind.size]
-	n, err := f.hdr.MarshalTo(buf)
-	if err != nil {
-		f.sendErr++
+	size := f.kind.size
+	now := nowNs()
+	for j := range n {
+		seq := f.next
+		f.next++
+		f.hdr.SequenceNumber = uint16(seq)
+		f.hdr.Timestamp = uint32(seq) * (f.kind.tsHz / uint32(f.kind.pps))
+		buf := b.bufs[i][j*size : (j+1)*size]
+		h, err := f.hdr.MarshalTo(buf)
+		if err != nil { // a header that does not fit: never with the kinds the tool sends
+			f.sendErr++
+			n = j
+			break
+		}
+		p := buf[h:]
+		binary.BigEndian.PutUint32(p[0:], magic)
+		binary.BigEndian.PutUint32(p[4:], f.id)
+		binary.BigEndian.PutUint64(p[8:], seq)
+		binary.BigEndian.PutUint64(p[16:], uint64(now))
+		f.sent++
+		if seq < f.startupN {
+			f.suSent++
+		}
+		s.perSec = bump(s.perSec, now)
+	}
+	if n == 0 {
 		return
 	}
-	p := buf[n:]
-	binary.BigEndian.PutUint32(p[0:], magic)
-	binary.BigEndian.PutUint32(p[4:], f.id)
-	binary.BigEndian.PutUint64(p[8:], seq)
-	now := nowNs()
-	binary.BigEndian.PutUint64(p[16:], uint64(now))
 	b.names[i] = f.dst
-	b.ctrl[i] = f.pktinfo
-	b.iovs[i] = unix.Iovec{Base: &buf[0]}
-	b.iovs[i].SetLen(len(buf))
+	ctrl := &b.ctrl[i]
+	*(*[pktinfoLen]byte)(ctrl[:]) = f.pktinfo
+	clen := pktinfoLen
+	if n > 1 {
+		// struct cmsghdr {len uint64; level, type int32} + the segment size (uint16)
+		c := ctrl[pktinfoLen:]
+		binary.NativeEndian.PutUint64(c[0:], 16+2)
+		binary.NativeEndian.PutUint32(c[8:], unix.SOL_UDP)
+		binary.NativeEndian.PutUint32(c[12:], unix.UDP_SEGMENT)
+		binary.NativeEndian.PutUint16(c[16:], uint16(size))
+		clen += segLen
+	}
+	b.iovs[i] = unix.Iovec{Base: &b.bufs[i][0]}
+	b.iovs[i].SetLen(n * size)
 	h := &b.hdrs[i].hdr
 	*h = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&b.names[i])), Namelen: unix.SizeofSockaddrInet4,
-		Iov: &b.iovs[i], Control: &b.ctrl[i][0]}
+		Iov: &b.iovs[i], Control: &ctrl[0]}
 	h.SetIovlen(1)
-	h.SetControllen(pktinfoLen)
+	h.SetControllen(clen)
 	b.flows[i] = f
+	b.segs[i] = n
 	b.n++
-	f.sent++
-	if seq < f.startupN {
-		f.suSent++
-	}
-	s.perSec = bump(s.perSec, now)
 	if b.n == batchSize {
 		s.flush(f.sock, b)
 	}
@@ -400,20 +478,21 @@ func (s *sender) flush(sock *usock, b *mbatch) {
 			continue
 		}
 		if errno != 0 || r == 0 {
-			f := b.flows[done] // the first message failed: count it and go on with the rest
-			f.sent--
-			f.sendErr++
+			f := b.flows[done] // the first message failed: count its packets and go on with the rest
+			f.sent -= uint64(b.segs[done])
+			f.sendErr += uint64(b.segs[done])
 			done++
 			continue
 		}
 		done += int(r)
+		s.msgs += uint64(r)
 	}
 	b.n = 0
 }
 
 func (r *receiver) run(e *engine) {
 	defer e.wg.Done()
-	b := &mbatch{}
+	b := newMbatch(maxPkt)
 	for i := range batchSize {
 		b.iovs[i] = unix.Iovec{Base: &b.bufs[i][0]}
 		b.iovs[i].SetLen(len(b.bufs[i]))

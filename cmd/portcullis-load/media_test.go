@@ -17,10 +17,28 @@ var testKinds = []*streamKind{
 
 // Calls' worth of streams both ways between caller and callee endpoints on real loopback
 // sockets: every packet sent with sendmmsg from its endpoint's own address arrives once, on the
-// endpoint it was sent to (recvmmsg + IP_PKTINFO), with a latency.
+// endpoint it was sent to (recvmmsg + IP_PKTINFO), with a latency; evenly paced, and as video
+// frames sent as one UDP GSO message each (which the receiver still gets one datagram a packet).
 func TestEngineLoopback(t *testing.T) {
+	frames := []*streamKind{testKinds[0], {idx: 1, media: "video", pt: 96, codec: "H264/90000", pps: 200, size: 1200, tsHz: 90000, fps: 30}}
+	for _, c := range []struct {
+		name  string
+		kinds []*streamKind
+		gso   bool
+	}{{"paced", testKinds, false}, {"frames", frames, false}, {"frames-gso", frames, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			st, msgs := engineLoopback(t, c.kinds, c.gso)
+			if c.gso && msgs >= st.Sent {
+				t.Fatalf("%d packets went in %d messages: GSO did not carry the frames", st.Sent, msgs)
+			}
+			t.Logf("%d packets in %d messages", st.Sent, msgs)
+		})
+	}
+}
+
+func engineLoopback(t *testing.T, kinds []*streamKind, gso bool) (mediaStats, uint64) {
 	const calls = 20
-	eng, err := newEngine(calls*2*len(testKinds), 2, testKinds, 0)
+	eng, err := newEngine(calls*2*len(kinds), 2, kinds, 0, gso)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +47,7 @@ func TestEngineLoopback(t *testing.T) {
 	var flows []*flow
 	start := nowNs()
 	for range calls {
-		for _, k := range testKinds {
+		for _, k := range kinds {
 			a, _ := callers.open(k)
 			b, _ := callees.open(k)
 			for _, d := range [][2]*endpoint{{a, b}, {b, a}} {
@@ -58,6 +76,39 @@ func TestEngineLoopback(t *testing.T) {
 	}
 	if st.LatP50 <= 0 {
 		t.Fatalf("no latency measured: %+v", st)
+	}
+	var msgs uint64
+	for _, s := range eng.senders {
+		msgs += s.msgs
+	}
+	return st, msgs
+}
+
+// The schedule of a stream kind: evenly paced, packet seq leaves at seq/pps; in frames, every
+// packet of a frame leaves at the frame's time, and a second holds exactly pps packets.
+func TestStreamKindSchedule(t *testing.T) {
+	paced := &streamKind{pps: 200}
+	frames := &streamKind{pps: 200, fps: 30}
+	for _, c := range []struct {
+		k       *streamKind
+		elapsed int64
+		due     uint64
+	}{
+		{paced, 0, 1}, {paced, 4_999_999, 1}, {paced, 5_000_000, 2}, {paced, 1e9, 201},
+		{frames, 0, 7}, {frames, 33_333_333, 7}, {frames, 33_333_334, 14}, {frames, 1e9 - 1, 200}, {frames, 1e9, 207},
+	} {
+		if got := c.k.due(c.elapsed); got != c.due {
+			t.Errorf("fps %d: due(%d) = %d, want %d", c.k.fps, c.elapsed, got, c.due)
+		}
+	}
+	for seq := range uint64(400) {
+		for _, k := range []*streamKind{paced, frames, {pps: 30}, {pps: 400, fps: 25}} {
+			at := k.at(seq)
+			if k.due(at) <= seq || (at > 0 && k.due(at-1) > seq) {
+				t.Fatalf("fps %d: packet %d scheduled at %d ns, but due(%d) = %d, due(%d) = %d",
+					k.fps, seq, at, at, k.due(at), at-1, k.due(at-1))
+			}
+		}
 	}
 }
 
