@@ -68,6 +68,11 @@ type PoolStats struct {
 	// SocketDrops is the kernel's receive-queue drop count summed over the
 	// pool's currently open sockets (from /proc/net/udp; 0 when unavailable).
 	SocketDrops uint64 `json:"socket_drops"`
+	// GSOMessages and GSODatagrams count the UDP GSO messages the relay sent (bursts of
+	// same-sized datagrams to one peer, one trip through the stack each) and the datagrams
+	// they carried, process wide.
+	GSOMessages  uint64 `json:"gso_messages"`
+	GSODatagrams uint64 `json:"gso_datagrams"`
 }
 
 // NewPool validates cfg and returns an empty pool (no socket is bound until
@@ -222,6 +227,7 @@ func (p *Pool) Stats() PoolStats {
 	p.mu.Unlock()
 	lo, hi := p.Range()
 	st.SocketDrops, _ = socketDrops(lo, hi)
+	st.GSOMessages, st.GSODatagrams = GSOStats()
 	return st
 }
 

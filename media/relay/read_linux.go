@@ -168,4 +168,4 @@ func (s *Stream) readLoop(k *sock) {
 }
 
 // fastPath describes the packet path for the pool's startup log.
-const fastPath = "one reader goroutine per socket, recvmmsg (8) until a short read, raw sendto for one datagram (WriteToUDPAddrPort when the send buffer is full), sendmmsg for more; 0 allocs/packet"
+const fastPath = "one reader goroutine per socket, recvmmsg (8) until a short read, raw sendto for one datagram (WriteToUDPAddrPort when the send buffer is full), one UDP GSO message for a burst of same-sized datagrams to one peer, sendmmsg for other batches; 0 allocs/packet"

@@ -3,8 +3,10 @@
 package relay
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -41,7 +43,16 @@ type sendBatch struct {
 	dsts  [recvBatch]netip.AddrPort
 	out   *sock
 	n     int
+	gso   unix.Msghdr   // one message of every queued datagram (UDP GSO)
+	ctrl  [gsoCtrl]byte // its UDP_SEGMENT control message
 }
+
+// gsoCtrl is CMSG_SPACE(sizeof(uint16)) on 64-bit Linux: the UDP_SEGMENT control message.
+const gsoCtrl = 24
+
+// gsoOff is set once the kernel refuses UDP GSO (before Linux 4.18, or an egress without
+// checksum offload): batches then leave with sendmmsg only.
+var gsoOff atomic.Bool
 
 // forwardBatch forwards the n datagrams of the last recv: one alone as
 // forward does; several with one sendmmsg per run of datagrams leaving from
@@ -100,7 +111,9 @@ func (q *sendBatch) add(b []byte, dst netip.AddrPort) bool {
 // out one by one with write, which waits for room as forward does.
 func (q *sendBatch) flush() {
 	sent := 0
-	if q.n > 1 {
+	if q.n > 1 && q.sendGSO() {
+		sent = q.n
+	} else if q.n > 1 {
 		// MSG_DONTWAIT on UDP never sleeps, so the raw form is safe (as for recvmmsg).
 		r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(q.out.out.fd), uintptr(unsafe.Pointer(&q.msgs[0])), uintptr(q.n), unix.MSG_DONTWAIT, 0, 0)
 		if e == 0 {
@@ -114,6 +127,49 @@ func (q *sendBatch) flush() {
 		q.bufs[i] = nil
 	}
 	q.n, q.out = 0, nil
+}
+
+// sendGSO sends every queued datagram as one UDP GSO message when they make one: the same
+// destination and the same size, the last one possibly shorter (a video frame's packets, which a
+// sender emits back to back). The stack then carries them as one buffer as far as the
+// receiving socket (or the device), which splits them into the same datagrams; one traversal
+// of routing, netfilter and the device instead of one per datagram. The message points at the
+// datagrams where they were received (one iovec each, on segment boundaries): nothing is copied.
+// False when they do not make one or the kernel refused it; the caller then uses sendmmsg.
+func (q *sendBatch) sendGSO() bool {
+	if gsoOff.Load() {
+		return false
+	}
+	size := len(q.bufs[0])
+	if size == 0 || size > 0xffff {
+		return false
+	}
+	for i := 1; i < q.n; i++ {
+		if q.dsts[i] != q.dsts[0] || len(q.bufs[i]) > size || (i < q.n-1 && len(q.bufs[i]) != size) || len(q.bufs[i]) == 0 {
+			return false
+		}
+	}
+	// struct cmsghdr {len uint64; level, type int32} + the segment size
+	binary.NativeEndian.PutUint64(q.ctrl[0:], 16+2)
+	binary.NativeEndian.PutUint32(q.ctrl[8:], unix.SOL_UDP)
+	binary.NativeEndian.PutUint32(q.ctrl[12:], unix.UDP_SEGMENT)
+	binary.NativeEndian.PutUint16(q.ctrl[16:], uint16(size))
+	q.gso = unix.Msghdr{Name: q.msgs[0].hdr.Name, Namelen: q.msgs[0].hdr.Namelen, Iov: &q.iov[0], Control: &q.ctrl[0]}
+	q.gso.SetIovlen(q.n)
+	q.gso.SetControllen(gsoCtrl)
+	// MSG_DONTWAIT on UDP never sleeps, so the raw form is safe (as for sendmmsg).
+	_, _, e := unix.RawSyscall(unix.SYS_SENDMSG, uintptr(q.out.out.fd), uintptr(unsafe.Pointer(&q.gso)), unix.MSG_DONTWAIT)
+	switch e {
+	case 0:
+		gsoMessages.Add(1)
+		gsoDatagrams.Add(uint64(q.n))
+		return true
+	case unix.EIO, unix.ENOPROTOOPT, unix.EOPNOTSUPP:
+		gsoOff.Store(true) // no GSO here: not worth a failed syscall per batch
+	}
+	// EINVAL (a datagram larger than the path MTU allows a segment to be), EAGAIN: this batch
+	// goes the ordinary way.
+	return false
 }
 
 // sockaddr writes dst as the socket address a socket of family takes and

@@ -68,6 +68,66 @@ func TestForwardBatch(t *testing.T) {
 	}
 }
 
+// TestForwardBatchGSO: a video frame's packets (same size, the last one shorter) received in
+// one batch leave as one UDP GSO message, and the peer still receives every datagram, intact
+// and in order; a batch whose sizes do not make one message (a shorter datagram in the middle)
+// leaves with sendmmsg as before. Neither allocates.
+func TestForwardBatchGSO(t *testing.T) {
+	p := newTestPool(t, 10*time.Millisecond)
+	pa, pb := acquire(t, p), acquire(t, p)
+	ea, eb := newEndpoint(t), newEndpoint(t)
+	s := NewStream(pa, pb, StreamConfig{})
+	t.Cleanup(s.Close)
+	s.SetPeer(SideA, Peer{RTP: ea.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
+	s.SetPeer(SideB, Peer{RTP: eb.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
+	k := &s.legs[SideA].rtp
+	s.forward(k, rtpPacket(96, 0, 0, 7, "latch"), ea.addr(), mono())
+	eb.mustRecv()
+
+	frame := func(mid int) [][]byte {
+		var pkts [][]byte
+		for i := range recvBatch {
+			size := 1188 // 1200-byte RTP packets
+			switch {
+			case i == recvBatch-1:
+				size = 300
+			case i == mid:
+				size = 500
+			}
+			pkts = append(pkts, rtpPacket(96, uint16(i+1), 3000, 7, string(make([]byte, size))))
+		}
+		return pkts
+	}
+	r := newBatchReader()
+	for _, c := range []struct {
+		name string
+		pkts [][]byte
+		gso  bool
+	}{{"frame", frame(-1), true}, {"uneven", frame(3), false}} {
+		m0, d0 := GSOStats()
+		fillBatch(r, ea, c.pkts)
+		s.forwardBatch(k, r, len(c.pkts), mono())
+		for i, want := range c.pkts {
+			if got := eb.mustRecv(); string(got) != string(want) {
+				t.Fatalf("%s: datagram %d: got %d bytes (seq %d), want %d bytes", c.name, i, len(got), binary.BigEndian.Uint16(got[2:]), len(want))
+			}
+		}
+		m1, d1 := GSOStats()
+		if gso := m1-m0 == 1 && d1-d0 == uint64(len(c.pkts)); gso != c.gso {
+			t.Fatalf("%s: %d GSO messages carrying %d datagrams", c.name, m1-m0, d1-d0)
+		}
+	}
+	// Last: the peer does not read what these send.
+	for _, pkts := range [][][]byte{frame(-1), frame(3)} {
+		if n := testing.AllocsPerRun(100, func() {
+			fillBatch(r, ea, pkts)
+			s.forwardBatch(k, r, len(pkts), mono())
+		}); n != 0 {
+			t.Fatalf("a batch allocates %.1f times", n)
+		}
+	}
+}
+
 // TestSockWrite: a single datagram leaves with a raw sendto from an IPv4 socket and from a
 // dual-stack one (an IPv4 destination as ::ffff:a.b.c.d); a destination sendto cannot encode
 // (a zoned IPv6 address on an IPv4 socket) goes to WriteToUDPAddrPort, which refuses it as

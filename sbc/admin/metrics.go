@@ -195,6 +195,8 @@ var (
 	dPorts        = desc("portcullis_relay_port_pairs", "Relay RTP/RTCP port pairs, by state (in_use, draining, free).", "state")
 	dPortsRefused = desc("portcullis_relay_port_refused_total", "Port pair acquisitions refused because the pool was exhausted.")
 	dSockDrops    = desc("portcullis_relay_socket_drops", "Kernel receive-queue drops summed over the relay's open sockets.")
+	dGSOMessages  = desc("portcullis_relay_gso_messages_total", "UDP GSO messages the userspace relay sent: bursts of same-sized datagrams to one peer, one trip through the stack each.")
+	dGSODatagrams = desc("portcullis_relay_gso_datagrams_total", "Datagrams the userspace relay sent inside UDP GSO messages.")
 
 	dTURNLive    = desc("portcullis_turn_allocations", "Live TURN allocations.")
 	dTURNTotal   = desc("portcullis_turn_allocations_total", "TURN allocations made.")
@@ -214,7 +216,7 @@ var (
 	dRaftDropped   = desc("portcullis_raft_dropped_total", "Enqueued commands dropped because the queue was full.")
 	dRaftQueued    = desc("portcullis_raft_queued", "Commands waiting in the enqueue queue.")
 	allNodeMetrics = []*prometheus.Desc{dRooms, dRegistrations, dBans, dCalls, dRefusals,
-		dRTPPackets, dRTPBytes, dRTPLost, dRTPDropped, dSessions, dStreams, dTimeouts, dFastPath, dPorts, dPortsRefused, dSockDrops,
+		dRTPPackets, dRTPBytes, dRTPLost, dRTPDropped, dSessions, dStreams, dTimeouts, dFastPath, dPorts, dPortsRefused, dSockDrops, dGSOMessages, dGSODatagrams,
 		dTURNLive, dTURNTotal, dTURNRefused, dTURNAuth, dTURNPeers, dTURNDropped,
 		dRaftState, dRaftTerm, dRaftCommit, dRaftApplied, dRaftApply, dRaftPeers, dRaftContact, dRaftProposed,
 		dRaftDropped, dRaftQueued}
@@ -319,6 +321,8 @@ func collectMedia(ch chan<- prometheus.Metric, m media.Stats) {
 	gauge(ch, dPorts, float64(m.Pool.Free), "free")
 	counter(ch, dPortsRefused, m.Pool.Refused)
 	gauge(ch, dSockDrops, float64(m.Pool.SocketDrops))
+	counter(ch, dGSOMessages, m.Pool.GSOMessages)
+	counter(ch, dGSODatagrams, m.Pool.GSODatagrams)
 }
 
 func collectRaft(ch chan<- prometheus.Metric, r cluster.Stats) {
