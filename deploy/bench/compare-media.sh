@@ -25,6 +25,10 @@
 # The anchor listens on SIP_PORT (default 5070) as in ../shared/bench/kamailio/start.sh; LOAD_ARGS
 # are added to every portcullis-load command (e.g. "-caller 127.0.0.1:5280 -callee 127.0.0.1:5290
 # -rtp-port 29990" where other jobs use the default ports).
+# The tool sends video in frames, each frame one UDP GSO message (its defaults): the edges
+# receive one datagram per packet either way. For an edge's kernel fast path use
+# LOAD_ARGS="-gso=false": the eBPF program leaves GSO aggregates to userspace (a NIC delivers
+# datagrams one by one), so with GSO the video would be relayed in userspace.
 # Needs: kamailio, rtpengine (Debian rtpengine-daemon), go, python3. Everything on 127.0.0.1.
 set -u
 edge= pids= user= pass= rate=100000 hold=10 label=portcullis

@@ -6,7 +6,8 @@
 // re-INVITEs and RTCP, and only installs an entry for a direction once both
 // legs' latches are final; it removes the entry on any change. The kernel
 // forwards nothing but the exact latched source to the exact relay socket, and
-// hands anything else (RTCP, DTLS, other payload types, fragments, IPv6) to
+// hands anything else (RTCP, DTLS, other payload types, fragments, IPv6, and
+// UDP GSO/GRO aggregates, which carry several datagrams in one packet) to
 // userspace unchanged.
 //
 // It is optional: [Open] fails cleanly (no CAP_BPF/CAP_NET_ADMIN, a kernel
