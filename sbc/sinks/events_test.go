@@ -57,6 +57,10 @@ func TestEventQueueDropsCounted(t *testing.T) {
 		d, _, _ := tcp.stats()
 		return d == 200
 	})
+	// The receiver holds the last batch before the shipper has its answer and counts it.
+	testutil.EventuallyWithin(t, 30*time.Second, "the roomy sink to count all 200 delivered", func() bool {
+		return stats(sh, "siem").Delivered[Events] >= 200
+	})
 	if s := stats(sh, "siem"); s.Dropped[Events] != 0 || s.Delivered[Events] != 200 {
 		t.Fatalf("siem: %+v", s)
 	}
