@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/pion/stun/v2"
+
+	"github.com/portcullis-sbc/portcullis/internal/testutil"
 )
 
 // TestBindingResponse checks the keepalive answer against pion/stun's decoder, for IPv4 and
@@ -91,6 +93,8 @@ func TestPacketConnAnswersSTUN(t *testing.T) {
 	if err := res.Decode(); err != nil || res.Type != stun.BindingSuccess {
 		t.Fatalf("%v %v", res, err)
 	}
+	// The answer is counted once its write returned, which may be after the peer read it.
+	testutil.Eventually(t, "the answer counted", func() bool { return st.STUNAnswered.Load() >= 1 })
 	if st.STUNAnswered.Load() != 1 {
 		t.Fatalf("answered %d", st.STUNAnswered.Load())
 	}
