@@ -58,12 +58,6 @@ int fp_ingress(struct __sk_buff *skb)
 	// one packet for all of them. Userspace gets its datagrams one by one.
 	if (skb->gso_size)
 		return TC_ACT_UNSPEC;
-	// A datagram whose payload sits in page fragments (a sender with
-	// UDP_SEGMENT set, some NIC drivers) has less than the headers in its
-	// linear part: pull them in so the checks below can read them.
-	if (skb->len >= HDRS_LEN && skb->data + HDRS_LEN > skb->data_end &&
-	    bpf_skb_pull_data(skb, HDRS_LEN))
-		return TC_ACT_UNSPEC;
 
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -76,6 +70,20 @@ int fp_ingress(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	if (ip->frag_off & bpf_htons(0x3fff)) // MF or an offset: fragments go to userspace
 		return TC_ACT_UNSPEC;
+	// A UDP datagram whose payload sits in page fragments (a sender with
+	// UDP_SEGMENT set, some NIC drivers) may have less than the UDP and RTP
+	// headers in its linear part: pull them in (only for UDP: other traffic
+	// is left as it is) and read the headers again.
+	if (data + HDRS_LEN > data_end) {
+		if (skb->len < HDRS_LEN || bpf_skb_pull_data(skb, HDRS_LEN))
+			return TC_ACT_UNSPEC;
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+		eth = data;
+		ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > data_end)
+			return TC_ACT_UNSPEC;
+	}
 	struct udphdr *udp = (void *)(ip + 1);
 	__u8 *rtp = (void *)(udp + 1);
 	if ((void *)(rtp + 2) > data_end)
