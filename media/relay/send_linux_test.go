@@ -23,20 +23,29 @@ func fillBatch(r *batchReader, src *endpoint, pkts [][]byte) {
 	}
 }
 
+// latchedVideoStream relays PT 96 between ea (side A) and peer b (side B) and has latched A
+// with one packet forwarded to b, which b still has to read. It returns the stream and side A's
+// RTP socket.
+func latchedVideoStream(t *testing.T, ea *endpoint, b Peer) (*Stream, *sock) {
+	t.Helper()
+	p := newTestPool(t, 10*time.Millisecond)
+	pa, pb := acquire(t, p), acquire(t, p)
+	s := NewStream(pa, pb, StreamConfig{})
+	t.Cleanup(s.Close)
+	s.SetPeer(SideA, Peer{RTP: ea.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
+	s.SetPeer(SideB, b)
+	k := &s.legs[SideA].rtp
+	s.forward(k, rtpPacket(96, 0, 0, 7, "latch"), ea.addr(), mono())
+	return s, k
+}
+
 // TestForwardBatch: a receive batch mixing RTP and RTCP (rtcp-mux off on the
 // other leg, so they leave from two sockets) reaches the other leg in order,
 // every datagram intact, RTP and RTCP each to its own port; and the batched
 // path allocates nothing.
 func TestForwardBatch(t *testing.T) {
-	p := newTestPool(t, 10*time.Millisecond)
-	pa, pb := acquire(t, p), acquire(t, p)
 	ea, eb, ebc := newEndpoint(t), newEndpoint(t), newEndpoint(t)
-	s := NewStream(pa, pb, StreamConfig{})
-	t.Cleanup(s.Close)
-	s.SetPeer(SideA, Peer{RTP: ea.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
-	s.SetPeer(SideB, Peer{RTP: eb.addr(), RTCP: ebc.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
-	k := &s.legs[SideA].rtp
-	s.forward(k, rtpPacket(96, 0, 0, 7, "latch"), ea.addr(), mono())
+	s, k := latchedVideoStream(t, ea, Peer{RTP: eb.addr(), RTCP: ebc.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
 	eb.mustRecv()
 
 	var pkts [][]byte
@@ -73,15 +82,8 @@ func TestForwardBatch(t *testing.T) {
 // and in order; a batch whose sizes do not make one message (a shorter datagram in the middle)
 // leaves with sendmmsg as before. Neither allocates.
 func TestForwardBatchGSO(t *testing.T) {
-	p := newTestPool(t, 10*time.Millisecond)
-	pa, pb := acquire(t, p), acquire(t, p)
 	ea, eb := newEndpoint(t), newEndpoint(t)
-	s := NewStream(pa, pb, StreamConfig{})
-	t.Cleanup(s.Close)
-	s.SetPeer(SideA, Peer{RTP: ea.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
-	s.SetPeer(SideB, Peer{RTP: eb.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
-	k := &s.legs[SideA].rtp
-	s.forward(k, rtpPacket(96, 0, 0, 7, "latch"), ea.addr(), mono())
+	s, k := latchedVideoStream(t, ea, Peer{RTP: eb.addr(), PayloadTypes: []uint8{96}, DefaultClock: 90000})
 	eb.mustRecv()
 
 	frame := func(mid int) [][]byte {
