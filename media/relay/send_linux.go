@@ -107,8 +107,9 @@ func (q *sendBatch) add(b []byte, dst netip.AddrPort) bool {
 }
 
 // flush sends what is queued: one datagram with sendto (as forward does), more
-// with sendmmsg; what sendmmsg did not take (a full send buffer: EAGAIN) goes
-// out one by one with write, which waits for room as forward does.
+// as one UDP GSO message when they make one (sendGSO), else with sendmmsg; what
+// did not go (a full send buffer: EAGAIN) goes out one by one with write, which
+// waits for room as forward does.
 func (q *sendBatch) flush() {
 	sent := 0
 	if q.n > 1 && q.sendGSO() {
