@@ -274,13 +274,15 @@ func (n *Node) updateFormats(servers []raft.Server) {
 	}
 }
 
-// forLeader re-encodes commands as JSON unless the leader last said every member applies
-// binary payloads, and unwraps envelopes unless it said every member applies those.
+// forLeader re-encodes commands as JSON unless every member applies binary payloads, and
+// unwraps envelopes unless every member applies those, as far as this follower knows
+// (leaderFormat: what the leader last said, else what the state records).
 func (n *Node) forLeader(cmds [][]byte) [][]byte {
-	if n.leaderFormats.Load() < formatsOnce {
+	f := n.leaderFormat()
+	if f < formatsOnce {
 		cmds = unwrapAll(cmds)
 	}
-	if n.leaderFormats.Load() >= formatsModern {
+	if f >= formatsModern {
 		return cmds
 	}
 	out := make([][]byte, len(cmds))

@@ -75,10 +75,21 @@ func (n *Node) wrapsOnce() bool {
 	if n.raft.State() == raft.Leader {
 		return n.clusterOnce()
 	}
+	return n.leaderFormat() >= formatsOnce
+}
+
+// leaderFormat is what this follower takes the cluster to apply: what the leader last said,
+// or, until it has said anything (this node just restarted), what the state records for the
+// members of the configuration now. Wrapping (encode) and sending (forLeader) both go by it:
+// a write wrapped for a retry and then unwrapped before it left would be applied once per try.
+func (n *Node) leaderFormat() int32 {
 	if f := n.leaderFormats.Load(); f > 0 {
-		return f >= formatsOnce
+		return f
 	}
-	return n.recordedOnce() // restarted: nothing heard from the leader yet
+	if f, members := n.st.ClusterFormats(); slices.Equal(members, n.servers()) {
+		return int32(f)
+	}
+	return 0
 }
 
 // encode returns the wire form of cmds, each in an envelope with a fresh id when it needs one

@@ -45,22 +45,33 @@ func TestForwardedRetryAppliesOnce(t *testing.T) {
 		cmd     state.Command
 		count   func(st *state.State) int
 		enqueue bool // queued (Enqueue, retried by the batcher) rather than proposed
+		fresh   bool // the follower has heard nothing from the leader yet (it just restarted)
 	}{
 		{"call record", state.PutCall(state.Call{ID: "call-1", Room: "r", Node: "a", Started: at}),
 			state.EndCall(state.CallRecord{Call: state.Call{ID: "call-1", Room: "r", Node: "a", Started: at},
 				Ended: at, EndReason: "bye", Status: 200}),
-			func(st *state.State) int { return len(st.Records(state.RecordQuery{Limit: 100})) }, false},
+			func(st *state.State) int { return len(st.Records(state.RecordQuery{Limit: 100})) }, false, false},
 		{"audit line", state.PutRoom(state.Room{Name: "r"}),
 			state.Audit(state.AuditEntry{Time: at, Who: "t1", Action: "ban", Target: ban.String(), Node: "x"}),
-			func(st *state.State) int { return len(st.AuditLog(0, 100)) }, false},
+			func(st *state.State) int { return len(st.AuditLog(0, 100)) }, false, false},
 		{"ban lifted", state.PutBan(state.Ban{Prefix: ban, Until: at.Add(time.Hour)}), state.LiftBan(ban),
-			func(st *state.State) int { return 1 - len(st.Bans(at)) }, false},
+			func(st *state.State) int { return 1 - len(st.Bans(at)) }, false, false},
 		{"queued call record", state.PutCall(state.Call{ID: "call-2", Room: "r", Node: "a", Started: at}),
 			state.EndCall(state.CallRecord{Call: state.Call{ID: "call-2", Room: "r", Node: "a", Started: at},
 				Ended: at, EndReason: "bye", Status: 200}),
 			func(st *state.State) int {
 				return len(st.Records(state.RecordQuery{Limit: 100})) - 1 // the first row's
-			}, true},
+			}, true, false},
+		// Seen in the chaos test (a call record applied twice): a follower that restarted and
+		// had not heard the leader yet wrapped the write (the state records that every member
+		// applies envelopes) but unwrapped it again before sending it (the leader had not said
+		// so), and then sent the unwrapped write again.
+		{"call record from a follower that has not heard the leader", state.PutCall(state.Call{ID: "call-3", Room: "r", Node: "a", Started: at}),
+			state.EndCall(state.CallRecord{Call: state.Call{ID: "call-3", Room: "r", Node: "a", Started: at},
+				Ended: at, EndReason: "bye", Status: 200}),
+			func(st *state.State) int {
+				return len(st.Records(state.RecordQuery{Limit: 100})) - 2 // the first and fourth rows'
+			}, false, true},
 	}
 	for _, r := range rows {
 		old := c.leader(10 * time.Second)
@@ -76,6 +87,9 @@ func TestForwardedRetryAppliesOnce(t *testing.T) {
 		// a forwarded write first: the follower learns the cluster applies envelopes
 		if err := f.n.Propose(ctx, r.setup); err != nil {
 			t.Fatalf("%s: setup: %v", r.name, err)
+		}
+		if r.fresh {
+			f.n.leaderFormats.Store(0) // as after a restart: nothing heard from the leader
 		}
 		mu.Lock()
 		lose, hold = true, make(chan struct{})
