@@ -75,27 +75,55 @@ func kill9Config(t *testing.T, n *procNode, rooms int) string {
 }
 
 // startProcNode writes the node's config and starts `serve`; env adds to the environment (the
-// join settings). It waits for /readyz.
+// join settings). It waits for /readyz. The SIP port is free for UDP and TCP both when chosen;
+// should another process take the SIP or admin port before the node binds it (the kernel hands
+// the same ephemeral ports to outgoing connections; CI failed once: "sip listen
+// tcp://127.0.0.1:37500: bind: address already in use"), it starts again on other ports.
 func startProcNode(t *testing.T, bin, id string, rooms int, env ...string) *procNode {
 	t.Helper()
 	lo := netip.MustParseAddr("127.0.0.1")
-	sipPort := testpeer.FreeUDPPort(t)
-	n := &procNode{id: id, dir: t.TempDir(), sip: fmt.Sprintf("127.0.0.1:%d", sipPort),
-		admin:     fmt.Sprintf("127.0.0.1:%d", testpeer.FreeTCPPort(t)),
+	n := &procNode{id: id, dir: t.TempDir(),
 		cluster:   fmt.Sprintf("127.0.0.1:%d", testpeer.FreeTCPPort(t)),
 		mediaBase: testutil.PortWindow(t, lo, 400)}
 	n.asNode = &Node{cfg: config.Config{SIP: config.SIP{Domain: kill9Domain}}}
 	cfg := filepath.Join(n.dir, "node.yaml")
-	if err := os.WriteFile(cfg, []byte(kill9Config(t, n, rooms)), 0o600); err != nil {
+	for attempt := 1; ; attempt++ {
+		n.sip = fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
+		n.admin = fmt.Sprintf("127.0.0.1:%d", testpeer.FreeTCPPort(t))
+		if err := os.WriteFile(cfg, []byte(kill9Config(t, n, rooms)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := n.tryStart(t, bin, env...)
+		if err == nil {
+			return n
+		}
+		if attempt < 3 && n.portTaken() {
+			t.Logf("%s: %v; starting it on other SIP and admin ports", id, err)
+			continue
+		}
 		t.Fatal(err)
 	}
-	n.start(t, bin, env...)
-	return n
+}
+
+// portTaken reports whether the node's log says a SIP or admin port it was to listen on was
+// taken.
+func (n *procNode) portTaken() bool {
+	b, _ := os.ReadFile(n.logPath)
+	return strings.Contains(string(b), "address already in use") &&
+		(strings.Contains(string(b), n.sip) || strings.Contains(string(b), n.admin))
 }
 
 // start starts `serve` on the node's config and data dir (again, after a kill) and waits for
 // /readyz.
 func (n *procNode) start(t *testing.T, bin string, env ...string) {
+	t.Helper()
+	if err := n.tryStart(t, bin, env...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tryStart is start that returns an error when the node exits before it is ready.
+func (n *procNode) tryStart(t *testing.T, bin string, env ...string) error {
 	t.Helper()
 	if n.logFile == nil {
 		n.logPath = filepath.Join(n.dir, "serve.log")
@@ -123,17 +151,20 @@ func (n *procNode) start(t *testing.T, bin string, env ...string) {
 	}
 	done := n.done
 	go func() { _ = n.cmd.Wait(); close(done) }()
+	var exited error
 	testutil.EventuallyWithin(t, 90*time.Second, n.id+" ready", func() bool {
 		select {
 		case <-done:
 			// The exit status says whether it stopped itself (exit status 1: its log's last line
 			// says why) or was killed by a signal (nothing in its log).
-			t.Fatalf("%s exited before it was ready: %v", n.id, n.cmd.ProcessState)
+			exited = fmt.Errorf("%s exited before it was ready: %v", n.id, n.cmd.ProcessState)
+			return true
 		default:
 		}
 		code, _, _ := adminDo(t, n.admin, http.MethodGet, "/readyz")
 		return code == 200
 	})
+	return exited
 }
 
 // kill sends SIGKILL (no BYE, no leave, no drain) and waits for the process to be gone.
