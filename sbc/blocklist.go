@@ -35,14 +35,16 @@ func (n *Node) startBlocklist(ctx context.Context) {
 		}
 		n.blocklist.Set(all, bans, now)
 	}
-	rebuild()
 	kick := n.kick
+	// Follow the state before the first build (a ban applied in between would wait for the
+	// next change to be seen).
 	n.store.State().Observe(func(c state.Command) {
 		switch c.Type {
 		case state.CmdPutBan, state.CmdLiftBan, state.CmdExpire, state.CmdSetLists, state.CmdRestored:
 			n.kickBlocklist()
 		}
 	})
+	rebuild()
 	n.goBackground(func() {
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()

@@ -124,11 +124,14 @@ func New(cfg Config, store state.Store) (*Guard, error) {
 	g.hosts = siphost.NewSet(append([]string{cfg.Domain}, cfg.Aliases...), cfg.NodeAddrs)
 	g.cfg.NodeAddrs = g.hosts.Addrs()
 	g.feeds.Store(&netipx.IPSet{})
+	// Follow the state before reading it: a node joining a cluster is still applying the log,
+	// and a room applied between the read and the start of following would be missed for good.
+	// (A change seen by both only rebuilds twice.)
+	g.unobserve = store.State().Observe(g.observe)
 	g.rebuildLists()
 	g.rebuildRooms()
 	g.rememberSites()
 	g.refreshBans(cfg.Now().UnixNano())
-	g.unobserve = store.State().Observe(g.observe)
 	return g, nil
 }
 
