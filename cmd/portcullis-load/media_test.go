@@ -69,10 +69,16 @@ func engineLoopback(t *testing.T, kinds []*streamKind, gso bool) (mediaStats, ui
 	}
 	eng.stop() // waits for packets in flight
 	st := eng.stats()
+	// Every packet scheduled is sent, or skipped by design when the sender fell more than
+	// maxLag behind (a loaded machine stalls it; a real-time source would not send it either),
+	// and every packet sent arrives once.
 	want := uint64(calls * 2 * (25 + 100)) // 0.5 s of 50 and 200 pps, both ways
-	if st.Sent != want || st.Recv != want || st.Misrouted != 0 || st.Garbage != 0 || st.Dup != 0 || st.SendErr != 0 {
-		t.Fatalf("sent %d recv %d (want %d each), misrouted %d garbage %d dup %d send errors %d",
-			st.Sent, st.Recv, want, st.Misrouted, st.Garbage, st.Dup, st.SendErr)
+	if st.Sent+st.Skipped != want || st.Recv != st.Sent || st.Misrouted != 0 || st.Garbage != 0 || st.Dup != 0 || st.SendErr != 0 {
+		t.Fatalf("sent %d + skipped %d (want %d), recv %d (want all sent), misrouted %d garbage %d dup %d send errors %d",
+			st.Sent, st.Skipped, want, st.Recv, st.Misrouted, st.Garbage, st.Dup, st.SendErr)
+	}
+	if st.Skipped > 0 {
+		t.Logf("the sender fell behind: %d packets skipped", st.Skipped)
 	}
 	if st.LatP50 <= 0 {
 		t.Fatalf("no latency measured: %+v", st)
