@@ -115,6 +115,9 @@ func TestForwardBatchGSO(t *testing.T) {
 			}
 		}
 		m1, d1 := GSOStats()
+		if c.gso && m1 == m0 && gsoOff.Load() {
+			t.Skip("SKIPPED LOUDLY: this kernel refuses UDP GSO; batches leave with sendmmsg (checked above)")
+		}
 		if gso := m1-m0 == 1 && d1-d0 == uint64(len(c.pkts)); gso != c.gso {
 			t.Fatalf("%s: %d GSO messages carrying %d datagrams", c.name, m1-m0, d1-d0)
 		}
