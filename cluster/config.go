@@ -79,6 +79,9 @@ type Config struct {
 	beforeApply func()
 	// groupMax overrides how many commands one log entry may carry (1: no grouping, benchmarks).
 	groupMax int
+	// groupGap overrides the group commit's pacing (batch.go): negative turns it off
+	// (benchmarks and tests compare).
+	groupGap time.Duration
 	// formats overrides the log formats this node says it applies (tests play an older node).
 	formats int
 	// afterForwardedApply, when set, runs on the leader after it applied a forwarded write and

@@ -245,7 +245,7 @@ func (n *Node) startRaft(ctx context.Context, joinAddrs []string) error {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
 	n.raft = r
-	n.group = newCommitter(r, func() time.Duration { return n.cfg.ApplyTimeout }, cmp.Or(cfg.groupMax, groupMax))
+	n.group = newCommitter(r, func() time.Duration { return n.cfg.ApplyTimeout }, cmp.Or(cfg.groupMax, groupMax), max(cmp.Or(cfg.groupGap, groupGap), 0))
 	n.group.modern = n.allFormats.Load
 	n.group.once = n.clusterOnce
 	n.goTracked(func() { n.group.run(n.ctx) })
