@@ -17,6 +17,25 @@ func (s *State) Room(name string) (Room, bool) {
 	return r, ok
 }
 
+// HasRoom reports whether a room of that name exists (no copy of it).
+func (s *State) HasRoom(name string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.rooms[name]
+	return ok
+}
+
+// RoomNames returns the names of every room, in no order.
+func (s *State) RoomNames() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.rooms))
+	for name := range s.rooms {
+		out = append(out, name)
+	}
+	return out
+}
+
 // sortedValues copies the values of the map get returns (read under the read lock) for which
 // keep holds (nil: all of them) and sorts the copy by order, outside the lock.
 func sortedValues[K comparable, V any](s *State, get func() map[K]V, keep func(V) bool, order func(a, b V) int) []V {

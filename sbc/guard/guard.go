@@ -50,8 +50,16 @@ type Guard struct {
 
 	roomLocks roomLocks
 
-	roomNames   atomic.Pointer[map[string]struct{}] // a lock-free copy of the room names
-	hosts       *siphost.Set                        // our domain, aliases and addresses
+	// Room names for Check, read without a lock on every request: roomNames is a copy of the
+	// state's, current while roomsBuilt == roomsChanged. A room change only bumps roomsChanged:
+	// rebuilding the copy on each would cost O(rooms) per change, O(rooms²) while a node writes
+	// its config's rooms or replays its log (4,000 rooms: 3.6 s of CPU before the node was
+	// ready). Until Run rebuilds it (within a second) lookups go to the state itself.
+	roomNames    atomic.Pointer[map[string]struct{}]
+	roomsChanged atomic.Uint64
+	roomsBuilt   atomic.Uint64
+
+	hosts       *siphost.Set // our domain, aliases and addresses
 	rate, burst float64
 	running     atomic.Bool
 	unobserve   func() // stops following the state (Close)
@@ -151,7 +159,7 @@ func (g *Guard) observe(c state.Command) {
 		g.lifted(c)
 		g.bansDirty.Store(true)
 	case state.CmdPutRoom, state.CmdDeleteRoom:
-		g.rebuildRooms()
+		g.roomsChanged.Add(1)
 	case state.CmdPutBinding:
 		g.bindingPut(c)
 	case state.CmdRestored:
@@ -162,17 +170,19 @@ func (g *Guard) observe(c state.Command) {
 	}
 }
 
-// rebuildRooms refreshes the lock-free set of room names (Check looks rooms up on every INVITE;
-// the state's RWMutex would be a point of contention across cores).
+// rebuildRooms refreshes the lock-free copy of the room names (Check looks rooms up on every
+// request; the state's RWMutex would be a point of contention across cores).
 func (g *Guard) rebuildRooms() {
 	g.listsMu.Lock()
 	defer g.listsMu.Unlock()
-	rooms := g.store.State().Rooms()
-	m := make(map[string]struct{}, len(rooms))
-	for _, r := range rooms {
-		m[r.Name] = struct{}{}
+	seen := g.roomsChanged.Load() // before reading: a change after it leaves the copy stale
+	names := g.store.State().RoomNames()
+	m := make(map[string]struct{}, len(names))
+	for _, name := range names {
+		m[name] = struct{}{}
 	}
 	g.roomNames.Store(&m)
+	g.roomsBuilt.Store(seen)
 }
 
 // rebuildLists compiles config and cluster lists into a new snapshot.
@@ -444,6 +454,9 @@ func writeFold(h *maphash.Hash, s string) {
 }
 
 func (g *Guard) isRoom(user string) bool {
+	if g.roomsBuilt.Load() != g.roomsChanged.Load() {
+		return g.store.State().HasRoom(user) // rooms changed since the copy was built
+	}
 	_, ok := (*g.roomNames.Load())[user]
 	return ok
 }

@@ -38,6 +38,9 @@ func (g *Guard) Run(ctx context.Context) error {
 			if bs := g.bans.Load(); g.bansDirty.Load() || (bs.next != 0 && now >= bs.next) {
 				g.refreshBans(now)
 			}
+			if g.roomsBuilt.Load() != g.roomsChanged.Load() {
+				g.rebuildRooms()
+			}
 		case <-prune.C:
 			g.prune(g.cfg.Now())
 		}
