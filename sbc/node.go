@@ -259,20 +259,55 @@ func (n *Node) openCluster(ctx context.Context) error {
 	return nil
 }
 
+// configRoomWriters is how many of the config's rooms are written at once: the writes share
+// log entries (group commit) instead of one commit each (4,000 rooms took 4 s one by one).
+const configRoomWriters = 64
+
 // applyConfigRooms writes the rooms declared in the config into the store when they differ.
 func (n *Node) applyConfigRooms(ctx context.Context) error {
 	st := n.store.State()
+	var todo []state.Room
 	for _, r := range n.cfg.Rooms {
 		want := r.StateRoom(n.cfg.SIP.Domain)
 		if have, ok := st.Room(want.Name); ok && sameRoom(have, want) {
 			continue
 		}
 		want.Updated = time.Now().UTC()
-		if err := n.store.Propose(ctx, state.PutRoom(want)); err != nil {
-			return fmt.Errorf("room %q from config: %w", want.Name, err)
+		todo = append(todo, want)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	next := make(chan state.Room)
+	errs := make(chan error, configRoomWriters)
+	var wg sync.WaitGroup
+	for range min(configRoomWriters, len(todo)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range next {
+				if err := n.store.Propose(ctx, state.PutRoom(r)); err != nil {
+					errs <- fmt.Errorf("room %q from config: %w", r.Name, err)
+					cancel() // the first error ends the others' writes (retried as a whole)
+					return
+				}
+			}
+		}()
+	}
+feed:
+	for _, r := range todo {
+		select {
+		case next <- r:
+		case <-ctx.Done():
+			break feed
 		}
 	}
-	return nil
+	close(next)
+	wg.Wait()
+	close(errs)
+	if err, ok := <-errs; ok {
+		return err
+	}
+	return ctx.Err()
 }
 
 func sameRoom(a, b state.Room) bool {
