@@ -99,7 +99,9 @@ func TestClusterRegisterRate(t *testing.T) {
 		t.Logf("REGISTER+digest/s: 3-node cluster %s %.0f", c, sippRegisterRate(t, n, count))
 		return
 	}
-	single := sippRegisterRate(t, startNode(t, registerRateConfig(t)), count)
+	one := startNode(t, registerRateConfig(t))
+	waitSteadyCluster(t, []*Node{one}) // a lone node too writes JSON entries until its first ping round
+	single := sippRegisterRate(t, one, count)
 	nodes := startCluster(t, registerRateConfig)
 	waitSteadyCluster(t, nodes)
 	leader := sippRegisterRate(t, nodes[0], count)
