@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"regexp"
 	"sync"
 	"time"
 
@@ -93,7 +94,7 @@ func NewMetrics() *Metrics {
 	}
 	m.reg.MustRegister(m.callAttempts, m.callOutcomes, m.registerResults, m.regFailures, m.proposeSeconds, m.apiRequests, m.authFailures,
 		m.callsAdopted, m.callsHanded,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		goCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 	return m
 }
@@ -336,4 +337,14 @@ func collectRaft(ch chan<- prometheus.Metric, r cluster.Stats) {
 	counter(ch, dRaftProposed, r.Proposed)
 	counter(ch, dRaftDropped, r.Dropped)
 	gauge(ch, dRaftQueued, float64(r.Queued))
+}
+
+// goCollector is the Go runtime's collector with, besides its defaults, the scheduler's
+// latency histogram (go_sched_latencies_seconds): how long goroutines waited for a CPU once
+// runnable. Every SIP message is handled on its own goroutine, so this is the time requests
+// queue inside the node when it is short of CPU; its p99 nearing SIP's T1 (500 ms) means
+// clients are about to retransmit into a node already behind.
+func goCollector() prometheus.Collector {
+	return collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/sched/latencies:seconds$`)}))
 }

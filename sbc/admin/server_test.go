@@ -281,6 +281,7 @@ func TestMetrics(t *testing.T) {
 		`portcullis_media_fastpath{mode="userspace"} 0`,
 		`portcullis_admin_requests_total{code="200",route="GET /api/v1/rooms"} 1`,
 		`go_goroutines`,
+		`go_sched_latencies_seconds_bucket{le=`,
 		`process_open_fds`,
 	} {
 		if !strings.Contains(body, want) {
@@ -524,7 +525,7 @@ func TestGrafanaDashboardMetrics(t *testing.T) {
 			t.Errorf("dashboard queries %s, which /metrics does not serve", name)
 		}
 	}
-	for _, p := range []string{"go_goroutines", "process_cpu_seconds_total", "process_resident_memory_bytes"} {
+	for _, p := range []string{"go_goroutines", "go_sched_latencies_seconds_bucket", "process_cpu_seconds_total", "process_resident_memory_bytes"} {
 		if !served[p] {
 			t.Errorf("runtime series %s missing", p)
 		}
