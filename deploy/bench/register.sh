@@ -6,6 +6,11 @@
 #   go build -o /tmp/portcullis ./cmd/portcullis
 #   /tmp/portcullis serve --config deploy/bench/portcullis-register.yaml &
 #   deploy/bench/register.sh 127.0.0.1:5060 3000 30000 4000 6000
+# SIPp gets 4 MiB socket buffers (-buff_size; the kernel caps it at net.core.rmem_max): with its
+# default 64 KiB, SIPp (one thread, on the same cores as the node) fell behind reading the
+# node's answers above ~5,000/s, the kernel dropped them (UdpRcvbufErrors matched its
+# retransmissions one for one) and its retransmissions collapsed the run. Check the cap:
+#   sysctl net.core.rmem_max   # >= 4194304, else: sysctl -w net.core.rmem_max=4194304
 set -u
 target=$1 count=$3
 rates=("$2" "${@:4}")
@@ -17,7 +22,7 @@ for rate in "${rates[@]}"; do
 	rm -f stat.csv
 	timeout $((count / rate + 60)) sipp "$target" -sf "$here/register.xml" -inf "$here/rooms.csv" -i 127.0.0.1 -p 0 \
 		-r "$rate" -m "$count" -l 20000 -nostdin -timeout $((count / rate + 40)) -timeout_error \
-		-trace_stat -stf stat.csv -fd 3600 -max_socket 60000 >/dev/null 2>&1
+		-trace_stat -stf stat.csv -fd 3600 -max_socket 60000 -buff_size 4194304 >/dev/null 2>&1
 	python3 - "$rate" <<'PY'
 import csv, sys
 rows = list(csv.reader(open("stat.csv"), delimiter=";"))
