@@ -55,6 +55,7 @@ func sippRegisterRate(t *testing.T, n *Node, count int) float64 {
 	// startSIPp resolves scenarios under testdata/sipp
 	s := startSIPp(t, n.addr(t, "udp"), "-sf", "../../../deploy/bench/register.xml", "-inf", inf,
 		"-i", "127.0.0.1", "-p", strconv.Itoa(testpeer.FreeUDPPort(t)), "-r", "100000", "-l", "200",
+		"-buff_size", "4194304", // SIPp's 64 KiB default overflows when it falls behind (register.sh)
 		"-m", strconv.Itoa(count), "-timeout", "50s", "-timeout_error")
 	s.wait(t)
 	took := time.Since(start)
